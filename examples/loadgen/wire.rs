@@ -1,0 +1,131 @@
+//! Message bodies, markers and JWT minting.
+
+/// Every benchmark message body starts with `B|<runid>|`, then `round|seq|sent_ns|`.
+pub fn marker_prefix(run_id: u32) -> String {
+    format!("B|{run_id:08x}|")
+}
+
+pub fn body(run_id: u32, round: usize, seq: usize, sent_ns: u64, pad: &str) -> String {
+    format!("B|{run_id:08x}|{round}|{seq}|{sent_ns}|{pad}")
+}
+
+pub struct Marker {
+    pub round: usize,
+    pub seq: usize,
+    pub sent_ns: u64,
+}
+
+/// Parse `round|seq|sent_ns|` (the bytes right after the run-id prefix).
+pub fn parse_marker(b: &[u8]) -> Option<Marker> {
+    let mut it = b.split(|&c| c == b'|');
+    let round = num(it.next()?)? as usize;
+    let seq = num(it.next()?)? as usize;
+    let sent_ns = num(it.next()?)?;
+    it.next()?; // the closing '|' must be there
+    Some(Marker { round, seq, sent_ns })
+}
+
+fn num(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    Some(v)
+}
+
+/// Position of `needle` in `hay` (first byte scan, then compare). Frames are small and the
+/// marker sits near the start of `content`, so this is as fast as a SIMD finder here.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    if hay.len() < needle.len() {
+        return None;
+    }
+    let last_start = hay.len() - needle.len();
+    let mut i = 0;
+    while i <= last_start {
+        match hay[i..=last_start].iter().position(|&c| c == first) {
+            None => return None,
+            Some(p) => {
+                let s = i + p;
+                if &hay[s + 1..s + needle.len()] == rest {
+                    return Some(s);
+                }
+                i = s + 1;
+            }
+        }
+    }
+    None
+}
+
+/// A frame whose top-level "type" is "history" (its replayed messages must not count).
+/// We look at the first 48 bytes only: `{"type":"history"` / `{"type": "history"`.
+pub fn is_history(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(48)];
+    find(head, b"\"history\"").is_some()
+}
+
+pub fn random_u32() -> u32 {
+    rand::random::<u32>()
+}
+
+/// HS256 JWT with claims {sub, username, exp: now + 1 h}.
+pub fn mint_jwt(secret: &str, user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 3600;
+    let claims = serde_json::json!({ "sub": user, "username": user, "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 encoding cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_roundtrip() {
+        let b = body(0xdeadbeef, 2, 17, 123456789, "xx");
+        let p = marker_prefix(0xdeadbeef);
+        assert!(b.starts_with(&p));
+        let m = parse_marker(&b.as_bytes()[p.len()..]).unwrap();
+        assert_eq!((m.round, m.seq, m.sent_ns), (2, 17, 123456789));
+    }
+
+    #[test]
+    fn finder() {
+        assert_eq!(find(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find(b"ab", b"abc"), None);
+        assert_eq!(find(b"xxB|1|", b"B|1|"), Some(2));
+        assert_eq!(find(b"B|1", b"B|1|"), None);
+    }
+
+    #[test]
+    fn history_detection() {
+        assert!(is_history(br#"{"type": "history", "messages": []}"#));
+        assert!(is_history(br#"{"type":"history","messages":[]}"#));
+        assert!(!is_history(br#"{"type":"message","user":"u","content":"B|"}"#));
+    }
+
+    #[test]
+    fn jwt_roundtrip() {
+        let t = mint_jwt("secret", "alice");
+        assert_eq!(t.split('.').count(), 3);
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_required_spec_claims(&["exp"]);
+        let d = jsonwebtoken::decode::<serde_json::Value>(&t, &jsonwebtoken::DecodingKey::from_secret(b"secret"), &v).unwrap();
+        assert_eq!(d.claims["sub"], "alice");
+        assert_eq!(d.claims["username"], "alice");
+    }
+}

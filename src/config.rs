@@ -1,0 +1,128 @@
+//! Hub configuration: limits, history bounds and the slow-consumer policy.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// What happens when a connection's outbound queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumer {
+    /// Close the connection with a reason; what it already queued can still
+    /// be drained, and its client recovers the rest from history by offset.
+    Disconnect,
+    /// Drop the oldest queued message to make room for the new one.
+    DropOldest,
+    /// Drop the new message; the queue keeps what it has.
+    DropNewest,
+}
+
+/// Hub settings. Every field has a default suited to a chat server; a JSON
+/// config names only what it changes, and an unknown key is an error.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Most messages kept in one group's history (0 = no count bound).
+    pub history_max_messages: usize,
+    /// Most payload bytes kept in one group's history (0 = no byte bound).
+    pub history_max_bytes: usize,
+    /// Age after which a history entry is evicted (0 = no age bound).
+    pub history_ttl_seconds: u64,
+    /// Most messages waiting in one connection's outbound queue.
+    pub queue_max_messages: usize,
+    /// Most payload bytes waiting in one connection's outbound queue.
+    pub queue_max_bytes: usize,
+    /// What a full outbound queue does.
+    pub slow_consumer: SlowConsumer,
+    /// Largest payload accepted by a send.
+    pub max_payload_bytes: usize,
+    /// Longest group name accepted, in bytes.
+    pub max_group_name_bytes: usize,
+    /// Longest user id accepted, in bytes.
+    pub max_user_bytes: usize,
+}
+
+/// 1 MiB, the unit most defaults are counted in.
+const MIB: usize = 1 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            history_max_messages: 0,
+            history_max_bytes: MIB,
+            history_ttl_seconds: 0,
+            queue_max_messages: 10_000,
+            queue_max_bytes: MIB,
+            slow_consumer: SlowConsumer::Disconnect,
+            max_payload_bytes: MIB,
+            max_group_name_bytes: 256,
+            max_user_bytes: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a JSON object of settings; an empty string or `{}` gives the
+    /// defaults. Unknown keys and values of the wrong type are refused.
+    pub fn from_json(text: &str) -> Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that would make the hub unusable.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("queue_max_messages", self.queue_max_messages),
+            ("queue_max_bytes", self.queue_max_bytes),
+            ("max_payload_bytes", self.max_payload_bytes),
+            ("max_group_name_bytes", self.max_group_name_bytes),
+            ("max_user_bytes", self.max_user_bytes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "config: {name} must be greater than 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_braces_give_defaults() {
+        assert_eq!(Config::from_json("").unwrap(), Config::default());
+        assert_eq!(Config::from_json("{}").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = Config::from_json(r#"{"history_max_mesages": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_zero_limits_are_refused() {
+        assert!(Config::from_json(r#"{"queue_max_bytes": "big"}"#).is_err());
+        assert!(Config::from_json(r#"{"queue_max_bytes": 0}"#).is_err());
+        assert!(Config::from_json(r#"{"slow_consumer": "explode"}"#).is_err());
+        assert!(Config::from_json("[1]").is_err());
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let c = Config::from_json(r#"{"history_max_messages": 5, "slow_consumer": "drop_oldest"}"#)
+            .unwrap();
+        assert_eq!(c.history_max_messages, 5);
+        assert_eq!(c.slow_consumer, SlowConsumer::DropOldest);
+    }
+}

@@ -1,0 +1,963 @@
+//! The hub: connections, groups, users and the operations over them.
+//!
+//! Maps are sharded behind `RwLock`s so that sends to different groups never
+//! share a lock; a send takes one shard read lock to find its group, then
+//! that group's lock to append to history and push to every member.
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::cmp::Reverse;
+use std::hash::{BuildHasher, Hash};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use serde::Serialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::conn::{ConnId, ConnState, Limits, Push, RecvBatch};
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::history::{Bounds, HistoryPage, HistoryQuery};
+use crate::message::{Kind, Message};
+use crate::ready::Ready;
+use crate::stats::{Counters, Stats};
+
+const CONN_SHARDS: usize = 16;
+const GROUP_SHARDS: usize = 64;
+const USER_SHARDS: usize = 16;
+
+/// What a send did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SendReport {
+    /// Receivers whose queue took the message.
+    pub delivered: u64,
+    /// Messages refused or evicted by full queues (the new one under
+    /// `drop_newest` and `disconnect`, old ones under `drop_oldest`).
+    pub dropped: u64,
+    /// Receivers closed by this send for being too slow.
+    pub disconnected: u64,
+    /// The message's history offset, 0 when it was not saved.
+    pub offset: u64,
+}
+
+/// One group as the listing shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// Member connection ids, ascending.
+    pub connections: Vec<ConnId>,
+    /// Distinct users among the members, sorted (a user with several
+    /// connections is listed once).
+    pub users: Vec<String>,
+}
+
+/// The hub. Cheap to clone (a shared handle); every method may be called
+/// from any thread.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("config", &self.inner.config).finish()
+    }
+}
+
+struct HubInner {
+    config: Config,
+    limits: Limits,
+    bounds: Bounds,
+    clock: Arc<dyn Clock>,
+    /// Ids are handed out once: a stale id never names a newer connection.
+    next_id: AtomicU64,
+    conns: [RwLock<FxHashMap<ConnId, Arc<ConnState>>>; CONN_SHARDS],
+    groups: [RwLock<FxHashMap<Arc<str>, Arc<Group>>>; GROUP_SHARDS],
+    users: [Mutex<FxHashMap<Arc<str>, Vec<Arc<ConnState>>>>; USER_SHARDS],
+    ready: Ready,
+    counters: Counters,
+    reaper: Arc<Reaper>,
+}
+
+/// Closes connections whose TTL ran out, on a thread started with the first
+/// connection that has one.
+#[derive(Default)]
+struct Reaper {
+    state: Mutex<ReaperState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct ReaperState {
+    deadlines: BinaryHeap<Reverse<(u64, ConnId)>>,
+    started: bool,
+    shutdown: bool,
+}
+
+impl Drop for HubInner {
+    fn drop(&mut self) {
+        self.reaper.state.lock().shutdown = true;
+        self.reaper.cond.notify_all();
+    }
+}
+
+fn shard<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
+    (FxBuildHasher.hash_one(key) as usize) % n
+}
+
+impl Hub {
+    /// A hub with `config` and the system clock.
+    pub fn new(config: Config) -> Result<Hub> {
+        Hub::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A hub configured from a JSON object (see [`Config::from_json`]).
+    pub fn from_json(config: &str) -> Result<Hub> {
+        Hub::new(Config::from_json(config)?)
+    }
+
+    /// A hub that reads time from `clock` (tests inject a [`crate::ManualClock`]).
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Hub> {
+        config.validate()?;
+        let limits = Limits {
+            max_messages: config.queue_max_messages,
+            max_bytes: config.queue_max_bytes,
+            policy: config.slow_consumer,
+        };
+        let bounds = Bounds {
+            max_messages: config.history_max_messages,
+            max_bytes: config.history_max_bytes,
+            ttl_ms: config.history_ttl_seconds.saturating_mul(1000),
+        };
+        Ok(Hub {
+            inner: Arc::new(HubInner {
+                config,
+                limits,
+                bounds,
+                clock,
+                next_id: AtomicU64::new(1),
+                conns: std::array::from_fn(|_| RwLock::default()),
+                groups: std::array::from_fn(|_| RwLock::default()),
+                users: std::array::from_fn(|_| Mutex::default()),
+                ready: Ready::default(),
+                counters: Counters::default(),
+                reaper: Arc::default(),
+            }),
+        })
+    }
+
+    /// The settings this hub runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    // ----- connections -------------------------------------------------
+
+    /// Opens a connection, optionally carrying a user id (for presence and
+    /// user sends) and a time to live after which the hub closes it.
+    pub fn open(&self, user: Option<&str>, ttl: Option<Duration>) -> Result<Connection> {
+        let user: Option<Arc<str>> = match user {
+            Some(u) => {
+                self.check_name("user id", u, self.inner.config.max_user_bytes)?;
+                Some(u.into())
+            }
+            None => None,
+        };
+        let ttl_ms = ttl.map(|t| t.as_millis().min(u64::MAX as u128) as u64);
+        let expires_at_ms = ttl_ms.map(|t| self.now_ms().saturating_add(t));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState::new(
+            id,
+            user.clone(),
+            expires_at_ms,
+            self.inner.limits,
+        ));
+        self.inner.conns[shard(&id, CONN_SHARDS)]
+            .write()
+            .insert(id, state.clone());
+        if let Some(user) = user {
+            self.inner.users[shard(&*user, USER_SHARDS)]
+                .lock()
+                .entry(user)
+                .or_default()
+                .push(state.clone());
+        }
+        if let Some(at) = expires_at_ms {
+            self.schedule_expiry(id, at);
+        }
+        Ok(Connection {
+            hub: self.clone(),
+            state,
+        })
+    }
+
+    /// A handle on an open connection.
+    pub fn connection(&self, id: ConnId) -> Result<Connection> {
+        Ok(Connection {
+            hub: self.clone(),
+            state: self.conn(id)?,
+        })
+    }
+
+    fn conn(&self, id: ConnId) -> Result<Arc<ConnState>> {
+        self.inner.conns[shard(&id, CONN_SHARDS)]
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NoSuchConnection(id))
+    }
+
+    /// Closes a connection and releases its id: it leaves every group, its
+    /// queue is dropped, and the id is never valid again.
+    pub fn close(&self, id: ConnId) -> Result<()> {
+        let state = self.inner.conns[shard(&id, CONN_SHARDS)]
+            .write()
+            .remove(&id)
+            .ok_or(Error::NoSuchConnection(id))?;
+        state.close("closed by the host");
+        self.detach(&state);
+        self.forget_user(&state);
+        let mut sink = Vec::new();
+        let _ = state.try_recv_batch(&mut sink, usize::MAX);
+        Ok(())
+    }
+
+    /// Closes a connection on the hub's side with `reason`: it leaves every
+    /// group; its receiver drains what was queued, then sees it closed. The
+    /// id stays valid until [`Hub::close`].
+    pub fn disconnect(&self, id: ConnId, reason: &str) -> Result<()> {
+        let state = self.conn(id)?;
+        if state.close(reason) {
+            self.inner.ready.notify(&state);
+        }
+        self.detach(&state);
+        Ok(())
+    }
+
+    /// Removes a connection from every group it is in.
+    fn detach(&self, conn: &Arc<ConnState>) {
+        let names: Vec<Arc<str>> = conn.groups.lock().drain().collect();
+        for name in names {
+            self.leave_group(conn.id, &name);
+        }
+    }
+
+    fn forget_user(&self, conn: &ConnState) {
+        let Some(user) = &conn.user else { return };
+        let mut users = self.inner.users[shard(&**user, USER_SHARDS)].lock();
+        if let Some(list) = users.get_mut(user) {
+            list.retain(|c| c.id != conn.id);
+            if list.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    fn leave_group(&self, id: ConnId, name: &str) -> bool {
+        let Some(group) = self.group(name) else {
+            return false;
+        };
+        let (left, disposable) = {
+            let mut st = group.state.lock();
+            let left = st.leave(id);
+            (left, st.is_disposable())
+        };
+        if disposable {
+            self.drop_group_if_disposable(name);
+        }
+        left
+    }
+
+    fn drop_group_if_disposable(&self, name: &str) {
+        let mut shard = self.inner.groups[shard(name, GROUP_SHARDS)].write();
+        if let Some(group) = shard.get(name) {
+            let mut st = group.state.lock();
+            if st.is_disposable() {
+                st.dead = true;
+                drop(st);
+                shard.remove(name);
+            }
+        }
+    }
+
+    fn schedule_expiry(&self, id: ConnId, at_ms: u64) {
+        let reaper = &self.inner.reaper;
+        let mut st = reaper.state.lock();
+        st.deadlines.push(Reverse((at_ms, id)));
+        if !st.started {
+            st.started = true;
+            let weak = Arc::downgrade(&self.inner);
+            let reaper = reaper.clone();
+            let spawned = std::thread::Builder::new()
+                .name("channelbox-ttl".into())
+                .spawn(move || reap(weak, reaper));
+            if spawned.is_err() {
+                // Expiry still happens on explicit sweeps.
+                st.started = false;
+            }
+        }
+        drop(st);
+        reaper.cond.notify_all();
+    }
+
+    /// Closes every connection whose TTL has run out; returns how many.
+    /// A background thread calls this on time; tests with a manual clock call
+    /// it themselves.
+    pub fn sweep_expired(&self) -> usize {
+        let now = self.now_ms();
+        let mut due = Vec::new();
+        {
+            let mut st = self.inner.reaper.state.lock();
+            while let Some(Reverse((at, id))) = st.deadlines.peek().copied() {
+                if at > now {
+                    break;
+                }
+                st.deadlines.pop();
+                due.push(id);
+            }
+        }
+        let mut closed = 0;
+        for id in due {
+            if let Ok(state) = self.conn(id) {
+                if state.close("connection expired (ttl)") {
+                    self.inner.ready.notify(&state);
+                    self.detach(&state);
+                    closed += 1;
+                }
+            }
+        }
+        Counters::add(&self.inner.counters.expired_connections, closed as u64);
+        closed
+    }
+
+    // ----- groups ------------------------------------------------------
+
+    fn check_name(&self, what: &str, name: &str, max: usize) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(format!("{what} is empty")));
+        }
+        if name.len() > max {
+            return Err(Error::TooLarge(format!(
+                "{what} is {} bytes, the limit is {max}",
+                name.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_group(&self, name: &str) -> Result<()> {
+        self.check_name("group name", name, self.inner.config.max_group_name_bytes)
+    }
+
+    fn check_payload(&self, kind: Kind, data: &[u8]) -> Result<()> {
+        let max = self.inner.config.max_payload_bytes;
+        if data.len() > max {
+            return Err(Error::TooLarge(format!(
+                "payload is {} bytes, the limit is {max}",
+                data.len()
+            )));
+        }
+        kind.validate(data)
+    }
+
+    fn group(&self, name: &str) -> Option<Arc<Group>> {
+        self.inner.groups[shard(name, GROUP_SHARDS)]
+            .read()
+            .get(name)
+            .cloned()
+    }
+
+    fn group_or_create(&self, name: &str) -> Arc<Group> {
+        if let Some(g) = self.group(name) {
+            return g;
+        }
+        let mut shard = self.inner.groups[shard(name, GROUP_SHARDS)].write();
+        shard
+            .entry(name.into())
+            .or_insert_with_key(|k| Arc::new(Group::new(k.clone())))
+            .clone()
+    }
+
+    /// Adds a connection to a group (created on first use). Idempotent.
+    pub fn group_add(&self, id: ConnId, group: &str) -> Result<()> {
+        self.check_group(group)?;
+        let conn = self.conn(id)?;
+        let mut groups = conn.groups.lock();
+        if conn.is_closed() {
+            return Err(Error::Closed(
+                conn.close_reason().map(|r| r.to_string()).unwrap_or_default(),
+            ));
+        }
+        loop {
+            let g = self.group_or_create(group);
+            let mut st = g.state.lock();
+            if st.dead {
+                continue;
+            }
+            st.join(&conn);
+            drop(st);
+            if !groups.contains(group) {
+                groups.insert(g.name.clone());
+            }
+            return Ok(());
+        }
+    }
+
+    /// Removes a connection from a group. Removing a non-member is not an
+    /// error (nothing changes).
+    pub fn group_remove(&self, id: ConnId, group: &str) -> Result<()> {
+        self.check_group(group)?;
+        let conn = self.conn(id)?;
+        let mut groups = conn.groups.lock();
+        groups.remove(group);
+        self.leave_group(id, group);
+        Ok(())
+    }
+
+    /// Sends a payload to every member of a group, optionally saving it to
+    /// the group's history. The payload is checked against its kind first:
+    /// a refused payload is neither delivered nor saved.
+    pub fn group_send(
+        &self,
+        group: &str,
+        kind: Kind,
+        data: impl Into<Bytes>,
+        save_history: bool,
+    ) -> Result<SendReport> {
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        self.send_inner(group, kind, save_history, |_| Ok(data))
+    }
+
+    /// Like [`Hub::group_send`], but builds the payload once the history
+    /// offset is known, under the group's lock: a server can put the offset
+    /// (its message id) inside the frame it sends. `build` gets 0 when
+    /// `save_history` is false.
+    pub fn group_send_with<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        self.send_inner(group, kind, save_history, |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        })
+    }
+
+    fn send_inner<F>(&self, group: &str, kind: Kind, save: bool, build: F) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        self.check_group(group)?;
+        let now = self.now_ms();
+        let mut build = Some(build);
+        loop {
+            let g = if save {
+                self.group_or_create(group)
+            } else {
+                match self.group(group) {
+                    Some(g) => g,
+                    None => {
+                        // Nobody to deliver to and nothing to save; still
+                        // check the payload so bad input is always refused.
+                        let build = build.take().expect("built once");
+                        build(0)?;
+                        Counters::add(&self.inner.counters.group_sends, 1);
+                        return Ok(SendReport::default());
+                    }
+                }
+            };
+            let mut st = g.state.lock();
+            if st.dead {
+                continue;
+            }
+            let offset = if save { st.history.next_offset() } else { 0 };
+            let build = build.take().expect("built once");
+            let data = build(offset)?;
+            let message = Message::new(kind, data, Some(g.name.clone()), offset, now);
+            if save {
+                st.history.push(message.clone(), self.inner.bounds, now);
+            }
+            let mut report = SendReport {
+                offset,
+                ..SendReport::default()
+            };
+            let mut slow = Vec::new();
+            for member in &st.members {
+                self.deliver(member, &message, &mut report, &mut slow);
+            }
+            drop(st);
+            self.finish_send(&report, slow, &self.inner.counters.group_sends);
+            return Ok(report);
+        }
+    }
+
+    #[inline]
+    fn deliver(
+        &self,
+        conn: &Arc<ConnState>,
+        message: &Message,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        match conn.push(message) {
+            Push::Queued {
+                wake,
+                dropped_oldest,
+            } => {
+                report.delivered += 1;
+                report.dropped += dropped_oldest;
+                if wake {
+                    self.inner.ready.notify(conn);
+                }
+            }
+            Push::Dropped => report.dropped += 1,
+            Push::Disconnected => {
+                report.dropped += 1;
+                report.disconnected += 1;
+                self.inner.ready.notify(conn);
+                slow.push(conn.clone());
+            }
+            Push::Closed => {}
+        }
+    }
+
+    fn finish_send(&self, report: &SendReport, slow: Vec<Arc<ConnState>>, kind: &AtomicU64) {
+        let c = &self.inner.counters;
+        Counters::add(kind, 1);
+        Counters::add(&c.deliveries, report.delivered);
+        Counters::add(&c.dropped, report.dropped);
+        Counters::add(&c.slow_consumer_disconnects, report.disconnected);
+        for conn in slow {
+            self.detach(&conn);
+        }
+    }
+
+    /// Sends to every connection of a user, wherever they are. Not saved.
+    pub fn user_send(&self, user: &str, kind: Kind, data: impl Into<Bytes>) -> Result<SendReport> {
+        self.check_name("user id", user, self.inner.config.max_user_bytes)?;
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        let conns: Vec<Arc<ConnState>> = self.inner.users[shard(user, USER_SHARDS)]
+            .lock()
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        let message = Message::new(kind, data, None, 0, self.now_ms());
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        for conn in &conns {
+            self.deliver(conn, &message, &mut report, &mut slow);
+        }
+        self.finish_send(&report, slow, &self.inner.counters.direct_sends);
+        Ok(report)
+    }
+
+    /// Sends to one connection. Not saved.
+    pub fn conn_send(&self, id: ConnId, kind: Kind, data: impl Into<Bytes>) -> Result<SendReport> {
+        let conn = self.conn(id)?;
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        let message = Message::new(kind, data, None, 0, self.now_ms());
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        self.deliver(&conn, &message, &mut report, &mut slow);
+        if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
+            return Err(Error::Closed(
+                conn.close_reason().map(|r| r.to_string()).unwrap_or_default(),
+            ));
+        }
+        self.finish_send(&report, slow, &self.inner.counters.direct_sends);
+        Ok(report)
+    }
+
+    // ----- receiving (by id; a Connection handle skips the lookup) ------
+
+    /// Waits up to `timeout` (None = forever) for one message.
+    /// `Err(Empty)` on timeout, `Err(Closed)` once closed and drained.
+    pub fn recv(&self, id: ConnId, timeout: Option<Duration>) -> Result<Message> {
+        self.connection(id)?.recv(timeout)
+    }
+
+    /// Moves up to `max` pending messages into `out` without waiting.
+    /// `Ok(0)` when none is pending, `Err(Closed)` once closed and drained.
+    pub fn try_recv_batch(&self, id: ConnId, out: &mut Vec<Message>, max: usize) -> Result<usize> {
+        self.conn(id)?.try_recv_batch(out, max)
+    }
+
+    // ----- readiness ---------------------------------------------------
+
+    /// The hub's readiness fd (an eventfd): readable while some connection
+    /// has messages pending or was closed. Created on first call.
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.inner.ready.fd()
+    }
+
+    /// Takes the ids of connections that became ready since the last call.
+    /// Only connections that went from empty to non-empty (or closed) after
+    /// [`Hub::ready_fd`] was first called are listed; drain each one until
+    /// it is empty.
+    pub fn take_ready(&self, out: &mut [ConnId]) -> usize {
+        self.inner.ready.take(out)
+    }
+
+    // ----- introspection -----------------------------------------------
+
+    /// Every group with at least one member: its connections and users.
+    pub fn groups(&self) -> BTreeMap<String, GroupInfo> {
+        let mut out = BTreeMap::new();
+        for shard in &self.inner.groups {
+            for (name, group) in shard.read().iter() {
+                let st = group.state.lock();
+                if st.members.is_empty() {
+                    continue;
+                }
+                let mut connections: Vec<ConnId> = st.members.iter().map(|c| c.id).collect();
+                connections.sort_unstable();
+                out.insert(
+                    name.to_string(),
+                    GroupInfo {
+                        connections,
+                        users: st.presence.users(),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// The distinct users in a group (empty when it has no members).
+    pub fn presence(&self, group: &str) -> Vec<String> {
+        self.group(group)
+            .map(|g| g.state.lock().presence.users())
+            .unwrap_or_default()
+    }
+
+    /// True when `user` has a connection in `group`.
+    pub fn is_present(&self, group: &str, user: &str) -> bool {
+        self.group(group)
+            .is_some_and(|g| g.state.lock().presence.contains(user))
+    }
+
+    /// How many open connections carry `user`.
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.inner.users[shard(user, USER_SHARDS)]
+            .lock()
+            .get(user)
+            .map_or(0, Vec::len)
+    }
+
+    /// Distinct users with at least one open connection, sorted.
+    pub fn users(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .inner
+            .users
+            .iter()
+            .flat_map(|s| s.lock().keys().map(|u| u.to_string()).collect::<Vec<_>>())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Reads part of one group's history (see [`HistoryQuery`]). A group
+    /// that never saved anything reads as empty.
+    pub fn history(&self, group: &str, query: HistoryQuery) -> Result<HistoryPage> {
+        self.check_group(group)?;
+        let Some(g) = self.group(group) else {
+            return Ok(HistoryPage {
+                group: group.to_owned(),
+                epoch: 0,
+                first_offset: 0,
+                last_offset: 0,
+                messages: Vec::new(),
+            });
+        };
+        let mut st = g.state.lock();
+        st.history.evict(self.inner.bounds, self.now_ms());
+        Ok(st.history.read(group, query))
+    }
+
+    /// Every group's history that holds at least one message, by name.
+    pub fn history_all(&self, query: HistoryQuery) -> BTreeMap<String, HistoryPage> {
+        let now = self.now_ms();
+        let mut out = BTreeMap::new();
+        for group in self.all_groups() {
+            let mut st = group.state.lock();
+            st.history.evict(self.inner.bounds, now);
+            if st.history.len() > 0 {
+                out.insert(group.name.to_string(), st.history.read(&group.name, query));
+            }
+        }
+        out
+    }
+
+    /// The history entry saved at `offset`, if still kept.
+    pub fn history_get(&self, group: &str, offset: u64) -> Result<Message> {
+        self.check_group(group)?;
+        self.group(group)
+            .and_then(|g| g.state.lock().history.get(offset).cloned())
+            .ok_or_else(|| Error::NoSuchMessage {
+                group: group.to_owned(),
+                offset,
+            })
+    }
+
+    /// Replaces the history entry at `offset` in place (an edit, a
+    /// tombstone, a reaction count). It keeps its offset and timestamp;
+    /// nothing is delivered. Returns the new entry.
+    pub fn history_replace(
+        &self,
+        group: &str,
+        offset: u64,
+        kind: Kind,
+        data: impl Into<Bytes>,
+    ) -> Result<Message> {
+        self.check_group(group)?;
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        let missing = || Error::NoSuchMessage {
+            group: group.to_owned(),
+            offset,
+        };
+        let g = self.group(group).ok_or_else(missing)?;
+        let mut st = g.state.lock();
+        let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
+        let message = Message::new(kind, data, Some(g.name.clone()), offset, ts);
+        st.history.replace(offset, message.clone());
+        Ok(message)
+    }
+
+    /// Forgets one group's history (or every group's) and gives it a new
+    /// epoch. Offsets keep counting up.
+    pub fn history_flush(&self, group: Option<&str>) -> Result<()> {
+        let groups = match group {
+            Some(name) => {
+                self.check_group(name)?;
+                self.group(name).into_iter().collect()
+            }
+            None => self.all_groups(),
+        };
+        for g in groups {
+            g.state.lock().history.flush();
+        }
+        Ok(())
+    }
+
+    /// Empties every group (connections stay open), as Nexios'
+    /// `flush_groups` does. History is kept.
+    pub fn groups_flush(&self) {
+        for conn in self.all_conns() {
+            self.detach(&conn);
+        }
+    }
+
+    /// Closes every connection on the hub's side (receivers drain, then see
+    /// it closed) and empties every group.
+    pub fn close_all(&self) {
+        for conn in self.all_conns() {
+            if conn.close("hub closed all connections") {
+                self.inner.ready.notify(&conn);
+            }
+            self.detach(&conn);
+        }
+    }
+
+    fn all_conns(&self) -> Vec<Arc<ConnState>> {
+        self.inner
+            .conns
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn all_groups(&self) -> Vec<Arc<Group>> {
+        self.inner
+            .groups
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// A snapshot of counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let mut s = Stats {
+            group_sends: Counters::get(&c.group_sends),
+            direct_sends: Counters::get(&c.direct_sends),
+            deliveries: Counters::get(&c.deliveries),
+            dropped: Counters::get(&c.dropped),
+            slow_consumer_disconnects: Counters::get(&c.slow_consumer_disconnects),
+            expired_connections: Counters::get(&c.expired_connections),
+            ..Stats::default()
+        };
+        for conn in self.all_conns() {
+            s.connections += 1;
+            let (m, b) = conn.pending();
+            s.queued_messages += m as u64;
+            s.queued_bytes += b as u64;
+        }
+        s.users = self.inner.users.iter().map(|u| u.lock().len() as u64).sum();
+        for g in self.all_groups() {
+            let st = g.state.lock();
+            if !st.members.is_empty() {
+                s.groups += 1;
+            }
+            s.history_messages += st.history.len() as u64;
+            s.history_bytes += st.history.bytes() as u64;
+        }
+        s
+    }
+}
+
+fn reap(hub: Weak<HubInner>, reaper: Arc<Reaper>) {
+    let mut st = reaper.state.lock();
+    loop {
+        if st.shutdown {
+            return;
+        }
+        let next = st.deadlines.peek().map(|Reverse((at, _))| *at);
+        match next {
+            None => {
+                reaper.cond.wait(&mut st);
+            }
+            Some(at) => {
+                let Some(inner) = hub.upgrade() else { return };
+                let now = inner.clock.now_ms();
+                if at > now {
+                    drop(inner);
+                    // Capped so a manual clock moved by a test is noticed.
+                    let wait = Duration::from_millis((at - now).min(1000));
+                    reaper.cond.wait_for(&mut st, wait);
+                } else {
+                    drop(st);
+                    Hub { inner }.sweep_expired();
+                    st = reaper.state.lock();
+                }
+            }
+        }
+    }
+}
+
+/// A handle on one open connection: receive without a map lookup, and wait
+/// on it synchronously or asynchronously.
+#[derive(Clone)]
+pub struct Connection {
+    hub: Hub,
+    state: Arc<ConnState>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.state.id)
+            .field("user", &self.state.user)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Its id, for the hub's by-id methods and the C API.
+    pub fn id(&self) -> ConnId {
+        self.state.id
+    }
+
+    /// The user it carries, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.state.user.as_deref()
+    }
+
+    /// When its TTL runs out, in ms since the Unix epoch (None: never).
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.state.expires_at_ms
+    }
+
+    /// The hub it belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Waits up to `timeout` (None = forever) for one message.
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
+        let mut out = Vec::with_capacity(1);
+        self.state.recv_batch_timeout(&mut out, 1, timeout)?;
+        out.pop().ok_or(Error::Empty)
+    }
+
+    /// Waits up to `timeout` for at least one message, then moves up to
+    /// `max` into `out`.
+    pub fn recv_batch(
+        &self,
+        out: &mut Vec<Message>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.state.recv_batch_timeout(out, max, timeout)
+    }
+
+    /// Moves up to `max` pending messages into `out` without waiting.
+    pub fn try_recv_batch(&self, out: &mut Vec<Message>, max: usize) -> Result<usize> {
+        self.state.try_recv_batch(out, max)
+    }
+
+    /// Resolves when at least one message is pending (moving up to `max`
+    /// into `out`) or the connection is closed and drained. Waker-based:
+    /// works in any executor, no polling, no thread.
+    pub fn recv_batch_async<'a>(&'a self, out: &'a mut Vec<Message>, max: usize) -> RecvBatch<'a> {
+        RecvBatch {
+            conn: &self.state,
+            out,
+            max,
+        }
+    }
+
+    /// One message, asynchronously.
+    pub async fn recv_async(&self) -> Result<Message> {
+        let mut out = Vec::with_capacity(1);
+        self.recv_batch_async(&mut out, 1).await?;
+        out.pop().ok_or(Error::Empty)
+    }
+
+    /// True once the hub or the host closed it.
+    pub fn is_closed(&self) -> bool {
+        self.state.is_closed()
+    }
+
+    /// Why it was closed, if it was.
+    pub fn close_reason(&self) -> Option<String> {
+        self.state.close_reason().map(|r| r.to_string())
+    }
+
+    /// Messages and payload bytes waiting in its queue.
+    pub fn pending(&self) -> (usize, usize) {
+        self.state.pending()
+    }
+
+    /// Joins a group.
+    pub fn join(&self, group: &str) -> Result<()> {
+        self.hub.group_add(self.state.id, group)
+    }
+
+    /// Leaves a group.
+    pub fn leave(&self, group: &str) -> Result<()> {
+        self.hub.group_remove(self.state.id, group)
+    }
+
+    /// Closes and releases it (see [`Hub::close`]).
+    pub fn close(&self) -> Result<()> {
+        self.hub.close(self.state.id)
+    }
+}

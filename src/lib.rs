@@ -1,0 +1,62 @@
+//! channelbox: a WebSocket group hub core.
+//!
+//! A host server owns its sockets; the hub owns everything between them:
+//! which connection is in which group, fan-out of a message to a group,
+//! per-group history with offsets, presence by user, and counters. It knows
+//! nothing of WebSockets or HTTP: payloads are opaque bytes tagged json,
+//! text or binary.
+//!
+//! Data flows through the modules in this order:
+//!
+//! - [`config`]: limits and policies, parsed from JSON for C and Python hosts.
+//! - [`hub`]: the entry point. [`Hub::open`] gives a [`Connection`];
+//!   [`Hub::group_add`] puts it in a group; [`Hub::group_send`] builds one
+//!   [`Message`] and hands the same `Arc` to every member.
+//! - `group`: a group's members, presence and history under one lock, so
+//!   every member sees one order.
+//! - `history`: the newest saved messages of a group, by offset, bounded by
+//!   count, bytes and age, evicting the oldest first; an epoch per group.
+//! - `conn`: each connection's bounded outbound queue and the slow-consumer
+//!   policy; receivers wait on it blocking, async (waker) or through
+//! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts.
+//! - [`introspect`]: JSON shapes of groups and history.
+//! - `ffi`: the C ABI, a thin skin that converts and delegates.
+//!
+//! ```
+//! use channelbox::{Hub, Config, Kind};
+//! let hub = Hub::new(Config::default()).unwrap();
+//! let alice = hub.open(Some("alice"), None).unwrap();
+//! alice.join("chat_1").unwrap();
+//! let report = hub.group_send("chat_1", Kind::Json, &br#"{"text":"hi"}"#[..], true).unwrap();
+//! assert_eq!((report.delivered, report.offset), (1, 1));
+//! let m = alice.recv(None).unwrap();
+//! assert_eq!((m.group(), m.offset()), (Some("chat_1"), 1));
+//! ```
+
+#![deny(missing_docs)]
+
+mod clock;
+pub mod config;
+mod conn;
+mod error;
+pub mod ffi;
+mod group;
+mod history;
+pub mod hub;
+pub mod introspect;
+mod message;
+mod presence;
+mod ready;
+mod stats;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, SlowConsumer};
+pub use conn::{ConnId, RecvBatch};
+pub use error::{Error, Result};
+pub use history::{HistoryPage, HistoryQuery};
+pub use hub::{Connection, GroupInfo, Hub, SendReport};
+pub use message::{Kind, Message};
+pub use stats::Stats;
+
+/// The crate version, as `cbx_version()` reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

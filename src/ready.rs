@@ -1,0 +1,86 @@
+//! The hub's readiness fd: one eventfd that is readable while some
+//! connection has messages pending or was closed, so a C or Python host can
+//! drive every connection from one epoll/poll/asyncio reader.
+//!
+//! Edge-triggered per connection: a connection is listed when its queue goes
+//! from empty to non-empty (or it closes). After `take`, drain it until it
+//! reports empty; it will be listed again on its next message.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use crate::conn::{ConnId, ConnState};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Default)]
+pub(crate) struct Ready {
+    /// Off until a host asks for the fd: Rust hosts that use the async
+    /// receive pay nothing for it.
+    enabled: AtomicBool,
+    fd: OnceLock<OwnedFd>,
+    list: Mutex<Vec<Arc<ConnState>>>,
+}
+
+impl Ready {
+    /// The eventfd, created on first use.
+    pub(crate) fn fd(&self) -> Result<RawFd> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        // SAFETY: eventfd has no memory-safety preconditions.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "eventfd: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: `raw` is a fresh fd that we own.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = self.fd.get_or_init(|| owned).as_raw_fd();
+        self.enabled.store(true, Ordering::SeqCst);
+        Ok(fd)
+    }
+
+    /// Lists `conn` as ready, once, and signals the fd when the list was
+    /// empty.
+    #[inline]
+    pub(crate) fn notify(&self, conn: &Arc<ConnState>) {
+        if !self.enabled.load(Ordering::Relaxed) || conn.in_ready.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut list = self.list.lock();
+        let was_empty = list.is_empty();
+        list.push(conn.clone());
+        if was_empty {
+            if let Some(fd) = self.fd.get() {
+                let one: u64 = 1;
+                // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+                unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+        }
+    }
+
+    /// Moves up to `out.len()` ready connection ids into `out`; resets the
+    /// fd once the list is empty.
+    pub(crate) fn take(&self, out: &mut [ConnId]) -> usize {
+        let mut list = self.list.lock();
+        let n = list.len().min(out.len());
+        for (slot, conn) in out.iter_mut().zip(list.drain(..n)) {
+            conn.in_ready.store(false, Ordering::Release);
+            *slot = conn.id;
+        }
+        if list.is_empty() {
+            if let Some(fd) = self.fd.get() {
+                let mut buf: u64 = 0;
+                // SAFETY: reads 8 bytes into a valid u64 from our
+                // non-blocking eventfd; EAGAIN is fine.
+                unsafe { libc::read(fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+            }
+        }
+        n
+    }
+}
