@@ -68,7 +68,14 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let config: Config = serde_json::from_str(text)
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidJson(format!("config: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::InvalidArgument(
+                "config: expected a JSON object".into(),
+            ));
+        }
+        let config: Config = serde_json::from_value(value)
             .map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
         config.validate()?;
         Ok(config)
