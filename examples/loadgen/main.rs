@@ -462,6 +462,8 @@ struct Shared {
     rounds: Vec<RoundShared>,
     errors: Mutex<Vec<String>>,
     alive_subs: AtomicUsize,
+    /// How each stuck reader ended: "closed 4008 ...", "still open", ...
+    slow_outcomes: Mutex<Vec<String>>,
     /// Joined subscribers per room, and whether the room's publisher joined.
     room_subs: Vec<AtomicUsize>,
     room_pub: Vec<AtomicUsize>,
@@ -511,7 +513,35 @@ async fn subscriber(
         // Joined, then never read again: the server's writes to it back up.
         let _ = ready.send(Ok(()));
         let _ = stop.changed().await;
-        drop(ws);
+        // Now read what the server left for it (bounded: 2 s) to see how the server treated it:
+        // closed it (and with which code), reset it, or kept it open (everything buffered).
+        let mut ws = ws;
+        let t_end = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut frames = 0u64;
+        let mut bytes = 0u64;
+        let outcome = loop {
+            match tokio::time::timeout_at(t_end, ws.next()).await {
+                Err(_) => break "still open".to_string(),
+                Ok(None) => break "closed without a close frame".to_string(),
+                Ok(Some(Err(e))) => break format!("error: {e}"),
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    break match c {
+                        Some(f) => format!("closed {} {}", u16::from(f.code), f.reason.as_str()),
+                        None => "closed (no code)".to_string(),
+                    }
+                }
+                Ok(Some(Ok(m))) => {
+                    frames += 1;
+                    bytes += m.len() as u64;
+                }
+            }
+        };
+        shared
+            .slow_outcomes
+            .lock()
+            .unwrap()
+            .push(format!("{outcome} (after {frames} frames, {bytes} bytes left for it to read)"));
+        let _ = timeout(Duration::from_millis(100), ws.close(None)).await;
         return None;
     }
     shared.room_subs[room_idx].fetch_add(1, Ordering::Relaxed);
@@ -673,6 +703,7 @@ async fn run_fanout(a: FanoutArgs) -> Value {
             .collect(),
         errors: Mutex::new(Vec::new()),
         alive_subs: AtomicUsize::new(0),
+        slow_outcomes: Mutex::new(Vec::new()),
         room_subs: (0..a.rooms).map(|_| AtomicUsize::new(0)).collect(),
         room_pub: (0..a.rooms).map(|_| AtomicUsize::new(0)).collect(),
     });
@@ -967,6 +998,7 @@ async fn run_fanout(a: FanoutArgs) -> Value {
         "readers": readers,
         "readers_complete": readers_complete,
         "readers_min_pct": readers_min_frac.map(|f| round3(f * 100.0)),
+        "stuck_readers": shared.slow_outcomes.lock().unwrap().clone(),
         "loadgen_cpu_s_total": round3(cpu_self_s()),
         "loadgen_rss_kb": self_rss_kb(),
         "rounds": round_out,
@@ -1161,6 +1193,9 @@ fn print_table(v: &Value) {
             g("readers_complete"), g("readers"), g("readers_min_pct"), g("slow_subscribers_per_room"),
             g("server_rss_kb_before"), g("server_rss_kb_round_end"), g("server_rss_kb_max"), g("server_rss_kb_after")
         );
+        if v["slow_subscribers_per_room"].as_u64().unwrap_or(0) > 0 {
+            eprintln!("stuck readers: {}", v["stuck_readers"]);
+        }
         eprintln!(
             "{:>5} {:>10} {:>10} {:>7} {:>5} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>7}",
             "round", "expected", "delivered", "lost", "dup", "ooo", "wall_s", "deliv/s", "p50_ms", "p99_ms", "max_ms", "lg_cpu", "srv_cpu", "srv_us/d", "lg_busy"
@@ -1325,8 +1360,9 @@ fn report(files: &[std::path::PathBuf]) -> String {
                 let slow = v["slow_subscribers_per_room"].as_u64().unwrap_or(0);
                 if slow > 0 {
                     notes.push(format!(
-                        "{} stuck reader(s) per room; readers with 100%: {} / {} (min {}%); server RSS before {} MiB, at round end {} MiB, after close {} MiB",
+                        "{} stuck reader(s) per room: {}; readers with 100%: {} / {} (min {}%); server RSS before {} MiB, at round end {} MiB, after close {} MiB",
                         slow,
+                        stuck_summary(&v["stuck_readers"]),
                         num(&v["readers_complete"]),
                         num(&v["readers"]),
                         num(&v["readers_min_pct"]),
@@ -1376,6 +1412,29 @@ fn report(files: &[std::path::PathBuf]) -> String {
         }
     }
     t
+}
+
+/// "closed 4008 too slow x 3, still open x 1": stuck-reader outcomes grouped by kind.
+fn stuck_summary(v: &Value) -> String {
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for o in v.as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
+        let o = o.as_str().unwrap_or("");
+        let kind = if kinds.is_empty() && v.as_array().map_or(0, |a| a.len()) == 1 {
+            o.to_string()
+        } else {
+            o.split(" (after").next().unwrap_or(o).to_string()
+        };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let s = kinds
+        .iter()
+        .map(|(k, n)| if *n > 1 { format!("{k} x {n}") } else { k.clone() })
+        .collect::<Vec<_>>()
+        .join(", ");
+    s.replace('|', "/")
 }
 
 fn group_thousands(n: i64) -> String {
