@@ -28,6 +28,9 @@
 #   HUB_ARGS                              extra hub flags, e.g. "--queue-max-bytes 262144"
 #   LOADGEN_ARGS                          extra load generator flags, e.g. "--threads 2"
 #   SHARED_BENCH                          the referee's folder (default ../shared/bench beside the repo)
+#   REF_PEERS, REF_SCENARIOS, REF_PORT    --peers: which peers (default "custom ws-node socketio
+#                                         nexios-uvloop"), scenarios (a b c d) and first port (18100);
+#                                         REPEAT is passed on to run_peers.sh as well
 #   CARGO_TARGET_DIR                      honoured: binaries are taken from there
 #
 # Everything listens on and targets 127.0.0.1 only; every load generator run is bounded by
@@ -211,6 +214,8 @@ if [ "$PEERS_RUN" = 1 ]; then
   custom_cmd="$custom_cmd ${HUB_ARGS:-}"
   echo "== referee: PEERS=\"${REF_PEERS:-custom ws-node socketio nexios-uvloop}\" CUSTOM_CMD='$custom_cmd'" >&2
   PEERS="${REF_PEERS:-custom ws-node socketio nexios-uvloop}" \
+  SCENARIOS="${REF_SCENARIOS:-a b c d}" \
+  PORT="${REF_PORT:-18100}" REPEAT="$REPEAT" \
   CUSTOM_CMD="$custom_cmd" \
   CUSTOM_ARGS="--protocol seed --jwt-secret $REF_SECRET" \
   OUT="$OUT/peers" \

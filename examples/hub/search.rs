@@ -1,0 +1,390 @@
+//! Full-text search over the rooms' messages: an inverted index from word to
+//! the messages that contain it.
+//!
+//! The index keeps ids only (room and history offset). The text a result
+//! shows is read back from the core's history when the query runs, so the
+//! hub never holds a second copy of history, an edited message is found by
+//! its new words only, and a deleted or evicted one is never shown.
+//!
+//! Every message gets a document number in the order it was indexed; each
+//! word's postings are document numbers, ascending, so "newest first" is a
+//! walk from the end of the shortest list. Documents of deleted or evicted
+//! messages are marked dead and dropped by a compaction that renumbers the
+//! live ones once the dead outnumber them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Longest word indexed, in characters; longer tokens are ignored (they are
+/// hashes and links nobody searches by a prefix of).
+const MAX_WORD_CHARS: usize = 48;
+/// How many messages a room takes between two eviction checks.
+const EVICTION_CHECK_EVERY: u64 = 256;
+/// Dead documents tolerated before a compaction is considered.
+const COMPACT_MIN_DEAD: usize = 65_536;
+
+/// Splits text into lowercase words: runs of letters and digits.
+pub fn words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: FxHashSet<String> = FxHashSet::default();
+    for token in text.split(|c: char| !c.is_alphanumeric()) {
+        if token.is_empty() || token.chars().count() > MAX_WORD_CHARS {
+            continue;
+        }
+        let word = token.to_lowercase();
+        if seen.insert(word.clone()) {
+            out.push(word);
+        }
+    }
+    out
+}
+
+/// One indexed message.
+#[derive(Clone, Copy, Debug)]
+struct Doc {
+    /// Index into `Inner::rooms`.
+    room: u32,
+    /// The message's history offset in its room.
+    id: u64,
+    /// False once deleted or evicted; its postings go at the next compaction.
+    live: bool,
+}
+
+#[derive(Debug)]
+struct RoomDocs {
+    name: Arc<str>,
+    /// (message id, document number), ascending by id: history evicts the
+    /// oldest first, so eviction pops from the front.
+    docs: VecDeque<(u64, u32)>,
+    /// Messages indexed since the room was last checked for eviction.
+    since_check: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: Vec<RoomDocs>,
+    room_index: FxHashMap<Arc<str>, u32>,
+    /// Document number -> message.
+    docs: Vec<Doc>,
+    dead: usize,
+    /// Word -> document numbers, ascending.
+    postings: FxHashMap<Box<str>, Vec<u32>>,
+}
+
+/// The search index. One lock: updates are a few pushes, queries read.
+#[derive(Debug, Default)]
+pub struct SearchIndex {
+    inner: RwLock<Inner>,
+}
+
+/// What [`SearchIndex::search`] returns for one hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The room the message was sent to.
+    pub room: String,
+    /// The message as history holds it now.
+    pub message: serde_json::Value,
+}
+
+impl Inner {
+    fn room(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.room_index.get(name) {
+            return i;
+        }
+        let name: Arc<str> = name.into();
+        let i = self.rooms.len() as u32;
+        self.rooms.push(RoomDocs {
+            name: name.clone(),
+            docs: VecDeque::new(),
+            since_check: 0,
+        });
+        self.room_index.insert(name, i);
+        i
+    }
+
+    fn find(&self, room: &str, id: u64) -> Option<u32> {
+        let r = &self.rooms[*self.room_index.get(room)? as usize];
+        let i = r.docs.binary_search_by_key(&id, |&(m, _)| m).ok()?;
+        Some(r.docs[i].1)
+    }
+
+    fn add_posting(&mut self, word: &str, doc: u32) {
+        let list = match self.postings.get_mut(word) {
+            Some(list) => list,
+            None => self.postings.entry(word.into()).or_default(),
+        };
+        // Almost always an append; concurrent senders may index slightly
+        // out of order, and edits re-add old documents.
+        match list.last() {
+            Some(&last) if last >= doc => {
+                if let Err(i) = list.binary_search(&doc) {
+                    list.insert(i, doc);
+                }
+            }
+            _ => list.push(doc),
+        }
+    }
+
+    fn remove_posting(&mut self, word: &str, doc: u32) {
+        if let Some(list) = self.postings.get_mut(word) {
+            if let Ok(i) = list.binary_search(&doc) {
+                list.remove(i);
+            }
+            if list.is_empty() {
+                self.postings.remove(word);
+            }
+        }
+    }
+
+    fn kill(&mut self, doc: u32) {
+        let d = &mut self.docs[doc as usize];
+        if d.live {
+            d.live = false;
+            self.dead += 1;
+        }
+    }
+
+    /// Drops dead documents and renumbers the live ones, keeping order.
+    fn compact(&mut self) {
+        let mut renumber = vec![u32::MAX; self.docs.len()];
+        let mut docs = Vec::with_capacity(self.docs.len() - self.dead);
+        for (old, d) in self.docs.iter().enumerate() {
+            if d.live {
+                renumber[old] = docs.len() as u32;
+                docs.push(*d);
+            }
+        }
+        self.postings.retain(|_, list| {
+            list.retain_mut(|doc| {
+                let new = renumber[*doc as usize];
+                *doc = new;
+                new != u32::MAX
+            });
+            list.shrink_to_fit();
+            !list.is_empty()
+        });
+        for r in &mut self.rooms {
+            r.docs.retain_mut(|(_, doc)| {
+                let new = renumber[*doc as usize];
+                *doc = new;
+                new != u32::MAX
+            });
+        }
+        self.docs = docs;
+        self.dead = 0;
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.dead >= COMPACT_MIN_DEAD && self.dead * 2 >= self.docs.len() {
+            self.compact();
+        }
+    }
+
+    fn evict_before(&mut self, room: u32, first_kept: u64) {
+        let mut dead = Vec::new();
+        let r = &mut self.rooms[room as usize];
+        while let Some(&(id, doc)) = r.docs.front() {
+            if id >= first_kept {
+                break;
+            }
+            r.docs.pop_front();
+            dead.push(doc);
+        }
+        for doc in dead {
+            self.kill(doc);
+        }
+    }
+}
+
+impl SearchIndex {
+    /// An empty index.
+    pub fn new() -> SearchIndex {
+        SearchIndex::default()
+    }
+
+    /// Indexes a new message. Returns true when the room is due an eviction
+    /// check: the caller then reads the room's first kept offset from
+    /// history and calls [`SearchIndex::evict_before`].
+    pub fn insert(&self, room: &str, id: u64, content: &str) -> bool {
+        let words = words(content);
+        let mut st = self.inner.write();
+        let r = st.room(room);
+        if st.find(room, id).is_some() {
+            return false;
+        }
+        if st.docs.len() >= u32::MAX as usize - 1 {
+            st.compact();
+        }
+        let doc = st.docs.len() as u32;
+        st.docs.push(Doc {
+            room: r,
+            id,
+            live: true,
+        });
+        let rd = &mut st.rooms[r as usize].docs;
+        match rd.back() {
+            Some(&(last, _)) if last > id => {
+                let i = rd.partition_point(|&(m, _)| m < id);
+                rd.insert(i, (id, doc));
+            }
+            _ => rd.push_back((id, doc)),
+        }
+        for w in &words {
+            st.add_posting(w, doc);
+        }
+        let rd = &mut st.rooms[r as usize];
+        rd.since_check += 1;
+        if rd.since_check >= EVICTION_CHECK_EVERY {
+            rd.since_check = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Re-indexes an edited message: words it lost stop finding it, new
+    /// words find it, in its original place in time.
+    pub fn update(&self, room: &str, id: u64, old: &str, new: &str) {
+        let old = words(old);
+        let new = words(new);
+        let mut st = self.inner.write();
+        let Some(doc) = st.find(room, id) else {
+            return;
+        };
+        for w in old.iter().filter(|w| !new.contains(w)) {
+            st.remove_posting(w, doc);
+        }
+        for w in new.iter().filter(|w| !old.contains(w)) {
+            st.add_posting(w, doc);
+        }
+    }
+
+    /// Forgets a deleted message.
+    pub fn remove(&self, room: &str, id: u64) {
+        let mut st = self.inner.write();
+        let Some(r) = st.room_index.get(room).copied() else {
+            return;
+        };
+        let rd = &mut st.rooms[r as usize].docs;
+        let Ok(i) = rd.binary_search_by_key(&id, |&(m, _)| m) else {
+            return;
+        };
+        let (_, doc) = rd.remove(i).expect("found above");
+        st.kill(doc);
+        st.maybe_compact();
+    }
+
+    /// Forgets a room's messages with an id below `first_kept` (history
+    /// evicted them; `u64::MAX` forgets them all).
+    pub fn evict_before(&self, room: &str, first_kept: u64) {
+        let mut st = self.inner.write();
+        let Some(r) = st.room_index.get(room).copied() else {
+            return;
+        };
+        st.evict_before(r, first_kept);
+        st.maybe_compact();
+    }
+
+    /// Live indexed messages and distinct words.
+    pub fn len(&self) -> (usize, usize) {
+        let st = self.inner.read();
+        (st.docs.len() - st.dead, st.postings.len())
+    }
+
+    /// Messages that contain every word of `query`, newest first, at most
+    /// `limit`, only from rooms `may_read` accepts (asked once per room
+    /// met). `fetch` reads a message back from history (None when it is no
+    /// longer kept); a hit is re-checked against its current text, so a
+    /// deleted message or an edit's old words never match.
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        mut may_read: impl FnMut(&str) -> bool,
+        mut fetch: impl FnMut(&str, u64) -> Option<serde_json::Value>,
+    ) -> Vec<Hit> {
+        let wanted = words(query);
+        if wanted.is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        let mut hits = Vec::new();
+        // Rooms whose oldest kept offset turned out to be above an indexed id.
+        let mut evicted: Vec<(Arc<str>, u64)> = Vec::new();
+        {
+            let st = self.inner.read();
+            let mut lists: Vec<&Vec<u32>> = Vec::with_capacity(wanted.len());
+            for w in &wanted {
+                match st.postings.get(w.as_str()) {
+                    Some(list) => lists.push(list),
+                    None => return Vec::new(),
+                }
+            }
+            lists.sort_by_key(|l| l.len());
+            let (first, rest) = lists.split_first().expect("at least one word");
+            let mut readable: FxHashMap<u32, bool> = FxHashMap::default();
+            // Upper bounds in the other lists only move down as we walk.
+            let mut ends: Vec<usize> = rest.iter().map(|l| l.len()).collect();
+            'docs: for &doc in first.iter().rev() {
+                for (list, end) in rest.iter().zip(ends.iter_mut()) {
+                    match list[..*end].binary_search(&doc) {
+                        Ok(i) => *end = i,
+                        Err(i) => {
+                            *end = i;
+                            continue 'docs;
+                        }
+                    }
+                }
+                let d = st.docs[doc as usize];
+                if !d.live {
+                    continue;
+                }
+                let name = &st.rooms[d.room as usize].name;
+                let ok = *readable.entry(d.room).or_insert_with(|| may_read(name));
+                if !ok {
+                    continue;
+                }
+                let Some(message) = fetch(name, d.id) else {
+                    evicted.push((name.clone(), d.id));
+                    continue;
+                };
+                if !still_matches(&message, &wanted) {
+                    continue;
+                }
+                hits.push(Hit {
+                    room: name.to_string(),
+                    message,
+                });
+                if hits.len() >= limit {
+                    break;
+                }
+            }
+        }
+        if !evicted.is_empty() {
+            let mut st = self.inner.write();
+            for (room, id) in evicted {
+                if let Some(r) = st.room_index.get(&room).copied() {
+                    // History evicts oldest first: everything up to a
+                    // missing id is gone too.
+                    st.evict_before(r, id.saturating_add(1));
+                }
+            }
+            st.maybe_compact();
+        }
+        hits
+    }
+}
+
+/// True when a message read back from history is a live message whose text
+/// still holds every wanted word.
+fn still_matches(message: &serde_json::Value, wanted: &[String]) -> bool {
+    if message.get("deleted").and_then(|d| d.as_bool()) == Some(true) {
+        return false;
+    }
+    let Some(content) = message.get("content").and_then(|c| c.as_str()) else {
+        return false;
+    };
+    let have = words(content);
+    wanted.iter().all(|w| have.contains(w))
+}

@@ -1,0 +1,125 @@
+//! Connections: open, close, direct send and receive.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use super::*;
+
+/// Opens a connection for one client socket the host owns. `user` (NULL for
+/// none) is who it belongs to, for presence and `cbx_user_send`.
+/// `ttl_seconds` > 0 makes the hub close it after that long (Nexios'
+/// `expires`). Writes its id to `*out_conn`; ids are never reused.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_open(
+    hub: *mut cbx_hub,
+    user: *const c_char,
+    ttl_seconds: u32,
+    out_conn: *mut u64,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let user = opt_str_arg(user, "user")?;
+        let out_conn = out_ptr(out_conn, "out_conn")?;
+        let ttl = (ttl_seconds > 0).then(|| Duration::from_secs(u64::from(ttl_seconds)));
+        *out_conn = hub.open(user, ttl)?.id();
+        Ok(())
+    })
+}
+
+/// Closes a connection and releases its id: it leaves every group and its
+/// pending messages are dropped. A second close, or an unknown id, is
+/// `CBX_NO_SUCH_CONNECTION`.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_close(hub: *mut cbx_hub, conn: u64) -> cbx_result {
+    boundary(|| hub_ref(hub)?.close(conn))
+}
+
+/// Sends a payload to one connection (not saved to any history).
+/// `CBX_CLOSED` when the connection was closed by the hub.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_send(
+    hub: *mut cbx_hub,
+    conn: u64,
+    kind: cbx_kind,
+    data: *const u8,
+    len: usize,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let kind = kind_arg(kind)?;
+        let data = bytes_arg(data, len, hub.config().max_payload_bytes)?;
+        hub.conn_send(conn, kind, data.to_vec())?;
+        Ok(())
+    })
+}
+
+/// Receives one message, waiting up to `timeout_ms` (0: do not wait; < 0:
+/// wait forever). `CBX_EMPTY` when nothing came in time; `CBX_CLOSED` once
+/// the connection was closed by the hub and everything queued was received
+/// (`cbx_conn_close_reason` says why). Free `*out` with `cbx_message_free`.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_recv(
+    hub: *mut cbx_hub,
+    conn: u64,
+    timeout_ms: i32,
+    out: *mut *mut cbx_message,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let out = out_ptr(out, "out")?;
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let message = hub.recv(conn, timeout)?;
+        *out = cbx_message::boxed(message);
+        Ok(())
+    })
+}
+
+/// Receives up to `cap` pending messages without waiting, writing them to
+/// `out_messages[0..*n_out]`; each is freed with `cbx_message_free` (or all
+/// at once with `cbx_messages_free`). `CBX_EMPTY` when none is pending,
+/// `CBX_CLOSED` once closed and drained.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_recv_batch(
+    hub: *mut cbx_hub,
+    conn: u64,
+    out_messages: *mut *mut cbx_message,
+    cap: usize,
+    n_out: *mut usize,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let out_messages = out_ptr(out_messages, "out_messages")?;
+        let n_out = out_ptr(n_out, "n_out")?;
+        if cap == 0 {
+            return Err(Error::InvalidArgument("cap is 0".into()));
+        }
+        let mut batch = Vec::new();
+        let n = hub.try_recv_batch(conn, &mut batch, cap)?;
+        if n == 0 {
+            return Err(Error::Empty);
+        }
+        for (i, message) in batch.into_iter().enumerate() {
+            *out_messages.add(i) = cbx_message::boxed(message);
+        }
+        *n_out = n;
+        Ok(())
+    })
+}
+
+/// Why the hub closed a connection (`""` while it is open), e.g. `"slow
+/// consumer: ..."` or `"connection expired (ttl)"`. Free `*out` with
+/// `cbx_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_conn_close_reason(
+    hub: *mut cbx_hub,
+    conn: u64,
+    out: *mut *mut c_char,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let out = out_ptr(out, "out")?;
+        let reason = hub.connection(conn)?.close_reason().unwrap_or_default();
+        *out = string_out(reason)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,154 @@
+//! Messages handed to the host: read-only accessors and one free function.
+
+use std::cell::OnceCell;
+use std::ffi::{c_char, CString};
+
+use super::*;
+use crate::message::Message;
+
+/// A received message. Owned by the host: free with `cbx_message_free`.
+/// Its data stays valid until then, whatever happens to the hub.
+pub struct cbx_message {
+    pub(crate) message: Message,
+    /// The group name as a C string, made on first ask.
+    group: OnceCell<CString>,
+}
+
+impl cbx_message {
+    pub(crate) fn boxed(message: Message) -> *mut cbx_message {
+        Box::into_raw(Box::new(cbx_message {
+            message,
+            group: OnceCell::new(),
+        }))
+    }
+
+    fn group_ptr(&self) -> *const c_char {
+        self.group
+            .get_or_init(|| {
+                CString::new(self.message.group().unwrap_or("")).unwrap_or_default()
+            })
+            .as_ptr()
+    }
+}
+
+/// Everything about a message in one struct, for hosts that read batches
+/// (see `cbx_message_views`). Pointers borrow from the message.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cbx_message_view {
+    /// The payload's kind.
+    pub kind: cbx_kind,
+    /// The payload bytes (not NUL-terminated).
+    pub data: *const u8,
+    /// The payload length in bytes.
+    pub len: usize,
+    /// The group name, `""` for direct and user sends.
+    pub group: *const c_char,
+    /// History offset, 0 when not saved.
+    pub offset: u64,
+    /// When the hub accepted it, ms since the Unix epoch.
+    pub ts_ms: u64,
+}
+
+/// The message's kind; 0 for a NULL message.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_kind(m: *const cbx_message) -> cbx_kind {
+    boundary_value(0, || m.as_ref().map_or(0, |m| kind_code(m.message.kind())))
+}
+
+/// The payload bytes, with their length in `*len` (when `len` is not NULL).
+/// Not NUL-terminated. NULL (and length 0) for a NULL message.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_data(m: *const cbx_message, len: *mut usize) -> *const u8 {
+    boundary_value(std::ptr::null(), || {
+        let (ptr, n) = match m.as_ref() {
+            Some(m) => (m.message.data().as_ptr(), m.message.len()),
+            None => (std::ptr::null(), 0),
+        };
+        if !len.is_null() {
+            *len = n;
+        }
+        ptr
+    })
+}
+
+/// The group the message was sent to, `""` for direct and user sends (and
+/// for a NULL message). Valid until the message is freed.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_group(m: *const cbx_message) -> *const c_char {
+    boundary_value(c"".as_ptr(), || {
+        m.as_ref().map_or(c"".as_ptr(), cbx_message::group_ptr)
+    })
+}
+
+/// The message's history offset in its group, 0 when it was not saved.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_offset(m: *const cbx_message) -> u64 {
+    boundary_value(0, || m.as_ref().map_or(0, |m| m.message.offset()))
+}
+
+/// When the hub accepted the message, in ms since the Unix epoch.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_ts_ms(m: *const cbx_message) -> u64 {
+    boundary_value(0, || m.as_ref().map_or(0, |m| m.message.ts_ms()))
+}
+
+/// Fills `views[i]` for each of the `n` messages: one call instead of five
+/// per message for hosts that drain batches.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_views(
+    messages: *const *const cbx_message,
+    n: usize,
+    views: *mut cbx_message_view,
+) -> cbx_result {
+    boundary(|| {
+        if n == 0 {
+            return Ok(());
+        }
+        let messages = out_ptr(messages.cast_mut(), "messages")?;
+        let views = out_ptr(views, "views")?;
+        let messages = std::slice::from_raw_parts(messages, n);
+        let mut filled = Vec::with_capacity(n);
+        for (i, m) in messages.iter().enumerate() {
+            let m = m.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(format!("messages[{i}] is NULL"))
+            })?;
+            filled.push(cbx_message_view {
+                kind: kind_code(m.message.kind()),
+                data: m.message.data().as_ptr(),
+                len: m.message.len(),
+                group: m.group_ptr(),
+                offset: m.message.offset(),
+                ts_ms: m.message.ts_ms(),
+            });
+        }
+        std::ptr::copy_nonoverlapping(filled.as_ptr(), views, n);
+        Ok(())
+    })
+}
+
+/// Frees a message. NULL is fine.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_message_free(m: *mut cbx_message) {
+    boundary_value((), || {
+        if !m.is_null() {
+            drop(Box::from_raw(m));
+        }
+    })
+}
+
+/// Frees `n` messages from a batch receive (NULL entries are skipped).
+#[no_mangle]
+pub unsafe extern "C" fn cbx_messages_free(messages: *mut *mut cbx_message, n: usize) {
+    boundary_value((), || {
+        if messages.is_null() {
+            return;
+        }
+        for m in std::slice::from_raw_parts_mut(messages, n) {
+            if !m.is_null() {
+                drop(Box::from_raw(*m));
+                *m = std::ptr::null_mut();
+            }
+        }
+    })
+}
