@@ -68,8 +68,8 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidJson(format!("config: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::InvalidJson(format!("config: {e}")))?;
         if !value.is_object() {
             return Err(Error::InvalidArgument(
                 "config: expected a JSON object".into(),

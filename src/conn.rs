@@ -325,7 +325,9 @@ mod tests {
         assert_eq!(c.push(&msg(1)), Push::Closed);
         let mut out = Vec::new();
         assert_eq!(c.try_recv_batch(&mut out, 10), Ok(2));
-        assert!(matches!(c.try_recv_batch(&mut out, 10), Err(Error::Closed(r)) if r.contains("slow consumer")));
+        assert!(
+            matches!(c.try_recv_batch(&mut out, 10), Err(Error::Closed(r)) if r.contains("slow consumer"))
+        );
     }
 
     #[test]

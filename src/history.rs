@@ -176,7 +176,11 @@ impl History {
             epoch: self.epoch,
             first_offset: first,
             last_offset: self.next_offset - 1,
-            messages: self.entries.range(lo as usize..hi as usize).cloned().collect(),
+            messages: self
+                .entries
+                .range(lo as usize..hi as usize)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -219,13 +223,19 @@ mod tests {
             before,
             limit,
         };
-        assert_eq!(offsets(&h.read("g", q(0, 0, 0))), (1..=10).collect::<Vec<_>>());
+        assert_eq!(
+            offsets(&h.read("g", q(0, 0, 0))),
+            (1..=10).collect::<Vec<_>>()
+        );
         assert_eq!(offsets(&h.read("g", q(0, 0, 3))), vec![8, 9, 10]);
         assert_eq!(offsets(&h.read("g", q(7, 0, 0))), vec![8, 9, 10]);
         assert_eq!(offsets(&h.read("g", q(0, 5, 2))), vec![3, 4]);
         assert_eq!(offsets(&h.read("g", q(10, 0, 0))), Vec::<u64>::new());
         assert_eq!(offsets(&h.read("g", q(0, 1, 0))), Vec::<u64>::new());
-        assert_eq!(offsets(&h.read("g", q(u64::MAX, u64::MAX, 0))), Vec::<u64>::new());
+        assert_eq!(
+            offsets(&h.read("g", q(u64::MAX, u64::MAX, 0))),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! share a lock; a send takes one shard read lock to find its group, then
 //! that group's lock to append to history and push to every member.
 
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hash};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,7 +64,9 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("config", &self.inner.config).finish()
+        f.debug_struct("Hub")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -393,7 +395,9 @@ impl Hub {
         let mut groups = conn.groups.lock();
         if conn.is_closed() {
             return Err(Error::Closed(
-                conn.close_reason().map(|r| r.to_string()).unwrap_or_default(),
+                conn.close_reason()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
             ));
         }
         loop {
@@ -578,7 +582,9 @@ impl Hub {
         self.deliver(&conn, &message, &mut report, &mut slow);
         if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
             return Err(Error::Closed(
-                conn.close_reason().map(|r| r.to_string()).unwrap_or_default(),
+                conn.close_reason()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
             ));
         }
         self.finish_send(&report, slow, &self.inner.counters.direct_sends);

@@ -137,10 +137,19 @@ mod tests {
     #[test]
     fn kinds_validate_their_payloads() {
         assert!(Kind::Json.validate(br#"{"a":1}"#).is_ok());
-        assert!(matches!(Kind::Json.validate(b"{nope"), Err(Error::InvalidJson(_))));
-        assert!(matches!(Kind::Json.validate(b""), Err(Error::InvalidJson(_))));
+        assert!(matches!(
+            Kind::Json.validate(b"{nope"),
+            Err(Error::InvalidJson(_))
+        ));
+        assert!(matches!(
+            Kind::Json.validate(b""),
+            Err(Error::InvalidJson(_))
+        ));
         assert!(Kind::Text.validate("h\u{e9}".as_bytes()).is_ok());
-        assert!(matches!(Kind::Text.validate(&[0xff, 0xfe]), Err(Error::InvalidUtf8(_))));
+        assert!(matches!(
+            Kind::Text.validate(&[0xff, 0xfe]),
+            Err(Error::InvalidUtf8(_))
+        ));
         assert!(Kind::Binary.validate(&[0xff, 0]).is_ok());
     }
 }

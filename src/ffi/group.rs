@@ -7,7 +7,11 @@ use super::*;
 /// Adds a connection to a group (created on first use). Idempotent. Empty
 /// or over-long names are refused.
 #[no_mangle]
-pub unsafe extern "C" fn cbx_group_add(hub: *mut cbx_hub, conn: u64, group: *const c_char) -> cbx_result {
+pub unsafe extern "C" fn cbx_group_add(
+    hub: *mut cbx_hub,
+    conn: u64,
+    group: *const c_char,
+) -> cbx_result {
     boundary(|| {
         let hub = hub_ref(hub)?;
         hub.group_add(conn, str_arg(group, "group")?)

@@ -22,7 +22,10 @@ use crate::introspect;
 /// text that is not JSON is `CBX_INVALID_JSON`. On success `*out` is the hub,
 /// to be freed with `cbx_hub_free`.
 #[no_mangle]
-pub unsafe extern "C" fn cbx_hub_new(config_json: *const c_char, out: *mut *mut cbx_hub) -> cbx_result {
+pub unsafe extern "C" fn cbx_hub_new(
+    config_json: *const c_char,
+    out: *mut *mut cbx_hub,
+) -> cbx_result {
     boundary(|| {
         let out = out_ptr(out, "out")?;
         let config = opt_str_arg(config_json, "config_json")?.unwrap_or("");

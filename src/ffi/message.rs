@@ -24,9 +24,7 @@ impl cbx_message {
 
     fn group_ptr(&self) -> *const c_char {
         self.group
-            .get_or_init(|| {
-                CString::new(self.message.group().unwrap_or("")).unwrap_or_default()
-            })
+            .get_or_init(|| CString::new(self.message.group().unwrap_or("")).unwrap_or_default())
             .as_ptr()
     }
 }
@@ -110,9 +108,9 @@ pub unsafe extern "C" fn cbx_message_views(
         let messages = std::slice::from_raw_parts(messages, n);
         let mut filled = Vec::with_capacity(n);
         for (i, m) in messages.iter().enumerate() {
-            let m = m.as_ref().ok_or_else(|| {
-                Error::InvalidArgument(format!("messages[{i}] is NULL"))
-            })?;
+            let m = m
+                .as_ref()
+                .ok_or_else(|| Error::InvalidArgument(format!("messages[{i}] is NULL")))?;
             filled.push(cbx_message_view {
                 kind: kind_code(m.message.kind()),
                 data: m.message.data().as_ptr(),

@@ -238,7 +238,11 @@ pub(crate) unsafe fn opt_str_arg<'a>(
 ///
 /// # Safety
 /// When `len` is within `max`, `data` points to `len` readable bytes.
-pub(crate) unsafe fn bytes_arg<'a>(data: *const u8, len: usize, max: usize) -> Result<&'a [u8], Error> {
+pub(crate) unsafe fn bytes_arg<'a>(
+    data: *const u8,
+    len: usize,
+    max: usize,
+) -> Result<&'a [u8], Error> {
     if len > max {
         return Err(Error::TooLarge(format!(
             "payload is {len} bytes, the limit is {max}"
