@@ -28,6 +28,7 @@
 #   HUB_ARGS                              extra hub flags, e.g. "--queue-max-bytes 262144"
 #   LOADGEN_ARGS                          extra load generator flags, e.g. "--threads 2"
 #   SHARED_BENCH                          the referee's folder (default ../shared/bench beside the repo)
+#   BENCH_WORK                            --peers: where the referee is set up (default ./bench-work)
 #   REF_PEERS, REF_SCENARIOS, REF_PORT    --peers: which peers (default "custom ws-node socketio
 #                                         nexios-uvloop"), scenarios (a b c d) and first port (18100);
 #                                         REPEAT is passed on to run_peers.sh as well
@@ -198,7 +199,7 @@ echo "scenarios took $(( $(date +%s) - T_START )) s; results in $OUT" >&2
 # ---------------------------------------------------------------- 3. referee comparison
 if [ "$PEERS_RUN" = 1 ]; then
   SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
-  BW="$ROOT/bench-work"
+  BW="${BENCH_WORK:-$ROOT/bench-work}"
   if [ ! -x "$BW/run_peers.sh" ] || [ ! -x "$BW/loadgen/target/release/loadgen" ] || [ ! -x "$BW/.venv/bin/python" ]; then
     [ -x "$SHARED_BENCH/setup.sh" ] || { echo "no referee at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 1; }
     echo "== setting up the referee in $BW (npm, pip, cargo)" >&2

@@ -49,7 +49,11 @@ fn now_ns() -> u64 {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", version, about = "Loopback WebSocket fan-out benchmark for the channelbox hub")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Loopback WebSocket fan-out benchmark for the channelbox hub"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -280,7 +284,9 @@ impl Target {
         let path = c.path.clone().unwrap_or_else(|| {
             match c.protocol {
                 Protocol::Seed => "/chat/{room}",
-                Protocol::Socketio => "/socket.io/?EIO=4&transport=websocket&room={room}&user={user}",
+                Protocol::Socketio => {
+                    "/socket.io/?EIO=4&transport=websocket&room={room}&user={user}"
+                }
                 Protocol::Rawws => "/raw/{room}?user={user}",
             }
             .to_string()
@@ -304,20 +310,33 @@ impl Target {
     }
 
     async fn connect(&self, room: &str, user: &str) -> Result<Ws, String> {
-        let mut url = format!("{}{}", self.base, self.path.replace("{room}", room).replace("{user}", user));
-        let token = if self.auth == AuthMode::None { None } else { self.token_for(user) };
+        let mut url = format!(
+            "{}{}",
+            self.base,
+            self.path.replace("{room}", room).replace("{user}", user)
+        );
+        let token = if self.auth == AuthMode::None {
+            None
+        } else {
+            self.token_for(user)
+        };
         if let (Some(t), AuthMode::Query | AuthMode::Both) = (&token, self.auth) {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str("token=");
             url.push_str(t);
         }
-        let mut req = url.as_str().into_client_request().map_err(|e| format!("bad url {url}: {e}"))?;
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("bad url {url}: {e}"))?;
         if let (Some(t), AuthMode::Header | AuthMode::Both) = (&token, self.auth) {
             let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?;
             req.headers_mut().insert("Authorization", v);
         }
         // Small read buffer: tungstenite zero-fills it on every read (the 128 KiB default costs CPU per frame) and it dominates client memory at 5000 conns.
-        let cfg = WebSocketConfig::default().read_buffer_size(4 << 10).write_buffer_size(0);
+        let cfg = WebSocketConfig::default()
+            .read_buffer_size(4 << 10)
+            .write_buffer_size(0);
         let (mut ws, _resp) = tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -340,11 +359,15 @@ impl Target {
             };
             if self.protocol == Protocol::Socketio {
                 if text.starts_with('0') {
-                    ws.send(Message::text("40")).await.map_err(|e| format!("sio connect: {e}"))?;
+                    ws.send(Message::text("40"))
+                        .await
+                        .map_err(|e| format!("sio connect: {e}"))?;
                     continue;
                 }
                 if text == "2" {
-                    ws.send(Message::text("3")).await.map_err(|e| e.to_string())?;
+                    ws.send(Message::text("3"))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     continue;
                 }
                 if text.starts_with("44") {
@@ -389,23 +412,39 @@ fn check_loopback(url: &str) -> Result<(), String> {
         .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
     let authority = rest.split('/').next().unwrap_or("");
     let host = if authority.starts_with('[') {
-        authority.split(']').next().unwrap_or("").trim_start_matches('[').to_string()
+        authority
+            .split(']')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .to_string()
     } else {
         authority.split(':').next().unwrap_or("").to_string()
     };
     let ok = host == "localhost"
         || host == "::1"
-        || host.parse::<std::net::Ipv4Addr>().map(|a| a.is_loopback()).unwrap_or(false);
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| a.is_loopback())
+            .unwrap_or(false);
     if ok {
         Ok(())
     } else {
-        Err(format!("refusing non-loopback host {host:?}: this harness targets 127.0.0.0/8 / ::1 only"))
+        Err(format!(
+            "refusing non-loopback host {host:?}: this harness targets 127.0.0.0/8 / ::1 only"
+        ))
     }
 }
 
 /// Open `jobs` connections in batches of `batch`, pausing between batches.
 /// `spawn` is called with the job index and must report (via the returned oneshot) when joined.
-async fn connect_in_batches<F>(jobs: usize, batch: usize, pause: Duration, deadline: Instant, mut spawn: F) -> (usize, Vec<String>)
+async fn connect_in_batches<F>(
+    jobs: usize,
+    batch: usize,
+    pause: Duration,
+    deadline: Instant,
+    mut spawn: F,
+) -> (usize, Vec<String>)
 where
     F: FnMut(usize) -> oneshot::Receiver<Result<(), String>>,
 {
@@ -414,7 +453,9 @@ where
     let mut i = 0usize;
     while i < jobs {
         if Instant::now() >= deadline {
-            errors.push(format!("connect phase hit the deadline after {i} of {jobs}"));
+            errors.push(format!(
+                "connect phase hit the deadline after {i} of {jobs}"
+            ));
             break;
         }
         let end = (i + batch.max(1)).min(jobs);
@@ -482,7 +523,12 @@ struct SubRound {
 
 impl SubRound {
     fn new(m: usize) -> Self {
-        SubRound { seen: vec![0; m.div_ceil(64)], max_seq: -1, lat_us: Vec::with_capacity(m), ..Default::default() }
+        SubRound {
+            seen: vec![0; m.div_ceil(64)],
+            max_seq: -1,
+            lat_us: Vec::with_capacity(m),
+            ..Default::default()
+        }
     }
 }
 
@@ -536,11 +582,9 @@ async fn subscriber(
                 }
             }
         };
-        shared
-            .slow_outcomes
-            .lock()
-            .unwrap()
-            .push(format!("{outcome} (after {frames} frames, {bytes} bytes left for it to read)"));
+        shared.slow_outcomes.lock().unwrap().push(format!(
+            "{outcome} (after {frames} frames, {bytes} bytes left for it to read)"
+        ));
         let _ = timeout(Duration::from_millis(100), ws.close(None)).await;
         return None;
     }
@@ -651,7 +695,9 @@ async fn publisher(
             c = cmds.recv() => c,
             _ = stop.changed() => None,
         };
-        let Some(PubCmd::Round(round)) = cmd else { break };
+        let Some(PubCmd::Round(round)) = cmd else {
+            break;
+        };
         let rs = &shared.rounds[round];
         let start = tokio::time::Instant::now();
         let mut result = Ok(());
@@ -675,7 +721,10 @@ async fn publisher(
         rs.last_send_ns.fetch_max(now_ns(), Ordering::Relaxed);
         let _ = done.send((round, result)).await;
     }
-    let _ = timeout(Duration::from_millis(200), async { sink.lock().await.close().await }).await;
+    let _ = timeout(Duration::from_millis(200), async {
+        sink.lock().await.close().await
+    })
+    .await;
     drain.abort();
 }
 
@@ -688,7 +737,10 @@ async fn run_fanout(a: FanoutArgs) -> Value {
     };
     let (hard_deadline, end_deadline) = deadlines(c.timeout);
     let run_id: u32 = wire::random_u32();
-    let prefix = c.room_prefix.clone().unwrap_or_else(|| format!("bench-{run_id:08x}-"));
+    let prefix = c
+        .room_prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{run_id:08x}-"));
     let repeat = a.repeat.max(1);
     let shared = Arc::new(Shared {
         run_id,
@@ -834,7 +886,9 @@ async fn run_fanout(a: FanoutArgs) -> Value {
                     last_count = d;
                     last_change = Instant::now();
                 }
-                if pubs_done >= pubs_ok && last_change.elapsed() >= Duration::from_millis(a.quiet_ms) {
+                if pubs_done >= pubs_ok
+                    && last_change.elapsed() >= Duration::from_millis(a.quiet_ms)
+                {
                     break;
                 }
                 if Instant::now() >= hard_deadline {
@@ -853,8 +907,16 @@ async fn run_fanout(a: FanoutArgs) -> Value {
             let first = rs.first_send_ns.load(Ordering::Relaxed);
             let last_recv = rs.last_recv_ns.load(Ordering::Relaxed);
             let last_send = rs.last_send_ns.load(Ordering::Relaxed);
-            let wall_s = if last_recv > first && first != u64::MAX { (last_recv - first) as f64 / 1e9 } else { 0.0 };
-            let publish_s = if last_send > first && first != u64::MAX { (last_send - first) as f64 / 1e9 } else { 0.0 };
+            let wall_s = if last_recv > first && first != u64::MAX {
+                (last_recv - first) as f64 / 1e9
+            } else {
+                0.0
+            };
+            let publish_s = if last_send > first && first != u64::MAX {
+                (last_send - first) as f64 / 1e9
+            } else {
+                0.0
+            };
             let (server_cpu, server_sys) = match (scpu0, scpu1) {
                 (Some((u0, s0)), Some((u1, s1))) => (Some((u1 + s1) - (u0 + s0)), Some(s1 - s0)),
                 _ => (None, None),
@@ -875,7 +937,9 @@ async fn run_fanout(a: FanoutArgs) -> Value {
 
     // 4. stop everyone and collect per-subscriber stats
     let _ = stop_tx.send(true);
-    let mut per_round: Vec<(Summary, Vec<u32>)> = (0..repeat).map(|_| (Summary::default(), Vec::new())).collect();
+    let mut per_round: Vec<(Summary, Vec<u32>)> = (0..repeat)
+        .map(|_| (Summary::default(), Vec::new()))
+        .collect();
     // Readers (subscribers that read) that got every message of every round that ran, once.
     let mut readers = 0u64;
     let mut readers_complete = 0u64;
@@ -911,17 +975,32 @@ async fn run_fanout(a: FanoutArgs) -> Value {
         }
     }
     for h in pub_handles {
-        if tokio::time::timeout_at(end_deadline.into(), h).await.is_err() {
+        if tokio::time::timeout_at(end_deadline.into(), h)
+            .await
+            .is_err()
+        {
             collect_timed_out += 1;
         }
     }
     let rss_after = pid.and_then(proc_rss_kb);
     if collect_timed_out > 0 {
-        shared.errors.lock().unwrap().push(format!("{collect_timed_out} connection task(s) did not finish before the deadline"));
+        shared.errors.lock().unwrap().push(format!(
+            "{collect_timed_out} connection task(s) did not finish before the deadline"
+        ));
     }
 
     for (i, meta) in round_meta.iter().enumerate() {
-        let RoundMeta { wall_s, round_s, publish_s, loadgen_cpu: lg_cpu, drained_out, server_cpu, server_sys, timed_out, delivered_at_end } = *meta;
+        let RoundMeta {
+            wall_s,
+            round_s,
+            publish_s,
+            loadgen_cpu: lg_cpu,
+            drained_out,
+            server_cpu,
+            server_sys,
+            timed_out,
+            delivered_at_end,
+        } = *meta;
         let (s, lat) = &mut per_round[i];
         lat.sort_unstable();
         let pct = |p: f64| -> Option<f64> {
@@ -1026,19 +1105,41 @@ fn round3(x: f64) -> f64 {
 /// Median of each numeric field across rounds.
 fn median_rounds(rounds: &[Value]) -> Value {
     let keys = [
-        "delivered", "lost", "late", "dup", "out_of_order", "wall_s", "publish_s", "deliveries_per_s",
-        "publish_rate", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "loadgen_cpu_s", "server_cpu_s",
-        "server_us_per_delivery", "loadgen_us_per_delivery", "loadgen_busy", "server_sys_frac",
+        "delivered",
+        "lost",
+        "late",
+        "dup",
+        "out_of_order",
+        "wall_s",
+        "publish_s",
+        "deliveries_per_s",
+        "publish_rate",
+        "lat_p50_ms",
+        "lat_p99_ms",
+        "lat_max_ms",
+        "loadgen_cpu_s",
+        "server_cpu_s",
+        "server_us_per_delivery",
+        "loadgen_us_per_delivery",
+        "loadgen_busy",
+        "server_sys_frac",
     ];
     let mut out = serde_json::Map::new();
     for k in keys {
-        let mut v: Vec<f64> = rounds.iter().filter_map(|r| r.get(k).and_then(|x| x.as_f64())).collect();
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.get(k).and_then(|x| x.as_f64()))
+            .collect();
         if v.is_empty() {
             out.insert(k.into(), Value::Null);
             continue;
         }
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+        let m = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
         out.insert(k.into(), json!(round3(m)));
     }
     Value::Object(out)
@@ -1093,7 +1194,10 @@ async fn run_idle(a: IdleArgs) -> Value {
     };
     let (hard_deadline, end_deadline) = deadlines(c.timeout);
     let run_id = wire::random_u32();
-    let prefix = c.room_prefix.clone().unwrap_or_else(|| format!("idle-{run_id:08x}-"));
+    let prefix = c
+        .room_prefix
+        .clone()
+        .unwrap_or_else(|| format!("idle-{run_id:08x}-"));
     let pid = c.server_pid;
     let (stop_tx, stop_rx) = watch::channel(false);
     let closed = Arc::new(AtomicUsize::new(0));
@@ -1178,7 +1282,12 @@ async fn run_idle(a: IdleArgs) -> Value {
 
 fn print_table(v: &Value) {
     let g = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
-    eprintln!("---- loadgen {} {} {} ----", g("mode"), g("protocol"), g("label"));
+    eprintln!(
+        "---- loadgen {} {} {} ----",
+        g("mode"),
+        g("protocol"),
+        g("label")
+    );
     if let Some(e) = v.get("error") {
         eprintln!("error: {e}");
         return;
@@ -1205,7 +1314,12 @@ fn print_table(v: &Value) {
         let mut med = v["median"].clone();
         if let Some(o) = med.as_object_mut() {
             o.insert("round".into(), json!("med"));
-            o.insert("expected".into(), rows.first().map(|r| r["expected"].clone()).unwrap_or(Value::Null));
+            o.insert(
+                "expected".into(),
+                rows.first()
+                    .map(|r| r["expected"].clone())
+                    .unwrap_or(Value::Null),
+            );
         }
         if rows.len() > 1 {
             all.push(med);
@@ -1240,7 +1354,13 @@ fn print_table(v: &Value) {
 
 // ---------------------------------------------------------------- scenarios and report
 
-fn scenario_fanout(c: Common, repeat: usize, rooms: usize, subs: usize, messages: usize) -> FanoutArgs {
+fn scenario_fanout(
+    c: Common,
+    repeat: usize,
+    rooms: usize,
+    subs: usize,
+    messages: usize,
+) -> FanoutArgs {
     FanoutArgs {
         c,
         rooms,
@@ -1270,7 +1390,15 @@ async fn run_scenario(s: ScenarioArgs) -> Value {
             f.drain_ms = 10000;
             run_fanout(f).await
         }
-        ScenarioName::C => run_idle(IdleArgs { c, conns: 5000, rooms: 500, hold_secs: 5 }).await,
+        ScenarioName::C => {
+            run_idle(IdleArgs {
+                c,
+                conns: 5000,
+                rooms: 500,
+                hold_secs: 5,
+            })
+            .await
+        }
         ScenarioName::D => run_fanout(scenario_fanout(c, repeat, 100, 10, 200)).await,
         ScenarioName::E => {
             let mut f = scenario_fanout(c, repeat, 1, 100, 2000);
@@ -1311,29 +1439,59 @@ fn report(files: &[std::path::PathBuf]) -> String {
             x => x.to_string(),
         }
     };
-    let mib = |v: &Value| v.as_f64().map(|kb| format!("{:.1}", kb / 1024.0)).unwrap_or_else(|| "—".into());
+    let mib = |v: &Value| {
+        v.as_f64()
+            .map(|kb| format!("{:.1}", kb / 1024.0))
+            .unwrap_or_else(|| "—".into())
+    };
     for f in files {
         let name = f.display().to_string();
         let v: Value = match std::fs::read_to_string(f).ok().and_then(|s| {
-            s.lines().rev().find(|l| l.trim_start().starts_with('{')).and_then(|l| serde_json::from_str(l).ok())
+            s.lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with('{'))
+                .and_then(|l| serde_json::from_str(l).ok())
         }) {
             Some(v) => v,
             None => {
-                t.push_str(&format!("| {name} | no result | | | | | | | | | | | unreadable or empty |\n"));
+                t.push_str(&format!(
+                    "| {name} | no result | | | | | | | | | | | unreadable or empty |\n"
+                ));
                 continue;
             }
         };
-        let sc = v.get("scenario").and_then(|x| x.as_str()).map(String::from).unwrap_or_else(|| {
-            v.get("label").and_then(|x| x.as_str()).filter(|s| !s.is_empty()).unwrap_or(&name).to_string()
-        });
-        let desc = v.get("scenario_desc").and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let sc = v
+            .get("scenario")
+            .and_then(|x| x.as_str())
+            .map(String::from)
+            .unwrap_or_else(|| {
+                v.get("label")
+                    .and_then(|x| x.as_str())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(&name)
+                    .to_string()
+            });
+        let desc = v
+            .get("scenario_desc")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string();
         let mut notes: Vec<String> = Vec::new();
         if let Some(e) = v.get("error") {
-            notes.push(format!("error: {}", e.as_str().map(String::from).unwrap_or_else(|| e.to_string())));
+            notes.push(format!(
+                "error: {}",
+                e.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| e.to_string())
+            ));
         }
         let errs = v.get("errors_total").and_then(|x| x.as_u64()).unwrap_or(0);
         if errs > 0 {
-            let first = v["errors"].get(0).and_then(|x| x.as_str()).unwrap_or("").replace('|', "/");
+            let first = v["errors"]
+                .get(0)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .replace('|', "/");
             let first: String = first.chars().take(80).collect();
             notes.push(format!("{errs} errors (first: {first})"));
         }
@@ -1341,15 +1499,22 @@ fn report(files: &[std::path::PathBuf]) -> String {
             Some("fanout") => {
                 let m = &v["median"];
                 let rounds = v["rounds"].as_array().map(|r| r.len()).unwrap_or(0);
-                let expected = v["rounds"].get(0).map(|r| r["expected"].clone()).unwrap_or(Value::Null);
-                let conns = v["subscribers"].as_u64().unwrap_or(0) + v["publishers"].as_u64().unwrap_or(0);
+                let expected = v["rounds"]
+                    .get(0)
+                    .map(|r| r["expected"].clone())
+                    .unwrap_or(Value::Null);
+                let conns =
+                    v["subscribers"].as_u64().unwrap_or(0) + v["publishers"].as_u64().unwrap_or(0);
                 if rounds > 1 {
                     notes.push(format!("median of {rounds} rounds"));
                 }
                 if rounds == 0 {
                     notes.push("no round ran".into());
                 }
-                if v["rounds"].as_array().is_some_and(|r| r.iter().any(|x| x["drain_limited"] == json!(true) || x["timed_out"] == json!(true))) {
+                if v["rounds"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|x| x["drain_limited"] == json!(true) || x["timed_out"] == json!(true))
+                }) {
                     notes.push("a round hit the drain window / timeout".into());
                 }
                 if let Some(b) = m["loadgen_busy"].as_f64() {
@@ -1390,7 +1555,10 @@ fn report(files: &[std::path::PathBuf]) -> String {
                 ));
             }
             Some("idle") => {
-                let per = v["server_rss_bytes_per_conn"].as_f64().map(|b| format!("{:.1} KiB", b / 1024.0)).unwrap_or_else(|| "—".into());
+                let per = v["server_rss_bytes_per_conn"]
+                    .as_f64()
+                    .map(|b| format!("{:.1} KiB", b / 1024.0))
+                    .unwrap_or_else(|| "—".into());
                 let open = v["still_open_at_end"].as_u64().unwrap_or(0);
                 let conns = v["conns"].as_u64().unwrap_or(0);
                 if open < conns {
@@ -1407,7 +1575,10 @@ fn report(files: &[std::path::PathBuf]) -> String {
                 ));
             }
             _ => {
-                t.push_str(&format!("| {sc} | {desc} | | | | | | | | | | | {} |\n", notes.join("; ")));
+                t.push_str(&format!(
+                    "| {sc} | {desc} | | | | | | | | | | | {} |\n",
+                    notes.join("; ")
+                ));
             }
         }
     }
@@ -1431,7 +1602,13 @@ fn stuck_summary(v: &Value) -> String {
     }
     let s = kinds
         .iter()
-        .map(|(k, n)| if *n > 1 { format!("{k} x {n}") } else { k.clone() })
+        .map(|(k, n)| {
+            if *n > 1 {
+                format!("{k} x {n}")
+            } else {
+                k.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ");
     s.replace('|', "/")
@@ -1471,13 +1648,21 @@ fn main() {
     // --timeout + 3 s.
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(limit + 3));
-        println!("{}", json!({ "error": format!("watchdog: still running {}s after start, exiting", limit + 3) }));
+        println!(
+            "{}",
+            json!({ "error": format!("watchdog: still running {}s after start, exiting", limit + 3) })
+        );
         std::process::exit(3);
     });
     let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     }
     .expect("tokio runtime");
     let out = rt.block_on(async move {

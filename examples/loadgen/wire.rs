@@ -22,7 +22,11 @@ pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     let seq = num(it.next()?)? as usize;
     let sent_ns = num(it.next()?)?;
     it.next()?; // the closing '|' must be there
-    Some(Marker { round, seq, sent_ns })
+    Some(Marker {
+        round,
+        seq,
+        sent_ns,
+    })
 }
 
 fn num(b: &[u8]) -> Option<u64> {
@@ -115,7 +119,9 @@ mod tests {
     fn history_detection() {
         assert!(is_history(br#"{"type": "history", "messages": []}"#));
         assert!(is_history(br#"{"type":"history","messages":[]}"#));
-        assert!(!is_history(br#"{"type":"message","user":"u","content":"B|"}"#));
+        assert!(!is_history(
+            br#"{"type":"message","user":"u","content":"B|"}"#
+        ));
     }
 
     #[test]
@@ -124,7 +130,12 @@ mod tests {
         assert_eq!(t.split('.').count(), 3);
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_required_spec_claims(&["exp"]);
-        let d = jsonwebtoken::decode::<serde_json::Value>(&t, &jsonwebtoken::DecodingKey::from_secret(b"secret"), &v).unwrap();
+        let d = jsonwebtoken::decode::<serde_json::Value>(
+            &t,
+            &jsonwebtoken::DecodingKey::from_secret(b"secret"),
+            &v,
+        )
+        .unwrap();
         assert_eq!(d.claims["sub"], "alice");
         assert_eq!(d.claims["username"], "alice");
     }
