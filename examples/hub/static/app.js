@@ -443,17 +443,15 @@
       setTimeout(() => t.remove(), 180);
     };
     close.addEventListener('click', (e) => { e.stopPropagation(); remove(); });
-    if (opts.onClick) {
-      // Toasts let clicks through to the page except on their buttons, so they never cover controls.
-      t.classList.add('clickable');
-      close.before(h('button', {
-        type: 'button', class: 'toast-open', text: opts.openLabel || 'Open',
-        on: { click: (e) => { e.stopPropagation(); opts.onClick(); remove(); } },
-      }));
-    }
+    // A click on the toast acts on it (opens the room or conversation) or dismisses it.
+    if (opts.onClick) t.classList.add('clickable');
+    t.addEventListener('click', () => {
+      if (opts.onClick) opts.onClick();
+      remove();
+    });
     $('#toasts').append(t);
     while ($('#toasts').children.length > 5) $('#toasts').firstElementChild.remove();
-    const timeout = opts.timeout === undefined ? (kind === 'error' ? 9000 : 6000) : opts.timeout;
+    const timeout = opts.timeout === undefined ? (kind === 'info' ? 5000 : 7000) : opts.timeout;
     if (timeout) setTimeout(remove, timeout);
     return t;
   }
@@ -744,7 +742,6 @@
     closeDialog();
     renderRoomList();
     openRoom(room.id);
-    toast(`Room “${room.name}” created.`, { kind: 'success', timeout: 3000 });
   }
 
   function openDialog() {
@@ -1254,7 +1251,7 @@
     toast(f.content || '', {
       kind: 'mention',
       title: `${f.from || 'Someone'} mentioned you${room ? ` in #${roomName(room)}` : ''}`,
-      timeout: 10000,
+      timeout: 8000,
       onClick: room ? () => openRoom(room, f.message_id) : null,
     });
   }
@@ -2420,7 +2417,7 @@
     if (!S.chat) return;
     const frame = { type: action, user: sub };
     if (duration) frame.duration_s = duration;
-    if (S.chat.send(frame)) toast(`${action} sent for ${nameOf(sub)}.`, { timeout: 2500 });
+    S.chat.send(frame);
   }
 
   function closePopovers() {
