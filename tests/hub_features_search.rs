@@ -51,7 +51,9 @@ fn every_word_must_match_case_insensitively_newest_first() {
     assert!(index
         .search("hello missing", 20, |_| true, |r, i| store.fetch(r, i))
         .is_empty());
-    assert!(index.search("  ", 20, |_| true, |r, i| store.fetch(r, i)).is_empty());
+    assert!(index
+        .search("  ", 20, |_| true, |r, i| store.fetch(r, i))
+        .is_empty());
 }
 
 #[test]
@@ -96,11 +98,14 @@ fn edits_change_what_matches() {
     let mut store = Store::default();
     store.put(&index, "a", 1, "old text");
     store.put(&index, "a", 2, "later message");
-    store
-        .0
-        .insert(("a".into(), 1), json!({"type":"message","id":1,"content":"new words","edited":true}));
+    store.0.insert(
+        ("a".into(), 1),
+        json!({"type":"message","id":1,"content":"new words","edited":true}),
+    );
     index.update("a", 1, "old text", "new words");
-    assert!(index.search("old", 20, |_| true, |r, i| store.fetch(r, i)).is_empty());
+    assert!(index
+        .search("old", 20, |_| true, |r, i| store.fetch(r, i))
+        .is_empty());
     let hits = index.search("new", 20, |_| true, |r, i| store.fetch(r, i));
     assert_eq!(ids(&hits), vec![("a".into(), 1)]);
 }
@@ -114,9 +119,10 @@ fn deleted_and_evicted_messages_are_gone() {
     }
     index.remove("a", 5);
     // A tombstone in history never matches, even with stale postings.
-    store
-        .0
-        .insert(("a".into(), 4), json!({"type":"message","id":4,"deleted":true}));
+    store.0.insert(
+        ("a".into(), 4),
+        json!({"type":"message","id":4,"deleted":true}),
+    );
     // History evicted 1 and 2.
     store.0.remove(&("a".to_string(), 1));
     store.0.remove(&("a".to_string(), 2));
@@ -134,7 +140,11 @@ fn compaction_keeps_order_and_results() {
     let mut store = Store::default();
     let n = 140_000u64;
     for i in 1..=n {
-        let text = if i % 2 == 0 { "even common" } else { "odd common" };
+        let text = if i % 2 == 0 {
+            "even common"
+        } else {
+            "odd common"
+        };
         store.put(&index, "a", i, text);
     }
     // Forget the oldest 100k: enough dead documents to compact.
