@@ -174,6 +174,7 @@
     seenMentions: new Set(),
     fileMeta: new Map(), // file id -> {type, name}
     threadRoot: null,
+    presenceState: null,
     editing: null, // message id being edited inline
     myStatus: 'online',
     roomsTimer: null,
@@ -576,6 +577,8 @@
     S.threadRoot = null;
     S.editing = null;
     S.inboxOk = false;
+    S.presenceState = null;
+    setConnStatus('idle');
     store(STORAGE.token, undefined);
     $('#app').hidden = true;
     $('#signin-screen').hidden = false;
@@ -767,6 +770,130 @@
     openRoom(id);
   }
 
+  // Room details: owner and admins rename, change privacy, manage members, delete.
+  let roomDialogId = null;
+  async function openRoomDialog() {
+    if (!S.view || S.view.kind !== 'room') return;
+    const id = S.view.id;
+    roomDialogId = id;
+    const res = await api('GET', `/rooms/${enc(id)}`);
+    if (roomDialogId !== id) return;
+    let room = res.ok ? normRoom(res.data) : null;
+    if (room) S.rooms.set(id, Object.assign(S.rooms.get(id) || {}, room, { adhoc: false }));
+    renderRoomDialog(id, room, res);
+    const d = $('#room-dialog');
+    if (!d.open) {
+      if (typeof d.showModal === 'function') d.showModal();
+      else d.setAttribute('open', '');
+    }
+  }
+
+  function renderRoomDialog(id, room, res) {
+    const canEdit = !!room && (S.isAdmin || room.owner === S.me.sub);
+    $('#room-dialog-title').textContent = `#${room ? room.name : id}`;
+    $('#room-dialog-error').textContent = '';
+    let meta = `id ${id}`;
+    if (room && room.owner) meta += ` · owner ${nameOf(room.owner)}`;
+    if (!room) meta += res && res.status === 404 ? ' · never created: public, no owner' : ` · details unavailable (${errText(res)})`;
+    if (room && !canEdit) meta += ' · only the owner or an admin can change it';
+    $('#room-dialog-meta').textContent = meta;
+    $('#room-edit-name').value = room ? room.name : id;
+    $('#room-edit-private').checked = !!(room && room.private);
+    for (const sel of ['#room-edit-name', '#room-edit-private', '#room-add-member', '#room-add-member-btn', '#room-save', '#room-delete']) {
+      $(sel).disabled = !canEdit;
+    }
+    $('#room-delete').hidden = !canEdit;
+    $('#room-save').hidden = !canEdit;
+    const members = room ? room.members : [];
+    const ul = $('#room-members');
+    ul.replaceChildren(...members.map((sub) => h('li', { class: 'member', dataset: { member: sub } },
+      avatar(nameOf(sub), 'avatar-xs'),
+      h('span', { text: nameOf(sub), title: sub }),
+      room.owner === sub ? h('span', { class: 'member-owner', text: 'owner' }) : null,
+      canEdit ? h('button', {
+        type: 'button', class: 'member-x', title: `Remove ${nameOf(sub)}`, 'aria-label': `Remove ${nameOf(sub)}`, text: '✕',
+        on: { click: () => changeMembers(id, [], [sub]) },
+      }) : null)));
+    if (!members.length) ul.append(h('li', { class: 'member-empty', text: room && room.private ? 'No members listed.' : 'Public room: anyone may join.' }));
+  }
+
+  async function changeMembers(id, add, remove) {
+    const res = await api('POST', `/rooms/${enc(id)}/members`, { add, remove });
+    if (!res.ok) {
+      $('#room-dialog-error').textContent = `Could not change members: ${errText(res)}`;
+      return;
+    }
+    await openRoomDialog();
+  }
+
+  async function saveRoomDialog(e) {
+    e.preventDefault();
+    const id = roomDialogId;
+    if (!id) return;
+    const name = $('#room-edit-name').value.trim();
+    const res = await api('PATCH', `/rooms/${enc(id)}`, { name: name || undefined, private: $('#room-edit-private').checked });
+    if (!res.ok) {
+      $('#room-dialog-error').textContent = `Could not save: ${errText(res)}`;
+      return;
+    }
+    const room = normRoom(res.data);
+    if (room) S.rooms.set(id, Object.assign(S.rooms.get(id) || {}, room, { adhoc: false }));
+    else if (S.rooms.get(id)) Object.assign(S.rooms.get(id), { name: name || id, private: $('#room-edit-private').checked });
+    $('#room-dialog').close();
+    renderRoomList();
+    if (S.view && S.view.kind === 'room' && S.view.id === id) renderHeader();
+    loadRooms();
+  }
+
+  async function deleteRoom() {
+    const id = roomDialogId;
+    if (!id) return;
+    const btn = $('#room-delete');
+    if (btn.dataset.confirm !== id) {
+      // Two clicks instead of a blocking confirm() dialog.
+      btn.dataset.confirm = id;
+      btn.textContent = 'Click again to delete';
+      setTimeout(() => { btn.dataset.confirm = ''; btn.textContent = 'Delete room'; }, 4000);
+      return;
+    }
+    btn.dataset.confirm = '';
+    btn.textContent = 'Delete room';
+    const res = await api('DELETE', `/rooms/${enc(id)}`);
+    if (!res.ok) {
+      $('#room-dialog-error').textContent = `Could not delete: ${errText(res)}`;
+      return;
+    }
+    $('#room-dialog').close();
+    S.rooms.delete(id);
+    forgetRoom(id);
+    loadRooms();
+  }
+
+  // Hub numbers on the welcome screen, from GET /stats (any shape it has).
+  async function showStats() {
+    const res = await api('GET', '/stats', undefined, { no401: true });
+    const box = $('#stats');
+    if (!box || !res.ok || !res.data || typeof res.data !== 'object') return;
+    const d = res.data;
+    const num = (...keys) => {
+      for (const k of keys) {
+        let v = d;
+        for (const part of k.split('.')) v = v && typeof v === 'object' ? v[part] : undefined;
+        if (typeof v === 'number') return v;
+        if (v && typeof v === 'object' && typeof v.total === 'number') return v.total;
+      }
+      return null;
+    };
+    const items = [
+      ['online', num('users_online', 'users.online', 'online')],
+      ['connections', num('connections', 'connections.total')],
+      ['rooms', num('rooms', 'rooms_total', 'rooms.count')],
+      ['messages', num('messages', 'messages_total', 'messages.total')],
+    ].filter(([, v]) => v !== null);
+    box.replaceChildren(...items.map(([label, v]) => h('div', { class: 'stat' },
+      h('b', { text: v.toLocaleString() }), h('span', { text: label }))));
+  }
+
   // ---------------------------------------------------------------------------
   // Views
   // ---------------------------------------------------------------------------
@@ -783,7 +910,8 @@
     closePopovers();
     showNotice('');
     $('#typing').textContent = '';
-    setConnStatus('idle');
+    // With no room or conversation open, the status shows the presence connection.
+    setConnStatus(S.presenceState || 'idle');
   }
 
   function renderEmptyView() {
@@ -799,7 +927,10 @@
       h('div', { class: 'empty-icon' }, icon('chat', 40)),
       h('h2', { text: 'Pick a room to start chatting' }),
       h('p', { text: 'Join a room from the sidebar, create one with +, or click someone under People to send a direct message.' }),
-      quick));
+      quick,
+      h('div', { id: 'stats', class: 'stats' })));
+    $('#room-info').hidden = true;
+    showStats();
     setComposerEnabled(false, 'Message');
     renderRoomList();
     renderDmList();
@@ -889,6 +1020,7 @@
 
   function renderHeader() {
     const v = S.view;
+    $('#room-info').hidden = !v || v.kind !== 'room';
     if (!v) return;
     if (v.kind === 'room') {
       const room = S.rooms.get(v.id) || { id: v.id, name: v.id };
@@ -1144,7 +1276,7 @@
 
   function onTyping(r, f) {
     const who = f.user;
-    if (who === undefined || isMe(who)) return;
+    if (who === undefined || isMe(who) || (f.user_id !== undefined && isMe(f.user_id))) return;
     const name = S.users.has(String(who)) ? nameOf(String(who)) : String(who);
     if (f.state === false) r.typing.delete(name);
     else r.typing.set(name, Date.now() + 5000);
@@ -1988,6 +2120,10 @@
         if (S.myStatus !== 'online') conn.send({ type: 'status', status: S.myStatus });
       },
       onFrame: (f) => onPresenceFrame(conn, f),
+      onStatus: (st) => {
+        S.presenceState = st;
+        if (!S.view) setConnStatus(st);
+      },
       onClose: (ev, opened, fails) => {
         if (S.presence !== conn) return 'stop';
         const me = S.users.get(S.me.sub);
@@ -2211,7 +2347,7 @@
     const peerName = nameOf(d.peer);
     if (f.to !== undefined && f.to !== null) return String(f.to) === d.peer || String(f.to) === peerName;
     const from = String(f.from ?? '');
-    const fromId = f.from_id ?? f.from_sub ?? f.sub;
+    const fromId = f.from_id ?? f.from_sub ?? f.user_id ?? f.sub;
     if (fromId !== undefined) return String(fromId) === d.peer;
     return from === peerName || from === d.peer;
   }
@@ -2314,7 +2450,7 @@
   }
 
   function notifyDm(f) {
-    const fromId = f.from_id ?? f.from_sub ?? f.sub;
+    const fromId = f.from_id ?? f.from_sub ?? f.user_id ?? f.sub;
     const sub = fromId !== undefined ? String(fromId) : (subForName(f.from) || String(f.from));
     if (!sub || sub === S.me.sub) return;
     if (S.view && S.view.kind === 'dm' && S.view.peer === sub) return;
@@ -2443,6 +2579,18 @@
     $('#create-room').addEventListener('click', openDialog);
     $('#create-room-form').addEventListener('submit', createRoom);
     $('#new-room-cancel').addEventListener('click', closeDialog);
+    $('#room-info').addEventListener('click', openRoomDialog);
+    $('#room-form').addEventListener('submit', saveRoomDialog);
+    $('#room-dialog-close').addEventListener('click', () => $('#room-dialog').close());
+    $('#room-delete').addEventListener('click', deleteRoom);
+    $('#room-add-member-btn').addEventListener('click', () => {
+      const v = $('#room-add-member').value.split(',').map((x) => x.trim()).filter(Boolean);
+      if (v.length && roomDialogId) changeMembers(roomDialogId, v, []);
+      $('#room-add-member').value = '';
+    });
+    $('#room-add-member').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { e.preventDefault(); $('#room-add-member-btn').click(); }
+    });
 
     const composer = $('#composer');
     $('#composer-form').addEventListener('submit', submitComposer);
