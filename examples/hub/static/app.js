@@ -2343,15 +2343,30 @@
     setTimeout(() => { if (S.dm === d) $('#composer').focus(); }, 0);
   }
 
+  // Who sent a direct message: `from_id` when the hub names it, else the display name.
+  const dmFromId = (f) => {
+    const id = f.from_id ?? f.from_sub ?? f.user_id ?? f.sub;
+    return id === undefined || id === null ? null : String(id);
+  };
+  /** Our own copy of a message we sent (the hub adds `to` to the sender's copies). */
+  function dmIsMine(f) {
+    const fromId = dmFromId(f);
+    if (fromId !== null) return fromId === S.me.sub;
+    if (f.to !== undefined && f.to !== null) return String(f.to) !== S.me.sub || isMe(f.from);
+    return isMe(f.from);
+  }
+  /** Only frames of this conversation: from the peer, or ours to the peer. */
   function dmBelongs(d, f) {
     const peerName = nameOf(d.peer);
-    if (f.to !== undefined && f.to !== null) return String(f.to) === d.peer || String(f.to) === peerName;
+    if (dmIsMine(f)) {
+      if (f.to === undefined || f.to === null) return true;
+      return String(f.to) === d.peer || String(f.to) === peerName;
+    }
+    const fromId = dmFromId(f);
+    if (fromId !== null) return fromId === d.peer;
     const from = String(f.from ?? '');
-    const fromId = f.from_id ?? f.from_sub ?? f.user_id ?? f.sub;
-    if (fromId !== undefined) return String(fromId) === d.peer;
     return from === peerName || from === d.peer;
   }
-  const dmIsMine = (f) => (f.to !== undefined && f.to !== null) || isMe(f.from);
 
   function onDmFrame(d, f) {
     if (S.dm !== d) return;
@@ -2450,8 +2465,8 @@
   }
 
   function notifyDm(f) {
-    const fromId = f.from_id ?? f.from_sub ?? f.user_id ?? f.sub;
-    const sub = fromId !== undefined ? String(fromId) : (subForName(f.from) || String(f.from));
+    const fromId = dmFromId(f);
+    const sub = fromId !== null ? fromId : (subForName(f.from) || String(f.from));
     if (!sub || sub === S.me.sub) return;
     if (S.view && S.view.kind === 'dm' && S.view.peer === sub) return;
     addDmPeer(sub, String(f.from || sub));
