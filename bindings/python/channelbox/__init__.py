@@ -1,0 +1,86 @@
+"""channelbox: a WebSocket group hub core, from Python.
+
+``channelbox.Hub`` is the hub itself (groups, fan-out, bounded history with
+offsets, presence) over the native library; ``channelbox.ChannelBox`` and
+``channelbox.Channel`` are a drop-in for ``nexios.websockets.channels``.
+
+>>> import channelbox
+>>> with channelbox.Hub() as hub:
+...     alice = hub.open(user="alice")
+...     alice.join("chat_1")
+...     report = hub.group_send("chat_1", {"text": "hi"}, save_history=True)
+...     message = alice.recv(timeout=1)
+...     (report.delivered, message.data, message.group, message.offset)
+(1, {'text': 'hi'}, 'chat_1', 1)
+"""
+
+from ._version import __version__
+from .channels import (
+    BaseHistoryManager,
+    Channel,
+    ChannelAddStatusEnum,
+    ChannelBox,
+    ChannelMessageDC,
+    ChannelRemoveStatusEnum,
+    GroupSendStatusEnum,
+    InMemoryHistoryManager,
+    NoOpHistoryManager,
+    PayloadTypeEnum,
+)
+from .errors import (
+    ChannelboxError,
+    ConnectionClosed,
+    Empty,
+    EngineUnavailable,
+    HubClosed,
+    InternalError,
+    InvalidArgument,
+    InvalidJson,
+    InvalidUtf8,
+    NoSuchConnection,
+    NoSuchGroup,
+    NoSuchMessage,
+    NotFound,
+    NullPointer,
+    TooLarge,
+)
+from .hub import Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
+
+__all__ = [
+    "__version__",
+    # the hub
+    "Hub",
+    "Connection",
+    "Message",
+    "Kind",
+    "SendReport",
+    "HistoryPage",
+    "encode_payload",
+    # errors
+    "ChannelboxError",
+    "InvalidArgument",
+    "NullPointer",
+    "InvalidUtf8",
+    "InvalidJson",
+    "TooLarge",
+    "NotFound",
+    "NoSuchConnection",
+    "NoSuchGroup",
+    "NoSuchMessage",
+    "Empty",
+    "ConnectionClosed",
+    "HubClosed",
+    "EngineUnavailable",
+    "InternalError",
+    # the Nexios drop-in
+    "ChannelBox",
+    "Channel",
+    "ChannelAddStatusEnum",
+    "ChannelRemoveStatusEnum",
+    "GroupSendStatusEnum",
+    "PayloadTypeEnum",
+    "ChannelMessageDC",
+    "BaseHistoryManager",
+    "InMemoryHistoryManager",
+    "NoOpHistoryManager",
+]

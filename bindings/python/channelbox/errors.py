@@ -1,0 +1,159 @@
+"""Exceptions: one class per family of ``cbx_result`` codes.
+
+Every error the native library reports becomes a :class:`ChannelboxError`
+subclass whose message is the library's ``cbx_last_error()``, and whose
+:attr:`~ChannelboxError.code` / :attr:`~ChannelboxError.code_name` say which
+code it was. Families also derive from the matching built-in exception, so
+``except ValueError`` catches bad input and ``except LookupError`` catches
+unknown connections, groups and offsets.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+from . import _ffi
+
+
+class ChannelboxError(Exception):
+    """Base class of every channelbox error."""
+
+    #: The ``cbx_result`` code, or ``None`` for errors raised by Python itself.
+    code: Optional[int] = None
+
+    def __init__(self, message: str, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def code_name(self) -> str:
+        """The code's C name, e.g. ``"CBX_INVALID_JSON"``."""
+        if self.code is None:
+            return ""
+        return (_ffi.lib.cbx_result_name(self.code) or b"").decode()
+
+
+class InvalidArgument(ChannelboxError, ValueError):
+    """A setting, name or value is out of range or malformed (``CBX_INVALID_ARGUMENT``)."""
+
+    code = _ffi.CBX_INVALID_ARGUMENT
+
+
+class NullPointer(InvalidArgument):
+    """A required pointer was NULL (``CBX_NULL_POINTER``); a bug in the binding."""
+
+    code = _ffi.CBX_NULL_POINTER
+
+
+class InvalidUtf8(InvalidArgument):
+    """Text that must be UTF-8 is not (``CBX_INVALID_UTF8``)."""
+
+    code = _ffi.CBX_INVALID_UTF8
+
+
+class InvalidJson(InvalidArgument):
+    """A JSON payload or config does not parse (``CBX_INVALID_JSON``)."""
+
+    code = _ffi.CBX_INVALID_JSON
+
+
+class TooLarge(InvalidArgument):
+    """A payload or name is larger than the hub allows (``CBX_TOO_LARGE``)."""
+
+    code = _ffi.CBX_TOO_LARGE
+
+
+class NotFound(ChannelboxError, LookupError):
+    """Base of the "no such ..." errors."""
+
+
+class NoSuchConnection(NotFound):
+    """The connection id is unknown or was closed by the host (``CBX_NO_SUCH_CONNECTION``)."""
+
+    code = _ffi.CBX_NO_SUCH_CONNECTION
+
+
+class NoSuchGroup(NotFound):
+    """The group does not exist (``CBX_NO_SUCH_GROUP``)."""
+
+    code = _ffi.CBX_NO_SUCH_GROUP
+
+
+class NoSuchMessage(NotFound):
+    """No history entry has that offset, never saved or evicted (``CBX_NO_SUCH_MESSAGE``)."""
+
+    code = _ffi.CBX_NO_SUCH_MESSAGE
+
+
+class Empty(ChannelboxError, TimeoutError):
+    """Nothing arrived before the timeout (``CBX_EMPTY``)."""
+
+    code = _ffi.CBX_EMPTY
+
+
+class ConnectionClosed(ChannelboxError):
+    """The connection is closed and everything queued for it was received (``CBX_CLOSED``).
+
+    :attr:`reason` says why (slow consumer, TTL, ``close_all``, closed by the host).
+    """
+
+    code = _ffi.CBX_CLOSED
+
+    def __init__(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
+        super().__init__(message, code)
+        self.reason = reason or message
+
+
+class HubClosed(ChannelboxError):
+    """The hub was closed; its handle cannot be used any more."""
+
+
+class EngineUnavailable(ChannelboxError, ConnectionError):
+    """The scale-out engine cannot be reached (``CBX_ENGINE_UNAVAILABLE``)."""
+
+    code = _ffi.CBX_ENGINE_UNAVAILABLE
+
+
+class InternalError(ChannelboxError):
+    """A bug in channelbox: a panic was caught at the C boundary (``CBX_PANIC``)."""
+
+    code = _ffi.CBX_PANIC
+
+
+_BY_CODE: Dict[int, Type[ChannelboxError]] = {
+    cls.code: cls  # type: ignore[misc]
+    for cls in (
+        InvalidArgument,
+        NullPointer,
+        InvalidUtf8,
+        InvalidJson,
+        TooLarge,
+        NoSuchConnection,
+        NoSuchGroup,
+        NoSuchMessage,
+        Empty,
+        ConnectionClosed,
+        EngineUnavailable,
+        InternalError,
+    )
+}
+
+
+def error_for(code: int) -> ChannelboxError:
+    """The exception for a failed call's ``code``, carrying ``cbx_last_error()``.
+
+    Must be called on the thread that made the call, before any other call.
+    """
+    message = (_ffi.lib.cbx_last_error() or b"").decode("utf-8", "replace")
+    cls = _BY_CODE.get(code, ChannelboxError)
+    if not message:
+        name = (_ffi.lib.cbx_result_name(code) or b"").decode()
+        message = f"{name} ({code})"
+    return cls(message, code)
+
+
+def check(code: int) -> None:
+    """Raises :func:`error_for` ``code`` unless it is ``CBX_OK``."""
+    if code:
+        raise error_for(code)
