@@ -169,6 +169,7 @@
     users: new Map(), // sub -> {id, username, status, guessed}
     dmPeers: [], // subs, most recent first
     dmNames: {}, // sub -> last known username, for peers not on presence
+    knownNames: {}, // sub -> username learnt from messages (user_id) and DMs (from_id)
     dmUnread: new Map(), // sub -> count
     mentionBadges: new Map(), // room id -> count
     seenMentions: new Set(),
@@ -220,6 +221,7 @@
     }
     if (S.me && (s === S.me.username)) return S.me.sub;
     if (S.users.has(s)) return s;
+    for (const [sub, uname] of Object.entries(S.knownNames)) if (uname.toLowerCase() === low) return sub;
     return null;
   }
   /** Normalize a user reference (sub or display name) to a sub when possible. */
@@ -229,6 +231,7 @@
     const u = S.users.get(sub);
     if (u) return u.username;
     if (S.dmNames[sub]) return S.dmNames[sub];
+    if (S.knownNames[sub]) return S.knownNames[sub];
     return String(sub);
   }
   const isMe = (x) => !!S.me && x !== undefined && x !== null && (String(x) === S.me.sub || String(x) === S.me.username);
@@ -570,6 +573,7 @@
     S.rooms.clear();
     S.roomStates.clear();
     S.users.clear();
+    S.knownNames = {};
     S.view = null;
     S.dmUnread.clear();
     S.mentionBadges.clear();
@@ -1063,6 +1067,7 @@
 
   function storeMessage(r, m) {
     if (typeof m.id !== 'number') return;
+    if (m.user_id !== undefined && m.user !== undefined && !S.knownNames[m.user_id]) S.knownNames[String(m.user_id)] = String(m.user);
     const old = r.messages.get(m.id);
     if (old && old.reactions && !m.reactions) m.reactions = old.reactions;
     r.messages.set(m.id, m);
@@ -1693,6 +1698,7 @@
   function renderSeenBy(r) {
     if (currentRoom() !== r) return;
     const box = mainBox();
+    const stick = nearBottom(box);
     for (const n of $$('.seen-by', box)) n.remove();
     const ids = $$('.message[data-id]', box).map((n) => Number(n.dataset.id)).sort((a, b) => a - b);
     if (!ids.length) return;
@@ -1720,6 +1726,7 @@
       const bodyEl = $('.msg-body', msg);
       (bodyEl || msg).append(seen);
     }
+    if (stick) box.scrollTop = box.scrollHeight;
   }
 
   function focusMessage(id) {
