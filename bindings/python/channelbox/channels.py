@@ -341,10 +341,19 @@ async def _resume(coro: typing.Coroutine[typing.Any, typing.Any, typing.Any], yi
             coro.close()
             raise RuntimeError(f"send awaited something asyncio cannot wait on: {yielded!r}")
         else:
+            # What a Task does with a future its coroutine yields: take the
+            # "blocking" mark, then wait for it.
+            yielded._asyncio_future_blocking = False
             try:
                 await yielded
             except asyncio.CancelledError:
-                coro.close()
+                # Cancelled (timed out): the coroutine sees it as under a task.
+                try:
+                    coro.throw(asyncio.CancelledError())
+                except BaseException:  # noqa: BLE001 - it ended, as it should
+                    pass
+                else:
+                    coro.close()  # it ignored the cancellation
                 raise
             except BaseException:
                 pass  # the coroutine reads the future's outcome itself, below
@@ -613,11 +622,30 @@ class ChannelBox:
                 failed.append((channel, error))
                 continue
             # It would block: finish it in its own task; nobody waits for it here.
-            channel._busy = asyncio.get_running_loop().create_task(cls._finish(channel, coro, yielded))
+            channel._busy = cls._spawn(channel, coro, yielded)
         if failed:
             for channel, why in failed:
                 cls._drop(channel, why, close=isinstance(why, str))
         return GroupSendStatusEnum.GROUP_SEND
+
+    @classmethod
+    def _spawn(cls, channel: Channel, coro: typing.Any, yielded: typing.Any) -> "asyncio.Task[None]":
+        task = asyncio.get_running_loop().create_task(cls._finish(channel, coro, yielded))
+
+        def done(task: "asyncio.Task[None]") -> None:
+            if channel._busy is task:
+                channel._busy = None
+            if coro.cr_frame is not None:
+                # Cancelled before it ever ran: end the send it was to finish.
+                try:
+                    coro.throw(asyncio.CancelledError())
+                except BaseException:  # noqa: BLE001
+                    pass
+                else:
+                    coro.close()
+
+        task.add_done_callback(done)
+        return task
 
     @classmethod
     async def _finish(cls, channel: Channel, coro: typing.Any, yielded: typing.Any) -> None:
