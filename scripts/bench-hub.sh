@@ -110,8 +110,8 @@ hub_flags() {
   echo "kernel: $(uname -r); cpus: $(nproc); mem: $(free -g 2>/dev/null | awk '/Mem:/{print $2}') GiB"
   echo "rustc: $(rustc --version 2>/dev/null)"
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(dirty tree)')"
-  echo "hub: $HUB $(listen_args PORT) $(hub_flags | sed "s/$SECRET/<secret>/") ${HUB_ARGS:-}"
-  echo "loadgen: $LG scenario X --repeat $REPEAT ${LOADGEN_ARGS:-}"
+  echo "hub: ${HUB#"$ROOT"/} $(listen_args PORT) $(hub_flags | sed "s/$SECRET/<secret>/") ${HUB_ARGS:-}"
+  echo "loadgen: ${LG#"$ROOT"/} scenario X --repeat $REPEAT ${LOADGEN_ARGS:-}"
 } > "$OUT/versions.txt"
 cat "$OUT/versions.txt" >&2
 
@@ -193,6 +193,9 @@ echo "scenarios took $(( $(date +%s) - T_START )) s; results in $OUT" >&2
   echo
   echo "server µs/delivery = hub CPU (utime+stime from /proc/PID/stat) during the round / messages delivered;"
   echo "RSS/conn = (hub VmRSS after the hold - before connecting) / connections. Fan-out columns: median round."
+  echo
+  echo "Measured with \`scripts/bench-hub.sh$( [ "$SCENARIOS" != "a b c d e" ] && printf ' --scenarios "%s"' "$SCENARIOS")$( [ "$REPEAT" != 3 ] && printf ' --repeat %s' "$REPEAT")\`:"
+  sed 's/^/- /' "$OUT/versions.txt"
   for n in "${NOTES[@]}"; do echo "- $n"; done
 } | tee "$OUT/summary.md"
 

@@ -532,28 +532,53 @@ impl SubRound {
     }
 }
 
-async fn subscriber(
+/// One connection of a fan-out run: where it connects, as whom, and what stops it.
+struct Member {
     target: Arc<Target>,
     shared: Arc<Shared>,
     room_idx: usize,
     room: String,
     user: String,
-    ready: oneshot::Sender<Result<(), String>>,
-    mut stop: watch::Receiver<bool>,
     connect_timeout: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl Member {
+    /// Connect and join within the connect timeout; a failure names the user.
+    async fn open(&self) -> Result<Ws, String> {
+        match timeout(
+            self.connect_timeout,
+            self.target.connect(&self.room, &self.user),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(e)) => Err(format!("{}: {e}", self.user)),
+            Err(_) => Err(format!("{}: connect/join timed out", self.user)),
+        }
+    }
+}
+
+async fn subscriber(
+    member: Member,
+    ready: oneshot::Sender<Result<(), String>>,
     slow: bool,
 ) -> Option<Vec<SubRound>> {
-    let ws = match timeout(connect_timeout, target.connect(&room, &user)).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            let _ = ready.send(Err(format!("{user}: {e}")));
-            return None;
-        }
-        Err(_) => {
-            let _ = ready.send(Err(format!("{user}: connect/join timed out")));
+    let ws = match member.open().await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let _ = ready.send(Err(e));
             return None;
         }
     };
+    let Member {
+        target,
+        shared,
+        room_idx,
+        user,
+        mut stop,
+        ..
+    } = member;
     shared.alive_subs.fetch_add(1, Ordering::Relaxed);
     if slow {
         // Joined, then never read again: the server's writes to it back up.
@@ -646,30 +671,28 @@ enum PubCmd {
 }
 
 async fn publisher(
-    target: Arc<Target>,
-    shared: Arc<Shared>,
-    room_idx: usize,
-    room: String,
-    user: String,
+    member: Member,
     ready: oneshot::Sender<Result<(), String>>,
     mut cmds: mpsc::Receiver<PubCmd>,
     done: mpsc::Sender<(usize, Result<(), String>)>,
     rate: Option<f64>,
     payload_bytes: usize,
-    connect_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
 ) {
-    let ws = match timeout(connect_timeout, target.connect(&room, &user)).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            let _ = ready.send(Err(format!("{user}: {e}")));
-            return;
-        }
-        Err(_) => {
-            let _ = ready.send(Err(format!("{user}: connect/join timed out")));
+    let ws = match member.open().await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let _ = ready.send(Err(e));
             return;
         }
     };
+    let Member {
+        target,
+        shared,
+        room_idx,
+        user,
+        mut stop,
+        ..
+    } = member;
     shared.room_pub[room_idx].store(1, Ordering::Relaxed);
     let _ = ready.send(Ok(()));
     let (sink, mut stream) = ws.split();
@@ -779,15 +802,18 @@ async fn run_fanout(a: FanoutArgs) -> Value {
             let (tx, rx) = oneshot::channel();
             let room = format!("{prefix}{}", i % a.rooms);
             let user = format!("s{i}");
-            sub_handles.push(tokio::spawn(subscriber(
-                target.clone(),
-                shared.clone(),
-                i % a.rooms,
+            let member = Member {
+                target: target.clone(),
+                shared: shared.clone(),
+                room_idx: i % a.rooms,
                 room,
                 user,
-                tx,
-                stop_rx.clone(),
                 connect_timeout,
+                stop: stop_rx.clone(),
+            };
+            sub_handles.push(tokio::spawn(subscriber(
+                member,
+                tx,
                 i / a.rooms < a.slow_subs,
             )));
             rx
@@ -809,19 +835,22 @@ async fn run_fanout(a: FanoutArgs) -> Value {
             let (tx, rx) = oneshot::channel();
             let (ctx, crx) = mpsc::channel(repeat + 1);
             pub_cmds.push(ctx);
+            let member = Member {
+                target: target.clone(),
+                shared: shared.clone(),
+                room_idx: i,
+                room: format!("{prefix}{i}"),
+                user: format!("p{i}"),
+                connect_timeout,
+                stop: stop_rx.clone(),
+            };
             pub_handles.push(tokio::spawn(publisher(
-                target.clone(),
-                shared.clone(),
-                i,
-                format!("{prefix}{i}"),
-                format!("p{i}"),
+                member,
                 tx,
                 crx,
                 done_tx.clone(),
                 a.rate,
                 a.payload_bytes,
-                connect_timeout,
-                stop_rx.clone(),
             )));
             rx
         },
@@ -1618,7 +1647,8 @@ fn group_thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        let digits_left = s.len() - i;
+        if i > 0 && digits_left % 3 == 0 {
             out.push(',');
         }
         out.push(ch);

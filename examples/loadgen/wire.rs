@@ -68,10 +68,20 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A frame whose top-level "type" is "history" (its replayed messages must not count).
-/// We look at the first 48 bytes only: `{"type":"history"` / `{"type": "history"`.
+/// Fast path: `{"type":"history"` / `{"type": "history"` within the first 48 bytes. A server
+/// that puts "type" after other keys (e.g. sorted: `{"epoch":..,"messages":[..],"type":"history"}`)
+/// is caught by parsing the frame, which happens only when `"history"` occurs in it at all.
 pub fn is_history(b: &[u8]) -> bool {
     let head = &b[..b.len().min(48)];
-    find(head, b"\"history\"").is_some()
+    if find(head, b"\"history\"").is_some() {
+        return true;
+    }
+    if b.first() != Some(&b'{') || find(b, b"\"history\"").is_none() {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(b)
+        .ok()
+        .is_some_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("history"))
 }
 
 pub fn random_u32() -> u32 {
@@ -121,6 +131,12 @@ mod tests {
         assert!(is_history(br#"{"type":"history","messages":[]}"#));
         assert!(!is_history(
             br#"{"type":"message","user":"u","content":"B|"}"#
+        ));
+        assert!(is_history(
+            br#"{"epoch":"e1","messages":[{"id":1,"content":"B|x|0|1|2|"}],"type":"history"}"#
+        ));
+        assert!(!is_history(
+            br#"{"type":"message","user":"u","content":"the \"history\" of B|"}"#
         ));
     }
 
