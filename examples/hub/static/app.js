@@ -1561,6 +1561,12 @@
         }, h('span', { class: 'emoji', text: emoji }), h('span', { class: 'count', text: users.length })));
       }
     }
+    if (reactions.childElementCount) {
+      reactions.append(h('button', {
+        type: 'button', class: 'reaction-add', title: 'Add reaction', 'aria-label': 'Add reaction',
+        on: { click: (e) => openEmojiPicker(e.currentTarget, (emoji) => toggleReaction(r, m.id, emoji)) },
+      }, icon('smile', 15)));
+    }
     body.append(reactions);
 
     if (where === 'main' && m.thread_id === undefined) {
@@ -2645,10 +2651,17 @@
     }, { passive: true });
 
     document.addEventListener('click', (e) => {
-      if (e.target.closest('.popover, .act-react, .author, .user-more')) return;
+      if (e.target.closest('.popover, .act-react, .reaction-add, .author, .user-more')) return;
       closePopovers();
     });
-    document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closePopovers(); });
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      const popoverOpen = !$('#emoji-picker').hidden || !$('#user-menu').hidden;
+      closePopovers();
+      if (popoverOpen || e.target.closest('input, textarea, dialog')) return;
+      if (!$('#thread-panel').hidden) closeThread();
+      else if (!$('#search-panel').hidden) $('#search-close').click();
+    });
     document.addEventListener('visibilitychange', () => {
       const r = currentRoom();
       if (r && document.visibilityState === 'visible') scheduleRead(r);
