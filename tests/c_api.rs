@@ -1,0 +1,210 @@
+//! The C API as a C program sees it: builds every program in `tests/c/`
+//! (and `examples/c/hello.c`) with the system C compiler against
+//! `include/channelbox.h`, links it to the `libchannelbox.so` cargo built
+//! for this run, and runs it. A failing program fails its test with the
+//! program's output.
+//!
+//! With `CBX_VALGRIND=1` (and valgrind installed) each program also runs
+//! under valgrind, which must report no error and no definite leak.
+//! `CC` and `CXX` choose the compilers (default `cc` and `c++`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const C_FLAGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-std=c11", "-pthread", "-g"];
+const CXX_FLAGS: &[&str] = &[
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-std=c++17",
+    "-pthread",
+    "-g",
+];
+
+/// How long one program may run before it counts as hung.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Valgrind runs programs tens of times slower.
+const VALGRIND_TIMEOUT: Duration = Duration::from_secs(900);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding the `libchannelbox.so` cargo built for this run.
+/// The test executable is `target/<profile>/deps/c_api-<hash>`; `cargo
+/// test` builds the cdylib into that `deps/` (it copies it up to
+/// `target/<profile>/` only on `cargo build`, so the copy there may be
+/// stale), hence `deps/` first.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps directory");
+    let profile = deps.parent().expect("profile directory");
+    for dir in [deps, profile] {
+        if dir.join("libchannelbox.so").exists() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!(
+        "libchannelbox.so is not in {} or {}: run `cargo build` first",
+        deps.display(),
+        profile.display()
+    );
+}
+
+/// Where the compiled programs and their output go.
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_api");
+    std::fs::create_dir_all(&dir).expect("create output directory");
+    dir
+}
+
+/// Compiles one source file into an executable and returns its path.
+fn compile(source: &str, cxx: bool) -> PathBuf {
+    let source = root().join(source);
+    let stem = source.file_stem().expect("file name").to_string_lossy();
+    let exe = out_dir().join(format!("{stem}{}", if cxx { "_cpp" } else { "" }));
+    let lib = lib_dir();
+    let (compiler, flags) = if cxx {
+        (
+            std::env::var("CXX").unwrap_or_else(|_| "c++".into()),
+            CXX_FLAGS,
+        )
+    } else {
+        (std::env::var("CC").unwrap_or_else(|_| "cc".into()), C_FLAGS)
+    };
+    let version = format!("-DCBX_EXPECTED_VERSION=\"{}\"", env!("CARGO_PKG_VERSION"));
+    let output = Command::new(&compiler)
+        .args(flags)
+        .arg(version)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&source)
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lchannelbox")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the compiler `{compiler}`: {e}"));
+    assert!(
+        output.status.success(),
+        "{compiler} failed on {}:\n{}{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    exe
+}
+
+/// Runs a command to completion within `timeout`, output going to files
+/// (no pipe to fill up), and returns (success, stdout + stderr).
+fn run_with_timeout(mut command: Command, log: &Path, timeout: Duration) -> (bool, String) {
+    let stdout = File::create(log.with_extension("stdout")).expect("stdout file");
+    let stderr = File::create(log.with_extension("stderr")).expect("stderr file");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the program") {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |ext| std::fs::read_to_string(log.with_extension(ext)).unwrap_or_default();
+    let mut text = read("stdout");
+    text.push_str(&read("stderr"));
+    match status {
+        Some(status) if status.success() => (true, text),
+        Some(status) => (false, format!("{text}\n(exit: {status})")),
+        None => (false, format!("{text}\n(killed after {timeout:?})")),
+    }
+}
+
+fn valgrind_wanted() -> bool {
+    std::env::var("CBX_VALGRIND").is_ok_and(|v| v == "1")
+}
+
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a compiled program (and again under valgrind when asked); panics
+/// with its output when it fails. Returns its output of the plain run.
+fn run(exe: &Path) -> String {
+    let name = exe
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
+    let (ok, output) = run_with_timeout(Command::new(exe), exe, TIMEOUT);
+    assert!(ok, "{name} failed:\n{output}");
+    print!("{output}");
+
+    if !valgrind_wanted() {
+        println!("note: {name}: valgrind skipped (set CBX_VALGRIND=1 to run it)");
+        return output;
+    }
+    if !valgrind_available() {
+        println!("note: {name}: CBX_VALGRIND=1 but valgrind is not installed; skipped");
+        return output;
+    }
+    let mut command = Command::new("valgrind");
+    command
+        .args([
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+        ])
+        .arg(exe);
+    let log = exe.with_file_name(format!("{name}.valgrind"));
+    let (ok, vg_output) = run_with_timeout(command, &log, VALGRIND_TIMEOUT);
+    assert!(ok, "{name} failed under valgrind:\n{vg_output}");
+    println!("{name}: valgrind clean");
+    output
+}
+
+#[test]
+fn c_bad_input_is_refused_at_every_entry_point() {
+    run(&compile("tests/c/bad_input.c", false));
+}
+
+#[test]
+fn c_api_behaves_as_documented() {
+    run(&compile("tests/c/behaviour.c", false));
+}
+
+#[test]
+fn c_api_is_safe_from_many_threads() {
+    run(&compile("tests/c/threads.c", false));
+}
+
+#[test]
+fn header_compiles_and_links_as_cpp() {
+    run(&compile("tests/c/cpp_compat.cpp", true));
+}
+
+#[test]
+fn c_example_hello_builds_and_runs() {
+    let output = run(&compile("examples/c/hello.c", false));
+    assert!(
+        output.contains("sent: offset 1, delivered to 2"),
+        "{output}"
+    );
+    assert!(output.contains("history: {"), "{output}");
+}
