@@ -177,6 +177,7 @@
     threadRoot: null,
     presenceState: null,
     editing: null, // message id being edited inline
+    editingWhere: 'main', // in the main list or the thread panel
     myStatus: 'online',
     roomsTimer: null,
   };
@@ -1232,10 +1233,6 @@
       if (m.action === 'mute') showNotice('You are muted in this room: your messages will be refused.', 'warn');
       if (m.action === 'unban') showNotice('');
     }
-    if (m.type === 'system' && m.user !== undefined && typeof m.message === 'string') {
-      // Remember who is who from moderation notices.
-      if (!S.users.has(String(m.user))) S.dmNames[String(m.user)] = S.dmNames[String(m.user)] || String(m.user);
-    }
     if (currentRoom() !== r) return;
     renderHeader();
     if (m.thread_id !== undefined && r.messages.has(m.thread_id)) {
@@ -1537,7 +1534,7 @@
     const body = h('div', { class: 'msg-body' }, head);
     if (m.deleted) {
       body.append(h('div', { class: 'content tombstone', text: 'message deleted' }));
-    } else if (S.editing === m.id && where === 'main') {
+    } else if (S.editing === m.id && where === S.editingWhere) {
       body.append(editBox(r, m));
     } else {
       const content = h('div', { class: 'content' });
@@ -1604,7 +1601,7 @@
       if (mine) {
         acts.append(h('button', {
           type: 'button', class: 'act act-edit', title: 'Edit', 'aria-label': 'Edit message',
-          on: { click: () => startEdit(r, m.id) },
+          on: { click: () => startEdit(r, m.id, where) },
         }, icon('edit', 17)));
       }
       if (mine || isMod(r.id)) {
@@ -1899,12 +1896,15 @@
         h('button', { type: 'button', class: 'link-btn', text: 'cancel', on: { click: () => cancelEdit(r, m.id) } })));
   }
 
-  function startEdit(r, id) {
+  function startEdit(r, id, where = 'main') {
     const prev = S.editing;
     S.editing = id;
+    S.editingWhere = where;
     if (prev !== null && prev !== id) updateMessageEl(r, prev);
     updateMessageEl(r, id);
-    const input = $(`#messages .message[data-id="${id}"] .edit-input`);
+    const input = where === 'thread'
+      ? $(`#thread-messages .message[data-tid="${id}"] .edit-input`)
+      : $(`#messages .message[data-id="${id}"] .edit-input`);
     if (input) {
       input.focus();
       input.setSelectionRange(input.value.length, input.value.length);
