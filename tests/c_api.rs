@@ -172,7 +172,7 @@ fn run(exe: &Path) -> String {
             "--show-leak-kinds=definite",
         ])
         .arg(exe);
-    let log = exe.with_file_name(format!("{name}.valgrind"));
+    let log = exe.with_file_name(format!("{name}-valgrind"));
     let (ok, vg_output) = run_with_timeout(command, &log, VALGRIND_TIMEOUT);
     assert!(ok, "{name} failed under valgrind:\n{vg_output}");
     println!("{name}: valgrind clean");
@@ -207,4 +207,9 @@ fn c_example_hello_builds_and_runs() {
         "{output}"
     );
     assert!(output.contains("history: {"), "{output}");
+}
+
+#[test]
+fn c_json_payload_with_invalid_utf8_is_refused() {
+    run(&compile("tests/c/json_utf8.c", false));
 }
