@@ -213,3 +213,8 @@ fn c_example_hello_builds_and_runs() {
 fn c_json_payload_with_invalid_utf8_is_refused() {
     run(&compile("tests/c/json_utf8.c", false));
 }
+
+#[test]
+fn c_accepted_json_payloads_are_not_lost_in_history() {
+    run(&compile("tests/c/json_history.c", false));
+}
