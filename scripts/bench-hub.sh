@@ -14,8 +14,8 @@
 #   b  1 room x 1000 subscribers, 100 msg/s for 10 s: latency p50/p99
 #   c  5000 idle connections in 500 rooms: server RSS per connection (VmRSS delta / conns)
 #   d  100 rooms x 10 subscribers, 100 publishers x 200 messages at once
-#   e  1 room x 100 subscribers, the first never reads; 2000 x 4 KiB messages: every other
-#      reader must get 100%, and the server's RSS must stay bounded
+#   e  1 room x 100 subscribers, the first never reads; 250 msg/s of 4 KiB for 8 s: every
+#      other reader must get 100%, and the server's RSS must stay bounded
 #
 # Options (or the environment variables in brackets):
 #   --scenarios "a b c d e"  [SCENARIOS]  which scenarios
