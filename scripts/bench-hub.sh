@@ -4,9 +4,9 @@
 # scenario against a freshly started hub on a free loopback port, stopped by its PID), and
 # prints one markdown table.
 #
-#   scripts/bench-hub.sh                     # scenarios a b c d e, 3 rounds each (~3-4 min)
+#   scripts/bench-hub.sh                     # scenarios a b c d e, 3 rounds each (~1-2 min + build)
 #   scripts/bench-hub.sh --scenarios "a e" --repeat 1
-#   scripts/bench-hub.sh --peers             # then the referee comparison (shared/bench):
+#   scripts/bench-hub.sh --peers             # then the referee comparison (shared/bench, ~10 min):
 #                                            # custom (our hub), ws-node, socketio, nexios-uvloop
 #
 # Scenarios (examples/loadgen, `loadgen scenario X`):
