@@ -179,6 +179,45 @@ fn run(exe: &Path) -> String {
     output
 }
 
+/// The names of the functions `text` calls or declares: `cbx_<name>(`.
+fn called_functions(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("cbx_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if tail[end..].starts_with('(') {
+            names.insert(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every function the header declares is called by the C tests, so a new
+/// entry point comes with its tests.
+#[test]
+fn every_header_function_is_called_by_a_c_test() {
+    let header = std::fs::read_to_string(root().join("include/channelbox.h")).expect("header");
+    let mut tests = String::new();
+    for entry in std::fs::read_dir(root().join("tests/c")).expect("tests/c") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "c") {
+            tests.push_str(&std::fs::read_to_string(&path).expect("C test"));
+        }
+    }
+    let declared = called_functions(&header);
+    assert!(declared.len() > 20, "no functions found in the header");
+    let called = called_functions(&tests);
+    let missing: Vec<&String> = declared.difference(&called).collect();
+    assert!(
+        missing.is_empty(),
+        "no C test in tests/c/ calls {missing:?}: add bad-input and behaviour checks"
+    );
+}
+
 #[test]
 fn c_bad_input_is_refused_at_every_entry_point() {
     run(&compile("tests/c/bad_input.c", false));

@@ -402,6 +402,14 @@ static void group_send_refuses_bad_input_and_delivers_nothing(void) {
              CBX_NULL_POINTER);
     CHECK_RC(cbx_group_send(hub, "", CBX_JSON, BYTES("{}"), S, &report),
              CBX_INVALID_ARGUMENT);
+    char long_name[300];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0'; /* 299 bytes; the limit is 256 */
+    CHECK_RC(cbx_group_send(hub, long_name, CBX_JSON, BYTES("{}"), S, &report),
+             CBX_TOO_LARGE);
+    char *json = NULL;
+    CHECK_RC(cbx_history_json(hub, long_name, 0, 0, &json), CBX_TOO_LARGE);
+    CHECK(json == NULL);
     CHECK_RC(cbx_group_send(hub, "g", CBX_BINARY, NULL, 1, S, &report),
              CBX_NULL_POINTER);
     CHECK_RC(cbx_group_send(hub, "g", CBX_BINARY, small, SIZE_MAX, S, &report),
@@ -449,7 +457,6 @@ static void group_send_refuses_bad_input_and_delivers_nothing(void) {
     CHECK(report.offset == 33 && report.disconnected == 44);
     CHECK(drain(hub, rx) == 0);
     CHECK(history_count(hub, "g") == 0);
-    char *json = NULL;
     REQUIRE_OK(cbx_history_json(hub, "g", 0, 0, &json));
     CHECK_STR_CONTAINS(json, "\"last_offset\":0");
     cbx_string_free(json);

@@ -334,6 +334,46 @@ static void history_flush_starts_a_new_epoch(void) {
     cbx_hub_free(hub);
 }
 
+static void history_bounds_evict_the_oldest_and_show_the_gap(void) {
+    cbx_hub *hub = new_hub("{\"history_max_messages\": 3}");
+    for (int i = 1; i <= 5; i++) {
+        cbx_send_report r;
+        REQUIRE_OK(cbx_group_send(hub, "g", CBX_JSON, BYTES("{}"),
+                                  CBX_SAVE_HISTORY, &r));
+        CHECK(r.offset == (uint64_t)i);
+    }
+    char *json = history(hub, "g", 0, 0);
+    CHECK_STR_CONTAINS(json, "\"first_offset\":3");
+    CHECK_STR_CONTAINS(json, "\"last_offset\":5");
+    CHECK(count_of(json, "\"offset\":") == 3);
+    CHECK(strstr(json, "\"offset\":2,") == NULL);
+    cbx_string_free(json);
+    /* A client that saw offset 1 asks for more: since + 1 < first_offset
+     * tells it offset 2 is gone. */
+    json = history(hub, "g", 1, 0);
+    CHECK_STR_CONTAINS(json, "\"first_offset\":3");
+    CHECK(count_of(json, "\"offset\":") == 3);
+    cbx_string_free(json);
+    /* An evicted entry can no longer be replaced; a kept one can. */
+    CHECK_RC(cbx_history_replace(hub, "g", 2, CBX_JSON, BYTES("1")),
+             CBX_NO_SUCH_MESSAGE);
+    CHECK_RC(cbx_history_replace(hub, "g", 3, CBX_JSON, BYTES("1")), CBX_OK);
+    cbx_hub_free(hub);
+
+    /* A byte bound keeps the newest message even when it alone is over. */
+    hub = new_hub("{\"history_max_bytes\": 10}");
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("12345678"),
+                              CBX_SAVE_HISTORY, NULL));
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("abcdefghijklmnop"),
+                              CBX_SAVE_HISTORY, NULL));
+    json = history(hub, "g", 0, 0);
+    CHECK(count_of(json, "\"offset\":") == 1);
+    CHECK_STR_CONTAINS(json, "abcdefghijklmnop");
+    CHECK_STR_CONTAINS(json, "\"first_offset\":2");
+    cbx_string_free(json);
+    cbx_hub_free(hub);
+}
+
 static void slow_consumer_is_disconnected_and_drains_first(void) {
     cbx_hub *hub = new_hub("{\"queue_max_messages\": 3}");
     uint64_t slow = open_conn(hub, "slow");
@@ -395,6 +435,20 @@ static void slow_consumer_is_disconnected_and_drains_first(void) {
     /* The id stays valid until the host closes it, then never again. */
     CHECK_RC(cbx_conn_close(hub, slow), CBX_OK);
     CHECK_RC(cbx_conn_recv(hub, slow, 0, &m), CBX_NO_SUCH_CONNECTION);
+    cbx_hub_free(hub);
+}
+
+static void queue_byte_bound_disconnects_too(void) {
+    cbx_hub *hub = new_hub("{\"queue_max_bytes\": 10}");
+    uint64_t c = open_conn(hub, NULL);
+    cbx_send_report r;
+    REQUIRE_OK(cbx_conn_send(hub, c, CBX_BINARY, BYTES("123456")));
+    REQUIRE_OK(cbx_group_add(hub, c, "g"));
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_BINARY, BYTES("123456"), 0, &r));
+    CHECK(r.disconnected == 1 && r.delivered == 0);
+    cbx_message_free(recv_expect(hub, c, CBX_BINARY, "123456"));
+    cbx_message *m = NULL;
+    CHECK_RC(cbx_conn_recv(hub, c, 0, &m), CBX_CLOSED);
     cbx_hub_free(hub);
 }
 
@@ -774,7 +828,9 @@ int main(void) {
     RUN(history_json_has_the_documented_shape);
     RUN(history_replace_keeps_offset_and_delivers_nothing);
     RUN(history_flush_starts_a_new_epoch);
+    RUN(history_bounds_evict_the_oldest_and_show_the_gap);
     RUN(slow_consumer_is_disconnected_and_drains_first);
+    RUN(queue_byte_bound_disconnects_too);
     RUN(drop_policies_keep_the_connection_open);
     RUN(user_send_reaches_every_connection_of_the_user);
     RUN(groups_json_lists_a_user_once);

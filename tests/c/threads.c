@@ -381,8 +381,59 @@ static void concurrent_open_close_never_reuses_ids(void) {
     hub = NULL;
 }
 
+/* A receive blocked forever (timeout < 0) wakes for a message sent from
+ * another thread, and for a close by the hub or by the host. */
+struct blocked {
+    uint64_t conn;
+    cbx_result rc;
+    size_t len;
+};
+
+static void *blocked_recv(void *arg) {
+    struct blocked *b = arg;
+    cbx_message *m = NULL;
+    b->rc = cbx_conn_recv(hub, b->conn, -1, &m);
+    if (b->rc == CBX_OK) {
+        cbx_message_data(m, &b->len);
+        cbx_message_free(m);
+    }
+    return NULL;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void blocked_receive_wakes_for_send_and_close(void) {
+    REQUIRE_OK(cbx_hub_new(NULL, &hub));
+    struct blocked b[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        b[i].rc = -1;
+        b[i].len = 0;
+        REQUIRE_OK(cbx_conn_open(hub, NULL, 0, &b[i].conn));
+        REQUIRE(pthread_create(&th[i], NULL, blocked_recv, &b[i]) == 0);
+    }
+    sleep_ms(100); /* let them block */
+    REQUIRE_OK(cbx_conn_send(hub, b[0].conn, CBX_TEXT, BYTES("wake")));
+    pthread_join(th[0], NULL);
+    CHECK(b[0].rc == CBX_OK && b[0].len == 4);
+
+    CHECK_RC(cbx_conn_close(hub, b[1].conn), CBX_OK);
+    pthread_join(th[1], NULL);
+    CHECK(b[1].rc == CBX_CLOSED || b[1].rc == CBX_NO_SUCH_CONNECTION);
+
+    CHECK_RC(cbx_close_all(hub), CBX_OK);
+    pthread_join(th[2], NULL);
+    CHECK(b[2].rc == CBX_CLOSED);
+    cbx_hub_free(hub);
+    hub = NULL;
+}
+
 int main(void) {
     RUN(many_threads_send_and_receive_without_loss);
     RUN(concurrent_open_close_never_reuses_ids);
+    RUN(blocked_receive_wakes_for_send_and_close);
     return check_summary();
 }
