@@ -103,10 +103,16 @@ pub unsafe extern "C" fn cbx_message_views(
         if n == 0 {
             return Ok(());
         }
+        if n > max_count::<cbx_message_view>() {
+            return Err(Error::TooLarge(format!(
+                "n is {n}, more views than memory can hold"
+            )));
+        }
         let messages = out_ptr(messages.cast_mut(), "messages")?;
         let views = out_ptr(views, "views")?;
         let messages = std::slice::from_raw_parts(messages, n);
-        let mut filled = Vec::with_capacity(n);
+        // Grown as the messages are read, not reserved for `n` up front.
+        let mut filled = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let m = m
                 .as_ref()
@@ -139,7 +145,9 @@ pub unsafe extern "C" fn cbx_message_free(m: *mut cbx_message) {
 #[no_mangle]
 pub unsafe extern "C" fn cbx_messages_free(messages: *mut *mut cbx_message, n: usize) {
     boundary_value((), || {
-        if messages.is_null() {
+        // A count no array can hold is a caller's mistake: free nothing
+        // rather than form an impossible slice.
+        if messages.is_null() || n > max_count::<*mut cbx_message>() {
             return;
         }
         for m in std::slice::from_raw_parts_mut(messages, n) {

@@ -262,6 +262,12 @@ pub(crate) unsafe fn bytes_arg<'a>(
     Ok(std::slice::from_raw_parts(data, len))
 }
 
+/// The most elements a C array of `T` can hold (a slice's limit): larger
+/// counts are refused before a slice is formed.
+pub(crate) fn max_count<T>() -> usize {
+    isize::MAX as usize / std::mem::size_of::<T>().max(1)
+}
+
 /// Converts a C kind to the Rust one.
 pub(crate) fn kind_arg(kind: cbx_kind) -> Result<Kind, Error> {
     match kind {

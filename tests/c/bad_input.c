@@ -655,6 +655,10 @@ static void message_views_refuse_bad_input(void) {
     CHECK_RC(cbx_message_views(list, 1, NULL), CBX_NULL_POINTER);
     CHECK_RC(cbx_message_views(list, 2, views), CBX_INVALID_ARGUMENT);
     CHECK_STR_CONTAINS(cbx_last_error(), "messages[1]");
+    /* A count no array can hold is refused before anything is read. */
+    CHECK_RC(cbx_message_views(list, SIZE_MAX, views), CBX_TOO_LARGE);
+    CHECK_RC(cbx_message_views(list, SIZE_MAX / 16, views), CBX_TOO_LARGE);
+    cbx_messages_free((cbx_message **)list, SIZE_MAX); /* frees nothing */
     /* A failed call wrote no view, not even the good first one. */
     const unsigned char *bytes = (const unsigned char *)views;
     int untouched = 1;
