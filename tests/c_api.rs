@@ -257,3 +257,8 @@ fn c_json_payload_with_invalid_utf8_is_refused() {
 fn c_accepted_json_payloads_are_not_lost_in_history() {
     run(&compile("tests/c/json_history.c", false));
 }
+
+#[test]
+fn c_direct_send_that_disconnects_returns_closed() {
+    run(&compile("tests/c/conn_send_closing.c", false));
+}
