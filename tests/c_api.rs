@@ -13,11 +13,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const C_FLAGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-std=c11", "-pthread", "-g"];
+const C_FLAGS: &[&str] = &[
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-std=c11",
+    "-pthread",
+    "-g",
+];
 const CXX_FLAGS: &[&str] = &[
     "-Wall",
     "-Wextra",
     "-Werror",
+    "-pedantic",
     "-std=c++17",
     "-pthread",
     "-g",

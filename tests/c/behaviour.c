@@ -768,10 +768,13 @@ static void stats_json_has_every_documented_key(void) {
     cbx_hub_free(hub);
 }
 
-static void ttl_closes_the_connection(void) {
-    cbx_hub *hub = new_hub(NULL);
+/* Connection TTL and history age bound, in one wait. */
+static void ttl_closes_the_connection_and_ages_out_history(void) {
+    cbx_hub *hub = new_hub("{\"history_ttl_seconds\": 1}");
     uint64_t c = 0;
     uint64_t opened = monotonic_ms();
+    REQUIRE_OK(cbx_group_send(hub, "aged", CBX_TEXT, BYTES("old"),
+                              CBX_SAVE_HISTORY, NULL));
     REQUIRE_OK(cbx_conn_open(hub, "temp", 1, &c));
     uint64_t keep = open_conn(hub, "keep");
     REQUIRE_OK(cbx_group_add(hub, c, "g"));
@@ -819,6 +822,25 @@ static void ttl_closes_the_connection(void) {
     CHECK_STR_CONTAINS(stats, "\"expired_connections\":1");
     cbx_string_free(stats);
     CHECK_RC(cbx_conn_close(hub, c), CBX_OK);
+    /* The history entry saved before the open is over 1 s old by now (or
+     * within a moment); its offset is not reused. */
+    char *json = NULL;
+    for (int i = 0; i < 100; i++) {
+        cbx_string_free(json);
+        json = history(hub, "aged", 0, 0);
+        if (strstr(json, "\"messages\":[]") != NULL) {
+            break;
+        }
+        struct timespec ms10 = {0, 10 * 1000 * 1000};
+        nanosleep(&ms10, NULL);
+    }
+    CHECK_STR_CONTAINS(json, "\"messages\":[]");
+    CHECK_STR_CONTAINS(json, "\"last_offset\":1");
+    cbx_string_free(json);
+    cbx_send_report r2;
+    REQUIRE_OK(cbx_group_send(hub, "aged", CBX_TEXT, BYTES("new"),
+                              CBX_SAVE_HISTORY, &r2));
+    CHECK(r2.offset == 2);
     cbx_hub_free(hub);
 }
 
@@ -841,6 +863,6 @@ int main(void) {
     RUN(close_all_lets_receivers_drain_then_closes);
     RUN(conn_close_leaves_groups_and_drops_pending);
     RUN(stats_json_has_every_documented_key);
-    RUN(ttl_closes_the_connection);
+    RUN(ttl_closes_the_connection_and_ages_out_history);
     return check_summary();
 }
