@@ -374,6 +374,40 @@ static void history_bounds_evict_the_oldest_and_show_the_gap(void) {
     cbx_hub_free(hub);
 }
 
+/* Multi-byte UTF-8 names, characters JSON must escape, NUL bytes inside
+ * payloads: all round-trip, and the JSON strings stay valid. */
+static void special_characters_round_trip(void) {
+    cbx_hub *hub = new_hub("{\"max_group_name_bytes\": 12}");
+    const char *group = "salon-\xc3\xa9\xf0\x9f\x98\x80"; /* "salon-é😀": 12 bytes */
+    uint64_t c = open_conn(hub, "a\"b\\c");
+    CHECK_RC(cbx_group_add(hub, c, group), CBX_OK);
+    CHECK_RC(cbx_group_add(hub, c, "salon-\xc3\xa9\xf0\x9f\x98\x80!"),
+             CBX_TOO_LARGE); /* the limit counts bytes */
+    const uint8_t text[] = {'a', 0, 'b'};
+    cbx_send_report r;
+    CHECK_RC(cbx_group_send(hub, group, CBX_TEXT, text, sizeof text,
+                            CBX_SAVE_HISTORY, &r),
+             CBX_OK);
+    cbx_message *m = NULL;
+    REQUIRE_OK(cbx_conn_recv(hub, c, 0, &m));
+    size_t len = 0;
+    const uint8_t *data = cbx_message_data(m, &len);
+    CHECK(len == 3 && memcmp(data, text, 3) == 0);
+    CHECK(strcmp(cbx_message_group(m), group) == 0);
+    cbx_message_free(m);
+
+    char *json = history(hub, group, 0, 0);
+    CHECK_STR_CONTAINS(json, "\"payload\":\"a\\u0000b\"");
+    CHECK_STR_CONTAINS(json, "\"group\":\"salon-\xc3\xa9\xf0\x9f\x98\x80\"");
+    cbx_string_free(json);
+    CHECK_RC(cbx_groups_json(hub, &json), CBX_OK);
+    CHECK_STR_CONTAINS(json, "\"users\":[\"a\\\"b\\\\c\"]");
+    cbx_string_free(json);
+    CHECK_RC(cbx_user_send(hub, "a\"b\\c", CBX_TEXT, BYTES("dm"), &r), CBX_OK);
+    CHECK(r.delivered == 1);
+    cbx_hub_free(hub);
+}
+
 static void slow_consumer_is_disconnected_and_drains_first(void) {
     cbx_hub *hub = new_hub("{\"queue_max_messages\": 3}");
     uint64_t slow = open_conn(hub, "slow");
@@ -851,6 +885,7 @@ int main(void) {
     RUN(history_replace_keeps_offset_and_delivers_nothing);
     RUN(history_flush_starts_a_new_epoch);
     RUN(history_bounds_evict_the_oldest_and_show_the_gap);
+    RUN(special_characters_round_trip);
     RUN(slow_consumer_is_disconnected_and_drains_first);
     RUN(queue_byte_bound_disconnects_too);
     RUN(drop_policies_keep_the_connection_open);
