@@ -62,11 +62,33 @@ fn lib_dir() -> PathBuf {
     );
 }
 
-/// Where the compiled programs and their output go.
+/// Where the compiled programs and their output go: one directory per
+/// test process, so concurrent `cargo test` runs in the same tree never
+/// overwrite each other's executables.
 fn out_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_api");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("c_api")
+        .join(std::process::id().to_string());
     std::fs::create_dir_all(&dir).expect("create output directory");
     dir
+}
+
+/// Removes a passed program and its logs (a failed one's stay for a look),
+/// and the process's directory once it is empty.
+fn clean_up(exe: &Path) {
+    let name = exe.file_name().expect("file name").to_string_lossy();
+    for suffix in [
+        "",
+        ".stdout",
+        ".stderr",
+        "-valgrind.stdout",
+        "-valgrind.stderr",
+    ] {
+        let _ = std::fs::remove_file(exe.with_file_name(format!("{name}{suffix}")));
+    }
+    if let Some(dir) = exe.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Compiles one source file into an executable and returns its path.
@@ -161,15 +183,17 @@ fn run(exe: &Path) -> String {
         .to_string_lossy()
         .into_owned();
     let (ok, output) = run_with_timeout(Command::new(exe), exe, TIMEOUT);
-    assert!(ok, "{name} failed:\n{output}");
+    assert!(ok, "{name} failed ({}):\n{output}", exe.display());
     print!("{output}");
 
     if !valgrind_wanted() {
         println!("note: {name}: valgrind skipped (set CBX_VALGRIND=1 to run it)");
+        clean_up(exe);
         return output;
     }
     if !valgrind_available() {
         println!("note: {name}: CBX_VALGRIND=1 but valgrind is not installed; skipped");
+        clean_up(exe);
         return output;
     }
     let mut command = Command::new("valgrind");
@@ -183,8 +207,13 @@ fn run(exe: &Path) -> String {
         .arg(exe);
     let log = exe.with_file_name(format!("{name}-valgrind"));
     let (ok, vg_output) = run_with_timeout(command, &log, VALGRIND_TIMEOUT);
-    assert!(ok, "{name} failed under valgrind:\n{vg_output}");
+    assert!(
+        ok,
+        "{name} failed under valgrind ({}):\n{vg_output}",
+        exe.display()
+    );
     println!("{name}: valgrind clean");
+    clean_up(exe);
     output
 }
 
