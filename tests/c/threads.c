@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -350,20 +351,38 @@ static void *churner(void *arg) {
     return NULL;
 }
 
+/* Sends to the churning group until the churners are done. */
+static atomic_int churn_done;
+
+static void *churn_sender(void *arg) {
+    (void)arg;
+    while (!atomic_load(&churn_done)) {
+        cbx_send_report r;
+        TCHECK(cbx_group_send(hub, "churn", CBX_TEXT, BYTES("tick"),
+                              CBX_SAVE_HISTORY, &r) == CBX_OK);
+        TCHECK(r.dropped == 0 && r.disconnected == 0);
+    }
+    return NULL;
+}
+
 static int compare_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
 static void concurrent_open_close_never_reuses_ids(void) {
-    REQUIRE_OK(cbx_hub_new(NULL, &hub));
-    pthread_t th[SENDERS];
+    REQUIRE_OK(cbx_hub_new("{\"history_max_messages\": 100}", &hub));
+    pthread_t th[SENDERS], tx;
+    atomic_store(&churn_done, 0);
+    REQUIRE(pthread_create(&tx, NULL, churn_sender, NULL) == 0);
     for (int i = 0; i < SENDERS; i++) {
         REQUIRE(pthread_create(&th[i], NULL, churner, (void *)(intptr_t)i) == 0);
     }
     for (int i = 0; i < SENDERS; i++) {
         pthread_join(th[i], NULL);
     }
+    atomic_store(&churn_done, 1);
+    pthread_join(tx, NULL);
     uint64_t *all = &churn_ids[0][0];
     qsort(all, (size_t)SENDERS * CHURN, sizeof *all, compare_u64);
     for (size_t i = 1; i < (size_t)SENDERS * CHURN; i++) {
