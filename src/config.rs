@@ -17,6 +17,18 @@ pub enum SlowConsumer {
     DropNewest,
 }
 
+/// Where fan-out across nodes, history and presence live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// In this process only: the default, and the fastest.
+    #[default]
+    Memory,
+    /// Shared through Redis, so several hubs (nodes) serve one set of groups
+    /// (see `src/engine/redis/`).
+    Redis,
+}
+
 /// Hub settings. Every field has a default suited to a chat server; a JSON
 /// config names only what it changes, and an unknown key is an error.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -40,6 +52,25 @@ pub struct Config {
     pub max_group_name_bytes: usize,
     /// Longest user id accepted, in bytes.
     pub max_user_bytes: usize,
+    /// `memory` (default) or `redis`.
+    pub engine: EngineKind,
+    /// The Redis server of the `redis` engine (`redis://host:port/db`).
+    pub redis_url: String,
+    /// This node's name in Redis (presence entries, logs); empty = generated
+    /// from the process id. Must be unique among the nodes.
+    pub node_name: String,
+    /// How long a node's presence entries outlive its last heartbeat, so a
+    /// node that dies without saying goodbye drops out within this time.
+    pub presence_ttl_seconds: u64,
+    /// Start even when Redis cannot be reached, and keep retrying; by
+    /// default an unreachable Redis is an error at start-up.
+    pub redis_lazy_connect: bool,
+    /// Prefix of every Redis key and channel, so hubs of different
+    /// deployments can share one Redis.
+    pub redis_key_prefix: String,
+    /// How long one Redis operation may take before it fails with
+    /// `EngineUnavailable`.
+    pub redis_timeout_ms: u64,
 }
 
 /// 1 MiB, the unit most defaults are counted in.
@@ -57,6 +88,13 @@ impl Default for Config {
             max_payload_bytes: MIB,
             max_group_name_bytes: 256,
             max_user_bytes: 256,
+            engine: EngineKind::Memory,
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            node_name: String::new(),
+            presence_ttl_seconds: 30,
+            redis_lazy_connect: false,
+            redis_key_prefix: "cbx".into(),
+            redis_timeout_ms: 2000,
         }
     }
 }
@@ -89,12 +127,25 @@ impl Config {
             ("max_payload_bytes", self.max_payload_bytes),
             ("max_group_name_bytes", self.max_group_name_bytes),
             ("max_user_bytes", self.max_user_bytes),
+            ("presence_ttl_seconds", self.presence_ttl_seconds as usize),
+            ("redis_timeout_ms", self.redis_timeout_ms as usize),
         ];
         for (name, value) in positive {
             if value == 0 {
                 return Err(Error::InvalidArgument(format!(
                     "config: {name} must be greater than 0"
                 )));
+            }
+        }
+        if self.engine == EngineKind::Redis {
+            if self.redis_url.trim().is_empty() {
+                return Err(Error::InvalidArgument("config: redis_url is empty".into()));
+            }
+            // The separator of presence entries (`user\x1fnode`).
+            if self.node_name.contains('\x1f') || self.redis_key_prefix.contains('\x1f') {
+                return Err(Error::InvalidArgument(
+                    "config: node_name and redis_key_prefix may not contain \\x1f".into(),
+                ));
             }
         }
         Ok(())
@@ -131,5 +182,20 @@ mod tests {
             .unwrap();
         assert_eq!(c.history_max_messages, 5);
         assert_eq!(c.slow_consumer, SlowConsumer::DropOldest);
+    }
+
+    #[test]
+    fn engine_keys_are_read() {
+        let c = Config::from_json(
+            r#"{"engine": "redis", "redis_url": "redis://127.0.0.1:7000/", "node_name": "a",
+                "presence_ttl_seconds": 5, "redis_lazy_connect": true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.engine, EngineKind::Redis);
+        assert_eq!((c.node_name.as_str(), c.presence_ttl_seconds), ("a", 5));
+        assert!(c.redis_lazy_connect);
+        assert!(Config::from_json(r#"{"engine": "etcd"}"#).is_err());
+        assert!(Config::from_json(r#"{"engine": "redis", "redis_url": ""}"#).is_err());
+        assert!(Config::from_json(r#"{"presence_ttl_seconds": 0}"#).is_err());
     }
 }

@@ -18,8 +18,9 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, EngineKind};
 use crate::conn::{ConnId, ConnState, Limits, Push, RecvBatch};
+use crate::engine::{self, Engine, EngineSink, GroupPublish, LocalPresence, Topic};
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::history::{Bounds, HistoryPage, HistoryQuery};
@@ -70,6 +71,9 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Each user's open connections on this node.
+type UserConns = FxHashMap<Arc<str>, Vec<Arc<ConnState>>>;
+
 struct HubInner {
     config: Config,
     limits: Limits,
@@ -79,10 +83,13 @@ struct HubInner {
     next_id: AtomicU64,
     conns: [RwLock<FxHashMap<ConnId, Arc<ConnState>>>; CONN_SHARDS],
     groups: [RwLock<FxHashMap<Arc<str>, Arc<Group>>>; GROUP_SHARDS],
-    users: [Mutex<FxHashMap<Arc<str>, Vec<Arc<ConnState>>>>; USER_SHARDS],
+    users: [Mutex<UserConns>; USER_SHARDS],
     ready: Ready,
     counters: Counters,
     reaper: Arc<Reaper>,
+    /// A shared engine (Redis) when configured; `None` is the in-memory
+    /// engine, whose paths never look further than this `Option`.
+    engine: Option<Arc<dyn Engine>>,
 }
 
 /// Closes connections whose TTL ran out, on a thread started with the first
@@ -104,6 +111,85 @@ impl Drop for HubInner {
     fn drop(&mut self) {
         self.reaper.state.lock().shutdown = true;
         self.reaper.cond.notify_all();
+        if let Some(engine) = &self.engine {
+            engine.goodbye(&local_presence(self));
+        }
+    }
+}
+
+/// Who is connected to this node: users per group and users overall.
+fn local_presence(inner: &HubInner) -> LocalPresence {
+    let mut out = LocalPresence::default();
+    for shard in &inner.groups {
+        for (name, group) in shard.read().iter() {
+            let users = group.state.lock().presence.users();
+            if !users.is_empty() {
+                out.groups.push((name.to_string(), users));
+            }
+        }
+    }
+    for shard in &inner.users {
+        out.users.extend(shard.lock().keys().map(|u| u.to_string()));
+    }
+    out
+}
+
+/// The hub as its engine sees it. Weak, so the engine never keeps a
+/// dropped hub alive.
+struct HubSink(Weak<HubInner>);
+
+impl HubSink {
+    fn hub(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
+}
+
+impl EngineSink for HubSink {
+    fn deliver_group(&self, group: &str, kind: Kind, data: Bytes, offset: u64, ts_ms: u64) {
+        if let Some(hub) = self.hub() {
+            hub.deliver_broadcast(group, kind, data, offset, ts_ms);
+        }
+    }
+
+    fn deliver_user(&self, user: &str, kind: Kind, data: Bytes, ts_ms: u64) {
+        let Some(hub) = self.hub() else { return };
+        let message = Message::new(kind, data, None, 0, ts_ms);
+        let conns = hub.user_conns(user);
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        for conn in &conns {
+            hub.deliver(conn, &message, &mut report, &mut slow);
+        }
+        hub.finish_delivery(&report, slow);
+    }
+
+    fn lost(&self, groups: &[String], users: &[String], reason: &str) -> u64 {
+        let Some(hub) = self.hub() else { return 0 };
+        let mut victims: Vec<Arc<ConnState>> = Vec::new();
+        for name in groups {
+            if let Some(g) = hub.group(name) {
+                victims.extend(g.state.lock().members.iter().cloned());
+            }
+        }
+        for user in users {
+            victims.extend(hub.user_conns(user));
+        }
+        let mut closed = 0;
+        for conn in victims {
+            if conn.close(reason) {
+                hub.inner.ready.notify(&conn);
+                closed += 1;
+            }
+            hub.detach(&conn);
+        }
+        closed
+    }
+
+    fn local_presence(&self) -> LocalPresence {
+        self.0
+            .upgrade()
+            .map(|inner| local_presence(&inner))
+            .unwrap_or_default()
     }
 }
 
@@ -135,8 +221,22 @@ impl Hub {
             max_bytes: config.history_max_bytes,
             ttl_ms: config.history_ttl_seconds.saturating_mul(1000),
         };
-        Ok(Hub {
-            inner: Arc::new(HubInner {
+        let mut failed = None;
+        let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
+            let engine: Option<Arc<dyn Engine>> = match config.engine {
+                EngineKind::Memory => None,
+                EngineKind::Redis => {
+                    let sink = Box::new(HubSink(weak.clone()));
+                    match engine::redis::RedisEngine::start(&config, sink) {
+                        Ok(e) => Some(Arc::new(e)),
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    }
+                }
+            };
+            HubInner {
                 config,
                 limits,
                 bounds,
@@ -148,8 +248,13 @@ impl Hub {
                 ready: Ready::default(),
                 counters: Counters::default(),
                 reaper: Arc::default(),
-            }),
-        })
+                engine,
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Hub { inner }),
+        }
     }
 
     /// The settings this hub runs with.
@@ -185,12 +290,23 @@ impl Hub {
         self.inner.conns[shard(&id, CONN_SHARDS)]
             .write()
             .insert(id, state.clone());
-        if let Some(user) = user {
-            self.inner.users[shard(&*user, USER_SHARDS)]
-                .lock()
-                .entry(user)
-                .or_default()
-                .push(state.clone());
+        if let Some(user) = &user {
+            let mut users = self.inner.users[shard(&**user, USER_SHARDS)].lock();
+            let list = users.entry(user.clone()).or_default();
+            let first = list.is_empty();
+            list.push(state.clone());
+            if let (true, Some(engine)) = (first, &self.inner.engine) {
+                engine.want(Topic::User(user));
+            }
+        }
+        if let (Some(engine), Some(user)) = (&self.inner.engine, &user) {
+            // Only once the user's channel is confirmed can no user send
+            // from another node miss this connection.
+            if let Err(e) = engine.wait_subscribed(Topic::User(user)) {
+                let _ = self.close(id);
+                return Err(e);
+            }
+            engine.user_online(user);
         }
         if let Some(at) = expires_at_ms {
             self.schedule_expiry(id, at);
@@ -248,32 +364,63 @@ impl Hub {
     fn detach(&self, conn: &Arc<ConnState>) {
         let names: Vec<Arc<str>> = conn.groups.lock().drain().collect();
         for name in names {
-            self.leave_group(conn.id, &name);
+            self.leave_group(conn, &name);
         }
     }
 
     fn forget_user(&self, conn: &ConnState) {
         let Some(user) = &conn.user else { return };
-        let mut users = self.inner.users[shard(&**user, USER_SHARDS)].lock();
-        if let Some(list) = users.get_mut(user) {
-            list.retain(|c| c.id != conn.id);
-            if list.is_empty() {
-                users.remove(user);
+        let mut gone = false;
+        {
+            let mut users = self.inner.users[shard(&**user, USER_SHARDS)].lock();
+            if let Some(list) = users.get_mut(user) {
+                list.retain(|c| c.id != conn.id);
+                if list.is_empty() {
+                    users.remove(user);
+                    gone = true;
+                    if let Some(engine) = &self.inner.engine {
+                        engine.unwant(Topic::User(user));
+                    }
+                }
             }
+        }
+        if let (true, Some(engine)) = (gone, &self.inner.engine) {
+            engine.user_offline(user);
         }
     }
 
-    fn leave_group(&self, id: ConnId, name: &str) -> bool {
+    /// The open connections of a user on this node.
+    fn user_conns(&self, user: &str) -> Vec<Arc<ConnState>> {
+        self.inner.users[shard(user, USER_SHARDS)]
+            .lock()
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn leave_group(&self, conn: &ConnState, name: &str) -> bool {
         let Some(group) = self.group(name) else {
             return false;
         };
-        let (left, disposable) = {
+        let (left, disposable, user_gone) = {
             let mut st = group.state.lock();
-            let left = st.leave(id);
-            (left, st.is_disposable())
+            let left = st.leave(conn.id);
+            let mut user_gone = false;
+            if let (true, Some(engine)) = (left, &self.inner.engine) {
+                // Under the group's lock, so the wanted set follows
+                // membership exactly.
+                if st.members.is_empty() {
+                    engine.unwant(Topic::Group(name));
+                }
+                user_gone = conn.user.as_ref().is_some_and(|u| !st.presence.contains(u));
+            }
+            (left, st.is_disposable(), user_gone)
         };
         if disposable {
             self.drop_group_if_disposable(name);
+        }
+        if let (true, Some(engine), Some(user)) = (user_gone, &self.inner.engine, &conn.user) {
+            engine.presence_leave(name, user);
         }
         left
     }
@@ -400,19 +547,38 @@ impl Hub {
                     .unwrap_or_default(),
             ));
         }
-        loop {
+        let user_new = loop {
             let g = self.group_or_create(group);
             let mut st = g.state.lock();
             if st.dead {
                 continue;
             }
-            st.join(&conn);
+            let user_new = conn.user.as_ref().is_some_and(|u| !st.presence.contains(u));
+            let joined = st.join(&conn);
+            if let (true, Some(engine)) = (joined, &self.inner.engine) {
+                if st.members.len() == 1 {
+                    engine.want(Topic::Group(group));
+                }
+            }
             drop(st);
             if !groups.contains(group) {
                 groups.insert(g.name.clone());
             }
-            return Ok(());
+            break user_new;
+        };
+        drop(groups);
+        if let Some(engine) = &self.inner.engine {
+            // Joined once the group's channel is confirmed: nothing sent
+            // after this returns is missed.
+            if let Err(e) = engine.wait_subscribed(Topic::Group(group)) {
+                let _ = self.group_remove(id, group);
+                return Err(e);
+            }
+            if let (true, Some(user)) = (user_new, &conn.user) {
+                engine.presence_join(group, user);
+            }
         }
+        Ok(())
     }
 
     /// Removes a connection from a group. Removing a non-member is not an
@@ -422,7 +588,7 @@ impl Hub {
         let conn = self.conn(id)?;
         let mut groups = conn.groups.lock();
         groups.remove(group);
-        self.leave_group(id, group);
+        self.leave_group(&conn, group);
         Ok(())
     }
 
@@ -438,6 +604,9 @@ impl Hub {
     ) -> Result<SendReport> {
         let data = data.into();
         self.check_payload(kind, &data)?;
+        if let Some(engine) = &self.inner.engine {
+            return self.send_remote(&**engine, group, kind, save_history, false, |_| Ok(data));
+        }
         self.send_inner(group, kind, save_history, |_| Ok(data))
     }
 
@@ -445,6 +614,12 @@ impl Hub {
     /// offset is known, under the group's lock: a server can put the offset
     /// (its message id) inside the frame it sends. `build` gets 0 when
     /// `save_history` is false.
+    ///
+    /// With the Redis engine the offset is assigned inside Redis: `build`
+    /// gets `u64::MAX` (digits `18446744073709551615`), and the first
+    /// occurrence of those digits in the payload is replaced by the real
+    /// offset before anyone receives or saves it. Put the offset early in
+    /// the frame (the example hub's `"id"` comes first).
     pub fn group_send_with<F>(
         &self,
         group: &str,
@@ -455,11 +630,81 @@ impl Hub {
     where
         F: FnOnce(u64) -> Bytes,
     {
-        self.send_inner(group, kind, save_history, |offset| {
+        let build = |offset| {
             let data = build(offset);
             self.check_payload(kind, &data)?;
             Ok(data)
+        };
+        if let Some(engine) = &self.inner.engine {
+            return self.send_remote(&**engine, group, kind, save_history, true, build);
+        }
+        self.send_inner(group, kind, save_history, build)
+    }
+
+    /// A group send through the shared engine: it assigns the offset, saves
+    /// and broadcasts; delivery to members (here too) comes back through
+    /// [`HubSink::deliver_group`], so `delivered` is 0 in the report.
+    fn send_remote<F>(
+        &self,
+        engine: &dyn Engine,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        self.check_group(group)?;
+        let given = if save { engine::OFFSET_PLACEHOLDER } else { 0 };
+        let data = build(given)?;
+        let placeholder_at = if placeholder && save {
+            engine::placeholder_at(&data)
+        } else {
+            None
+        };
+        let offset = engine.publish_group(GroupPublish {
+            group,
+            kind,
+            save,
+            data: &data,
+            placeholder_at,
+            ts_ms: self.now_ms(),
+        })?;
+        Counters::add(&self.inner.counters.group_sends, 1);
+        Ok(SendReport {
+            offset,
+            ..SendReport::default()
         })
+    }
+
+    /// Delivers a broadcast from the engine to this node's members.
+    fn deliver_broadcast(&self, group: &str, kind: Kind, data: Bytes, offset: u64, ts_ms: u64) {
+        let Some(g) = self.group(group) else { return };
+        let st = g.state.lock();
+        if st.dead || st.members.is_empty() {
+            return;
+        }
+        let message = Message::new(kind, data, Some(g.name.clone()), offset, ts_ms);
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        for member in &st.members {
+            self.deliver(member, &message, &mut report, &mut slow);
+        }
+        drop(st);
+        self.finish_delivery(&report, slow);
+    }
+
+    /// Counts a delivery that no send on this node accounts for.
+    fn finish_delivery(&self, report: &SendReport, slow: Vec<Arc<ConnState>>) {
+        let c = &self.inner.counters;
+        Counters::add(&c.deliveries, report.delivered);
+        Counters::add(&c.dropped, report.dropped);
+        Counters::add(&c.slow_consumer_disconnects, report.disconnected);
+        for conn in slow {
+            self.detach(&conn);
+        }
     }
 
     fn send_inner<F>(&self, group: &str, kind: Kind, save: bool, build: F) -> Result<SendReport>
@@ -556,11 +801,12 @@ impl Hub {
         self.check_name("user id", user, self.inner.config.max_user_bytes)?;
         let data = data.into();
         self.check_payload(kind, &data)?;
-        let conns: Vec<Arc<ConnState>> = self.inner.users[shard(user, USER_SHARDS)]
-            .lock()
-            .get(user)
-            .cloned()
-            .unwrap_or_default();
+        if let Some(engine) = &self.inner.engine {
+            engine.publish_user(user, kind, &data, self.now_ms())?;
+            Counters::add(&self.inner.counters.direct_sends, 1);
+            return Ok(SendReport::default());
+        }
+        let conns = self.user_conns(user);
         let message = Message::new(kind, data, None, 0, self.now_ms());
         let mut report = SendReport::default();
         let mut slow = Vec::new();
@@ -646,17 +892,31 @@ impl Hub {
         out
     }
 
-    /// The distinct users in a group (empty when it has no members).
+    /// The distinct users in a group (empty when it has no members). With
+    /// the Redis engine: on every node (this node's view if Redis is down).
     pub fn presence(&self, group: &str) -> Vec<String> {
+        if let Some(engine) = &self.inner.engine {
+            if let Ok(users) = engine.group_users(group) {
+                return users;
+            }
+        }
         self.group(group)
             .map(|g| g.state.lock().presence.users())
             .unwrap_or_default()
     }
 
-    /// True when `user` has a connection in `group`.
+    /// True when `user` has a connection in `group` (with the Redis engine:
+    /// on any node).
     pub fn is_present(&self, group: &str, user: &str) -> bool {
-        self.group(group)
-            .is_some_and(|g| g.state.lock().presence.contains(user))
+        let local = self
+            .group(group)
+            .is_some_and(|g| g.state.lock().presence.contains(user));
+        match &self.inner.engine {
+            Some(engine) if !local => engine
+                .group_users(group)
+                .is_ok_and(|users| users.iter().any(|u| u == user)),
+            _ => local,
+        }
     }
 
     /// How many open connections carry `user`.
@@ -667,8 +927,14 @@ impl Hub {
             .map_or(0, Vec::len)
     }
 
-    /// Distinct users with at least one open connection, sorted.
+    /// Distinct users with at least one open connection, sorted. With the
+    /// Redis engine: on every node (this node's view if Redis is down).
     pub fn users(&self) -> Vec<String> {
+        if let Some(engine) = &self.inner.engine {
+            if let Ok(users) = engine.users() {
+                return users;
+            }
+        }
         let mut out: Vec<String> = self
             .inner
             .users
@@ -683,6 +949,9 @@ impl Hub {
     /// that never saved anything reads as empty.
     pub fn history(&self, group: &str, query: HistoryQuery) -> Result<HistoryPage> {
         self.check_group(group)?;
+        if let Some(engine) = &self.inner.engine {
+            return engine.read(group, query, self.now_ms());
+        }
         let Some(g) = self.group(group) else {
             return Ok(HistoryPage {
                 group: group.to_owned(),
@@ -701,6 +970,17 @@ impl Hub {
     pub fn history_all(&self, query: HistoryQuery) -> BTreeMap<String, HistoryPage> {
         let now = self.now_ms();
         let mut out = BTreeMap::new();
+        if let Some(engine) = &self.inner.engine {
+            // Redis unreachable reads as empty, like a hub that saved nothing.
+            for name in engine.groups_with_history().unwrap_or_default() {
+                if let Ok(page) = engine.read(&name, query, now) {
+                    if page.first_offset > 0 {
+                        out.insert(name, page);
+                    }
+                }
+            }
+            return out;
+        }
         for group in self.all_groups() {
             let mut st = group.state.lock();
             st.history.evict(self.inner.bounds, now);
@@ -714,6 +994,22 @@ impl Hub {
     /// The history entry saved at `offset`, if still kept.
     pub fn history_get(&self, group: &str, offset: u64) -> Result<Message> {
         self.check_group(group)?;
+        if let Some(engine) = &self.inner.engine {
+            let query = HistoryQuery {
+                since: offset.saturating_sub(1),
+                before: offset.saturating_add(1),
+                limit: 1,
+            };
+            let page = engine.read(group, query, self.now_ms())?;
+            return page
+                .messages
+                .into_iter()
+                .find(|m| m.offset() == offset && offset > 0)
+                .ok_or_else(|| Error::NoSuchMessage {
+                    group: group.to_owned(),
+                    offset,
+                });
+        }
         self.group(group)
             .and_then(|g| g.state.lock().history.get(offset).cloned())
             .ok_or_else(|| Error::NoSuchMessage {
@@ -739,6 +1035,11 @@ impl Hub {
             group: group.to_owned(),
             offset,
         };
+        if let Some(engine) = &self.inner.engine {
+            return engine
+                .replace(group, offset, kind, &data)?
+                .ok_or_else(missing);
+        }
         let g = self.group(group).ok_or_else(missing)?;
         let mut st = g.state.lock();
         let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
@@ -750,6 +1051,19 @@ impl Hub {
     /// Forgets one group's history (or every group's) and gives it a new
     /// epoch. Offsets keep counting up.
     pub fn history_flush(&self, group: Option<&str>) -> Result<()> {
+        if let Some(engine) = &self.inner.engine {
+            let names = match group {
+                Some(name) => {
+                    self.check_group(name)?;
+                    vec![name.to_owned()]
+                }
+                None => engine.groups_with_history()?,
+            };
+            for name in names {
+                engine.flush(&name)?;
+            }
+            return Ok(());
+        }
         let groups = match group {
             Some(name) => {
                 self.check_group(name)?;
@@ -798,6 +1112,16 @@ impl Hub {
             .collect()
     }
 
+    /// Stops the shared engine without a goodbye, as a node that dies does:
+    /// its presence entries stay in Redis until they expire. For tests of
+    /// node failure; a no-op with the in-memory engine.
+    #[doc(hidden)]
+    pub fn engine_halt(&self) {
+        if let Some(engine) = &self.inner.engine {
+            engine.halt();
+        }
+    }
+
     /// A snapshot of counters and gauges.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
@@ -824,6 +1148,9 @@ impl Hub {
             }
             s.history_messages += st.history.len() as u64;
             s.history_bytes += st.history.bytes() as u64;
+        }
+        if let Some(engine) = &self.inner.engine {
+            engine.fill_stats(&mut s);
         }
         s
     }

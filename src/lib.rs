@@ -19,6 +19,9 @@
 //! - `conn`: each connection's bounded outbound queue and the slow-consumer
 //!   policy; receivers wait on it blocking, async (waker) or through
 //! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts.
+//! - `engine`: where fan-out across nodes, history and presence live when
+//!   several hubs share them (`"engine": "redis"`); the default in-memory
+//!   engine is the modules above, with nothing in between.
 //! - [`introspect`]: JSON shapes of groups and history.
 //! - `ffi`: the C ABI, a thin skin that converts and delegates.
 //!
@@ -38,6 +41,7 @@
 mod clock;
 pub mod config;
 mod conn;
+mod engine;
 mod error;
 pub mod ffi;
 mod group;
@@ -50,7 +54,7 @@ mod ready;
 mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, SlowConsumer};
+pub use config::{Config, EngineKind, SlowConsumer};
 pub use conn::{ConnId, RecvBatch};
 pub use error::{Error, Result};
 pub use history::{HistoryPage, HistoryQuery};

@@ -33,6 +33,24 @@ pub struct Stats {
     pub queued_messages: u64,
     /// Payload bytes waiting in all outbound queues now.
     pub queued_bytes: u64,
+    /// 1 while the Redis engine is connected (always 0 for the in-memory
+    /// engine, which needs no connection).
+    pub engine_connected: u64,
+    /// Messages this node published through the engine since start.
+    pub engine_published: u64,
+    /// Broadcasts this node received from the engine since start.
+    pub engine_received: u64,
+    /// Times the engine's subscription connection came back after a loss.
+    pub engine_reconnects: u64,
+    /// Operations refused with `EngineUnavailable` (Redis down or slow).
+    pub engine_unavailable: u64,
+    /// Subscription sessions lost (or gaps seen), so messages may have
+    /// been missed.
+    pub engine_lost_subscriptions: u64,
+    /// Connections closed because their messages may have been missed.
+    pub engine_lost_subscription_closes: u64,
+    /// Malformed entries found in the engine's store, skipped.
+    pub engine_malformed: u64,
 }
 
 /// The monotonic counters behind [`Stats`].

@@ -1,0 +1,226 @@
+//! The subscription connection: one Redis pub/sub connection per node,
+//! subscribed to exactly the channels local membership needs, read by one
+//! task that hands every broadcast to the hub in the order Redis sent it.
+//!
+//! Pub/sub is at-most-once: while the connection is down, broadcasts are
+//! lost. So when a session ends, every local connection that depended on it
+//! is closed with "engine: lost subscription" (its client reconnects and
+//! recovers by offset), then the node reconnects with back-off and
+//! subscribes again to what is still wanted. A gap in a group's offsets
+//! (which a healthy session never shows) is handled the same way.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::wire::{self, Channel};
+use super::Shared;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often an idle subscription connection is checked with a PING.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// Reason given to connections whose broadcasts may have been missed.
+pub(crate) const LOST: &str = "engine: lost subscription";
+
+/// Which channels are wanted and which Redis confirmed.
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions {
+    /// Channels local membership needs.
+    pub(crate) desired: FxHashSet<String>,
+    /// Channels confirmed subscribed in the current session.
+    pub(crate) active: FxHashSet<String>,
+    /// A session is up.
+    pub(crate) connected: bool,
+}
+
+/// Runs sessions forever (until the runtime stops).
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut sessions = 0u64;
+    loop {
+        let attempt = tokio::time::timeout(shared.timeout, shared.client.get_async_pubsub()).await;
+        match attempt {
+            Ok(Ok(pubsub)) => {
+                backoff = FIRST_BACKOFF;
+                if sessions > 0 {
+                    shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                sessions += 1;
+                session(&shared, pubsub).await;
+                lose(&shared, LOST);
+            }
+            _ => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Marks the session down and closes whatever depended on it.
+fn lose(shared: &Shared, reason: &str) {
+    let lost: Vec<String> = {
+        let mut s = shared.subs.lock();
+        s.connected = false;
+        s.active.drain().collect()
+    };
+    shared.connected.store(false, Ordering::Relaxed);
+    shared.subs_cond.notify_all();
+    if lost.is_empty() {
+        return;
+    }
+    let (mut groups, mut users) = (Vec::new(), Vec::new());
+    for channel in &lost {
+        match shared.keys.parse_channel(channel) {
+            Some(Channel::Group(g)) => groups.push(g.to_owned()),
+            Some(Channel::User(u)) => users.push(u.to_owned()),
+            None => {}
+        }
+    }
+    shared
+        .counters
+        .lost_subscriptions
+        .fetch_add(1, Ordering::Relaxed);
+    let closed = shared.sink.lost(&groups, &users, reason);
+    shared
+        .counters
+        .lost_closes
+        .fetch_add(closed, Ordering::Relaxed);
+}
+
+async fn session(shared: &Arc<Shared>, pubsub: redis::aio::PubSub) {
+    let (mut sink, mut stream) = pubsub.split();
+    {
+        shared.subs.lock().connected = true;
+        shared.connected.store(true, Ordering::Relaxed);
+    }
+    shared.subs_cond.notify_all();
+    shared.heartbeat_now.notify_one();
+    // Per group: (epoch, last offset seen), to notice a gap.
+    let mut seen: FxHashMap<String, (u64, u64)> = FxHashMap::default();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            dirty = false;
+            if !reconcile(shared, &mut sink, &mut seen).await {
+                return;
+            }
+        }
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(m) => dispatch(shared, &m, &mut seen),
+                None => return,
+            },
+            _ = shared.subs_changed.notified() => dirty = true,
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(shared.timeout, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Brings Redis' subscriptions to the wanted set; false when the session
+/// broke.
+async fn reconcile(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    seen: &mut FxHashMap<String, (u64, u64)>,
+) -> bool {
+    loop {
+        let (add, remove): (Vec<String>, Vec<String>) = {
+            let s = shared.subs.lock();
+            (
+                s.desired.difference(&s.active).cloned().collect(),
+                s.active.difference(&s.desired).cloned().collect(),
+            )
+        };
+        if add.is_empty() && remove.is_empty() {
+            return true;
+        }
+        for channel in &remove {
+            let r = tokio::time::timeout(shared.timeout, sink.unsubscribe(channel)).await;
+            if !matches!(r, Ok(Ok(()))) {
+                return false;
+            }
+            shared.subs.lock().active.remove(channel);
+            if let Some(Channel::Group(g)) = shared.keys.parse_channel(channel) {
+                seen.remove(g);
+            }
+        }
+        // One channel a SUBSCRIBE: the client pairs one reply to one request.
+        let subscribes = add.iter().map(|channel| {
+            let mut sink = sink.clone();
+            async move { sink.subscribe(channel).await }
+        });
+        let done =
+            tokio::time::timeout(shared.timeout, futures_util::future::join_all(subscribes)).await;
+        let Ok(results) = done else { return false };
+        if results.iter().any(|r| r.is_err()) {
+            return false;
+        }
+        shared.subs.lock().active.extend(add);
+        shared.subs_cond.notify_all();
+    }
+}
+
+fn dispatch(shared: &Shared, m: &redis::Msg, seen: &mut FxHashMap<String, (u64, u64)>) {
+    let malformed = || {
+        shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
+    };
+    let Some(b) = wire::decode(Bytes::copy_from_slice(m.get_payload_bytes())) else {
+        return malformed();
+    };
+    shared.counters.received.fetch_add(1, Ordering::Relaxed);
+    match shared.keys.parse_channel(m.get_channel_name()) {
+        Some(Channel::Group(group)) => {
+            if b.offset > 0 {
+                let gap = match seen.get_mut(group) {
+                    Some((epoch, last)) if *epoch == b.epoch => {
+                        let gap = b.offset != *last + 1;
+                        *last = b.offset;
+                        gap
+                    }
+                    Some(entry) => {
+                        *entry = (b.epoch, b.offset);
+                        false
+                    }
+                    None => {
+                        seen.insert(group.to_owned(), (b.epoch, b.offset));
+                        false
+                    }
+                };
+                if gap {
+                    shared
+                        .counters
+                        .lost_subscriptions
+                        .fetch_add(1, Ordering::Relaxed);
+                    let closed =
+                        shared
+                            .sink
+                            .lost(&[group.to_owned()], &[], "engine: missed messages");
+                    shared
+                        .counters
+                        .lost_closes
+                        .fetch_add(closed, Ordering::Relaxed);
+                }
+            }
+            shared
+                .sink
+                .deliver_group(group, b.kind, b.payload, b.offset, b.ts_ms);
+        }
+        Some(Channel::User(user)) => shared.sink.deliver_user(user, b.kind, b.payload, b.ts_ms),
+        None => malformed(),
+    }
+}
