@@ -1,0 +1,260 @@
+//! Who is calling: HS256 JWTs (from `Authorization: Bearer` or `?token=`),
+//! and guest tokens in demo mode.
+//!
+//! Every refusal (no token, malformed, wrong signature, `alg: none`, another
+//! algorithm, expired, no `exp`) is the same HTTP 401, decided before a
+//! WebSocket upgrade; the claims then name the user in every frame.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::server::AppState;
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 30;
+/// How long a guest token lives.
+const GUEST_TTL_SECS: u64 = 24 * 3600;
+/// Longest `sub` or `username` accepted (the core's user id limit is 256).
+const MAX_NAME_BYTES: usize = 128;
+
+/// The claims of a verified token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id: what DMs, presence, room members and moderation name.
+    pub sub: String,
+    /// Display name shown in `user` and `from`; defaults to `sub`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// `"admin"` grants moderation everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Expiry, seconds since the Unix epoch (required).
+    pub exp: u64,
+}
+
+impl Claims {
+    /// True when the token carries `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// True for admins (moderation in every room).
+    pub fn is_admin(&self) -> bool {
+        self.has_role("admin")
+    }
+}
+
+/// Why a token was refused (logged at debug level; the client only sees 401).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+/// Token verification and minting with the hub's secret.
+pub struct Auth {
+    /// Verifies HS256 signatures.
+    decoding: DecodingKey,
+    /// Signs guest tokens.
+    encoding: EncodingKey,
+    /// HS256 only, `exp` required, 30 s leeway.
+    validation: Validation,
+    /// `POST /auth/guest` answers (demo mode or `--allow-guest`).
+    pub allow_guest: bool,
+}
+
+impl Auth {
+    /// Keys for `secret`.
+    pub fn new(secret: &[u8], allow_guest: bool) -> Auth {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Auth {
+            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(secret),
+            validation,
+            allow_guest,
+        }
+    }
+
+    /// A random secret for demo mode, as hex (printable in the log).
+    pub fn random_secret() -> String {
+        let bytes: [u8; 32] = rand::thread_rng().gen();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Verifies a token and returns its claims, `username` filled in.
+    pub fn verify(&self, token: &str) -> Result<Claims, Refused> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| Refused(e.to_string()))?;
+        let mut claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > MAX_NAME_BYTES {
+            return Err(Refused("sub is empty or too long".into()));
+        }
+        if claims.username.is_empty() {
+            claims.username = claims.sub.clone();
+        } else if claims.username.len() > MAX_NAME_BYTES {
+            return Err(Refused("username is too long".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies the token of a request: `Authorization: Bearer` first, then
+    /// `?token=` in `query`.
+    pub fn verify_request(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Claims, Refused> {
+        let token = bearer(headers)
+            .map(str::to_owned)
+            .or_else(|| query.and_then(|q| query_param(q, "token")))
+            .ok_or_else(|| Refused("no token".into()))?;
+        self.verify(&token)
+    }
+
+    /// Signs a token for `claims`.
+    pub fn mint(&self, claims: &Claims) -> String {
+        // HS256 signing of a serializable struct does not fail.
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
+    }
+}
+
+/// The token of an `Authorization: Bearer <jwt>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The percent-decoded value of `name` in a query string.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
+    })
+}
+
+/// Decodes `%XX` escapes and `+`; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Axum extractor for HTTP handlers that need a signed-in caller: 401
+/// otherwise. Extensions use it too (`features::routes()`).
+impl FromRequestParts<Arc<AppState>> for Claims {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .auth
+            .verify_request(&parts.headers, parts.uri.query())
+            .map_err(|Refused(why)| {
+                tracing::debug!(%why, path = %parts.uri.path(), "token refused");
+                unauthorized()
+            })
+    }
+}
+
+/// The 401 every refused token gets.
+pub fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({"error": "unauthorized", "detail": "a valid token is required"})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct GuestRequest {
+    username: String,
+}
+
+/// `POST /auth/guest {"username"}` → `{"token","user_id","username"}`: a
+/// token without roles, for demo mode or `--allow-guest`.
+pub async fn guest(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<GuestRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let error = |status: StatusCode, detail: &str| {
+        (
+            status,
+            Json(serde_json::json!({"error": detail, "detail": detail})),
+        )
+            .into_response()
+    };
+    if !state.auth.allow_guest {
+        return error(StatusCode::FORBIDDEN, "guest login is disabled on this hub");
+    }
+    let Ok(Json(request)) = body else {
+        return error(StatusCode::BAD_REQUEST, "expected {\"username\": \"...\"}");
+    };
+    let username = request.username.trim();
+    if username.is_empty() || username.len() > 64 || username.chars().any(char::is_control) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "username must be 1-64 printable characters",
+        );
+    }
+    let tag: u32 = rand::thread_rng().gen();
+    let slug: String = username
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(32)
+        .collect();
+    let sub = format!(
+        "guest-{}{:08x}",
+        if slug.is_empty() {
+            String::new()
+        } else {
+            format!("{slug}-")
+        },
+        tag
+    );
+    let claims = Claims {
+        sub: sub.clone(),
+        username: username.to_owned(),
+        roles: Vec::new(),
+        exp: jsonwebtoken::get_current_timestamp() + GUEST_TTL_SECS,
+    };
+    let token = state.auth.mint(&claims);
+    tracing::info!(%sub, username, "guest token issued");
+    Json(serde_json::json!({"token": token, "user_id": sub, "username": username})).into_response()
+}

@@ -1,0 +1,306 @@
+//! `/chat/{room}`: join and leave notices, the `history` frame (or a
+//! `?since=` recovery), and chat messages. Every other frame type goes to
+//! `features::handle_frame`.
+//!
+//! A message is encoded once, inside `group_send_with`, when its history
+//! offset (the message `id`) is known; every member's queue then holds the
+//! same bytes.
+
+use bytes::Bytes;
+use channelbox::{HistoryQuery, Kind};
+use serde_json::{Map, Value};
+
+use crate::features;
+use crate::frames::{self, ChatMessage};
+use crate::limits::{RateLimit, Verdict};
+use crate::server::{AppState, Session};
+use crate::socket::{Event, Socket};
+
+/// A message about to be sent; `features::on_message` may add fields
+/// (`extra`, e.g. `mentions`) or refuse it.
+pub struct MessageDraft {
+    /// The text, as the client sent it.
+    pub content: String,
+    /// The thread root this replies to.
+    pub thread_id: Option<u64>,
+    /// File ids from `POST /files`.
+    pub attachments: Option<Value>,
+    /// More fields for the frame (flattened into it).
+    pub extra: Map<String, Value>,
+    /// The client's id for this message, echoed in the `ack`.
+    pub client_id: Option<String>,
+    /// Set by `features::on_message` for a resend of a message already
+    /// saved under this id (0: still being saved): ack it, save nothing.
+    pub duplicate_of: Option<u64>,
+}
+
+/// A message that was sent (for `features::after_message`).
+pub struct SentMessage<'a> {
+    /// Its id: the room's history offset.
+    pub id: u64,
+    /// The draft it was built from.
+    pub draft: &'a MessageDraft,
+    /// The frame as every member got it.
+    pub frame: &'a Bytes,
+    /// How many sockets it was delivered to.
+    pub delivered: u64,
+}
+
+/// Why a client frame was refused: sent back as an `error` frame.
+#[derive(Debug)]
+pub struct Refusal {
+    /// `bad_request`, `forbidden`, `muted`, ...
+    pub code: &'static str,
+    /// A human-readable reason.
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Serves one `/chat/{room}` socket until it closes.
+pub async fn serve(session: &Session, mut socket: Socket, since: Option<u64>, epoch: Option<u64>) {
+    let state = &session.state;
+    let Some(group) = session.room_group() else {
+        return;
+    };
+    if session.conn.join(group).is_err() {
+        return;
+    }
+    let joined = format!("{} joined the chat", session.claims.username);
+    let upto = send_system(state, group, &joined);
+    let history = history_frame(state, group, since, epoch, upto);
+    socket.skip_saved(group, upto);
+    if socket.send_now(&history).await.is_err() {
+        leave(session, group);
+        return;
+    }
+    features::on_join(session);
+
+    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
+    let end = loop {
+        match socket.next().await {
+            Event::Text(text) => match rate.check() {
+                Verdict::Allow => handle_text(session, text.as_str()).await,
+                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
+                Verdict::Close => break rate_limited(state),
+            },
+            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
+            other => break other,
+        }
+    };
+    leave(session, group);
+    socket.finish(&end).await;
+}
+
+/// The close event for a connection that kept flooding.
+pub fn rate_limited(state: &AppState) -> Event {
+    state
+        .counters
+        .rate_limit_closes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Event::Closed {
+        code: 4008,
+        reason: "rate limited".into(),
+    }
+}
+
+/// Leaves the room and tells it (not while the hub shuts down).
+fn leave(session: &Session, group: &str) {
+    let _ = session.conn.leave(group);
+    features::on_leave(session);
+    let state = &session.state;
+    if !state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let left = format!("{} left the chat", session.claims.username);
+        send_system(state, group, &left);
+    }
+}
+
+/// Saves and broadcasts a system notice; returns its id.
+pub fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
+    let ts = frames::timestamp(frames::now_ms());
+    state
+        .hub
+        .group_send_with(group, Kind::Json, true, |id| {
+            frames::system(id, message, &ts)
+        })
+        .map_or(0, |r| r.offset)
+}
+
+/// The `history` frame for a joiner whose own join notice is `upto`: the
+/// last messages, or exactly those after `since` when the gap is still kept
+/// (same epoch, nothing evicted).
+fn history_frame(
+    state: &AppState,
+    group: &str,
+    since: Option<u64>,
+    epoch: Option<u64>,
+    upto: u64,
+) -> Bytes {
+    let hub = &state.hub;
+    let before = upto.saturating_add(1);
+    if let Some(since) = since {
+        let max = state.config.recovery_max;
+        let query = HistoryQuery {
+            since,
+            before,
+            limit: max + 1,
+        };
+        if let Ok(page) = hub.history(group, query) {
+            let same_epoch = epoch.map_or(true, |e| e == page.epoch);
+            let kept = page.first_offset != 0 && page.first_offset <= since.saturating_add(1);
+            if same_epoch && kept && since < before && page.messages.len() <= max {
+                return frames::history(page.epoch, &page.messages, Some(true));
+            }
+        }
+    }
+    let query = HistoryQuery {
+        since: 0,
+        before,
+        limit: state.config.history_replay,
+    };
+    match hub.history(group, query) {
+        Ok(page) => frames::history(page.epoch, &page.messages, since.map(|_| false)),
+        Err(_) => frames::history(0, &[], since.map(|_| false)),
+    }
+}
+
+/// Parses one client frame and dispatches it by `type`.
+async fn handle_text(session: &Session, text: &str) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return session.send_error("bad_request", "not JSON"),
+    };
+    let ty = match frame_type(&value) {
+        Ok(ty) => ty,
+        Err(r) => return session.send_error(r.code, &r.detail),
+    };
+    if ty == "message" {
+        if let Err(r) = handle_message(session, &value) {
+            session.send_error(r.code, &r.detail);
+        }
+    } else {
+        // Boxed so a large extension future does not grow every session.
+        Box::pin(features::handle_frame(session, ty, &value)).await;
+    }
+}
+
+/// The frame's `type`; a bare `{"message": ..}` is a `message`.
+pub fn frame_type(value: &Value) -> Result<&str, Refusal> {
+    let Some(object) = value.as_object() else {
+        return Err(Refusal::new("bad_request", "expected a JSON object"));
+    };
+    match object.get("type") {
+        Some(Value::String(ty)) => Ok(ty),
+        Some(_) => Err(Refusal::new("bad_request", "type must be a string")),
+        None if object.contains_key("message") => Ok("message"),
+        None => Err(Refusal::new("bad_request", "missing field: type")),
+    }
+}
+
+/// The text of a message frame: `content`, or the tutorial's `message`.
+pub fn content_of(value: &Value) -> Result<&str, Refusal> {
+    let content = value.get("content").or_else(|| value.get("message"));
+    match content {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(Refusal::new("bad_request", "content is empty")),
+        Some(_) => Err(Refusal::new("bad_request", "content must be a string")),
+        None => Err(Refusal::new("bad_request", "missing field: content")),
+    }
+}
+
+/// Builds, saves and broadcasts a chat message; acks `client_id`.
+fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
+    let state = &session.state;
+    let Some(group) = session.room_group() else {
+        return Err(Refusal::new("bad_request", "not a room"));
+    };
+    let content = content_of(value)?;
+    let thread_id = match value.get("thread_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| Refusal::new("bad_request", "thread_id must be a message id"))?,
+        ),
+    };
+    let attachments = match value.get("attachments") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Array(_)) => Some(v.clone()),
+        Some(_) => return Err(Refusal::new("bad_request", "attachments must be a list")),
+    };
+    let client_id = match value.get("client_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(Refusal::new("bad_request", "client_id must be a string")),
+    };
+    let mut draft = MessageDraft {
+        content: content.to_owned(),
+        thread_id,
+        attachments,
+        extra: Map::new(),
+        client_id: client_id.map(str::to_owned),
+        duplicate_of: None,
+    };
+    features::on_message(session, &mut draft)?;
+    if let Some(id) = draft.duplicate_of {
+        if let (Some(client_id), true) = (client_id, id > 0) {
+            session.send_json(&serde_json::json!({
+                "type": "ack", "client_id": client_id, "id": id,
+            }));
+        }
+        return Ok(());
+    }
+
+    let claims = &session.claims;
+    let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
+    let ts = frames::timestamp(frames::now_ms());
+    let mut sent = None;
+    let report = state
+        .hub
+        .group_send_with(group, Kind::Json, true, |id| {
+            let frame = frames::encode(&ChatMessage {
+                ty: "message",
+                id,
+                user: &claims.username,
+                user_id,
+                content: &draft.content,
+                timestamp: &ts,
+                thread_id: draft.thread_id,
+                attachments: draft.attachments.as_ref(),
+                extra: &draft.extra,
+            });
+            sent = Some(frame.clone());
+            frame
+        })
+        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    state
+        .counters
+        .messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(client_id) = client_id {
+        session.send_json(&serde_json::json!({
+            "type": "ack", "client_id": client_id, "id": report.offset,
+        }));
+    }
+    if let Some(frame) = &sent {
+        features::after_message(
+            session,
+            &SentMessage {
+                id: report.offset,
+                draft: &draft,
+                frame,
+                delivered: report.delivered,
+            },
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! `/dm/{user_id}`: direct messages. The socket receives every DM sent to
+//! the caller (it joins the caller's inbox group) and sends to `user_id`.
+//!
+//! A conversation is kept in a history-only core group per pair of users,
+//! so it is replayed to both sides; each DM is saved there (its `id` is the
+//! pair's offset), then the same bytes go to the recipient's inbox and the
+//! sender's (tabs stay in sync, `to` says where it went). A per-pair lock
+//! orders that against a joiner's replay: no DM is missed or seen twice.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use bytes::Bytes;
+use channelbox::{HistoryQuery, Kind};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::chat::{content_of, frame_type, rate_limited, Refusal};
+use crate::features;
+use crate::frames;
+use crate::limits::{RateLimit, Verdict};
+use crate::server::{AppState, Endpoint, Session};
+use crate::socket::{Event, Socket};
+
+#[derive(Serialize)]
+struct DirectMessage<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: u64,
+    from: &'a str,
+    from_id: &'a str,
+    to: &'a str,
+    content: &'a str,
+    timestamp: &'a str,
+}
+
+fn pair_lock<'a>(state: &'a AppState, pair: &str) -> parking_lot::MutexGuard<'a, ()> {
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    pair.hash(&mut h);
+    state.dm_locks[h.finish() as usize % state.dm_locks.len()].lock()
+}
+
+/// Serves one `/dm/{user_id}` socket until it closes.
+pub async fn serve(session: &Session, mut socket: Socket) {
+    let state = &session.state;
+    let Endpoint::Dm { peer } = &session.endpoint else {
+        return;
+    };
+    let sub = &session.claims.sub;
+    let pair = frames::dm_pair_group(sub, peer);
+    let page = {
+        let _order = pair_lock(state, &pair);
+        if session.conn.join(&frames::dm_inbox_group(sub)).is_err() {
+            return;
+        }
+        let query = HistoryQuery {
+            limit: state.config.history_replay,
+            ..HistoryQuery::default()
+        };
+        state.hub.history(&pair, query)
+    };
+    let _ = session.conn.join(&frames::notify_group(sub));
+    let history = match page {
+        Ok(page) => frames::history(page.epoch, &page.messages, None),
+        Err(_) => frames::history(0, &[], None),
+    };
+    if socket.send_now(&history).await.is_err() {
+        return;
+    }
+    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
+    let end = loop {
+        match socket.next().await {
+            Event::Text(text) => match rate.check() {
+                Verdict::Allow => handle_text(session, peer, &pair, text.as_str()).await,
+                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
+                Verdict::Close => break rate_limited(state),
+            },
+            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
+            other => break other,
+        }
+    };
+    socket.finish(&end).await;
+}
+
+async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return session.send_error("bad_request", "not JSON"),
+    };
+    let ty = match frame_type(&value) {
+        Ok(ty) => ty,
+        Err(r) => return session.send_error(r.code, &r.detail),
+    };
+    if ty != "message" {
+        return Box::pin(features::handle_frame(session, ty, &value)).await;
+    }
+    if let Err(r) = send_direct(session, peer, pair, &value) {
+        session.send_error(r.code, &r.detail);
+    }
+}
+
+/// Saves a DM to the pair's history and delivers it to both inboxes.
+fn send_direct(session: &Session, peer: &str, pair: &str, value: &Value) -> Result<(), Refusal> {
+    let state = &session.state;
+    let claims = &session.claims;
+    let content = content_of(value)?;
+    let ts = frames::timestamp(frames::now_ms());
+    let mut built: Option<Bytes> = None;
+    let _order = pair_lock(state, pair);
+    let report = state
+        .hub
+        .group_send_with(pair, Kind::Json, true, |id| {
+            let frame = frames::encode(&DirectMessage {
+                ty: "direct_message",
+                id,
+                from: &claims.username,
+                from_id: &claims.sub,
+                to: peer,
+                content,
+                timestamp: &ts,
+            });
+            built = Some(frame.clone());
+            frame
+        })
+        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    let frame = built.unwrap_or_default();
+    let hub = &state.hub;
+    let _ = hub.group_send(
+        &frames::dm_inbox_group(peer),
+        Kind::Json,
+        frame.clone(),
+        false,
+    );
+    if peer != claims.sub {
+        let _ = hub.group_send(
+            &frames::dm_inbox_group(&claims.sub),
+            Kind::Json,
+            frame,
+            false,
+        );
+    }
+    drop(_order);
+    state
+        .counters
+        .direct_messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(client_id) = value.get("client_id").and_then(Value::as_str) {
+        session.send_json(&serde_json::json!({
+            "type": "ack", "client_id": client_id, "id": report.offset,
+        }));
+    }
+    Ok(())
+}

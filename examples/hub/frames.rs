@@ -1,0 +1,175 @@
+//! Outbound JSON frames: built once, shared by every recipient.
+//!
+//! Room frames are encoded straight into one buffer with `serde_json` (no
+//! intermediate `Value`), and the `history` frame splices the saved frames'
+//! bytes in as they are, so a join never re-encodes what history holds.
+//!
+//! Message frames name their author twice only when it matters: `user` is
+//! the display name, and `user_id` (the token's `sub`) is added when it
+//! differs from `user` (`user_id` defaults to `user`). That keeps the frame
+//! every member receives as short as the tutorial's.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use channelbox::Message;
+use serde::Serialize;
+
+/// The hub group behind `/chat/{room}` (rooms share the core's group space
+/// with presence and DMs, so each kind has its own prefix).
+pub fn room_group(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// The group every `/presence` connection joins.
+pub const PRESENCE_GROUP: &str = "presence";
+
+/// The group joined by a user's `/dm` connections: what they receive.
+pub fn dm_inbox_group(sub: &str) -> String {
+    format!("dm-inbox:{sub}")
+}
+
+/// The group joined by a user's `/presence` and `/dm` connections, for
+/// notices that follow a user outside rooms (mentions).
+pub fn notify_group(sub: &str) -> String {
+    format!("notify:{sub}")
+}
+
+/// The history-only group that keeps the conversation of two users. Length
+/// prefixed, so no pair of ids can collide with another.
+pub fn dm_pair_group(a: &str, b: &str) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("dm:{}:{lo}|{hi}", lo.len())
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `2026-11-26T04:50:01.123Z` for a time in ms since the Unix epoch.
+pub fn timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Encodes any serializable frame.
+pub fn encode<T: Serialize + ?Sized>(frame: &T) -> Bytes {
+    // Serializing plain structs and `Value`s to a Vec cannot fail.
+    Bytes::from(serde_json::to_vec(frame).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// A chat message as the room sees it (and history keeps it).
+#[derive(Serialize)]
+pub struct ChatMessage<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub id: u64,
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    pub content: &'a str,
+    pub timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<&'a serde_json::Value>,
+    /// Fields added by extensions (mentions, ...), flattened into the frame.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// `{"type":"system","id":..,"message":"alice joined the chat","timestamp":..}`.
+pub fn system(id: u64, message: &str, ts: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct System<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        id: u64,
+        message: &'a str,
+        timestamp: &'a str,
+    }
+    encode(&System {
+        ty: "system",
+        id,
+        message,
+        timestamp: ts,
+    })
+}
+
+/// `{"type":"error","code":..,"detail":..}`.
+pub fn error(code: &str, detail: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Error<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        code: &'a str,
+        detail: &'a str,
+    }
+    encode(&Error {
+        ty: "error",
+        code,
+        detail,
+    })
+}
+
+/// `{"type":"history","epoch":"..","messages":[...]}` (+ `"recovered"` on
+/// a reconnect with `?since=`), splicing the saved frames in unchanged.
+pub fn history(epoch: u64, messages: &[Message], recovered: Option<bool>) -> Bytes {
+    let body: usize = messages.iter().map(|m| m.len() + 1).sum();
+    let mut out = Vec::with_capacity(body + 80);
+    out.extend_from_slice(b"{\"type\":\"history\",\"epoch\":\"");
+    out.extend_from_slice(epoch.to_string().as_bytes());
+    out.extend_from_slice(b"\"");
+    if let Some(recovered) = recovered {
+        out.extend_from_slice(if recovered {
+            b",\"recovered\":true"
+        } else {
+            b",\"recovered\":false"
+        });
+    }
+    out.extend_from_slice(b",\"messages\":[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(m.data());
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_iso_8601_utc() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_795_669_801_123), "2026-11-26T05:10:01.123Z");
+        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,252 @@
+//! One WebSocket: its single task waits on the socket and on the core queue
+//! at once, and writes every pending frame with one write.
+//!
+//! Reading goes through tungstenite (masking, control frames, size limits).
+//! Writing does not: the core hands over `Bytes` shared by all recipients,
+//! and the writer frames a whole batch (header + payload, server frames are
+//! unmasked) into one buffer that lives only until the kernel took it. An
+//! idle socket keeps no write buffer, and a busy room costs one `sendto`
+//! per socket per batch instead of one per frame.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use channelbox::{Connection, Error as HubError, Kind, Message};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::server::Config;
+
+/// How long a socket may take to send its close frame and hear back.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How often a blocked write checks whether the hub gave up on the socket.
+const STALL_CHECK: Duration = Duration::from_millis(250);
+
+/// What the session loop gets from [`Socket::next`].
+pub enum Event {
+    /// A text frame from the client.
+    Text(Utf8Bytes),
+    /// A binary frame (the protocol is JSON text; answered with an error).
+    Binary,
+    /// A frame over `--max-frame-bytes`: close 1009.
+    TooBig,
+    /// The client left or the socket failed: nothing more to send.
+    Gone,
+    /// The hub closed the core connection: close the socket with `code`.
+    Closed { code: u16, reason: String },
+}
+
+/// A WebSocket served by one task.
+pub struct Socket {
+    ws: WebSocketStream<TcpStream>,
+    /// The core connection whose queue this socket drains.
+    conn: Connection,
+    /// Messages taken from the queue, reused across batches.
+    batch: Vec<Message>,
+    /// Most frames per write.
+    batch_max: usize,
+    /// Saved frames of this group up to this offset were already sent in
+    /// the `history` frame: skip their live copies.
+    skip: Option<(String, u64)>,
+}
+
+impl Socket {
+    pub fn new(ws: WebSocketStream<TcpStream>, conn: Connection, config: &Config) -> Socket {
+        Socket {
+            ws,
+            conn,
+            batch: Vec::new(),
+            batch_max: config.write_batch.max(1),
+            skip: None,
+        }
+    }
+
+    /// Skips live copies of `group`'s saved frames up to `offset` (they were
+    /// in the history frame).
+    pub fn skip_saved(&mut self, group: &str, offset: u64) {
+        self.skip = (offset > 0).then(|| (group.to_owned(), offset));
+    }
+
+    /// Writes queued frames as they come until the client sends something
+    /// or the socket or the core connection ends.
+    pub async fn next(&mut self) -> Event {
+        loop {
+            tokio::select! {
+                received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
+                    match received {
+                        Ok(_) => {
+                            if self.write_batch().await.is_err() {
+                                return Event::Gone;
+                            }
+                        }
+                        Err(HubError::Closed(reason)) => return closed_event(reason),
+                        Err(_) => return Event::Gone,
+                    }
+                }
+                frame = self.ws.next() => match frame {
+                    Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
+                    Some(Ok(WsMessage::Binary(_))) => return Event::Binary,
+                    // tungstenite answers pings itself (sent on the next read).
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                    Some(Ok(WsMessage::Close(_))) | None => return Event::Gone,
+                    Some(Err(WsError::Capacity(_))) => return Event::TooBig,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket read failed");
+                        return Event::Gone;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Writes one frame now, ahead of anything still queued (the `history`
+    /// frame of a join).
+    pub async fn send_now(&mut self, frame: &Bytes) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(frame.len() + 10);
+        push_frame(&mut buf, Kind::Json, frame);
+        self.write_buf(&buf).await
+    }
+
+    /// Frames everything in `batch` into one buffer and writes it.
+    async fn write_batch(&mut self) -> io::Result<()> {
+        let size: usize = self.batch.iter().map(|m| m.len() + 10).sum();
+        let mut buf = Vec::with_capacity(size);
+        let mut skip_over = false;
+        for m in self.batch.drain(..) {
+            if let Some((group, upto)) = &self.skip {
+                if m.offset() != 0 && m.group() == Some(group.as_str()) {
+                    if m.offset() <= *upto {
+                        continue;
+                    }
+                    // Saved frames come in offset order: the rest are new.
+                    skip_over = true;
+                }
+            }
+            push_frame(&mut buf, m.kind(), m.data());
+        }
+        if skip_over {
+            self.skip = None;
+        }
+        if self.batch.capacity() > 4 * self.batch_max.min(64) {
+            // A burst made it large: do not keep that on an idle socket.
+            self.batch = Vec::new();
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf(&buf).await
+    }
+
+    /// Writes `buf` after anything tungstenite still holds (a pong, a
+    /// close), so frames never interleave. A write blocked by a client that
+    /// stopped reading is abandoned once the hub closed the connection
+    /// (the slow-consumer policy), after a grace period.
+    async fn write_buf(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.ws.flush().await.map_err(io::Error::other)?;
+        let conn = &self.conn;
+        let stream = self.ws.get_mut();
+        let mut write = std::pin::pin!(stream.write_all(buf));
+        let mut abandon_at = None;
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut write => return done,
+                _ = tokio::time::sleep(STALL_CHECK) => {
+                    if conn.is_closed() {
+                        let at = *abandon_at.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_GRACE);
+                        if tokio::time::Instant::now() >= at {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a close frame with `code`, waits briefly for the client's
+    /// answer (reading and discarding, so no unread data turns the close
+    /// into a reset), then drops the socket.
+    pub async fn close(mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let sent = tokio::time::timeout(CLOSE_GRACE, self.ws.close(Some(frame))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        let drain = async {
+            use tokio::io::AsyncReadExt;
+            let mut scratch = [0u8; 512];
+            let stream = self.ws.get_mut();
+            loop {
+                match stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    }
+
+    /// Closes as [`Event::Closed`], [`Event::TooBig`] or after a flood says.
+    pub async fn finish(self, event: &Event) {
+        match event {
+            Event::Closed { code, reason } => self.close(*code, reason).await,
+            Event::TooBig => self.close(1009, "frame too large").await,
+            _ => {}
+        }
+    }
+}
+
+/// The close code and reason for a core connection the hub closed: a
+/// leading code from [`crate::server::AppState::close_connection`], 4008 for
+/// slow consumers, 1001 when the hub shuts down.
+fn closed_event(reason: String) -> Event {
+    if let Some((code, rest)) = reason.split_once(' ') {
+        if let Ok(code) = code.parse::<u16>() {
+            if (1000..5000).contains(&code) {
+                return Event::Closed {
+                    code,
+                    reason: rest.to_owned(),
+                };
+            }
+        }
+    }
+    if reason.starts_with("slow consumer") {
+        return Event::Closed {
+            code: 4008,
+            reason: "too slow: outbound queue full".into(),
+        };
+    }
+    Event::Closed {
+        code: 1001,
+        reason: "server shutting down".into(),
+    }
+}
+
+/// Appends one unmasked server frame (FIN set) to `buf`.
+fn push_frame(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    let opcode = match kind {
+        Kind::Binary => 0x2,
+        Kind::Json | Kind::Text => 0x1,
+    };
+    buf.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        buf.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.push(126);
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buf.push(127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    buf.extend_from_slice(payload);
+}
