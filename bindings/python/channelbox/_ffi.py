@@ -157,7 +157,9 @@ def _load() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(path))
     except OSError as error:
         raise ImportError(f"channelbox: cannot load {path} ({error}). {_HOW_TO_FIX}") from error
-    for name, (restype, argtypes) in _SIGNATURES.items():
+    names = ["cbx_version"] + [name for name in _SIGNATURES if name != "cbx_version"]
+    for name in names:
+        restype, argtypes = _SIGNATURES[name]
         try:
             function = getattr(lib, name)
         except AttributeError:
@@ -167,12 +169,14 @@ def _load() -> ctypes.CDLL:
             ) from None
         function.restype = restype
         function.argtypes = argtypes
-    version = (lib.cbx_version() or b"").decode("utf-8", "replace")
-    if version != __version__:
-        raise ImportError(
-            f"channelbox: the native library {path} is version {version!r}, but the Python "
-            f"package is {__version__!r}; they must match. {_HOW_TO_FIX}"
-        )
+        if name == "cbx_version":
+            # First, so that an older or newer library is named as such.
+            version = (lib.cbx_version() or b"").decode("utf-8", "replace")
+            if version != __version__:
+                raise ImportError(
+                    f"channelbox: the native library {path} is version {version!r}, but the "
+                    f"Python package is {__version__!r}; they must match. {_HOW_TO_FIX}"
+                )
     return lib
 
 
