@@ -154,6 +154,7 @@ def machine():
         "python": sys.version.split()[0],
         "channelbox": channelbox.__version__,
         "nexios": version("nexios"),
+        "loadavg_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -183,6 +184,7 @@ def main():
 
     m = results["machine"]
     print(f"channelbox {m['channelbox']} vs Nexios {m['nexios']}; Python {m['python']}; {m['cpu']} x{m['cpus']}; "
+          f"kernel {m['kernel']}; load average {m['loadavg_at_start']}; "
           f"median of {a.repeat} x {a.seconds}s; {a.channels} channels/connections")
     print(f"\nChannelBox.group_send, JSON, real Nexios WebSockets over a no-op ASGI send (deliveries/s)")
     print(f"{'variant':<14} {'Nexios':>12} {'channelbox':>12} {'ratio':>7}")

@@ -192,7 +192,7 @@ class InMemoryHistoryManager(BaseHistoryManager):
         if self.history_size <= 0:
             return 0
         try:
-            return self.hub.group_send(group_name, data, kind, save_history=True).offset
+            return self.hub.group_send(str(group_name), data, kind, save_history=True).offset
         except ChannelboxError as error:  # too large, NaN in JSON: deliver anyway, do not keep
             logger.warning("channelbox: message to %r not saved to history: %s", group_name, error)
             return 0
@@ -244,9 +244,10 @@ class InMemoryHistoryManager(BaseHistoryManager):
         """A group's kept messages, oldest first (``[]`` for an unknown group);
         without a name, ``{group: messages}`` for every group with history."""
         if group_name:
-            if len(group_name.encode("utf-8", "surrogatepass")) > (1 << 16):
+            try:
+                return self._read(str(group_name))
+            except ChannelboxError:  # a name the hub cannot hold has no history
                 return []
-            return self._read(group_name)
         pages = self.hub.history_json(None, 0, 0)
         for name in list(self._cache):
             if name not in pages:
@@ -257,9 +258,13 @@ class InMemoryHistoryManager(BaseHistoryManager):
         """Forgets one group's history, or every group's."""
         if self._hub is None:
             return
-        self.hub.history_flush(group_name or None)
-        if group_name:
-            self._cache.pop(group_name, None)
+        name = str(group_name) if group_name else None
+        try:
+            self.hub.history_flush(name)
+        except ChannelboxError:
+            return
+        if name:
+            self._cache.pop(name, None)
         else:
             self._cache.clear()
 

@@ -691,7 +691,8 @@ class Connection:
     ``async for message in conn`` (which ends when the connection is closed
     and drained). Release it with :meth:`close` (or ``with``); a connection
     closed by the hub (slow consumer, TTL, :meth:`Hub.close_all`) must still
-    be closed by the host.
+    be closed by the host. The object owns the connection: when it is garbage
+    collected unreleased, the connection is closed.
     """
 
     __slots__ = ("hub", "id", "user", "_buffer", "_released", "__weakref__")
@@ -839,6 +840,14 @@ class Connection:
     def closed(self) -> bool:
         """True once the host released it with :meth:`close`."""
         return self._released
+
+    def __del__(self) -> None:
+        # The object owns the connection: a forgotten one is released, not leaked.
+        try:
+            if not self._released and not self.hub.closed:
+                self.close()
+        except Exception:
+            pass
 
     def __enter__(self) -> "Connection":
         return self

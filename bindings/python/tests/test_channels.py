@@ -474,3 +474,13 @@ def test_channel_message_defaults_are_per_entry():
     a, b = ChannelMessageDC(payload="a"), ChannelMessageDC(payload="b")
     assert a.uuid != b.uuid
     assert a.created.tzinfo is not None
+
+
+async def test_odd_group_names_behave_like_dict_keys():
+    ws = RecordingWebSocket()
+    await join(7, ws)
+    assert await ChannelBox.group_send(7, "x", save_history=True) is GroupSendStatusEnum.GROUP_SEND
+    assert [m.payload for m in await ChannelBox.show_history(7)] == ["x"]
+    assert await ChannelBox.show_history("nul\0name") == []
+    await ChannelBox.group_send("nul\0name", "y", save_history=True)  # delivered nowhere, not kept, no error
+    await ChannelBox.flush_history("nul\0name")

@@ -380,3 +380,12 @@ def test_connection_context_manager_releases_it(hub):
     assert conn.closed
     assert hub.groups() == {}
     assert hub.stats()["connections"] == 0
+
+
+def test_a_forgotten_connection_is_released(hub):
+    import gc
+
+    hub.open().join("g")
+    gc.collect()
+    assert hub.stats()["connections"] == 0
+    assert hub.groups() == {}
