@@ -257,7 +257,8 @@ fn callgrind(n: usize) {
     let body = vec![b'x'; 100];
     let mut sink = Vec::new();
     for i in 0..n {
-        hub.group_send("g", Kind::Binary, body.clone(), false).unwrap();
+        hub.group_send("g", Kind::Binary, body.clone(), false)
+            .unwrap();
         if i % 10 == 9 {
             for c in &conns {
                 sink.clear();

@@ -213,7 +213,10 @@ cbx_result cbx_conn_close(struct cbx_hub *hub, uint64_t conn);
 
 /**
  * Sends a payload to one connection (not saved to any history).
- * `CBX_CLOSED` when the connection was closed by the hub.
+ * `CBX_CLOSED` when the connection was already closed by the hub, or when
+ * this send found its queue full and the `disconnect` policy closed it.
+ * Under `drop_oldest`/`drop_newest` a full queue drops a message and the
+ * call succeeds; drops are counted in `cbx_stats_json`.
  */
 cbx_result cbx_conn_send(struct cbx_hub *hub,
                          uint64_t conn,
@@ -385,7 +388,9 @@ int32_t cbx_hub_ready_fd(struct cbx_hub *hub);
 /**
  * Takes up to `cap` ids of connections that became ready, writing them to
  * `conns` and their count to `*n_out` (0 when none is ready). Resets the
- * ready fd once none is left.
+ * ready fd once none is left. An id the host closed after it became ready
+ * can still be listed; receiving from it gives `CBX_NO_SUCH_CONNECTION`,
+ * which the host can ignore.
  */
 cbx_result cbx_hub_take_ready(struct cbx_hub *hub, uint64_t *conns, size_t cap, size_t *n_out);
 

@@ -34,9 +34,15 @@ impl Kind {
     /// Checks that `data` is what this kind promises.
     pub fn validate(self, data: &[u8]) -> Result<()> {
         match self {
-            Kind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(data)
-                .map(|_| ())
-                .map_err(|e| Error::InvalidJson(e.to_string())),
+            Kind::Json => {
+                // serde_json skips string contents without checking UTF-8
+                // when it ignores them: check the text first.
+                let text = std::str::from_utf8(data)
+                    .map_err(|e| Error::InvalidJson(format!("not UTF-8: {e}")))?;
+                serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    .map(|_| ())
+                    .map_err(|e| Error::InvalidJson(e.to_string()))
+            }
             Kind::Text => std::str::from_utf8(data)
                 .map(|_| ())
                 .map_err(|e| Error::InvalidUtf8(e.to_string())),

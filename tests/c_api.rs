@@ -73,8 +73,9 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// Removes a passed program and its logs (a failed one's stay for a look),
-/// and the process's directory once it is empty.
+/// Removes a passed program and its logs (a failed one's stay for a look).
+/// The directory stays: another test of this process may be compiling
+/// into it right now.
 fn clean_up(exe: &Path) {
     let name = exe.file_name().expect("file name").to_string_lossy();
     for suffix in [
@@ -85,9 +86,6 @@ fn clean_up(exe: &Path) {
         "-valgrind.stderr",
     ] {
         let _ = std::fs::remove_file(exe.with_file_name(format!("{name}{suffix}")));
-    }
-    if let Some(dir) = exe.parent() {
-        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -35,7 +35,10 @@ pub unsafe extern "C" fn cbx_conn_close(hub: *mut cbx_hub, conn: u64) -> cbx_res
 }
 
 /// Sends a payload to one connection (not saved to any history).
-/// `CBX_CLOSED` when the connection was closed by the hub.
+/// `CBX_CLOSED` when the connection was already closed by the hub, or when
+/// this send found its queue full and the `disconnect` policy closed it.
+/// Under `drop_oldest`/`drop_newest` a full queue drops a message and the
+/// call succeeds; drops are counted in `cbx_stats_json`.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_conn_send(
     hub: *mut cbx_hub,
@@ -48,7 +51,12 @@ pub unsafe extern "C" fn cbx_conn_send(
         let hub = hub_ref(hub)?;
         let kind = kind_arg(kind)?;
         let data = bytes_arg(data, len, hub.config().max_payload_bytes)?;
-        hub.conn_send(conn, kind, data.to_vec())?;
+        let report = hub.conn_send(conn, kind, data.to_vec())?;
+        if report.disconnected > 0 {
+            return Err(Error::Closed(
+                "slow consumer: outbound queue full, connection closed".into(),
+            ));
+        }
         Ok(())
     })
 }

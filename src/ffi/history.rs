@@ -36,7 +36,7 @@ pub unsafe extern "C" fn cbx_history_json(
             Some(g) => introspect::history_json(&hub.history(g, query)?),
             None => introspect::history_all_json(&hub.history_all(query)),
         };
-        *out = string_out(json.to_string())?;
+        *out = string_out(json)?;
         Ok(())
     })
 }

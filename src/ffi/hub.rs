@@ -109,7 +109,9 @@ pub unsafe extern "C" fn cbx_hub_ready_fd(hub: *mut cbx_hub) -> i32 {
 
 /// Takes up to `cap` ids of connections that became ready, writing them to
 /// `conns` and their count to `*n_out` (0 when none is ready). Resets the
-/// ready fd once none is left.
+/// ready fd once none is left. An id the host closed after it became ready
+/// can still be listed; receiving from it gives `CBX_NO_SUCH_CONNECTION`,
+/// which the host can ignore.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_hub_take_ready(
     hub: *mut cbx_hub,
@@ -141,7 +143,7 @@ pub unsafe extern "C" fn cbx_groups_json(hub: *mut cbx_hub, out: *mut *mut c_cha
     boundary(|| {
         let hub = hub_ref(hub)?;
         let out = out_ptr(out, "out")?;
-        *out = string_out(introspect::groups_json(&hub.groups()).to_string())?;
+        *out = string_out(introspect::groups_json(&hub.groups()))?;
         Ok(())
     })
 }
