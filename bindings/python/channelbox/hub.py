@@ -323,6 +323,8 @@ class Hub:
         check(lib.cbx_hub_new(text.encode("utf-8"), byref(ptr)))
         self._ptr = ptr.value
         self._aio = _aio.Readiness(self)
+        # Group names seen in received messages, decoded once.
+        self._group_names: Dict[bytes, Optional[str]] = {}
 
     # ----- lifecycle -----------------------------------------------------
 
@@ -644,20 +646,22 @@ class Hub:
             try:
                 views = (_ffi.cbx_message_view * count)()
                 check(lib.cbx_message_views(slots, count, views))
-                string_at = ctypes.string_at
+                names = self._group_names
+                char = ctypes.c_char
                 out = []
                 append = out.append
                 for v in views:
-                    group = v.group
-                    append(
-                        Message(
-                            _KINDS[v.kind],
-                            string_at(v.data, v.len) if v.len else b"",
-                            group.decode("utf-8") if group else None,
-                            v.offset,
-                            v.ts_ms,
-                        )
-                    )
+                    raw_group = v.group  # bytes, b"" for direct sends
+                    name = names.get(raw_group)
+                    if name is None:
+                        name = names[raw_group] = raw_group.decode("utf-8") if raw_group else None
+                        if len(names) > 4096:
+                            names.clear()
+                    size = v.len
+                    # (c_char * n).from_address(...).raw copies the payload in one step,
+                    # about twice as fast as ctypes.string_at's foreign call.
+                    raw = (char * size).from_address(v.data).raw if size else b""
+                    append(Message(_KINDS[v.kind], raw, name, v.offset, v.ts_ms))
                 return out
             finally:
                 lib.cbx_messages_free(slots, count)
