@@ -437,12 +437,18 @@
 
   function toast(body, opts = {}) {
     const kind = opts.kind || 'info';
+    // The same notice again (say an error repeated for every typing frame) does not stack up.
+    const key = `${kind}|${opts.title || ''}|${body}`;
+    for (const old of $$('#toasts .toast')) {
+      if (old.dataset.key === key && !old.classList.contains('leaving')) return old;
+    }
     const close = h('button', { class: 'toast-close', type: 'button', 'aria-label': 'Dismiss', text: '✕' });
     const t = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
       h('div', { class: 'toast-body' },
         opts.title ? h('div', { class: 'toast-title', text: opts.title }) : null,
         h('div', { class: 'toast-text', text: body })),
       close);
+    t.dataset.key = key;
     const remove = () => {
       t.classList.add('leaving');
       setTimeout(() => t.remove(), 180);
