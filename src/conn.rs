@@ -98,7 +98,13 @@ impl ConnState {
     /// Offers one message under the slow-consumer policy. Never blocks on
     /// the reader.
     pub(crate) fn push(&self, message: &Message) -> Push {
-        let len = message.len();
+        self.push_len(message, message.len())
+    }
+
+    /// [`ConnState::push`] with the payload length computed once per send
+    /// rather than once per member.
+    #[inline]
+    pub(crate) fn push_len(&self, message: &Message, len: usize) -> Push {
         let mut q = self.queue.lock();
         if q.closed.is_some() {
             return Push::Closed;

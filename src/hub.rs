@@ -689,9 +689,7 @@ impl Hub {
         let message = Message::new(kind, data, Some(g.name.clone()), offset, ts_ms);
         let mut report = SendReport::default();
         let mut slow = Vec::new();
-        for member in &st.members {
-            self.deliver(member, &message, &mut report, &mut slow);
-        }
+        self.fan_out(&st.members, &message, &mut report, &mut slow);
         drop(st);
         self.finish_delivery(&report, slow);
     }
@@ -746,13 +744,36 @@ impl Hub {
                 ..SendReport::default()
             };
             let mut slow = Vec::new();
-            for member in &st.members {
-                self.deliver(member, &message, &mut report, &mut slow);
-            }
+            self.fan_out(&st.members, &message, &mut report, &mut slow);
             drop(st);
             self.finish_send(&report, slow, &self.inner.counters.group_sends);
             return Ok(report);
         }
+    }
+
+    /// Pushes one message to every member. The common case (queued, no
+    /// wake-up needed, nothing evicted) only bumps a local counter: this
+    /// loop is the cost of a delivery.
+    #[inline]
+    fn fan_out(
+        &self,
+        members: &[Arc<ConnState>],
+        message: &Message,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        let len = message.len();
+        let mut delivered = 0;
+        for member in members {
+            match member.push_len(message, len) {
+                Push::Queued {
+                    wake: false,
+                    dropped_oldest: 0,
+                } => delivered += 1,
+                other => self.account(member, other, report, slow),
+            }
+        }
+        report.delivered += delivered;
     }
 
     #[inline]
@@ -763,7 +784,18 @@ impl Hub {
         report: &mut SendReport,
         slow: &mut Vec<Arc<ConnState>>,
     ) {
-        match conn.push(message) {
+        self.account(conn, conn.push(message), report, slow);
+    }
+
+    /// Records what one push did: counts, wake-ups, slow consumers.
+    fn account(
+        &self,
+        conn: &Arc<ConnState>,
+        push: Push,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        match push {
             Push::Queued {
                 wake,
                 dropped_oldest,
