@@ -84,6 +84,13 @@ struct Args {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// Share rooms, history, presence and DMs with other hubs through this
+    /// Redis (`redis://127.0.0.1:6379/`); without it the hub runs alone.
+    #[arg(long, env = "CHANNELBOX_REDIS_URL")]
+    redis_url: Option<String>,
+    /// This hub's name among the hubs on one Redis (default: generated).
+    #[arg(long)]
+    node_name: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,6 +121,8 @@ fn main() -> anyhow::Result<()> {
         read_buffer_bytes: args.read_buffer_bytes,
         write_batch: args.write_batch,
         data_dir: args.data_dir,
+        redis_url: args.redis_url.filter(|u| !u.is_empty()),
+        node_name: args.node_name,
         ..server::Config::default()
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

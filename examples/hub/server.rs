@@ -61,6 +61,10 @@ pub struct Config {
     pub write_batch: usize,
     /// Where uploads (`POST /files`) are stored.
     pub data_dir: std::path::PathBuf,
+    /// Redis shared with other hubs (the core's Redis engine); `None` = alone.
+    pub redis_url: Option<String>,
+    /// This hub's node name on Redis (`None` = generated).
+    pub node_name: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             read_buffer_bytes: 1024,
             write_batch: 256,
             data_dir: "channelbox-data".into(),
+            redis_url: None,
+            node_name: None,
         }
     }
 }
@@ -211,7 +217,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and the core hub from `config`.
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let core = channelbox::Config {
+        let mut core = channelbox::Config {
             history_max_messages: config.history_max_messages,
             history_max_bytes: config.history_max_bytes,
             history_ttl_seconds: config.history_ttl_seconds,
@@ -223,6 +229,11 @@ impl AppState {
             max_payload_bytes: config.max_frame_bytes.saturating_mul(2).max(1 << 20),
             ..channelbox::Config::default()
         };
+        if let Some(url) = &config.redis_url {
+            core.engine = channelbox::EngineKind::Redis;
+            core.redis_url = url.clone();
+            core.node_name = config.node_name.clone().unwrap_or_default();
+        }
         let hub = Hub::new(core)?;
         let demo_secret = config.jwt_secret.is_none().then(Auth::random_secret);
         let secret = config.jwt_secret.clone().or_else(|| demo_secret.clone());
