@@ -121,6 +121,16 @@ async fn stats(_caller: Claims, State(state): State<Arc<AppState>>) -> Response 
         "queued_bytes": s.core.queued_bytes,
         "uptime_seconds": s.uptime_s,
         "per_room": per_room,
+        "engine": {
+            "connected": s.core.engine_connected,
+            "published": s.core.engine_published,
+            "received": s.core.engine_received,
+            "reconnects": s.core.engine_reconnects,
+            "unavailable": s.core.engine_unavailable,
+            "lost_subscriptions": s.core.engine_lost_subscriptions,
+            "lost_subscription_closes": s.core.engine_lost_subscription_closes,
+            "malformed": s.core.engine_malformed,
+        },
     });
     features::extend_stats(&state, &mut body);
     Json(body).into_response()
@@ -220,6 +230,59 @@ async fn metrics(_caller: Claims, State(state): State<Arc<AppState>>) -> Respons
         "Bytes waiting in outbound queues.",
         s.core.queued_bytes.to_string(),
     );
+    // The Redis engine's health (all 0 when the hub runs alone).
+    for (name, kind, help, value) in [
+        (
+            "engine_connected",
+            "gauge",
+            "1 while connected to Redis (--redis-url).",
+            s.core.engine_connected,
+        ),
+        (
+            "engine_published_total",
+            "counter",
+            "Messages published to Redis.",
+            s.core.engine_published,
+        ),
+        (
+            "engine_received_total",
+            "counter",
+            "Broadcasts received from Redis.",
+            s.core.engine_received,
+        ),
+        (
+            "engine_reconnects_total",
+            "counter",
+            "Redis subscription reconnects.",
+            s.core.engine_reconnects,
+        ),
+        (
+            "engine_unavailable_total",
+            "counter",
+            "Operations refused while Redis was unreachable.",
+            s.core.engine_unavailable,
+        ),
+        (
+            "engine_lost_subscriptions_total",
+            "counter",
+            "Redis subscription sessions lost.",
+            s.core.engine_lost_subscriptions,
+        ),
+        (
+            "engine_lost_subscription_closes_total",
+            "counter",
+            "Sockets closed (1012) after a lost subscription.",
+            s.core.engine_lost_subscription_closes,
+        ),
+        (
+            "engine_malformed_total",
+            "counter",
+            "Malformed entries found in Redis, skipped.",
+            s.core.engine_malformed,
+        ),
+    ] {
+        metric(name, kind, help, value.to_string());
+    }
     metric(
         "uptime_seconds",
         "gauge",

@@ -207,7 +207,8 @@ impl Socket {
 
 /// The close code and reason for a core connection the hub closed: a
 /// leading code from [`crate::server::AppState::close_connection`], 4008 for
-/// slow consumers, 1001 when the hub shuts down.
+/// slow consumers, 1012 (reconnect) when the Redis engine lost messages,
+/// 1001 when the hub shuts down.
 fn closed_event(reason: String) -> Event {
     if let Some((code, rest)) = reason.split_once(' ') {
         if let Ok(code) = code.parse::<u16>() {
@@ -224,6 +225,11 @@ fn closed_event(reason: String) -> Event {
             code: 4008,
             reason: "too slow: outbound queue full".into(),
         };
+    }
+    if reason.starts_with("engine:") {
+        // The shared engine (Redis) lost messages for this socket: 1012
+        // asks the client to reconnect; it recovers with `?since=`.
+        return Event::Closed { code: 1012, reason };
     }
     Event::Closed {
         code: 1001,
