@@ -22,7 +22,7 @@ import os
 import threading
 import weakref
 from ctypes import byref, c_size_t, c_uint64
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ._ffi import lib
 from .errors import HubClosed, check
@@ -47,7 +47,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._waiters: Dict[int, List["asyncio.Future[None]"]] = {}
         # loop -> (our duplicate of the ready fd, finalizer closing it)
-        self._readers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, weakref.finalize]]" = (
+        self._readers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, Any]]" = (
             weakref.WeakKeyDictionary()
         )
         self._fd: Optional[int] = None
@@ -168,7 +168,7 @@ class Readiness:
                     pass
                 finalizer()
             else:
-                def detach(loop: asyncio.AbstractEventLoop = loop, dup: int = dup, fin: weakref.finalize = finalizer) -> None:
+                def detach(loop: asyncio.AbstractEventLoop = loop, dup: int = dup, fin: Any = finalizer) -> None:
                     loop.remove_reader(dup)
                     fin()
 

@@ -27,6 +27,7 @@ What changes (see the package README for the full list):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -288,12 +289,11 @@ class NoOpHistoryManager(BaseHistoryManager):
 
 # ------------------------------------------------------------------- sending
 
-_json_dumps = __import__("json").dumps
 
 
 def _dumps(payload: typing.Any) -> str:
     # What Starlette's and Nexios' WebSocket.send_json put in the text frame.
-    return _json_dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def _encode(payload: typing.Any) -> typing.Tuple[Kind, bytes]:
@@ -583,7 +583,7 @@ class ChannelBox:
                     text = _dumps(payload)
                     manager._save(group_name, Kind.JSON, text.encode("utf-8", "surrogatepass"))
             else:
-                await manager.save_message(group_name, ChannelMessageDC(payload=payload))  # type: ignore[arg-type]
+                await manager.save_message(group_name, ChannelMessageDC(payload=payload))
 
         channels = cls.CHANNEL_GROUPS.get(group_name)
         if not channels:

@@ -121,8 +121,8 @@ class InternalError(ChannelboxError):
     code = _ffi.CBX_PANIC
 
 
-_BY_CODE: Dict[int, Type[ChannelboxError]] = {
-    cls.code: cls  # type: ignore[misc]
+_BY_CODE: Dict[Optional[int], Type[ChannelboxError]] = {
+    cls.code: cls
     for cls in (
         InvalidArgument,
         NullPointer,

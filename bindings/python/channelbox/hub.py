@@ -20,7 +20,7 @@ import json
 import threading
 from ctypes import byref, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple, Union, overload
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union, cast, overload
 
 from . import _aio, _ffi
 from ._ffi import lib
@@ -268,7 +268,7 @@ def _conn_id(conn: Union["Connection", int]) -> int:
 
 def _take_string(out: c_void_p) -> str:
     try:
-        return ctypes.string_at(out.value).decode("utf-8")
+        return ctypes.string_at(out.value or 0).decode("utf-8") if out.value else ""
     finally:
         lib.cbx_string_free(out)
 
@@ -504,11 +504,11 @@ class Hub:
         ``users`` is presence: distinct users, a user with three connections
         counted once.
         """
-        return json.loads(self._json(lib.cbx_groups_json))
+        return cast(Dict[str, Dict[str, List[Any]]], json.loads(self._json(lib.cbx_groups_json)))
 
     def stats(self) -> Dict[str, int]:
         """Counters and gauges: ``connections``, ``users``, ``groups``, ``deliveries``, ..."""
-        return json.loads(self._json(lib.cbx_stats_json))
+        return cast(Dict[str, int], json.loads(self._json(lib.cbx_stats_json)))
 
     def _json(self, function: Any) -> str:
         out = c_void_p()
@@ -554,7 +554,7 @@ class Hub:
             check(lib.cbx_history_json(ptr, name, since, limit, byref(out)))
         finally:
             self._exit()
-        return json.loads(_take_string(out))
+        return cast(Dict[str, Any], json.loads(_take_string(out)))
 
     def history_replace(
         self, group: str, offset: int, payload: Payload, kind: Union[Kind, str, int, None] = None
@@ -648,7 +648,7 @@ class Hub:
                 check(lib.cbx_message_views(slots, count, views))
                 names = self._group_names
                 char = ctypes.c_char
-                out = []
+                out: List[Message] = []
                 append = out.append
                 for v in views:
                     raw_group = v.group  # bytes, b"" for direct sends
