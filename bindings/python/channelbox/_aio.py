@@ -50,20 +50,25 @@ class Readiness:
         self._readers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, Any]]" = (
             weakref.WeakKeyDictionary()
         )
+        # Loops that cannot be weakly referenced (kept until the hub closes).
+        self._strong_readers: Dict[asyncio.AbstractEventLoop, Tuple[int, Any]] = {}
         self._fd: Optional[int] = None
         self._closed = False
 
     def attach(self) -> asyncio.AbstractEventLoop:
         """The running loop, with this hub's reader registered on it."""
         loop = asyncio.get_running_loop()
-        if loop in self._readers:
+        if loop in self._strong_readers:
             return loop
+        try:
+            if loop in self._readers:
+                return loop
+        except TypeError:  # not weakly referenceable
+            pass
         hub = self._hub()
         if hub is None or self._closed:
             raise HubClosed("the hub is closed")
         with self._lock:
-            if loop in self._readers:
-                return loop
             if self._fd is None:
                 ptr = hub._enter()
                 try:
@@ -78,7 +83,10 @@ class Readiness:
             dup = os.dup(self._fd)
             ids = (c_uint64 * _TAKE)()
             loop.add_reader(dup, self._on_ready, ids)
-            self._readers[loop] = (dup, weakref.finalize(loop, os.close, dup))
+            try:
+                self._readers[loop] = (dup, weakref.finalize(loop, os.close, dup))
+            except TypeError:
+                self._strong_readers[loop] = (dup, lambda dup=dup: os.close(dup))
         return loop
 
     async def wait(self, conn_id: int, loop: asyncio.AbstractEventLoop) -> None:
@@ -156,8 +164,9 @@ class Readiness:
             self._closed = True
             waiting = [f for fs in self._waiters.values() for f in fs]
             self._waiters.clear()
-            readers = list(self._readers.items())
+            readers = list(self._readers.items()) + list(self._strong_readers.items())
             self._readers.clear()
+            self._strong_readers.clear()
         self._resolve_all(waiting)
         running = _get_running_loop()
         for loop, (dup, finalizer) in readers:

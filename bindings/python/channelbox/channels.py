@@ -600,17 +600,19 @@ class ChannelBox:
                         failed = []
                     failed.append((channel, f"more than {cls.MAX_PENDING} messages waiting"))
                     continue
-                if text is None and channel.payload_type == "json" and channel._fast is not None:
+                if text is None and channel.payload_type == "json":
                     text = _dumps(payload)
                 backlog.append((payload, text))
                 continue
+            if text is None and channel.payload_type == "json":
+                # Once per send, and outside the per-socket try: a payload that
+                # cannot be encoded is the caller's error, not the sockets'.
+                text = _dumps(payload)
             try:
-                if channel.payload_type == "json" and channel._fast is not None:
+                if channel._fast is not None and channel.payload_type == "json":
                     # The pre-encoded frame, straight to the ASGI send: the same
                     # bytes send_json would send, encoded once for everyone.
                     ws = channel._ws
-                    if text is None:
-                        text = _dumps(payload)
                     if ws.application_state is channel._fast:
                         coro = ws._send({"type": "websocket.send", "text": text})
                     else:

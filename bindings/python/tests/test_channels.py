@@ -484,3 +484,13 @@ async def test_odd_group_names_behave_like_dict_keys():
     assert await ChannelBox.show_history("nul\0name") == []
     await ChannelBox.group_send("nul\0name", "y", save_history=True)  # delivered nowhere, not kept, no error
     await ChannelBox.flush_history("nul\0name")
+
+
+async def test_a_payload_that_cannot_be_encoded_is_the_callers_error_and_drops_nobody():
+    plain = RecordingWebSocket()
+    nexios_ws = nexios_websocket()
+    await join("g", plain)
+    await join("g", nexios_ws)
+    with pytest.raises(TypeError):
+        await ChannelBox.group_send("g", {"when": object()})
+    assert len((await ChannelBox.show_groups())["g"]) == 2
