@@ -9,6 +9,8 @@
    "count" frees each batch with cbx_messages_free and counts (the raw rate a
    Python host gets); "messages" goes through Connection.recv_batch, which
    builds a Message object per delivery. Target: >= 2M deliveries/s (count).
+3. The same hub read in asyncio: one task per connection awaiting
+   recv_async, woken through the hub's ready fd (M/10 messages per round).
 
 Usage:
   python bindings/python/bench/bench_channelbox.py [--channels 1000] [--seconds 2] [--repeat 3]
@@ -134,6 +136,33 @@ def fanout_rate(n, messages, seconds, mode):
     }
 
 
+async def async_fanout_rate(n, messages, seconds):
+    """Every connection read by its own task with ``async for`` (the ready-fd reader)."""
+    with channelbox.Hub(queue_max_messages=max(messages, 1), queue_max_bytes=1 << 30) as hub:
+        conns = [hub.open() for _ in range(n)]
+        for c in conns:
+            c.join("bench")
+        delivered = 0
+        elapsed = 0.0
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            async def take(conn):
+                got = 0
+                while got < messages:
+                    await conn.recv_async()
+                    got += 1
+                return got
+
+            tasks = [asyncio.ensure_future(take(c)) for c in conns]
+            await asyncio.sleep(0)  # every task is waiting
+            t0 = time.perf_counter()
+            for _ in range(messages):
+                hub.group_send("bench", PAYLOAD)
+            delivered += sum(await asyncio.gather(*tasks))
+            elapsed += time.perf_counter() - t0
+    return {"deliveries": delivered, "deliveries_per_s": delivered / elapsed}
+
+
 def median(runs, key=None):
     if key is None:
         return statistics.median(runs)
@@ -181,6 +210,8 @@ def main():
     for mode in ("count", "messages"):
         runs = [fanout_rate(a.channels, a.messages, a.seconds, mode) for _ in range(a.repeat)]
         results["fanout"][mode] = median(runs, "deliveries_per_s")
+    runs = [asyncio.run(async_fanout_rate(a.channels, a.messages // 10 or 1, a.seconds)) for _ in range(a.repeat)]
+    results["asyncio"] = median(runs, "deliveries_per_s")
 
     m = results["machine"]
     print(f"channelbox {m['channelbox']} vs Nexios {m['nexios']}; Python {m['python']}; {m['cpu']} x{m['cpus']}; "
@@ -194,6 +225,8 @@ def main():
     print(f"{'drain':<10} {'deliveries/s':>14} {'drain only/s':>14} {'send only/s':>14}")
     for mode, r in results["fanout"].items():
         print(f"{mode:<10} {r['deliveries_per_s']:>14,.0f} {r['drain_per_s']:>14,.0f} {r['send_per_s']:>14,.0f}")
+    print(f"\nasyncio: one task per connection awaiting recv_async, {a.messages // 10 or 1} messages per round: "
+          f"{results['asyncio']['deliveries_per_s']:,.0f} deliveries/s")
     if a.markdown:
         print()
         print("| benchmark | Nexios 3.12.3 | channelbox | ratio |")
@@ -206,6 +239,9 @@ def main():
         for mode, r in results["fanout"].items():
             label = "count (`cbx_conn_recv_batch` + `cbx_messages_free`)" if mode == "count" else "`Connection.recv_batch` (Message objects)"
             print(f"| {label} | {r['deliveries_per_s']:,.0f} | {r['drain_per_s']:,.0f} | {r['send_per_s']:,.0f} |")
+        print()
+        print(f"asyncio, one task per connection (`await conn.recv_async()`): "
+              f"{results['asyncio']['deliveries_per_s']:,.0f} deliveries/s")
     if a.json:
         print(json.dumps(results))
 

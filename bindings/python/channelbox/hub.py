@@ -392,8 +392,8 @@ class Hub:
         """Opens a connection, optionally carrying a user id and a TTL in seconds.
 
         The user id is for presence (:meth:`groups`) and :meth:`user_send`;
-        after ``ttl`` seconds the hub closes the connection (it drains, then
-        :class:`~channelbox.ConnectionClosed`).
+        after ``ttl`` seconds (rounded up to whole seconds) the hub closes the
+        connection (it drains, then :class:`~channelbox.ConnectionClosed`).
         """
         user_bytes = None if user is None else _utf8(user, "user")
         ttl_seconds = 0

@@ -275,7 +275,7 @@ async def test_a_socket_that_never_returns_does_not_delay_the_others():
     t0 = time.perf_counter()
     for i in range(3):
         await ChannelBox.group_send("room", {"n": i})
-    assert time.perf_counter() - t0 < 0.1
+    assert time.perf_counter() - t0 < 0.15
     assert all(ws.sent == [("json", {"n": i}) for i in range(3)] for ws in others)
     assert stuck.started == 1  # later messages wait behind its first send, in order
     await asyncio.sleep(0.4)

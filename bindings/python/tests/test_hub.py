@@ -113,6 +113,12 @@ def test_wrong_types_raise_type_error(hub):
     with pytest.raises(TypeError):
         hub.open(user=5)
     with pytest.raises(TypeError):
+        hub.user_send(5, "x")
+    with pytest.raises(TypeError):
+        hub.open(ttl="forever")
+    with pytest.raises(TypeError):
+        hub.history_replace("g", "1", "x")
+    with pytest.raises(TypeError):
         hub.history("g", since="1")
     with pytest.raises(TypeError):
         conn.recv(timeout="1")
