@@ -195,6 +195,8 @@
         typing: new Map(), // display name -> expiry ms
         pending: [], // {client_id, content, thread_id, attachments, ts, sent, failed}
         replies: new Map(), // root id -> Set(reply ids)
+        banned: new Set(), // subs banned here, from moderation notices
+        muted: new Set(), // subs muted here
         noMore: false,
         loadingOlder: false,
         gotInitial: false,
@@ -960,7 +962,7 @@
     if (!S.me) return;
     id = String(id);
     if (focusId !== undefined && focusId !== null) roomState(id).focusId = Number(focusId);
-    if (S.view && S.view.kind === 'room' && S.view.id === id && S.chat) {
+    if (S.view && S.view.kind === 'room' && S.view.id === id && S.chat && !S.chat.stopped) {
       const r = roomState(id);
       if (r.focusId !== null && r.gotInitial) {
         focusMessage(r.focusId);
@@ -1083,6 +1085,15 @@
       r.replies.get(m.thread_id).add(m.id);
     }
     if (r.lastId === null || m.id > r.lastId) r.lastId = m.id;
+    if (m.type === 'system' && m.action && m.user !== undefined) {
+      const who = String(m.user);
+      if (m.action === 'ban') r.banned.add(who);
+      else if (m.action === 'mute') r.muted.add(who);
+      else if (m.action === 'unban') {
+        r.banned.delete(who);
+        r.muted.delete(who);
+      }
+    }
   }
 
   /** Drop the pending copy of one of my own messages that the hub has now saved. */
@@ -1511,12 +1522,6 @@
       h('span', { class: 'system-icon' }, icon(SYSTEM_ICONS[m.action] || (/ left /.test(m.message || '') ? 'kick' : 'join'), 14)),
       h('span', { class: 'content', text: m.message || m.content || '' }),
       h('time', { class: 'time', text: fmtTime(m.timestamp), title: fmtFull(m.timestamp), datetime: m.timestamp || '' }));
-      if (m.action === 'ban' && m.user !== undefined && isMod(r.id)) {
-        node.append(h('button', {
-          type: 'button', class: 'link-btn', text: 'Unban',
-          on: { click: () => moderate('unban', String(m.user)) },
-        }));
-      }
       return node;
     }
 
@@ -1557,7 +1562,7 @@
         if (!users.length) continue;
         const mineR = users.some((u) => toSub(u) === S.me.sub || isMe(u));
         reactions.append(h('button', {
-          type: 'button', class: `reaction${mineR ? ' mine' : ''}`, dataset: { emoji },
+          type: 'button', class: `reaction${mineR ? ' mine reacted' : ''}`, dataset: { emoji },
           title: users.map((u) => nameOf(toSub(u))).join(', '),
           'aria-pressed': mineR ? 'true' : 'false',
           on: { click: () => toggleReaction(r, m.id, emoji) },
@@ -2324,7 +2329,7 @@
 
   function openDm(sub) {
     if (!S.me || !sub || sub === S.me.sub) return;
-    if (S.view && S.view.kind === 'dm' && S.view.peer === sub && S.dm) {
+    if (S.view && S.view.kind === 'dm' && S.view.peer === sub && S.dm && !S.dm.conn.stopped) {
       $('#composer').focus();
       return;
     }
@@ -2572,7 +2577,14 @@
         dataset: { action }, text: label,
         on: { click: () => { closePopovers(); moderate(action, sub, extra); } },
       });
-      items.push(act('kick', 'Kick from room'), act('mute', 'Mute for 10 minutes', 600), act('ban', 'Ban from room'), act('unban', 'Unban / unmute'));
+      // Offer what fits what we saw happen in this room: no "Ban" for the banned, "Unban" only for them.
+      const r = roomState(room);
+      const banned = r.banned.has(sub);
+      const muted = r.muted.has(sub);
+      items.push(act('kick', 'Kick'));
+      if (!muted && !banned) items.push(act('mute', 'Mute', 600));
+      if (!banned) items.push(act('ban', 'Ban'));
+      if (banned || muted) items.push(act('unban', 'Unban'));
     }
     if (items.length === 1 && sub === S.me.sub) items.push(h('div', { class: 'menu-note', text: 'That is you.' }));
     menu.replaceChildren(...items);
