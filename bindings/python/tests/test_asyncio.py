@@ -134,3 +134,20 @@ def test_two_event_loops_in_two_threads_share_a_hub(hub):
     for t in threads:
         t.join(10)
     assert results == {"a": "both", "b": "both"}
+
+
+async def test_waiting_uses_no_thread_and_no_cpu(hub):
+    import time
+
+    conns = [hub.open() for _ in range(100)]
+    for c in conns:
+        c.join("quiet")
+    threads = threading.active_count()
+    waiting = [asyncio.ensure_future(c.recv_async()) for c in conns]
+    await asyncio.sleep(0.01)
+    cpu = time.process_time()
+    await asyncio.sleep(0.3)
+    assert time.process_time() - cpu < 0.05  # no polling, no busy loop
+    assert threading.active_count() == threads  # no thread per connection
+    hub.group_send("quiet", "wake")
+    assert {m.data for m in await asyncio.wait_for(asyncio.gather(*waiting), 5)} == {"wake"}
