@@ -74,6 +74,9 @@ struct ClientIds {
     order: VecDeque<(String, String, String)>,
 }
 
+/// (room, root id) -> reply ids, ascending.
+type Threads = FxHashMap<(String, u64), Vec<u64>>;
+
 /// The message features' state.
 #[derive(Debug)]
 pub struct MessageState {
@@ -82,7 +85,7 @@ pub struct MessageState {
     /// room -> sub -> last message id read.
     reads: [Mutex<FxHashMap<String, FxHashMap<String, u64>>>; SHARDS],
     /// (room, root id) -> reply ids, ascending.
-    threads: [Mutex<FxHashMap<(String, u64), Vec<u64>>>; SHARDS],
+    threads: [Mutex<Threads>; SHARDS],
     client_ids: Mutex<ClientIds>,
     /// connection id -> (window start, notices in it).
     typing: Mutex<FxHashMap<u64, (Instant, u32)>>,

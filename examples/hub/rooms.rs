@@ -78,7 +78,7 @@ impl Registry {
         self.rooms
             .read()
             .get(id)
-            .is_none_or(|r| r.admits_sub(sub, admin))
+            .map_or(true, |r| r.admits_sub(sub, admin))
     }
 
     /// The owner of room `id` (None for rooms never created).
