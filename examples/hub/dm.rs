@@ -7,7 +7,7 @@
 //! sender's (tabs stay in sync, `to` says where it went). A per-pair lock
 //! orders that against a joiner's replay: no DM is missed or seen twice.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use channelbox::{HistoryQuery, Kind};
@@ -34,9 +34,8 @@ struct DirectMessage<'a> {
 }
 
 fn pair_lock<'a>(state: &'a AppState, pair: &str) -> parking_lot::MutexGuard<'a, ()> {
-    let mut h = rustc_hash::FxBuildHasher.build_hasher();
-    pair.hash(&mut h);
-    state.dm_locks[h.finish() as usize % state.dm_locks.len()].lock()
+    let h = rustc_hash::FxBuildHasher.hash_one(pair);
+    state.dm_locks[h as usize % state.dm_locks.len()].lock()
 }
 
 /// Serves one `/dm/{user_id}` socket until it closes.

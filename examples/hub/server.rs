@@ -577,6 +577,8 @@ async fn handshake(
     kind: WsKind,
 ) -> Option<(WebSocketStream<TcpStream>, Accepted)> {
     let mut accepted = None;
+    // tungstenite's callback type: its error is the HTTP response itself.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match admit(state, request, kind) {
             Ok(a) => {
