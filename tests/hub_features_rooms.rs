@@ -283,11 +283,15 @@ async fn a_muted_user_cannot_post_until_unbanned() {
     let id = create(&hub, &olga, json!({"name": "Quiet"})).await;
     let (mut o, _) = hub.join(&id, &olga).await;
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
+    let earlier = bob.say("before the mute").await;
     o.send(json!({"type": "mute", "user": "bob", "duration_s": 60}))
         .await;
     let notice = bob.expect_where("system", |f| f["action"] == "mute").await;
     assert_eq!(notice["user"], "bob");
     bob.send(json!({"type": "message", "content": "can I talk?"}))
+        .await;
+    assert_eq!(bob.expect("error").await["code"], "muted");
+    bob.send(json!({"type": "edit", "message_id": earlier, "content": "sneaky"}))
         .await;
     assert_eq!(bob.expect("error").await["code"], "muted");
     o.send(json!({"type": "unban", "user": "bob"})).await;

@@ -396,6 +396,9 @@ pub fn edit(session: &Session, frame: &Value) -> Result<(), Refusal> {
     let state = &session.state;
     let content = text_field(frame, "content", state.config.max_frame_bytes)?;
     let sub = session.claims.sub.as_str();
+    if state.features.moderation.is_muted(room, sub) {
+        return Err(Refusal::new("muted", "you are muted in this room"));
+    }
     let (old, mentions) = {
         let _lock = state.features.messages.edit_lock(group);
         let mut m = saved_message(state, group, id)?;
@@ -798,6 +801,10 @@ pub fn after_message(
                 page.first_offset
             };
             features.search.evict_before(room, first);
+            // Threads whose root history no longer keeps cannot be asked for.
+            features.messages.threads[shard_of(room)]
+                .lock()
+                .retain(|(r, root), _| r != room || *root >= first);
         }
     }
     if let Some(Value::Array(mentioned)) = extra.get("mentions") {
