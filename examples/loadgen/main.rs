@@ -413,7 +413,10 @@ fn check_loopback(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("ws://")
         .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!("refusing a URL with user info: {url}"));
+    }
     let host = if authority.starts_with('[') {
         authority
             .split(']')
@@ -1782,4 +1785,82 @@ fn main() {
     let failed = out.get("error").is_some();
     rt.shutdown_timeout(Duration::from_millis(500));
     std::process::exit(if failed { 2 } else { 0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_accepted() {
+        for ok in [
+            "ws://127.0.0.1:8000",
+            "ws://127.1.2.3/",
+            "ws://localhost:1",
+            "ws://[::1]:8000/x",
+        ] {
+            assert!(check_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ws://10.0.0.1:8000",
+            "ws://192.168.1.2",
+            "ws://example.com",
+            "ws://127.0.0.1.example.com:80",
+            "ws://user@10.0.0.1:80",
+            "ws://[::1]@10.0.0.1/",
+            "ws://10.0.0.1?x=127.0.0.1",
+            "wss://127.0.0.1:443",
+            "http://127.0.0.1",
+        ] {
+            assert!(check_loopback(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_are_grouped_by_kind_without_the_user() {
+        let errors: Vec<String> = [
+            "s1: closed by the server: 4008 too slow",
+            "s22: closed by the server: 4008 too slow",
+            "p0: send seq 3: broken pipe",
+            "connect phase hit the deadline after 5 of 10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let k = error_kinds(&errors);
+        assert_eq!(k[0], json!(["closed by the server: 4008 too slow", 2]));
+        assert_eq!(k.as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn report_has_a_row_per_file() {
+        let dir = std::env::temp_dir().join(format!("loadgen-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fan = dir.join("a.json");
+        std::fs::write(
+            &fan,
+            json!({"mode":"fanout","scenario":"a","scenario_desc":"d","subscribers":10,"publishers":1,
+                   "rounds":[{"expected":100}],"median":{"delivered":100,"lost":0,"dup":0,"out_of_order":0,
+                   "deliveries_per_s":12345.0,"lat_p50_ms":1.5,"lat_p99_ms":2.5,"lat_max_ms":3.0,
+                   "server_us_per_delivery":0.2},"server_rss_kb_round_end":2048,"server_rss_kb_max":4096,
+                   "errors_total":0})
+            .to_string(),
+        )
+        .unwrap();
+        let missing = dir.join("missing.json");
+        let t = report(&[fan, missing]);
+        std::fs::remove_dir_all(&dir).ok();
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 4, "{t}");
+        assert!(rows[2].starts_with("| a | d | 11 | 100 / 100 | 0 | 0 | 0 | 12,345 | 1.50 / 2.50 / 3 | 0.20 | 2.0 (4.0) |"), "{}", rows[2]);
+        assert!(rows[3].contains("unreadable"));
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(-1234567), "-1,234,567");
+    }
 }
