@@ -1322,6 +1322,7 @@
     const id = Number(f.message_id);
     const m = r.messages.get(id);
     if (!m || !f.emoji) return;
+    if (f.user !== undefined && f.username !== undefined) S.knownNames[String(f.user)] = String(f.username);
     const who = toSub(f.user);
     m.reactions = m.reactions && typeof m.reactions === 'object' ? m.reactions : {};
     const list = (m.reactions[f.emoji] || []).filter((x) => toSub(x) !== who);
