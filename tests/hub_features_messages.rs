@@ -284,6 +284,20 @@ async fn mentions_reach_presence_and_dm_sockets_of_users_who_may_read() {
     bob_presence
         .expect_no("mention", Duration::from_millis(300))
         .await;
+    // An edit that newly mentions someone tells them; old mentions are not repeated.
+    let carol = hub.user("carol");
+    let mut carol_presence = hub.ws("/presence", &carol).await.unwrap();
+    a.send(json!({"type": "edit", "message_id": id, "content": "hey @bobby and @carol"}))
+        .await;
+    let m = carol_presence.expect("mention").await;
+    assert_eq!(m["message_id"].as_u64(), Some(id));
+    assert_eq!(
+        saved(&hub, "lobby", id)["mentions"],
+        json!(["bob", "carol"])
+    );
+    bob_presence
+        .expect_no("mention", Duration::from_millis(300))
+        .await;
     hub.stop().await;
 }
 

@@ -399,7 +399,7 @@ pub fn edit(session: &Session, frame: &Value) -> Result<(), Refusal> {
     if state.features.moderation.is_muted(room, sub) {
         return Err(Refusal::new("muted", "you are muted in this room"));
     }
-    let (old, mentions) = {
+    let (old, mentions, before) = {
         let _lock = state.features.messages.edit_lock(group);
         let mut m = saved_message(state, group, id)?;
         if is_deleted(&m) {
@@ -420,6 +420,16 @@ pub fn edit(session: &Session, frame: &Value) -> Result<(), Refusal> {
             .unwrap_or_default()
             .to_owned();
         let mentions = resolve_mentions(state, content);
+        let before: Vec<String> = m
+            .get("mentions")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         m.insert("content".into(), Value::String(content.to_owned()));
         m.insert("edited".into(), Value::Bool(true));
         if mentions.is_empty() {
@@ -428,9 +438,16 @@ pub fn edit(session: &Session, frame: &Value) -> Result<(), Refusal> {
             m.insert("mentions".into(), json!(mentions));
         }
         replace(state, group, id, &m)?;
-        (old, mentions)
+        (old, mentions, before)
     };
     state.features.search.update(room, id, &old, content);
+    // Only users the edit newly mentions are told.
+    let added: Vec<&str> = mentions
+        .iter()
+        .filter(|s| !before.contains(s))
+        .map(String::as_str)
+        .collect();
+    notify_mentions(session, room, id, content, &added);
     let mut edited = json!({"type": "edited", "message_id": id, "content": content});
     if !mentions.is_empty() {
         edited["mentions"] = json!(mentions);
@@ -808,27 +825,36 @@ pub fn after_message(
         }
     }
     if let Some(Value::Array(mentioned)) = extra.get("mentions") {
-        let notice = frames::encode(&json!({
-            "type": "mention",
-            "room": room,
-            "message_id": id,
-            "from": claims.username,
-            "from_id": claims.sub,
-            "content": content,
-        }));
-        for sub in mentioned.iter().filter_map(Value::as_str) {
-            if sub == claims.sub {
-                continue;
-            }
-            let admin = features.messages.is_admin(sub);
-            if may_read(state, room, sub, admin) {
-                let _ = state.hub.group_send(
-                    &frames::notify_group(sub),
-                    Kind::Json,
-                    notice.clone(),
-                    false,
-                );
-            }
+        let subs: Vec<&str> = mentioned.iter().filter_map(Value::as_str).collect();
+        notify_mentions(session, room, id, content, &subs);
+    }
+}
+
+/// Tells each mentioned user who may read `room`, on their `/presence`
+/// and `/dm` sockets, wherever they are.
+fn notify_mentions(session: &Session, room: &str, id: u64, content: &str, subs: &[&str]) {
+    let state = &session.state;
+    let claims = &session.claims;
+    let notice = frames::encode(&json!({
+        "type": "mention",
+        "room": room,
+        "message_id": id,
+        "from": claims.username,
+        "from_id": claims.sub,
+        "content": content,
+    }));
+    for &sub in subs {
+        if sub == claims.sub {
+            continue;
+        }
+        let admin = state.features.messages.is_admin(sub);
+        if may_read(state, room, sub, admin) {
+            let _ = state.hub.group_send(
+                &frames::notify_group(sub),
+                Kind::Json,
+                notice.clone(),
+                false,
+            );
         }
     }
 }
