@@ -419,3 +419,34 @@ async fn bad_frames_get_errors_and_the_socket_stays_open() {
     a.say("still here").await;
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn search_never_returns_what_history_evicted() {
+    let hub = Hub::start_with(|c| c.history_max_messages = 5).await;
+    let (mut a, _) = hub.join("lobby", &hub.user("alice")).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(a.say(&format!("needle {i}")).await);
+    }
+    a.send(json!({"type": "search", "query": "needle", "limit": 100}))
+        .await;
+    let found: Vec<u64> = a.expect("search_results").await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    let kept = hub
+        .state
+        .hub
+        .history("room:lobby", Default::default())
+        .unwrap();
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|id| *id >= kept.first_offset),
+        "{found:?} vs first {}",
+        kept.first_offset
+    );
+    assert_eq!(found[0], *ids.last().unwrap());
+    hub.stop().await;
+}

@@ -302,3 +302,45 @@ async fn a_muted_user_cannot_post_until_unbanned() {
     assert_eq!(o.expect("error").await["code"], "bad_request");
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn making_a_room_private_closes_non_members() {
+    let hub = Hub::start().await;
+    let olga = hub.user("olga");
+    let id = create(&hub, &olga, json!({"name": "Open", "members": ["bob"]})).await;
+    let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
+    let (mut eve, _) = hub.join(&id, &hub.user("eve")).await;
+    let (status, _) = hub
+        .json(
+            "PATCH",
+            &format!("/rooms/{id}"),
+            &olga,
+            Some(json!({"private": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(eve.expect_close().await, Some(4003));
+    bob.say("members stay").await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_room_forgets_what_was_said_in_it() {
+    let hub = Hub::start().await;
+    let olga = hub.user("olga");
+    let id = create(&hub, &olga, json!({"name": "Temp", "private": true})).await;
+    let (mut o, _) = hub.join(&id, &olga).await;
+    o.say("confidential words").await;
+    let (status, _) = hub
+        .json("DELETE", &format!("/rooms/{id}"), &olga, None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(o.expect_close().await, Some(4003));
+    // The id is an open room again, with nothing of the old one in it.
+    let (mut eve, history) = hub.join(&id, &hub.user("eve")).await;
+    assert!(!history.to_string().contains("confidential"), "{history}");
+    eve.send(json!({"type": "search", "query": "confidential"}))
+        .await;
+    assert_eq!(eve.expect("search_results").await["messages"], json!([]));
+    hub.stop().await;
+}
