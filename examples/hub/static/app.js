@@ -1375,13 +1375,17 @@
     const code = f.code || 'error';
     const detail = f.detail || f.message || '';
     if (r && r.loadingOlder) r.loadingOlder = false;
-    if (r && ['muted', 'forbidden', 'too_large', 'rate_limited', 'bad_request'].includes(code)) {
+    // Typing notices are best effort: a refused one is not worth a word.
+    if (/typing/i.test(detail) || Date.now() - typingState.lastSent < 300) {
+      if (code === 'rate_limited') return;
+    }
+    // A message the hub refused: the newest unacknowledged one gets a Retry.
+    if (r && ['muted', 'forbidden', 'too_large', 'rate_limited'].includes(code)) {
       const now = Date.now();
-      for (const p of r.pending) {
-        if (p.sent && now - p.sentAt < 5000) {
-          p.failed = true;
-          updatePendingEl(p);
-        }
+      const p = r.pending.filter((x) => x.sent && !x.failed && now - x.sentAt < 5000).pop();
+      if (p) {
+        p.failed = true;
+        updatePendingEl(p);
       }
     }
     toast(detail ? `${detail}` : code, { kind: 'error', title: code.replace(/_/g, ' ') });
@@ -1766,6 +1770,14 @@
     if (S.chat.send(frame)) {
       p.sent = true;
       p.sentAt = Date.now();
+      p.failed = false;
+      // No ack in 10 s: offer a retry (the resend carries a new client_id).
+      setTimeout(() => {
+        if (r.pending.includes(p) && !p.failed && Date.now() - p.sentAt >= 9900) {
+          p.failed = true;
+          updatePendingEl(p);
+        }
+      }, 10000);
       return true;
     }
     return false;
@@ -1794,10 +1806,9 @@
   function retryPending(p) {
     const r = currentRoom();
     if (!r) return;
+    // Same client_id: the hub answers a resend of a message it already saved with the same ack.
     p.failed = false;
-    p.client_id = randomId();
-    for (const n of $$('.message.pending.failed')) if (!r.pending.find((x) => x.client_id === n.dataset.clientId)) n.remove();
-    renderRoomMessages(r);
+    updatePendingEl(p);
     sendPending(r, p);
   }
   function discardPending(p) {
@@ -1850,7 +1861,7 @@
     clearTimeout(typingState.idle);
     if (typingState.active && S.chat) S.chat.send({ type: 'typing', state: false });
     typingState.active = false;
-    typingState.lastSent = 0;
+    // lastSent stays: the hub allows 2 typing frames a second, true and false together.
   }
 
   function autoGrow(t) {
