@@ -344,3 +344,20 @@ async fn deleting_a_room_forgets_what_was_said_in_it() {
     assert_eq!(eve.expect("search_results").await["messages"], json!([]));
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn creating_a_room_never_takes_over_an_open_one() {
+    let hub = Hub::start().await;
+    let (mut a, _) = hub.join("general", &hub.user("alice")).await;
+    a.say("this room was here first").await;
+    let id = create(
+        &hub,
+        &hub.user("mallory"),
+        json!({"name": "General", "private": true}),
+    )
+    .await;
+    assert_ne!(id, "general");
+    assert!(id.starts_with("general-"), "{id}");
+    assert!(hub.ws("/chat/general", &hub.user("bob")).await.is_ok());
+    hub.stop().await;
+}

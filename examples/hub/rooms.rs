@@ -239,7 +239,13 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
             let group = frames::room_group(id);
             state
                 .hub
-                .history(&group, channelbox::HistoryQuery::default())
+                .history(
+                    &group,
+                    channelbox::HistoryQuery {
+                        since: u64::MAX,
+                        ..Default::default()
+                    },
+                )
                 .map(|p| p.last_offset > 0)
                 .unwrap_or(true)
                 || !state.hub.presence(&group).is_empty()
