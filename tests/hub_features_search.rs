@@ -170,3 +170,29 @@ fn words_are_split_and_lowercased() {
         vec!["hi", "bob", "héllo", "world"]
     );
 }
+
+#[test]
+fn a_search_resumes_past_many_unreadable_postings() {
+    let index = SearchIndex::new();
+    let mut store = Store::default();
+    for i in 1..=5 {
+        store.put(&index, "open", i, "needle");
+    }
+    // Far more unreadable postings than one hold of the lock examines.
+    for i in 1..=30_000 {
+        store.put(&index, "secret", i, "needle");
+    }
+    let hits = index.search(
+        "needle",
+        20,
+        |room| room == "open",
+        |r, i| store.fetch(r, i),
+    );
+    assert_eq!(
+        ids(&hits),
+        (1..=5)
+            .rev()
+            .map(|i| ("open".to_string(), i))
+            .collect::<Vec<_>>()
+    );
+}

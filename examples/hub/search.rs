@@ -25,6 +25,9 @@ const MAX_WORD_CHARS: usize = 48;
 const EVICTION_CHECK_EVERY: u64 = 256;
 /// Dead documents tolerated before a compaction is considered.
 const COMPACT_MIN_DEAD: usize = 65_536;
+/// Postings a search examines per hold of the read lock: senders update
+/// the index between two holds, so a search never stalls them for long.
+const SCAN_PER_HOLD: usize = 8_192;
 
 /// Splits text into lowercase words: runs of letters and digits.
 pub fn words(text: &str) -> Vec<String> {
@@ -70,6 +73,9 @@ struct Inner {
     /// Document number -> message.
     docs: Vec<Doc>,
     dead: usize,
+    /// Bumped by every compaction (document numbers change): a search that
+    /// let go of the lock resumes only if it did not move.
+    generation: u64,
     /// Word -> document numbers, ascending.
     postings: FxHashMap<Box<str>, Vec<u32>>,
 }
@@ -175,6 +181,7 @@ impl Inner {
         }
         self.docs = docs;
         self.dead = 0;
+        self.generation += 1;
     }
 
     fn maybe_compact(&mut self) {
@@ -298,6 +305,9 @@ impl SearchIndex {
     /// met). `fetch` reads a message back from history (None when it is no
     /// longer kept); a hit is re-checked against its current text, so a
     /// deleted message or an edit's old words never match.
+    ///
+    /// The index's read lock is held only to pick candidates, a bounded
+    /// number at a time; texts are fetched with the lock released.
     pub fn search(
         &self,
         query: &str,
@@ -312,55 +322,76 @@ impl SearchIndex {
         let mut hits = Vec::new();
         // Rooms whose oldest kept offset turned out to be above an indexed id.
         let mut evicted: Vec<(Arc<str>, u64)> = Vec::new();
-        {
-            let st = self.inner.read();
-            let mut lists: Vec<&Vec<u32>> = Vec::with_capacity(wanted.len());
-            for w in &wanted {
-                match st.postings.get(w.as_str()) {
-                    Some(list) => lists.push(list),
-                    None => return Vec::new(),
-                }
-            }
-            lists.sort_by_key(|l| l.len());
-            let (first, rest) = lists.split_first().expect("at least one word");
-            let mut readable: FxHashMap<u32, bool> = FxHashMap::default();
-            // Upper bounds in the other lists only move down as we walk.
-            let mut ends: Vec<usize> = rest.iter().map(|l| l.len()).collect();
-            'docs: for &doc in first.iter().rev() {
-                for (list, end) in rest.iter().zip(ends.iter_mut()) {
-                    match list[..*end].binary_search(&doc) {
-                        Ok(i) => *end = i,
-                        Err(i) => {
-                            *end = i;
-                            continue 'docs;
-                        }
-                    }
-                }
-                let d = st.docs[doc as usize];
-                if !d.live {
-                    continue;
-                }
-                let name = &st.rooms[d.room as usize].name;
-                let ok = *readable.entry(d.room).or_insert_with(|| may_read(name));
-                if !ok {
-                    continue;
-                }
-                let Some(message) = fetch(name, d.id) else {
-                    evicted.push((name.clone(), d.id));
-                    continue;
-                };
-                if !still_matches(&message, &wanted) {
-                    continue;
-                }
-                hits.push(Hit {
-                    room: name.to_string(),
-                    message,
-                });
-                if hits.len() >= limit {
+        let mut readable: FxHashMap<u32, bool> = FxHashMap::default();
+        // Documents below this one are still to be examined.
+        let mut cursor = u32::MAX;
+        let mut generation = None;
+        loop {
+            let mut candidates: Vec<(Arc<str>, u64)> = Vec::new();
+            let mut exhausted = true;
+            {
+                let st = self.inner.read();
+                if *generation.get_or_insert(st.generation) != st.generation {
+                    // Renumbered under us: what was found so far stands.
                     break;
                 }
+                let mut lists: Vec<&Vec<u32>> = Vec::with_capacity(wanted.len());
+                for w in &wanted {
+                    match st.postings.get(w.as_str()) {
+                        Some(list) => lists.push(list),
+                        None => return hits,
+                    }
+                }
+                lists.sort_by_key(|l| l.len());
+                let (first, rest) = lists.split_first().expect("at least one word");
+                let below = |l: &Vec<u32>| l.partition_point(|&d| d < cursor);
+                // Upper bounds in the other lists only move down as we walk.
+                let mut ends: Vec<usize> = rest.iter().map(|l| below(l)).collect();
+                let need = limit - hits.len();
+                let mut scanned = 0;
+                'docs: for &doc in first[..below(first)].iter().rev() {
+                    if scanned >= SCAN_PER_HOLD || candidates.len() >= need {
+                        exhausted = false;
+                        break;
+                    }
+                    scanned += 1;
+                    cursor = doc;
+                    for (list, end) in rest.iter().zip(ends.iter_mut()) {
+                        match list[..*end].binary_search(&doc) {
+                            Ok(i) => *end = i,
+                            Err(i) => {
+                                *end = i;
+                                continue 'docs;
+                            }
+                        }
+                    }
+                    let d = st.docs[doc as usize];
+                    if !d.live {
+                        continue;
+                    }
+                    let name = &st.rooms[d.room as usize].name;
+                    if *readable.entry(d.room).or_insert_with(|| may_read(name)) {
+                        candidates.push((name.clone(), d.id));
+                    }
+                }
+            }
+            for (room, id) in candidates {
+                let Some(message) = fetch(&room, id) else {
+                    evicted.push((room, id));
+                    continue;
+                };
+                if still_matches(&message, &wanted) {
+                    hits.push(Hit {
+                        room: room.to_string(),
+                        message,
+                    });
+                }
+            }
+            if exhausted || hits.len() >= limit {
+                break;
             }
         }
+        hits.truncate(limit);
         if !evicted.is_empty() {
             let mut st = self.inner.write();
             for (room, id) in evicted {
