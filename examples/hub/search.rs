@@ -348,13 +348,11 @@ impl SearchIndex {
                 // Upper bounds in the other lists only move down as we walk.
                 let mut ends: Vec<usize> = rest.iter().map(|l| below(l)).collect();
                 let need = limit - hits.len();
-                let mut scanned = 0;
-                'docs: for &doc in first[..below(first)].iter().rev() {
+                'docs: for (scanned, &doc) in first[..below(first)].iter().rev().enumerate() {
                     if scanned >= SCAN_PER_HOLD || candidates.len() >= need {
                         exhausted = false;
                         break;
                     }
-                    scanned += 1;
                     cursor = doc;
                     for (list, end) in rest.iter().zip(ends.iter_mut()) {
                         match list[..*end].binary_search(&doc) {
