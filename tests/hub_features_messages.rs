@@ -450,3 +450,21 @@ async fn search_never_returns_what_history_evicted() {
     assert_eq!(found[0], *ids.last().unwrap());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn search_results_too_big_for_one_frame_keep_the_newest() {
+    let hub = Hub::start().await;
+    let (mut a, _) = hub.join("lobby", &hub.user("alice")).await;
+    let filler = "x".repeat(60_000);
+    let mut last = 0;
+    for i in 0..20 {
+        last = a.say(&format!("bulky {i} {filler}")).await;
+    }
+    a.send(json!({"type": "search", "query": "bulky", "limit": 100}))
+        .await;
+    let found = a.expect("search_results").await;
+    let found = found["messages"].as_array().unwrap();
+    assert!(!found.is_empty() && found.len() < 20, "{}", found.len());
+    assert_eq!(found[0]["id"].as_u64(), Some(last));
+    hub.stop().await;
+}

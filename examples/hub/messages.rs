@@ -45,6 +45,8 @@ const PAGE_MAX: usize = 200;
 /// Search result counts.
 const SEARCH_DEFAULT: usize = 20;
 const SEARCH_MAX: usize = 100;
+/// Most replies a `thread` answer carries (the newest).
+const THREAD_MAX: usize = 500;
 /// Longest search query, in bytes.
 const MAX_QUERY_BYTES: usize = 512;
 
@@ -592,7 +594,7 @@ pub fn thread(session: &Session, frame: &Value) -> Result<(), Refusal> {
     let replies: Vec<u64> = state.features.messages.threads[shard_of(room)]
         .lock()
         .get(&(room.to_owned(), id))
-        .cloned()
+        .map(|r| r[r.len().saturating_sub(THREAD_MAX)..].to_vec())
         .unwrap_or_default();
     let mut messages = vec![Value::Object(root)];
     messages.extend(
@@ -600,8 +602,36 @@ pub fn thread(session: &Session, frame: &Value) -> Result<(), Refusal> {
             .into_iter()
             .filter_map(|r| saved(state, group, r).map(Value::Object)),
     );
-    session.send_json(&json!({"type": "thread", "message_id": id, "messages": messages}));
+    // The newest replies are kept when the whole thread does not fit.
+    let frame = fit(
+        state,
+        messages,
+        |messages| json!({"type": "thread", "message_id": id, "messages": messages}),
+        |messages| {
+            messages.remove(1.min(messages.len() - 1));
+        },
+    );
+    session.send(frame);
     Ok(())
+}
+
+/// Encodes `build(messages)`, dropping messages with `shrink` until the
+/// frame fits the hub's largest payload (else the send would be refused
+/// and the client would get nothing).
+fn fit(
+    state: &AppState,
+    mut messages: Vec<Value>,
+    build: impl Fn(&[Value]) -> Value,
+    shrink: impl Fn(&mut Vec<Value>),
+) -> Bytes {
+    let max = state.hub.config().max_payload_bytes;
+    loop {
+        let frame = frames::encode(&build(&messages));
+        if frame.len() <= max || messages.len() <= 1 {
+            return frame;
+        }
+        shrink(&mut messages);
+    }
 }
 
 /// `{"type":"search","query","limit"?}`: messages from every room the
@@ -624,7 +654,16 @@ pub fn search(session: &Session, frame: &Value) -> Result<(), Refusal> {
             hit.message
         })
         .collect();
-    session.send_json(&json!({"type": "search_results", "query": query, "messages": messages}));
+    // The oldest hits go first when they do not all fit in one frame.
+    let frame = fit(
+        state,
+        messages,
+        |messages| json!({"type": "search_results", "query": query, "messages": messages}),
+        |messages| {
+            messages.pop();
+        },
+    );
+    session.send(frame);
     Ok(())
 }
 
