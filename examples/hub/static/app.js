@@ -922,6 +922,7 @@
     closeThread();
     closePopovers();
     showNotice('');
+    $('#jump-latest').hidden = true;
     $('#typing').textContent = '';
     // With no room or conversation open, the status shows the presence connection.
     setConnStatus(S.presenceState || 'idle');
@@ -1484,6 +1485,7 @@
     box.insertBefore(frag, firstPending);
     renderSeenBy(r);
     if (stick) box.scrollTop = box.scrollHeight;
+    else if (m.type === 'message') $('#jump-latest').hidden = false;
   }
 
   function appendTransient(m) {
@@ -2677,8 +2679,15 @@
     });
 
     $('#messages').addEventListener('scroll', () => {
-      if ($('#messages').scrollTop < 60 && S.view && S.view.kind === 'room') loadOlder();
+      const box = $('#messages');
+      if (box.scrollTop < 60 && S.view && S.view.kind === 'room') loadOlder();
+      if (nearBottom(box)) $('#jump-latest').hidden = true;
     }, { passive: true });
+    $('#jump-latest').addEventListener('click', () => {
+      const box = $('#messages');
+      box.scrollTop = box.scrollHeight;
+      $('#jump-latest').hidden = true;
+    });
 
     document.addEventListener('click', (e) => {
       if (e.target.closest('.popover, .act-react, .reaction-add, .author, .user-more')) return;
