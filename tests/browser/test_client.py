@@ -1,8 +1,8 @@
 """Browser test of the hub's web client against a running hub.
 
 Two guests in two browser contexts sign in, join one room, see each other
-on presence, see each other typing, chat, react, edit, delete, and upload a
-file. Screenshots go to target/browser/.
+on presence, see each other typing, chat, react, edit, delete, upload a
+file, reply in a thread and search. Screenshots go to target/browser/.
 
     python tests/browser/test_client.py --url http://127.0.0.1:PORT
 
@@ -140,6 +140,28 @@ def run(url, out):
             assert resp.headers.get("content-type", "").startswith("image/png"), resp.headers
             assert resp.body() == PNG
             print("file ok")
+
+            # Bob replies in a thread on alice's message; alice opens it.
+            root = message(b, "hi bob, alice here")
+            root.hover()
+            root.locator(".act-thread").click()
+            expect(b.locator("#thread-panel")).to_be_visible()
+            b.fill("#thread-composer", "a reply in the thread")
+            b.press("#thread-composer", "Enter")
+            expect(b.locator("#thread-messages")).to_contain_text("a reply in the thread")
+            count = message(a, "hi bob, alice here").locator(".thread-count")
+            expect(count).to_contain_text("1 reply")
+            count.click()
+            expect(a.locator("#thread-messages")).to_contain_text("a reply in the thread")
+            print("thread ok")
+
+            # Search finds alice's message for bob, with its room.
+            b.fill("#search-input", "ALICE here")
+            b.press("#search-input", "Enter")
+            result = b.locator("#search-results .search-result").first
+            expect(result).to_contain_text("hi bob, alice here")
+            assert result.get_attribute("data-room") == room, result.get_attribute("data-room")
+            print("search ok")
 
             shot(a, out, "alice.png")
             shot(b, out, "bob.png")
