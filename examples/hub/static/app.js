@@ -1398,8 +1398,7 @@
     S.seenMentions.add(key);
     const room = f.room !== undefined && f.room !== null ? String(f.room) : null;
     const viewing = room && S.view && S.view.kind === 'room' && S.view.id === room && document.visibilityState === 'visible';
-    if (viewing) return;
-    if (room) {
+    if (room && !viewing) {
       if (!S.rooms.has(room)) rememberAdhocRoom(room);
       S.mentionBadges.set(room, (S.mentionBadges.get(room) || 0) + 1);
       renderRoomList();
@@ -1841,18 +1840,29 @@
   }
 
   // Typing: at most one `true` per 2 s while typing, `false` after 3 s idle or on send.
-  const typingState = { active: false, lastSent: 0, idle: null };
+  // Typing: `true` at most once per 2 s while typing (it also keeps the others' indicator
+  // alive), `false` after 3 s idle or on send. That stays within the hub's 2 notices a second.
+  const typingState = { active: false, lastSent: 0, idle: null, deferred: null };
+  function sendTypingTrue() {
+    clearTimeout(typingState.deferred);
+    typingState.deferred = null;
+    if (!S.view || S.view.kind !== 'room' || !S.chat || !$('#composer').value.trim()) return;
+    const wait = typingState.lastSent + 2000 - Date.now();
+    if (wait > 0) {
+      // Too soon after the last one: say it as soon as allowed, if still typing then.
+      typingState.deferred = setTimeout(sendTypingTrue, wait);
+      return;
+    }
+    if (S.chat.send({ type: 'typing', state: true })) {
+      typingState.lastSent = Date.now();
+      typingState.active = true;
+    }
+  }
   function onComposerInput() {
     autoGrow($('#composer'));
     if (!S.view || S.view.kind !== 'room' || !S.chat) return;
-    const now = Date.now();
     if ($('#composer').value.trim()) {
-      if (now - typingState.lastSent >= 2000) {
-        if (S.chat.send({ type: 'typing', state: true })) {
-          typingState.lastSent = now;
-          typingState.active = true;
-        }
-      }
+      if (!typingState.deferred) sendTypingTrue();
       clearTimeout(typingState.idle);
       typingState.idle = setTimeout(stopTyping, 3000);
     } else {
@@ -1861,9 +1871,10 @@
   }
   function stopTyping() {
     clearTimeout(typingState.idle);
+    clearTimeout(typingState.deferred);
+    typingState.deferred = null;
     if (typingState.active && S.chat) S.chat.send({ type: 'typing', state: false });
     typingState.active = false;
-    // lastSent stays: the hub allows 2 typing frames a second, true and false together.
   }
 
   function autoGrow(t) {
