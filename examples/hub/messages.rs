@@ -30,7 +30,7 @@ const MAX_EMOJIS: usize = 32;
 /// Longest emoji (a few code points with modifiers), in bytes.
 const MAX_EMOJI_BYTES: usize = 32;
 /// Client ids remembered for deduplication (oldest forgotten first).
-const MAX_CLIENT_IDS: usize = 100_000;
+const MAX_CLIENT_IDS: usize = 1 << 20;
 /// Longest client id, in bytes.
 const MAX_CLIENT_ID_BYTES: usize = 128;
 /// A client id whose message was not saved within this long is free again.
@@ -69,11 +69,22 @@ struct Directory {
     by_name: FxHashMap<String, FxHashSet<String>>,
 }
 
+/// Recent client ids of one shard of rooms, by a keyed hash of (room, sub,
+/// client id): 64 bits a message instead of three strings, and SipHash with
+/// a random key so nobody can aim a collision at another user's message.
 #[derive(Debug, Default)]
 struct ClientIds {
-    /// (room, sub, client id) -> saved id (0 while being saved) and when.
-    ids: FxHashMap<(String, String, String), (u64, Instant)>,
-    order: VecDeque<(String, String, String)>,
+    /// Key hash -> saved id (0 while being saved) and when.
+    ids: FxHashMap<u64, (u64, Instant)>,
+    /// Oldest first, for forgetting.
+    order: VecDeque<u64>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ClientIds {
+    fn key(&self, room: &str, sub: &str, client_id: &str) -> u64 {
+        self.hasher.hash_one((room, sub, client_id))
+    }
 }
 
 /// (room, root id) -> reply ids, ascending.
@@ -88,7 +99,7 @@ pub struct MessageState {
     reads: [Mutex<FxHashMap<String, FxHashMap<String, u64>>>; SHARDS],
     /// (room, root id) -> reply ids, ascending.
     threads: [Mutex<Threads>; SHARDS],
-    client_ids: Mutex<ClientIds>,
+    client_ids: [Mutex<ClientIds>; SHARDS],
     /// connection id -> (window start, notices in it).
     typing: Mutex<FxHashMap<u64, (Instant, u32)>>,
     directory: Mutex<Directory>,
@@ -100,7 +111,7 @@ impl Default for MessageState {
             edit_locks: std::array::from_fn(|_| Mutex::new(())),
             reads: std::array::from_fn(|_| Mutex::default()),
             threads: std::array::from_fn(|_| Mutex::default()),
-            client_ids: Mutex::default(),
+            client_ids: std::array::from_fn(|_| Mutex::default()),
             typing: Mutex::default(),
             directory: Mutex::default(),
         }
@@ -788,16 +799,16 @@ pub fn before_message(
         if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
             return Err(Refusal::new("bad_request", "client_id must be 1-128 bytes"));
         }
-        let key = (room.to_owned(), claims.sub.clone(), client_id.to_owned());
-        let mut ids = state.features.messages.client_ids.lock();
+        let mut ids = state.features.messages.client_ids[shard_of(room)].lock();
+        let key = ids.key(room, &claims.sub, client_id);
         match ids.ids.get(&key) {
             Some(&(id, _)) if id > 0 => return Ok(Decision::Duplicate(id)),
             Some(&(_, at)) if at.elapsed() < CLIENT_ID_PENDING => return Ok(Decision::InFlight),
             _ => {}
         }
-        ids.ids.insert(key.clone(), (0, Instant::now()));
+        ids.ids.insert(key, (0, Instant::now()));
         ids.order.push_back(key);
-        while ids.order.len() > MAX_CLIENT_IDS {
+        while ids.order.len() > MAX_CLIENT_IDS / SHARDS {
             if let Some(old) = ids.order.pop_front() {
                 ids.ids.remove(&old);
             }
@@ -826,8 +837,9 @@ pub fn after_message(
     let claims = &session.claims;
     features.analytics.record_message(room, delivered);
     if let Some(client_id) = client_id {
-        let key = (room.to_owned(), claims.sub.clone(), client_id.to_owned());
-        if let Some(entry) = features.messages.client_ids.lock().ids.get_mut(&key) {
+        let mut ids = features.messages.client_ids[shard_of(room)].lock();
+        let key = ids.key(room, &claims.sub, client_id);
+        if let Some(entry) = ids.ids.get_mut(&key) {
             entry.0 = id;
         }
     }

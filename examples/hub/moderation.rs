@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use channelbox::Kind;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
@@ -29,42 +29,66 @@ const MAX_DURATION_S: u64 = 10 * 365 * 24 * 3600;
 /// Until when a sanction holds (`None`: until lifted).
 type Until = Option<Instant>;
 
-/// Bans and mutes by (room, user id).
+/// room -> user id -> until when. Read on every join and message, so
+/// lookups borrow `&str` keys and take a read lock only.
 #[derive(Debug, Default)]
-pub struct Moderation {
-    bans: Mutex<FxHashMap<(String, String), Until>>,
-    mutes: Mutex<FxHashMap<(String, String), Until>>,
-}
+struct Sanctions(RwLock<FxHashMap<String, FxHashMap<String, Until>>>);
 
-fn active(map: &Mutex<FxHashMap<(String, String), Until>>, room: &str, sub: &str) -> bool {
-    let mut map = map.lock();
-    let key = (room.to_owned(), sub.to_owned());
-    match map.get(&key) {
-        None => false,
-        Some(None) => true,
-        Some(Some(until)) if *until > Instant::now() => true,
-        Some(Some(_)) => {
-            map.remove(&key);
-            false
+impl Sanctions {
+    fn active(&self, room: &str, sub: &str) -> bool {
+        match self.0.read().get(room).and_then(|users| users.get(sub)) {
+            None => false,
+            Some(None) => true,
+            Some(Some(until)) => *until > Instant::now(),
         }
     }
+
+    fn set(&self, room: &str, sub: &str, until: Until) {
+        let now = Instant::now();
+        let mut map = self.0.write();
+        let users = map.entry(room.to_owned()).or_default();
+        // Expired entries go whenever the room's list changes.
+        users.retain(|_, u| u.map_or(true, |t| t > now));
+        users.insert(sub.to_owned(), until);
+    }
+
+    fn lift(&self, room: &str, sub: &str) {
+        let mut map = self.0.write();
+        if let Some(users) = map.get_mut(room) {
+            users.remove(sub);
+            if users.is_empty() {
+                map.remove(room);
+            }
+        }
+    }
+
+    fn forget_room(&self, room: &str) {
+        self.0.write().remove(room);
+    }
+}
+
+/// Bans and mutes by room and user id.
+#[derive(Debug, Default)]
+pub struct Moderation {
+    bans: Sanctions,
+    mutes: Sanctions,
 }
 
 impl Moderation {
     /// True while `sub` is banned from `room`.
     pub fn is_banned(&self, room: &str, sub: &str) -> bool {
-        active(&self.bans, room, sub)
+        self.bans.active(room, sub)
     }
 
     /// True while `sub` is muted in `room`.
     pub fn is_muted(&self, room: &str, sub: &str) -> bool {
-        active(&self.mutes, room, sub)
+        self.mutes.active(room, sub)
     }
 
     /// Forgets every sanction of a deleted room.
     pub fn forget_room(&self, room: &str) {
-        self.bans.lock().retain(|(r, _), _| r != room);
-        self.mutes.lock().retain(|(r, _), _| r != room);
+        self.bans.forget_room(room);
+        self.mutes.forget_room(room);
     }
 }
 
@@ -108,7 +132,6 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
         ));
     }
     let moderation = &state.features.moderation;
-    let key = (room.to_owned(), target.clone());
     let until = |d: Option<Duration>| d.map(|d| Instant::now() + d);
     let (message, close) = match action {
         "kick" => (
@@ -116,7 +139,7 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
             Some((KICK_CLOSE_CODE, "kicked from the room")),
         ),
         "ban" => {
-            moderation.bans.lock().insert(key, until(duration));
+            moderation.bans.set(room, &target, until(duration));
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
                 format!("{target} was banned by {}{how_long}", claims.username),
@@ -125,7 +148,7 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
         }
         "mute" => {
             let d = duration.unwrap_or(DEFAULT_MUTE);
-            moderation.mutes.lock().insert(key, until(Some(d)));
+            moderation.mutes.set(room, &target, until(Some(d)));
             (
                 format!(
                     "{target} was muted by {} for {}s",
@@ -136,8 +159,8 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
             )
         }
         "unban" => {
-            moderation.bans.lock().remove(&key);
-            moderation.mutes.lock().remove(&key);
+            moderation.bans.lift(room, &target);
+            moderation.mutes.lift(room, &target);
             (
                 format!("{target} was unbanned by {}", claims.username),
                 None,
