@@ -361,3 +361,33 @@ async fn creating_a_room_never_takes_over_an_open_one() {
     assert!(hub.ws("/chat/general", &hub.user("bob")).await.is_ok());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn rooms_survive_a_restart() {
+    let hub = Hub::start().await;
+    let olga = hub.user("olga");
+    let id = create(
+        &hub,
+        &olga,
+        json!({"name": "Vault", "private": true, "members": ["bob"]}),
+    )
+    .await;
+    let hub = hub.restart().await;
+    let (status, room) = hub
+        .json("GET", &format!("/rooms/{id}"), &hub.user("bob"), None)
+        .await;
+    assert_eq!(
+        (status, room["private"].as_bool()),
+        (200, Some(true)),
+        "{room}"
+    );
+    assert_eq!(
+        hub.ws(&format!("/chat/{id}"), &hub.user("eve")).await.err(),
+        Some(403)
+    );
+    assert!(hub
+        .ws(&format!("/chat/{id}"), &hub.user("bob"))
+        .await
+        .is_ok());
+    hub.stop().await;
+}

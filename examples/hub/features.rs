@@ -99,6 +99,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// member of, and for a banned user.
 pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
     let features = &state.features;
+    features.rooms.load(&state.config.data_dir);
     features
         .messages
         .saw(&claims.sub, &claims.username, claims.is_admin());

@@ -6,14 +6,15 @@
 //! room admits its owner, its members and admins only.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ const MAX_MEMBERS: usize = 10_000;
 const MAX_SUB_BYTES: usize = 128;
 
 /// One created room.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Room {
     /// What `/chat/{room_id}` takes.
     pub id: String,
@@ -61,13 +62,64 @@ impl Room {
     }
 }
 
-/// Every created room, by id.
+/// Every created room, by id; kept in `<data dir>/rooms.json` so that a
+/// private room stays private across restarts (its history may outlive
+/// the process in a durable engine, and its members rejoin it by id).
 #[derive(Debug, Default)]
 pub struct Registry {
     rooms: RwLock<FxHashMap<String, Room>>,
+    /// Where the registry is saved; set by the first [`Registry::load`].
+    file: OnceLock<PathBuf>,
+    /// One save at a time, each writing the registry as it is then.
+    saving: Mutex<()>,
 }
 
 impl Registry {
+    /// Reads the saved registry from `data_dir` the first time it is
+    /// called; later calls do nothing.
+    pub fn load(&self, data_dir: &FsPath) {
+        self.file.get_or_init(|| {
+            let path = data_dir.join("rooms.json");
+            match std::fs::read(&path) {
+                Ok(raw) => match serde_json::from_slice::<Vec<Room>>(&raw) {
+                    Ok(list) => {
+                        let mut rooms = self.rooms.write();
+                        for room in list {
+                            rooms.entry(room.id.clone()).or_insert(room);
+                        }
+                        tracing::info!(rooms = rooms.len(), path = %path.display(), "rooms loaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path.display(), "rooms file unreadable; starting without it")
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(error = %e, path = %path.display(), "could not read the rooms file"),
+            }
+            path
+        });
+    }
+
+    /// Writes the registry to its file (after every change; changes are
+    /// rare). A failure is logged: the hub keeps serving from memory.
+    fn save(&self) {
+        let Some(path) = self.file.get() else { return };
+        let _one = self.saving.lock();
+        let mut list: Vec<Room> = self.rooms.read().values().cloned().collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        let result = (|| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&list).unwrap_or_default())?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, path = %path.display(), "could not save rooms");
+        }
+    }
+
     /// The room `id`, if it was created.
     pub fn get(&self, id: &str) -> Option<Room> {
         self.rooms.read().get(id).cloned()
@@ -99,6 +151,13 @@ impl Registry {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+}
+
+/// The registry, loaded from the data directory on first use.
+fn registry(state: &AppState) -> &Registry {
+    let registry = &state.features.rooms;
+    registry.load(&state.config.data_dir);
+    registry
 }
 
 /// Why a REST call failed: status and a short reason.
@@ -229,7 +288,7 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     let base = slug(&name);
     let mut members: BTreeSet<String> = request.members.into_iter().collect();
     members.insert(claims.sub.clone());
-    let registry = &state.features.rooms;
+    let registry = registry(&state);
     let mut rooms = registry.rooms.write();
     let mut id = base.clone();
     // A room id already in use (created, or an open room with history or
@@ -269,12 +328,13 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     };
     rooms.insert(id.clone(), room.clone());
     drop(rooms);
+    registry.save();
     tracing::info!(room = %id, owner = %claims.sub, private = room.private, "room created");
     (StatusCode::CREATED, Json(room)).into_response()
 }
 
 async fn list(State(state): State<Arc<AppState>>, claims: Claims) -> Response {
-    Json(state.features.rooms.visible(&claims)).into_response()
+    Json(registry(&state).visible(&claims)).into_response()
 }
 
 async fn show(
@@ -282,7 +342,7 @@ async fn show(
     claims: Claims,
     Path(id): Path<String>,
 ) -> Response {
-    match state.features.rooms.get(&id) {
+    match registry(&state).get(&id) {
         None => refuse((StatusCode::NOT_FOUND, "no such room")),
         Some(room) if !room.admits(&claims) => {
             refuse((StatusCode::FORBIDDEN, "this room is private"))
@@ -302,8 +362,9 @@ fn change(
     id: &str,
     change: impl FnOnce(&mut Room),
 ) -> Result<Room, Refusal> {
+    let registry = registry(state);
     let room = {
-        let mut rooms = state.features.rooms.rooms.write();
+        let mut rooms = registry.rooms.write();
         let room = rooms
             .get_mut(id)
             .ok_or((StatusCode::NOT_FOUND, "no such room"))?;
@@ -316,6 +377,7 @@ fn change(
         change(room);
         room.clone()
     };
+    registry.save();
     if room.private {
         for (conn, sub) in state.room_sessions(id) {
             let admin = state.features.is_admin(&sub);
@@ -389,8 +451,9 @@ async fn remove(
     claims: Claims,
     Path(id): Path<String>,
 ) -> Response {
+    let registry = registry(&state);
     {
-        let mut rooms = state.features.rooms.rooms.write();
+        let mut rooms = registry.rooms.write();
         match rooms.get(&id) {
             None => return refuse((StatusCode::NOT_FOUND, "no such room")),
             Some(room) if !room.is_managed_by(&claims) => {
@@ -404,6 +467,7 @@ async fn remove(
             }
         }
     }
+    registry.save();
     // The id becomes an open room again: what was said in it must not be
     // readable by whoever joins it next.
     let group = frames::room_group(&id);

@@ -42,6 +42,19 @@ impl Hub {
             ..Config::default()
         };
         change(&mut config);
+        Hub::start_config(config, dir).await
+    }
+
+    /// Stops this hub and starts a new one with the same settings and
+    /// data directory (a restart).
+    pub async fn restart(mut self) -> Hub {
+        let config = self.state.config.clone();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        self.stop().await;
+        Hub::start_config(config, dir).await
+    }
+
+    async fn start_config(config: Config, dir: tempfile::TempDir) -> Hub {
         let state = AppState::new(config).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
