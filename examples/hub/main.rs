@@ -78,7 +78,7 @@ struct Args {
     /// Most queued frames written to a socket in one write.
     #[arg(long, default_value_t = 256)]
     write_batch: usize,
-    /// Directory for uploaded files (created on first upload).
+    /// Directory for uploaded files and the rooms registry (rooms.json).
     #[arg(long, default_value = "./channelbox-data")]
     data_dir: std::path::PathBuf,
     /// Tokio worker threads (default: one per CPU).
