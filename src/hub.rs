@@ -553,7 +553,9 @@ impl Hub {
             if st.dead {
                 continue;
             }
-            let user_new = conn.user.as_ref().is_some_and(|u| !st.presence.contains(u));
+            // Only the shared engine needs to know (presence across nodes).
+            let user_new = self.inner.engine.is_some()
+                && conn.user.as_ref().is_some_and(|u| !st.presence.contains(u));
             let joined = st.join(&conn);
             if let (true, Some(engine)) = (joined, &self.inner.engine) {
                 if st.members.len() == 1 {
