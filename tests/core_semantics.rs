@@ -129,8 +129,10 @@ fn history_byte_bound_evicts_the_oldest_and_never_wipes() {
 #[test]
 fn history_age_bound_evicts_expired_entries() {
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let mut config = Config::default();
-    config.history_ttl_seconds = 10;
+    let config = Config {
+        history_ttl_seconds: 10,
+        ..Config::default()
+    };
     let hub = Hub::with_clock(config, clock.clone()).unwrap();
     hub.group_send("g", Kind::Text, text("old"), true).unwrap();
     clock.advance_ms(6_000);
