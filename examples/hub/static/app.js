@@ -464,7 +464,7 @@
     });
     $('#toasts').append(t);
     while ($('#toasts').children.length > 5) $('#toasts').firstElementChild.remove();
-    const timeout = opts.timeout === undefined ? (kind === 'info' ? 5000 : 7000) : opts.timeout;
+    const timeout = opts.timeout === undefined ? (kind === 'info' ? 4000 : 6000) : opts.timeout;
     if (timeout) setTimeout(remove, timeout);
     return t;
   }
@@ -1407,7 +1407,6 @@
     toast(f.content || '', {
       kind: 'mention',
       title: `${f.from || 'Someone'} mentioned you${room ? ` in #${roomName(room)}` : ''}`,
-      timeout: 8000,
       onClick: room ? () => openRoom(room, f.message_id) : null,
     });
   }
