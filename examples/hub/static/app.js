@@ -2666,6 +2666,15 @@
     $('#composer-form').addEventListener('submit', submitComposer);
     composer.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submitComposer(e);
+      // Up in an empty composer edits my last message, as in most chat apps.
+      if (e.key === 'ArrowUp' && !composer.value && S.view && S.view.kind === 'room') {
+        const r = currentRoom();
+        const mine = sortedMain(r).filter((m) => m.type === 'message' && !m.deleted && isMine(m)).pop();
+        if (mine) {
+          e.preventDefault();
+          startEdit(r, mine.id);
+        }
+      }
     });
     composer.addEventListener('input', onComposerInput);
     $('#file-input').addEventListener('change', onFileChosen);
