@@ -912,6 +912,7 @@
   // ---------------------------------------------------------------------------
 
   function closeView() {
+    $('#app').classList.remove('show-sidebar');
     if (S.chat) S.chat.stop();
     if (S.dm && S.dm.conn) S.dm.conn.stop();
     stopTyping();
@@ -2643,6 +2644,15 @@
       if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); tokenLogin(e); }
     });
     $('#sign-out').addEventListener('click', signOut);
+    // Small screens: the sidebar slides over the page and goes away once something is picked.
+    $('#menu-toggle').addEventListener('click', (e) => {
+      e.stopPropagation();
+      $('#app').classList.toggle('show-sidebar');
+    });
+    $('.sidebar').addEventListener('click', (e) => {
+      if (e.target.closest('.nav-btn')) $('#app').classList.remove('show-sidebar');
+    });
+    $('.main').addEventListener('click', () => $('#app').classList.remove('show-sidebar'));
     $('#status-select').addEventListener('change', setMyStatus);
 
     $('#room-join-form').addEventListener('submit', joinRoomFromInput);
