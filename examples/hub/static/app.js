@@ -898,7 +898,7 @@
       return null;
     };
     const items = [
-      ['online', num('users_online', 'users.online', 'online')],
+      ['online', num('presence_users', 'users_online', 'users.online', 'online')],
       ['connections', num('connections', 'connections.total')],
       ['rooms', num('rooms', 'rooms_total', 'rooms.count')],
       ['messages', num('messages', 'messages_total', 'messages.total')],
