@@ -1013,6 +1013,7 @@
           return 'stop';
         }
         if (!opened && fails >= 2) checkRoomAccess(id, conn);
+        if (!opened && fails >= 3) showNotice('The hub is not letting us into this room right now; still trying…', 'retry');
         return undefined;
       },
     });
@@ -1156,6 +1157,7 @@
     if (!r.gotInitial) {
       r.gotInitial = true;
       conn.healthy();
+      if ($('#notice').dataset.kind === 'retry') showNotice('');
       const epoch = f.epoch === undefined || f.epoch === null ? null : String(f.epoch);
       const epochChanged = epoch !== null && r.epoch !== null && epoch !== r.epoch;
       if (f.recovered === true && !epochChanged) {
