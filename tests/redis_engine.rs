@@ -705,3 +705,18 @@ fn the_c_style_json_config_selects_the_engine() {
     };
     assert_eq!(nodes, vec!["n1"]);
 }
+
+#[test]
+fn membership_churn_never_loses_a_message_sent_after_a_join() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let conn = b.open(None, None).unwrap();
+    for i in 0..60 {
+        conn.join("churn").unwrap();
+        let text = format!("m{i}");
+        a.group_send("churn", Kind::Text, text.clone().into_bytes(), false)
+            .unwrap();
+        assert_eq!(texts(&recv_n(&conn, 1)), vec![text]);
+        conn.leave("churn").unwrap();
+    }
+}

@@ -140,11 +140,15 @@ async fn reconcile(
 ) -> bool {
     loop {
         let (add, remove): (Vec<String>, Vec<String>) = {
-            let s = shared.subs.lock();
-            (
-                s.desired.difference(&s.active).cloned().collect(),
-                s.active.difference(&s.desired).cloned().collect(),
-            )
+            let mut s = shared.subs.lock();
+            let remove: Vec<String> = s.active.difference(&s.desired).cloned().collect();
+            // No longer active before the UNSUBSCRIBE is sent: a join that
+            // wants the channel again meanwhile waits for the SUBSCRIBE
+            // that follows, instead of trusting a subscription about to go.
+            for channel in &remove {
+                s.active.remove(channel);
+            }
+            (s.desired.difference(&s.active).cloned().collect(), remove)
         };
         if add.is_empty() && remove.is_empty() {
             return true;
@@ -154,7 +158,6 @@ async fn reconcile(
             if !matches!(r, Ok(Ok(()))) {
                 return false;
             }
-            shared.subs.lock().active.remove(channel);
             if let Some(Channel::Group(g)) = shared.keys.parse_channel(channel) {
                 seen.remove(g);
             }
