@@ -2108,10 +2108,15 @@
   // Files
   // ---------------------------------------------------------------------------
 
-  async function onFileChosen() {
+  function onFileChosen() {
     const input = $('#file-input');
     const files = Array.from(input.files || []);
     input.value = '';
+    uploadFiles(files);
+  }
+
+  /** Uploads files (picker, drop or paste) and sends one message that carries them. */
+  async function uploadFiles(files) {
     if (!files.length) return;
     if (!S.view || S.view.kind !== 'room') {
       toast('Attachments can be sent in rooms only.', { kind: 'error' });
@@ -2690,6 +2695,30 @@
     });
     composer.addEventListener('input', onComposerInput);
     $('#file-input').addEventListener('change', onFileChosen);
+    // Files dropped on the conversation or pasted into the composer go the same way.
+    const main = $('.main');
+    main.addEventListener('dragover', (e) => {
+      if (!e.dataTransfer || !Array.from(e.dataTransfer.types || []).includes('Files')) return;
+      if (!S.view || S.view.kind !== 'room') return;
+      e.preventDefault();
+      main.classList.add('dropping');
+    });
+    main.addEventListener('dragleave', (e) => {
+      if (!main.contains(e.relatedTarget)) main.classList.remove('dropping');
+    });
+    main.addEventListener('drop', (e) => {
+      main.classList.remove('dropping');
+      const files = Array.from((e.dataTransfer && e.dataTransfer.files) || []);
+      if (!files.length) return;
+      e.preventDefault();
+      uploadFiles(files);
+    });
+    composer.addEventListener('paste', (e) => {
+      const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
+      if (!files.length || !S.view || S.view.kind !== 'room') return;
+      e.preventDefault();
+      uploadFiles(files);
+    });
 
     const tcomp = $('#thread-composer');
     $('#thread-form').addEventListener('submit', submitThread);
