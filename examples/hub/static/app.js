@@ -1,7 +1,7 @@
 // channelbox browser client.
 //
 // Plain ES2020, no build step, no network resources other than the hub that
-// served this page. Written against /work/shared/PROTOCOL.md: JWT auth,
+// served this page. Written against the hub's PROTOCOL.md: JWT auth,
 // /chat/{room}, /presence, /dm/{user} and the extensions (typing, reactions,
 // edit, delete, read receipts, threads, mentions, search, paging, recovery,
 // rooms and files APIs).
@@ -711,6 +711,14 @@
 
   const roomName = (id) => (S.rooms.get(id) && S.rooms.get(id).name) || id;
 
+  /** Tooltip of a room in the sidebar: its id and, once joined, where recovery would resume. */
+  function roomTitle(room) {
+    let t = room.name === room.id ? room.id : `${room.name} (${room.id})`;
+    const r = S.roomStates.get(room.id);
+    if (r && r.lastId !== null) t += ` · epoch ${r.epoch === null ? '–' : r.epoch} · last seen #${r.lastId}`;
+    return t;
+  }
+
   function renderRoomList() {
     const ul = $('#room-list');
     const rooms = Array.from(S.rooms.values()).sort((a, b) => a.name.localeCompare(b.name));
@@ -719,7 +727,7 @@
       const badge = S.mentionBadges.get(room.id);
       const li = h('li', { class: `nav-item${active ? ' active' : ''}`, dataset: { room: room.id } },
         h('button', {
-          type: 'button', class: 'nav-btn', title: room.name === room.id ? room.id : `${room.name} (${room.id})`,
+          type: 'button', class: 'nav-btn', title: roomTitle(room),
           on: { click: () => openRoom(room.id) },
         },
         room.private ? h('span', { class: 'nav-icon' }, icon('lock', 14)) : h('span', { class: 'nav-icon', text: '#', 'aria-hidden': 'true' }),
@@ -1841,7 +1849,6 @@
     input.focus();
   }
 
-  // Typing: at most one `true` per 2 s while typing, `false` after 3 s idle or on send.
   // Typing: `true` at most once per 2 s while typing (it also keeps the others' indicator
   // alive), `false` after 3 s idle or on send. That stays within the hub's 2 notices a second.
   const typingState = { active: false, lastSent: 0, idle: null, deferred: null };
