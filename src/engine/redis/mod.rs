@@ -181,7 +181,12 @@ impl RedisEngine {
                         .run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
                         .await
                 })
-                .map_err(|e| Error::EngineUnavailable(format!("cannot reach redis at {url}: {e}")))?;
+                .map_err(|e| match e {
+                    Error::EngineUnavailable(why) => {
+                        Error::EngineUnavailable(format!("cannot reach {url}: {why}"))
+                    }
+                    other => other,
+                })?;
             let s = &engine.shared;
             let mut subs = s.subs.lock();
             if !subs.connected {
@@ -189,7 +194,7 @@ impl RedisEngine {
             }
             if !subs.connected {
                 return Err(Error::EngineUnavailable(format!(
-                    "cannot subscribe at redis {url}"
+                    "cannot subscribe at {url}"
                 )));
             }
         }
