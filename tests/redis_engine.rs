@@ -511,6 +511,11 @@ fn malformed_data_in_redis_is_skipped_and_counted() {
         .arg("garbage")
         .query(&mut raw)
         .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("cbx:c:g:room")
+        .arg("cbx1\nj\n0\n1\n0\n{not json")
+        .query(&mut raw)
+        .unwrap();
     let _: () = redis::cmd("ZADD")
         .arg("cbx:g:room:pres")
         .arg("+inf")
@@ -530,7 +535,7 @@ fn malformed_data_in_redis_is_skipped_and_counted() {
     assert!(a.presence("room").is_empty());
     let s = a.stats();
     assert_eq!(s.engine_lost_subscription_closes, 1);
-    assert!(s.engine_malformed >= 5, "{s:?}");
+    assert!(s.engine_malformed >= 6, "{s:?}");
 }
 
 #[test]

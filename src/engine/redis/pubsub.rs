@@ -185,6 +185,11 @@ fn dispatch(shared: &Shared, m: &redis::Msg, seen: &mut FxHashMap<String, (u64, 
     let Some(b) = wire::decode(Bytes::copy_from_slice(m.get_payload_bytes())) else {
         return malformed();
     };
+    // Anyone can PUBLISH on Redis: a payload is checked against its kind
+    // again (once per node, not per member) before a client sees it.
+    if b.kind.validate(&b.payload).is_err() {
+        return malformed();
+    }
     shared.counters.received.fetch_add(1, Ordering::Relaxed);
     match shared.keys.parse_channel(m.get_channel_name()) {
         Some(Channel::Group(group)) => {
