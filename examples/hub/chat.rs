@@ -6,15 +6,16 @@
 //! offset (the message `id`) is known; every member's queue then holds the
 //! same bytes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use channelbox::{HistoryQuery, Kind};
 use serde_json::{Map, Value};
 
 use crate::features;
 use crate::frames::{self, ChatMessage};
-use crate::limits::{RateLimit, Verdict};
-use crate::server::{AppState, Session};
-use crate::socket::{Event, Socket};
+use crate::server::{AppState, Endpoint, Session};
+use crate::socket::{serve_frames, Socket};
 
 /// A message about to be sent; `features::on_message` may add fields
 /// (`extra`, e.g. `mentions`) or refuse it.
@@ -65,50 +66,42 @@ impl Refusal {
 }
 
 /// Serves one `/chat/{room}` socket until it closes.
-pub async fn serve(session: &Session, mut socket: Socket, since: Option<u64>, epoch: Option<u64>) {
-    let state = &session.state;
-    let Some(group) = session.room_group() else {
+pub async fn serve(session: &Session, socket: &mut Socket) {
+    let Endpoint::Chat { group, .. } = &session.endpoint else {
         return;
     };
-    if session.conn.join(group).is_err() {
-        return;
-    }
-    let joined = format!("{} joined the chat", session.claims.username);
-    let upto = send_system(state, group, &joined);
-    let history = history_frame(state, group, since, epoch, upto);
-    socket.skip_saved(group, upto);
-    if socket.send_now(&history).await.is_err() {
-        leave(session, group);
+    // Boxed: the join's state (the history frame) is gone once it is sent.
+    let joining = Box::pin(join(session, socket, group));
+    if !joining.await {
         return;
     }
     features::on_join(session);
-
-    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
-    let end = loop {
-        match socket.next().await {
-            Event::Text(text) => match rate.check() {
-                Verdict::Allow => handle_text(session, text.as_str()).await,
-                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
-                Verdict::Close => break rate_limited(state),
-            },
-            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
-            other => break other,
-        }
-    };
+    let end = serve_frames(session, socket, |text| {
+        Box::pin(async move { handle_text(session, text.as_str()).await })
+    })
+    .await;
     leave(session, group);
     socket.finish(&end).await;
 }
 
-/// The close event for a connection that kept flooding.
-pub fn rate_limited(state: &AppState) -> Event {
-    state
-        .counters
-        .rate_limit_closes
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Event::Closed {
-        code: 4008,
-        reason: "rate limited".into(),
+/// Joins the room, tells it, and sends the joiner its `history` frame
+/// (later copies of what it holds are skipped); false when the socket is
+/// gone.
+async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool {
+    let state = &session.state;
+    let (since, epoch) = (session.since, session.epoch);
+    if session.conn.join(group).is_err() {
+        return false;
     }
+    let joined = format!("{} joined the chat", session.claims.username);
+    let upto = send_system(state, group, &joined);
+    let history = history_frame(state, group, since, epoch, upto);
+    socket.skip_saved(group.clone(), upto);
+    if socket.send_now(&history).await.is_err() {
+        leave(session, group);
+        return false;
+    }
+    true
 }
 
 /// Leaves the room and tells it (not while the hub shuts down).
@@ -190,7 +183,8 @@ async fn handle_text(session: &Session, text: &str) {
         }
     } else {
         // Boxed so a large extension future does not grow every session.
-        Box::pin(features::handle_frame(session, ty, &value)).await;
+        let handled = Box::pin(features::handle_frame(session, ty, &value));
+        handled.await;
     }
 }
 

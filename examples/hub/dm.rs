@@ -14,12 +14,11 @@ use channelbox::{HistoryQuery, Kind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{content_of, frame_type, rate_limited, Refusal};
+use crate::chat::{content_of, frame_type, Refusal};
 use crate::features;
 use crate::frames;
-use crate::limits::{RateLimit, Verdict};
 use crate::server::{AppState, Endpoint, Session};
-use crate::socket::{Event, Socket};
+use crate::socket::{serve_frames, Socket};
 
 #[derive(Serialize)]
 struct DirectMessage<'a> {
@@ -39,45 +38,46 @@ fn pair_lock<'a>(state: &'a AppState, pair: &str) -> parking_lot::MutexGuard<'a,
 }
 
 /// Serves one `/dm/{user_id}` socket until it closes.
-pub async fn serve(session: &Session, mut socket: Socket) {
-    let state = &session.state;
+pub async fn serve(session: &Session, socket: &mut Socket) {
     let Endpoint::Dm { peer } = &session.endpoint else {
         return;
     };
+    let pair = frames::dm_pair_group(&session.claims.sub, peer);
+    // Boxed: the join's state (the history frame) is gone once it is sent.
+    let joining = Box::pin(join(session, socket, &pair));
+    if !joining.await {
+        return;
+    }
+    let (pair, peer) = (&pair, &**peer);
+    let end = serve_frames(session, socket, |text| {
+        Box::pin(async move { handle_text(session, peer, pair, text.as_str()).await })
+    })
+    .await;
+    socket.finish(&end).await;
+}
+
+/// Joins the caller's inbox and sends the conversation's `history` frame;
+/// false when the socket is gone.
+async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
+    let state = &session.state;
     let sub = &session.claims.sub;
-    let pair = frames::dm_pair_group(sub, peer);
     let page = {
-        let _order = pair_lock(state, &pair);
+        let _order = pair_lock(state, pair);
         if session.conn.join(&frames::dm_inbox_group(sub)).is_err() {
-            return;
+            return false;
         }
         let query = HistoryQuery {
             limit: state.config.history_replay,
             ..HistoryQuery::default()
         };
-        state.hub.history(&pair, query)
+        state.hub.history(pair, query)
     };
     let _ = session.conn.join(&frames::notify_group(sub));
     let history = match page {
         Ok(page) => frames::history(page.epoch, &page.messages, None),
         Err(_) => frames::history(0, &[], None),
     };
-    if socket.send_now(&history).await.is_err() {
-        return;
-    }
-    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
-    let end = loop {
-        match socket.next().await {
-            Event::Text(text) => match rate.check() {
-                Verdict::Allow => handle_text(session, peer, &pair, text.as_str()).await,
-                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
-                Verdict::Close => break rate_limited(state),
-            },
-            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
-            other => break other,
-        }
-    };
-    socket.finish(&end).await;
+    socket.send_now(&history).await.is_ok()
 }
 
 async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {

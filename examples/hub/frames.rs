@@ -78,8 +78,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Encodes any serializable frame.
 pub fn encode<T: Serialize + ?Sized>(frame: &T) -> Bytes {
-    // Serializing plain structs and `Value`s to a Vec cannot fail.
-    Bytes::from(serde_json::to_vec(frame).unwrap_or_else(|_| b"{}".to_vec()))
+    // Serializing plain structs and `Value`s to a Vec cannot fail. Exact
+    // size: history keeps frames for long, and a Vec with spare capacity
+    // would also make `Bytes` allocate a separate shared header.
+    let vec = serde_json::to_vec(frame).unwrap_or_else(|_| b"{}".to_vec());
+    Bytes::from(vec.into_boxed_slice())
 }
 
 /// A chat message as the room sees it (and history keeps it).

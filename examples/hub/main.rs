@@ -72,8 +72,10 @@ struct Args {
     /// Messages in the `history` frame a joiner gets.
     #[arg(long, default_value_t = 50)]
     history_replay: usize,
-    /// tungstenite read buffer per socket: small keeps idle sockets cheap.
-    #[arg(long, default_value_t = 1024)]
+    /// Bytes read from a socket at a time (tungstenite's read buffer).
+    /// Small keeps idle sockets cheap; chat frames are small, and larger
+    /// ones are still read whole, just in more reads.
+    #[arg(long, default_value_t = 256)]
     read_buffer_bytes: usize,
     /// Most queued frames written to a socket in one write.
     #[arg(long, default_value_t = 256)]

@@ -12,12 +12,11 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{frame_type, rate_limited};
+use crate::chat::frame_type;
 use crate::features;
 use crate::frames::{self, PRESENCE_GROUP};
-use crate::limits::{RateLimit, Verdict};
 use crate::server::{AppState, Session};
-use crate::socket::{Event, Socket};
+use crate::socket::{serve_frames, Socket};
 
 /// Statuses a client may set (only the hub says `offline`).
 const CLIENT_STATUSES: [&str; 3] = ["online", "away", "busy"];
@@ -86,7 +85,24 @@ fn broadcast(state: &AppState, frame: bytes::Bytes) {
 }
 
 /// Serves one `/presence` socket until it closes.
-pub async fn serve(session: &Session, mut socket: Socket) {
+pub async fn serve(session: &Session, socket: &mut Socket) {
+    // Boxed: the join's state (the users frame) is gone once it is sent.
+    let joining = Box::pin(join(session, socket));
+    if joining.await {
+        let end = serve_frames(session, socket, |text| {
+            Box::pin(async move { handle_text(session, text.as_str()).await })
+        })
+        .await;
+        disconnect(session);
+        socket.finish(&end).await;
+    } else {
+        disconnect(session);
+    }
+}
+
+/// Joins `/presence` (`online` for a user's first socket) and sends the
+/// `users` frame; false when the socket is gone.
+async fn join(session: &Session, socket: &mut Socket) -> bool {
     let state = &session.state;
     let claims = &session.claims;
     if session.conn.join(PRESENCE_GROUP).is_err()
@@ -95,7 +111,7 @@ pub async fn serve(session: &Session, mut socket: Socket) {
             .join(&frames::notify_group(&claims.sub))
             .is_err()
     {
-        return;
+        return false;
     }
     let users = {
         let mut users = state.presence.users.lock();
@@ -120,24 +136,7 @@ pub async fn serve(session: &Session, mut socket: Socket) {
     let frame = frames::encode(&serde_json::json!({
         "type": "users", "count": users.len(), "users": users,
     }));
-    if socket.send_now(&frame).await.is_ok() {
-        let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
-        let end = loop {
-            match socket.next().await {
-                Event::Text(text) => match rate.check() {
-                    Verdict::Allow => handle_text(session, text.as_str()).await,
-                    Verdict::Refuse => session.send_error("rate_limited", "slow down"),
-                    Verdict::Close => break rate_limited(state),
-                },
-                Event::Binary => session.send_error("bad_request", "frames are JSON text"),
-                other => break other,
-            }
-        };
-        disconnect(session);
-        socket.finish(&end).await;
-    } else {
-        disconnect(session);
-    }
+    socket.send_now(&frame).await.is_ok()
 }
 
 /// Forgets one socket; the user's last one makes them `offline`.

@@ -83,7 +83,7 @@ impl Default for Config {
             history_ttl_seconds: 0,
             history_replay: 50,
             recovery_max: 10_000,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             write_batch: 256,
             data_dir: "channelbox-data".into(),
             redis_url: None,
@@ -113,6 +113,10 @@ pub struct Session {
     pub endpoint: Endpoint,
     /// The core connection: its queue is what this socket's writer drains.
     pub conn: Connection,
+    /// `?since=`: the last message id the client has (recovery).
+    pub since: Option<u64>,
+    /// `?epoch=`: the history epoch `since` belongs to.
+    pub epoch: Option<u64>,
 }
 
 impl Session {
@@ -480,38 +484,49 @@ async fn route(
     http_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
 ) {
     let _ = stream.set_nodelay(true);
+    // Every large, short-lived step is boxed and every temporary scoped, so
+    // the task's future (held for the socket's whole life) is little more
+    // than the session's.
+    // Boxed futures are made in their own statement: a temporary of the
+    // awaiting statement would keep its (unboxed) size in this future.
+    let peek = Box::pin(peek_route(&stream));
+    let kind = match peek.await {
+        Some(kind) => kind,
+        None => return,
+    };
+    let Some(kind) = kind else {
+        let send = Box::pin(http_tx.send((stream, peer)));
+        let _ = send.await;
+        return;
+    };
+    drop(http_tx);
+    let upgrade = Box::pin(handshake(&state, stream, kind));
+    let opened = match upgrade.await {
+        Some((ws, accepted)) => open_session(state, ws, accepted),
+        None => None,
+    };
+    if let Some((session, socket)) = opened {
+        serve_session(session, socket).await;
+    }
+}
+
+/// Peeks at the request line: `Some(Some(kind))` for a WebSocket route,
+/// `Some(None)` for HTTP, `None` when the socket closed or said nothing.
+async fn peek_route(stream: &TcpStream) -> Option<Option<WsKind>> {
     let mut head = [0u8; 16];
-    let mut kind = None;
     for _ in 0..PEEK_TRIES {
-        let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await {
-            Ok(Ok(n)) => n,
-            _ => return,
+        let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await;
+        let n = match peeked {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
         };
-        if n == 0 {
-            return;
-        }
         match ws_kind(&head[..n]) {
-            Some(k) => {
-                kind = k;
-                break;
-            }
+            Some(kind) => return Some(kind),
             // Not enough bytes yet to tell.
             None => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
-    match kind {
-        Some(kind) => {
-            // Boxed: the handshake's state is large and short-lived; the
-            // session that follows should not carry its size.
-            let accepted = Box::pin(handshake(&state, stream, kind)).await;
-            if let Some((ws, accepted)) = accepted {
-                serve_session(state, ws, accepted).await;
-            }
-        }
-        None => {
-            let _ = http_tx.send((stream, peer)).await;
-        }
-    }
+    Some(None)
 }
 
 /// `Some(Some(kind))` for a WebSocket path, `Some(None)` for anything else,
@@ -674,8 +689,14 @@ fn admit(
     })
 }
 
-/// Opens the core connection, registers the session and runs its endpoint.
-async fn serve_session(state: Arc<AppState>, ws: WebSocketStream<TcpStream>, accepted: Accepted) {
+/// Opens the core connection and registers the session. The socket goes
+/// on the heap: the task's future then holds pointers, not the socket, so
+/// it stays small for the socket's whole life.
+fn open_session(
+    state: Arc<AppState>,
+    ws: WebSocketStream<TcpStream>,
+    accepted: Accepted,
+) -> Option<(Box<Session>, Box<crate::socket::Socket>)> {
     let Accepted {
         endpoint,
         claims,
@@ -686,7 +707,7 @@ async fn serve_session(state: Arc<AppState>, ws: WebSocketStream<TcpStream>, acc
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not open a hub connection");
-            return;
+            return None;
         }
     };
     let id = conn.id();
@@ -702,29 +723,55 @@ async fn serve_session(state: Arc<AppState>, ws: WebSocketStream<TcpStream>, acc
         .counters
         .sessions_opened
         .fetch_add(1, Ordering::Relaxed);
-    let session = Session {
-        state: state.clone(),
+    let socket = Box::new(crate::socket::Socket::new(ws, conn.clone(), &state.config));
+    let session = Box::new(Session {
+        state,
         claims,
         endpoint,
         conn,
-    };
-    let socket = crate::socket::Socket::new(ws, session.conn.clone(), &state.config);
+        since,
+        epoch,
+    });
+    Some((session, socket))
+}
+
+/// Runs the session's endpoint, then forgets it.
+async fn serve_session(session: Box<Session>, mut socket: Box<crate::socket::Socket>) {
+    let session = &*session;
+    let state = &session.state;
     if state.shutting_down.load(Ordering::SeqCst) {
         socket.close(1001, "server shutting down").await;
     } else {
         match session.endpoint {
-            Endpoint::Chat { .. } => chat::serve(&session, socket, since, epoch).await,
-            Endpoint::Presence => presence::serve(&session, socket).await,
-            Endpoint::Dm { .. } => dm::serve(&session, socket).await,
+            Endpoint::Chat { .. } => chat::serve(session, &mut socket).await,
+            Endpoint::Presence => presence::serve(session, &mut socket).await,
+            Endpoint::Dm { .. } => dm::serve(session, &mut socket).await,
         }
     }
-    state.unregister(id);
+    state.unregister(session.conn.id());
     let _ = session.conn.close();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every socket's task holds this future for its whole life: keep it
+    /// small (idle connections are mostly this and tungstenite's buffers).
+    #[tokio::test]
+    async fn a_socket_task_is_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let state = AppState::new(Config::default()).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let task = route(state, stream, peer, tx);
+        let size = std::mem::size_of_val(&task);
+        println!("socket task future: {size} bytes");
+        assert!(size <= 768, "socket task future is {size} bytes");
+        drop(client);
+    }
 
     #[test]
     fn request_lines_route() {

@@ -8,7 +8,10 @@
 //! idle socket keeps no write buffer, and a busy room costs one `sendto`
 //! per socket per batch instead of one per frame.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +24,44 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::server::Config;
+use crate::limits::{RateLimit, Verdict};
+use crate::server::{Config, Session};
+
+/// What an endpoint does with one client text frame (boxed, so the
+/// session's future does not carry the handler's state).
+pub type Handled<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Serves client frames until the socket ends, writing queued frames
+/// meanwhile: rate limit (`rate_limited` errors, then 4008), binary frames
+/// refused, text frames to `handle`. Returns how the socket ended.
+pub async fn serve_frames<'a>(
+    session: &'a Session,
+    socket: &mut Socket,
+    mut handle: impl FnMut(Utf8Bytes) -> Handled<'a>,
+) -> Event {
+    let state = &session.state;
+    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
+    loop {
+        match socket.next().await {
+            Event::Text(text) => match rate.check() {
+                Verdict::Allow => handle(text).await,
+                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
+                Verdict::Close => {
+                    state
+                        .counters
+                        .rate_limit_closes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Event::Closed {
+                        code: 4008,
+                        reason: "rate limited".into(),
+                    };
+                }
+            },
+            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
+            other => return other,
+        }
+    }
+}
 
 /// How long a socket may take to send its close frame and hear back.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -53,7 +93,10 @@ pub struct Socket {
     batch_max: usize,
     /// Saved frames of this group up to this offset were already sent in
     /// the `history` frame: skip their live copies.
-    skip: Option<(String, u64)>,
+    skip: Option<(Arc<str>, u64)>,
+    /// tungstenite may hold unsent control frames (a pong): flush them
+    /// before writing data frames directly.
+    control_pending: bool,
 }
 
 impl Socket {
@@ -64,25 +107,30 @@ impl Socket {
             batch: Vec::new(),
             batch_max: config.write_batch.max(1),
             skip: None,
+            control_pending: false,
         }
     }
 
     /// Skips live copies of `group`'s saved frames up to `offset` (they were
     /// in the history frame).
-    pub fn skip_saved(&mut self, group: &str, offset: u64) {
-        self.skip = (offset > 0).then(|| (group.to_owned(), offset));
+    pub fn skip_saved(&mut self, group: Arc<str>, offset: u64) {
+        self.skip = (offset > 0).then_some((group, offset));
     }
 
     /// Writes queued frames as they come until the client sends something
     /// or the socket or the core connection ends.
     pub async fn next(&mut self) -> Event {
         loop {
-            tokio::select! {
+            // No await inside the branches: the select's output (a
+            // tungstenite result, large) would then be kept in the future.
+            let rest = tokio::select! {
                 received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
                     match received {
                         Ok(_) => {
-                            if self.write_batch().await.is_err() {
-                                return Event::Gone;
+                            let buf = self.frame_batch();
+                            match self.write_now(buf) {
+                                Some(rest) => rest,
+                                None => continue,
                             }
                         }
                         Err(HubError::Closed(reason)) => return closed_event(reason),
@@ -92,8 +140,13 @@ impl Socket {
                 frame = self.ws.next() => match frame {
                     Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
                     Some(Ok(WsMessage::Binary(_))) => return Event::Binary,
-                    // tungstenite answers pings itself (sent on the next read).
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                    // tungstenite answers pings itself (sent on the next read
+                    // or flush).
+                    Some(Ok(WsMessage::Ping(_))) => {
+                        self.control_pending = true;
+                        continue;
+                    }
+                    Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
                     Some(Ok(WsMessage::Close(_))) | None => return Event::Gone,
                     Some(Err(WsError::Capacity(_))) => return Event::TooBig,
                     Some(Err(e)) => {
@@ -101,6 +154,11 @@ impl Socket {
                         return Event::Gone;
                     }
                 },
+            };
+            // Boxed: a blocked write's state exists only while blocked.
+            let write = Box::pin(self.write_rest(rest));
+            if write.await.is_err() {
+                return Event::Gone;
             }
         }
     }
@@ -110,17 +168,44 @@ impl Socket {
     pub async fn send_now(&mut self, frame: &Bytes) -> io::Result<()> {
         let mut buf = Vec::with_capacity(frame.len() + 10);
         push_frame(&mut buf, Kind::Json, frame);
-        self.write_buf(&buf).await
+        match self.write_now(buf) {
+            None => Ok(()),
+            Some(rest) => {
+                let write = Box::pin(self.write_rest(rest));
+                write.await
+            }
+        }
     }
 
-    /// Frames everything in `batch` into one buffer and writes it.
-    async fn write_batch(&mut self) -> io::Result<()> {
+    /// Writes as much of `buf` as the socket takes now (the common case:
+    /// all of it, one `sendto`, no future); returns what is left, with any
+    /// write error deferred to [`Socket::write_rest`].
+    fn write_now(&mut self, buf: Vec<u8>) -> Option<(Vec<u8>, usize)> {
+        if buf.is_empty() {
+            return None;
+        }
+        let mut written = 0;
+        if !self.control_pending {
+            if let Ok(n) = self.ws.get_ref().try_write(&buf) {
+                written = n;
+            }
+        }
+        (written < buf.len()).then_some((buf, written))
+    }
+
+    /// Writes the rest of a buffer [`Socket::write_now`] could not.
+    async fn write_rest(&mut self, (buf, written): (Vec<u8>, usize)) -> io::Result<()> {
+        self.write_buf(&buf[written..]).await
+    }
+
+    /// Frames everything in `batch` into one buffer.
+    fn frame_batch(&mut self) -> Vec<u8> {
         let size: usize = self.batch.iter().map(|m| m.len() + 10).sum();
         let mut buf = Vec::with_capacity(size);
         let mut skip_over = false;
         for m in self.batch.drain(..) {
             if let Some((group, upto)) = &self.skip {
-                if m.offset() != 0 && m.group() == Some(group.as_str()) {
+                if m.offset() != 0 && m.group() == Some(&**group) {
                     if m.offset() <= *upto {
                         continue;
                     }
@@ -137,10 +222,7 @@ impl Socket {
             // A burst made it large: do not keep that on an idle socket.
             self.batch = Vec::new();
         }
-        if buf.is_empty() {
-            return Ok(());
-        }
-        self.write_buf(&buf).await
+        buf
     }
 
     /// Writes `buf` after anything tungstenite still holds (a pong, a
@@ -148,7 +230,10 @@ impl Socket {
     /// stopped reading is abandoned once the hub closed the connection
     /// (the slow-consumer policy), after a grace period.
     async fn write_buf(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.ws.flush().await.map_err(io::Error::other)?;
+        if self.control_pending {
+            self.ws.flush().await.map_err(io::Error::other)?;
+            self.control_pending = false;
+        }
         let conn = &self.conn;
         let stream = self.ws.get_mut();
         let mut write = std::pin::pin!(stream.write_all(buf));
@@ -172,7 +257,12 @@ impl Socket {
     /// Sends a close frame with `code`, waits briefly for the client's
     /// answer (reading and discarding, so no unread data turns the close
     /// into a reset), then drops the socket.
-    pub async fn close(mut self, code: u16, reason: &str) {
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let close = Box::pin(self.close_inner(code, reason));
+        close.await
+    }
+
+    async fn close_inner(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
@@ -183,7 +273,7 @@ impl Socket {
         }
         let drain = async {
             use tokio::io::AsyncReadExt;
-            let mut scratch = [0u8; 512];
+            let mut scratch = vec![0u8; 512];
             let stream = self.ws.get_mut();
             loop {
                 match stream.read(&mut scratch).await {
@@ -196,7 +286,7 @@ impl Socket {
     }
 
     /// Closes as [`Event::Closed`], [`Event::TooBig`] or after a flood says.
-    pub async fn finish(self, event: &Event) {
+    pub async fn finish(&mut self, event: &Event) {
         match event {
             Event::Closed { code, reason } => self.close(*code, reason).await,
             Event::TooBig => self.close(1009, "frame too large").await,
