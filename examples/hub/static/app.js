@@ -1020,6 +1020,14 @@
           setComposerEnabled(false, 'You cannot post here');
           return 'stop';
         }
+        if (ev.code === 4000) {
+          // Kicked by a moderator: say so and stay out until the user
+          // chooses to rejoin (a kick is not a ban).
+          setConnStatus('kicked');
+          showNotice('You were removed from this room by a moderator. Open the room again to rejoin.', 'error');
+          setComposerEnabled(false, 'You were removed from this room');
+          return 'stop';
+        }
         if (!opened && fails >= 2) checkRoomAccess(id, conn);
         if (!opened && fails >= 3) showNotice('The hub is not letting us into this room right now; still trying…', 'retry');
         return undefined;
