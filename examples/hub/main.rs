@@ -83,7 +83,8 @@ struct Args {
     /// Directory for uploaded files and the rooms registry (rooms.json).
     #[arg(long, default_value = "./channelbox-data")]
     data_dir: std::path::PathBuf,
-    /// Tokio worker threads (default: one per CPU).
+    /// Tokio worker threads (default: one per two CPUs; 1 runs everything
+    /// on one thread).
     #[arg(long)]
     threads: Option<usize>,
     /// Share rooms, history, presence and DMs with other hubs through this
@@ -127,14 +128,26 @@ fn main() -> anyhow::Result<()> {
         node_name: args.node_name,
         ..server::Config::default()
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        runtime.worker_threads(n.max(1));
-    }
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let mut runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    tracing::info!(threads, "runtime");
     runtime.enable_all().build()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         server::run(listener, config, shutdown_signal()).await
     })
+}
+
+/// One worker per two CPUs: each socket's frames are written in batches, so
+/// a worker keeps up with many sockets, and the kernel's share of every
+/// send (loopback TCP, waking readers) runs on the other CPUs.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
