@@ -597,6 +597,11 @@ impl Hub {
     /// Sends a payload to every member of a group, optionally saving it to
     /// the group's history. The payload is checked against its kind first:
     /// a refused payload is neither delivered nor saved.
+    ///
+    /// With the Redis engine the group's members on every node receive it,
+    /// in one order; the report's `delivered` is 0 (delivery happens when
+    /// Redis hands the message back, on every node at once), and while
+    /// Redis is unreachable the send fails with `EngineUnavailable`.
     pub fn group_send(
         &self,
         group: &str,

@@ -169,7 +169,13 @@ fn c_hosts_select_the_redis_engine_by_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = Command::new(&exe).arg(redis.url()).output().unwrap();
+    // cargo's LD_LIBRARY_PATH may name an older copy in target/<profile>/
+    // first; the program must load the library this run built.
+    let run = Command::new(&exe)
+        .arg(redis.url())
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .unwrap();
     assert!(
         run.status.success(),
         "stdout: {}\nstderr: {}",
