@@ -107,7 +107,9 @@ impl Commands {
             }
             Err(_) => {
                 self.slot.lock().take();
-                Err(unavailable("timed out"))
+                Err(unavailable(
+                    "no answer in time (the operation may still have been applied)",
+                ))
             }
         }
     }

@@ -217,7 +217,12 @@ impl RedisEngine {
                 let _ = tx.send(fut.await);
             });
             rx.recv_timeout(self.shared.timeout + Duration::from_millis(250))
-                .unwrap_or_else(|_| Err(unavailable("engine stopped or timed out")))
+                .unwrap_or_else(|_| {
+                    Err(unavailable(
+                        "no answer in time (the engine stopped, or Redis is slow: \
+                         the operation may still have been applied)",
+                    ))
+                })
         };
         if matches!(result, Err(Error::EngineUnavailable(_))) {
             self.shared
