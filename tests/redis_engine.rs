@@ -725,3 +725,22 @@ fn membership_churn_never_loses_a_message_sent_after_a_join() {
         conn.leave("churn").unwrap();
     }
 }
+
+#[test]
+fn history_ages_out_by_the_hub_clock() {
+    let redis = RedisServer::start();
+    let clock = Arc::new(channelbox::ManualClock::new(1_000_000));
+    let config = config(&redis, "a", r#""history_ttl_seconds": 10"#);
+    let a = Hub::with_clock(config, clock.clone()).unwrap();
+    a.group_send("room", Kind::Text, &b"old"[..], true).unwrap();
+    clock.advance_ms(6_000);
+    a.group_send("room", Kind::Text, &b"new"[..], true).unwrap();
+    clock.advance_ms(5_000);
+    let page = a.history("room", HistoryQuery::default()).unwrap();
+    assert_eq!(texts(&page.messages), vec!["new"]);
+    assert_eq!((page.first_offset, page.last_offset), (2, 2));
+    clock.advance_ms(6_000);
+    let page = a.history("room", HistoryQuery::default()).unwrap();
+    assert!(page.messages.is_empty());
+    assert_eq!((page.first_offset, page.last_offset), (0, 2));
+}
