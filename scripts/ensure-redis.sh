@@ -20,5 +20,5 @@ if command -v apt-get >/dev/null 2>&1; then
     # The package may start a system-wide server; the tests never use it.
     command -v redis-server >/dev/null 2>&1 && exit 0
 fi
-echo "ensure-redis: redis-server not found; install Redis 6.2+ (e.g. apt-get install redis-server)" >&2
+echo "ensure-redis: redis-server not found; install Redis 5 or later (e.g. apt-get install redis-server)" >&2
 exit 1
