@@ -744,3 +744,30 @@ fn history_ages_out_by_the_hub_clock() {
     assert!(page.messages.is_empty());
     assert_eq!((page.first_offset, page.last_offset), (0, 2));
 }
+
+#[test]
+fn a_lost_offset_counter_never_reuses_an_offset() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    for _ in 0..3 {
+        a.group_send("room", Kind::Text, &b"m"[..], true).unwrap();
+    }
+    let before = a.history("room", HistoryQuery::default()).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("cbx:g:room:off")
+        .query(&mut redis.raw())
+        .unwrap();
+    let report = a
+        .group_send_with("room", Kind::Json, true, |id| {
+            format!(r#"{{"id":{id}}}"#).into()
+        })
+        .unwrap();
+    assert_eq!(report.offset, 4);
+    assert_eq!(
+        a.history_get("room", 4).unwrap().text(),
+        Some(r#"{"id":4}"#)
+    );
+    let after = a.history("room", HistoryQuery::default()).unwrap();
+    assert_eq!(offsets(&after.messages), vec![1, 2, 3, 4]);
+    assert_eq!(after.epoch, before.epoch, "history is intact: same epoch");
+}

@@ -53,13 +53,29 @@ if ARGV[2] == '1' then
     epoch = ARGV[5]
     redis.call('SET', KEYS[2], epoch)
   end
-  offset = redis.call('INCR', KEYS[1])
-  local digits = string.format('%d', offset)
-  local pos = tonumber(ARGV[9])
-  if pos > 0 then
-    payload = string.sub(payload, 1, pos - 1) .. digits .. string.sub(payload, pos + 20)
+  local raw = payload
+  local function append(n)
+    local digits = string.format('%d', n)
+    local pos = tonumber(ARGV[9])
+    payload = raw
+    if pos > 0 then
+      payload = string.sub(raw, 1, pos - 1) .. digits .. string.sub(raw, pos + 20)
+    end
+    return redis.pcall('XADD', KEYS[3], digits .. '-0', 'k', ARGV[3], 't', ARGV[4], 'd', payload)
   end
-  redis.call('XADD', KEYS[3], digits .. '-0', 'k', ARGV[3], 't', ARGV[4], 'd', payload)
+  offset = redis.call('INCR', KEYS[1])
+  local added = append(offset)
+  if type(added) == 'table' and added.err then
+    -- The counter fell behind the stream (its key was lost or rewritten):
+    -- continue after the newest entry, so offsets stay unique.
+    local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+    local top = 0
+    if tail then top = tonumber(string.match(tail[1], '^(%d+)')) or 0 end
+    redis.call('SET', KEYS[1], string.format('%d', top))
+    offset = redis.call('INCR', KEYS[1])
+    added = append(offset)
+    if type(added) == 'table' and added.err then return redis.error_reply(added.err) end
+  end
   redis.call('INCRBY', KEYS[4], #payload)
   redis.call('SADD', KEYS[6], ARGV[11])
   trim(KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
