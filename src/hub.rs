@@ -46,6 +46,11 @@ pub struct SendReport {
     pub offset: u64,
 }
 
+/// What the async sends return: owns everything it needs (no borrow of
+/// the hub), awaitable from any executor.
+pub type SendFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SendReport>> + Send + 'static>>;
+
 /// One group as the listing shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupInfo {
@@ -663,14 +668,7 @@ impl Hub {
     where
         F: FnOnce(u64) -> Result<Bytes>,
     {
-        self.check_group(group)?;
-        let given = if save { engine::OFFSET_PLACEHOLDER } else { 0 };
-        let data = build(given)?;
-        let placeholder_at = if placeholder && save {
-            engine::placeholder_at(&data)
-        } else {
-            None
-        };
+        let (data, placeholder_at) = self.build_remote(group, save, placeholder, build)?;
         let offset = engine.publish_group(GroupPublish {
             group,
             kind,
@@ -683,6 +681,110 @@ impl Hub {
         Ok(SendReport {
             offset,
             ..SendReport::default()
+        })
+    }
+
+    /// Builds the payload of a send through the shared engine: with the
+    /// placeholder offset when saved, and where the placeholder sits.
+    fn build_remote<F>(
+        &self,
+        group: &str,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> Result<(Bytes, Option<usize>)>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        self.check_group(group)?;
+        let given = if save { engine::OFFSET_PLACEHOLDER } else { 0 };
+        let data = build(given)?;
+        let placeholder_at = if placeholder && save {
+            engine::placeholder_at(&data)
+        } else {
+            None
+        };
+        Ok((data, placeholder_at))
+    }
+
+    /// [`Hub::group_send_with`] for async hosts: with the Redis engine it
+    /// awaits Redis' answer instead of blocking the calling thread (an
+    /// executor thread keeps serving other tasks meanwhile). With the
+    /// in-memory engine it is the same as the blocking call, which never
+    /// waits on I/O. The future does not borrow the hub.
+    pub fn group_send_with_async<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> SendFuture
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send_async(group, kind, save_history, true, build)
+    }
+
+    /// [`Hub::group_send`] for async hosts (see
+    /// [`Hub::group_send_with_async`]).
+    pub fn group_send_async(
+        &self,
+        group: &str,
+        kind: Kind,
+        data: impl Into<Bytes>,
+        save_history: bool,
+    ) -> SendFuture {
+        let data = data.into();
+        let build = |_| {
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send_async(group, kind, save_history, false, build)
+    }
+
+    /// Starts a send now (builds, checks, hands it to the engine) and
+    /// returns what is left to await.
+    fn send_async<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> SendFuture
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        let started = match &self.inner.engine {
+            None => Err(self.send_inner(group, kind, save, build)),
+            Some(engine) => match self.build_remote(group, save, placeholder, build) {
+                Ok((data, placeholder_at)) => Ok(engine.publish_group_async(GroupPublish {
+                    group,
+                    kind,
+                    save,
+                    data: &data,
+                    placeholder_at,
+                    ts_ms: self.now_ms(),
+                })),
+                Err(e) => Err(Err(e)),
+            },
+        };
+        let hub = self.clone();
+        Box::pin(async move {
+            let offset = match started {
+                Ok(publish) => publish.await?,
+                Err(done) => return done,
+            };
+            Counters::add(&hub.inner.counters.group_sends, 1);
+            Ok(SendReport {
+                offset,
+                ..SendReport::default()
+            })
         })
     }
 

@@ -771,3 +771,71 @@ fn a_lost_offset_counter_never_reuses_an_offset() {
     assert_eq!(offsets(&after.messages), vec![1, 2, 3, 4]);
     assert_eq!(after.epoch, before.epoch, "history is intact: same epoch");
 }
+
+#[test]
+fn async_sends_await_redis_without_blocking_the_executor() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let on_b = b.open(None, None).unwrap();
+    on_b.join("room").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Many sends in flight at once on one executor thread.
+        let sends: Vec<_> = (0..20)
+            .map(|i| {
+                a.group_send_with_async("room", Kind::Json, true, move |id| {
+                    format!(r#"{{"id":{id},"n":{i}}}"#).into()
+                })
+            })
+            .collect();
+        let mut offsets: Vec<u64> = Vec::new();
+        for s in sends {
+            offsets.push(s.await.unwrap().offset);
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, (1..=20).collect::<Vec<u64>>());
+        let report = a
+            .group_send_async("room", Kind::Text, &b"plain"[..], false)
+            .await
+            .unwrap();
+        assert_eq!(report.offset, 0);
+        let err = a
+            .group_send_async("room", Kind::Json, &b"{nope"[..], true)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidJson(_)));
+        let got = {
+            let mut got = Vec::new();
+            while got.len() < 21 {
+                got.push(on_b.recv_async().await.unwrap());
+            }
+            got
+        };
+        for m in &got[..20] {
+            let id = format!(r#""id":{}"#, m.offset());
+            assert!(m.text().unwrap().contains(&id), "{:?}", m.text());
+        }
+        assert_eq!(got[20].text(), Some("plain"));
+    });
+    assert_eq!(a.stats().group_sends, 21);
+}
+
+#[test]
+fn async_sends_work_the_same_in_memory() {
+    let hub = Hub::new(Config::default()).unwrap();
+    let c = hub.open(None, None).unwrap();
+    c.join("room").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let report = rt
+        .block_on(hub.group_send_with_async("room", Kind::Json, true, |id| {
+            format!(r#"{{"id":{id}}}"#).into()
+        }))
+        .unwrap();
+    assert_eq!((report.offset, report.delivered), (1, 1));
+    assert_eq!(c.recv(None).unwrap().text(), Some(r#"{"id":1}"#));
+}

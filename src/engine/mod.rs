@@ -16,6 +16,9 @@
 //! methods block the caller for at most the engine's timeout and fail with
 //! [`crate::Error::EngineUnavailable`], never buffering without bound.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 
 use crate::error::Result;
@@ -49,6 +52,9 @@ pub(crate) struct GroupPublish<'a> {
     pub(crate) ts_ms: u64,
 }
 
+/// A boxed engine operation, awaitable from any executor.
+pub(crate) type EngineFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
 /// The digits a payload builder is given as its offset when the real one is
 /// only known inside the engine; the engine replaces the first occurrence.
 pub(crate) const OFFSET_PLACEHOLDER: u64 = u64::MAX;
@@ -60,6 +66,11 @@ pub(crate) trait Fanout: Send + Sync {
     /// offset (0 when not saved). Delivery, on every node, comes back
     /// through [`EngineSink::deliver_group`].
     fn publish_group(&self, publish: GroupPublish<'_>) -> Result<u64>;
+
+    /// [`Fanout::publish_group`] without blocking the caller: the future
+    /// resolves when the engine answered (within its timeout). It owns what
+    /// it needs, so it can be awaited after `publish` is gone.
+    fn publish_group_async(&self, publish: GroupPublish<'_>) -> EngineFuture<u64>;
 
     /// Broadcasts a user send to every node holding a connection of `user`.
     fn publish_user(&self, user: &str, kind: Kind, data: &[u8], ts_ms: u64) -> Result<()>;

@@ -48,7 +48,8 @@ use self::pubsub::Subscriptions;
 use self::scripts::Scripts;
 use self::wire::{kind_code, Keys, SEP};
 use super::{
-    Engine, EngineSink, Fanout, GroupPublish, HistoryStore, LocalPresence, PresenceStore, Topic,
+    Engine, EngineFuture, EngineSink, Fanout, GroupPublish, HistoryStore, LocalPresence,
+    PresenceStore, Topic,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -402,19 +403,17 @@ fn now_ms() -> u64 {
     SystemClock.now_ms()
 }
 
-impl Drop for RedisEngine {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-impl Fanout for RedisEngine {
-    fn publish_group(&self, p: GroupPublish<'_>) -> Result<u64> {
-        let group = p.group.to_owned();
-        let data = p.data.to_vec();
-        let (save, kind, ts) = (p.save, p.kind, p.ts_ms);
-        let at = p.placeholder_at.map_or(0, |i| i + 1);
-        let (offset, _epoch): (u64, String) = self.block(move |s| async move {
+/// The send script's call for one group send, ready to run on the engine's
+/// runtime (waited for by `publish_group`, awaited by `publish_group_async`).
+fn publish_op(
+    p: GroupPublish<'_>,
+) -> impl FnOnce(Arc<Shared>) -> EngineFuture<u64> + Send + 'static {
+    let group = p.group.to_owned();
+    let data = p.data.to_vec();
+    let (save, kind, ts) = (p.save, p.kind, p.ts_ms);
+    let at = p.placeholder_at.map_or(0, |i| i + 1);
+    move |s: Arc<Shared>| -> EngineFuture<u64> {
+        Box::pin(async move {
             let k = |suffix| s.keys.group(&group, suffix);
             let b = s.bounds;
             let mut inv = s.scripts.send.prepare_invoke();
@@ -435,15 +434,49 @@ impl Fanout for RedisEngine {
                 .arg(at)
                 .arg(data)
                 .arg(&group);
-            s.commands
+            let (offset, _epoch): (u64, String) = s
+                .commands
                 .run(|mut c| async move { inv.invoke_async(&mut c).await })
-                .await
-        })?;
+                .await?;
+            Ok(offset)
+        })
+    }
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Fanout for RedisEngine {
+    fn publish_group(&self, p: GroupPublish<'_>) -> Result<u64> {
+        let offset = self.block(publish_op(p))?;
         self.shared
             .counters
             .published
             .fetch_add(1, Ordering::Relaxed);
         Ok(offset)
+    }
+
+    fn publish_group_async(&self, p: GroupPublish<'_>) -> EngineFuture<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = self.shared.clone();
+        let op = publish_op(p)(shared.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(op.await);
+        });
+        Box::pin(async move {
+            let result = rx
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the engine stopped")));
+            let counter = match result {
+                Ok(_) => &shared.counters.published,
+                Err(_) => &shared.counters.unavailable,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            result
+        })
     }
 
     fn publish_user(&self, user: &str, kind: Kind, data: &[u8], ts_ms: u64) -> Result<()> {
