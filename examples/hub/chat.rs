@@ -167,8 +167,46 @@ fn history_frame(
     }
 }
 
+/// A frame that is only a message's text: `{"message": ".."}` or
+/// `{"type":"message","content":".."}` (what nearly every frame is).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainMessage<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The text of a plain message frame, parsed without building a JSON tree;
+/// `None` sends the frame down the general path.
+fn plain_message(text: &str) -> Option<String> {
+    let frame: PlainMessage = serde_json::from_str(text).ok()?;
+    if frame.ty.as_deref().is_some_and(|ty| ty != "message") {
+        return None;
+    }
+    let content = frame.content.or(frame.message)?;
+    (!content.is_empty()).then(|| content.into_owned())
+}
+
 /// Parses one client frame and dispatches it by `type`.
 async fn handle_text(session: &Session, text: &str) {
+    if let Some(content) = plain_message(text) {
+        let draft = MessageDraft {
+            content,
+            thread_id: None,
+            attachments: None,
+            extra: Map::new(),
+            client_id: None,
+            duplicate_of: None,
+        };
+        if let Err(r) = send_message(session, draft) {
+            session.send_error(r.code, &r.detail);
+        }
+        return;
+    }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => return session.send_error("bad_request", "not JSON"),
@@ -212,12 +250,8 @@ pub fn content_of(value: &Value) -> Result<&str, Refusal> {
     }
 }
 
-/// Builds, saves and broadcasts a chat message; acks `client_id`.
+/// Reads a `message` frame's fields, then sends it.
 fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
-    let state = &session.state;
-    let Some(group) = session.room_group() else {
-        return Err(Refusal::new("bad_request", "not a room"));
-    };
     let content = content_of(value)?;
     let thread_id = match value.get("thread_id") {
         None | Some(Value::Null) => None,
@@ -236,7 +270,7 @@ fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(Refusal::new("bad_request", "client_id must be a string")),
     };
-    let mut draft = MessageDraft {
+    let draft = MessageDraft {
         content: content.to_owned(),
         thread_id,
         attachments,
@@ -244,6 +278,17 @@ fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
         client_id: client_id.map(str::to_owned),
         duplicate_of: None,
     };
+    send_message(session, draft)
+}
+
+/// Builds, saves and broadcasts a chat message (encoded once, with its id
+/// inside); acks `client_id`.
+fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusal> {
+    let state = &session.state;
+    let Some(group) = session.room_group() else {
+        return Err(Refusal::new("bad_request", "not a room"));
+    };
+    let client_id = draft.client_id.clone();
     features::on_message(session, &mut draft)?;
     if let Some(id) = draft.duplicate_of {
         if let (Some(client_id), true) = (client_id, id > 0) {
@@ -297,4 +342,23 @@ fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_messages_take_the_fast_path_and_nothing_else_does() {
+        assert_eq!(plain_message(r#"{"message":"hi"}"#).as_deref(), Some("hi"));
+        assert_eq!(
+            plain_message(r#"{"type":"message","content":"a\"b"}"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(plain_message(r#"{"message":""}"#), None);
+        assert_eq!(plain_message(r#"{"type":"typing","state":true}"#), None);
+        assert_eq!(plain_message(r#"{"message":"hi","client_id":"c"}"#), None);
+        assert_eq!(plain_message(r#"{"message":7}"#), None);
+        assert_eq!(plain_message("not json"), None);
+    }
 }

@@ -51,16 +51,34 @@ pub fn now_ms() -> u64 {
 
 /// `2026-11-26T04:50:01.123Z` for a time in ms since the Unix epoch.
 pub fn timestamp(ms: u64) -> String {
+    thread_local! {
+        /// The formatted second of the last call: every message stamps one.
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, m, d) = civil_from_days(days as i64);
+            cached.1 = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            );
+            cached.0 = secs;
+        }
+        let mut out = String::with_capacity(cached.1.len() + 4);
+        out.push_str(&cached.1);
+        let ms = (ms % 1000) as u32;
+        for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push('Z');
+        out
+    })
 }
 
 /// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).

@@ -63,6 +63,16 @@ pub async fn serve_frames<'a>(
     }
 }
 
+thread_local! {
+    /// Where a batch is framed before its one write: per thread, not per
+    /// socket, so an idle socket keeps no buffer and a busy one allocates
+    /// nothing per batch.
+    static WRITE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest write buffer a thread keeps between batches.
+const MAX_KEPT_WRITE_BUF: usize = 1 << 20;
+
 /// How long a socket may take to send its close frame and hear back.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How often a blocked write checks whether the hub gave up on the socket.
@@ -126,13 +136,10 @@ impl Socket {
             let rest = tokio::select! {
                 received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
                     match received {
-                        Ok(_) => {
-                            let buf = self.frame_batch();
-                            match self.write_now(buf) {
-                                Some(rest) => rest,
-                                None => continue,
-                            }
-                        }
+                        Ok(_) => match self.write_batch_now() {
+                            Some(rest) => rest,
+                            None => continue,
+                        },
                         Err(HubError::Closed(reason)) => return closed_event(reason),
                         Err(_) => return Event::Gone,
                     }
@@ -166,9 +173,13 @@ impl Socket {
     /// Writes one frame now, ahead of anything still queued (the `history`
     /// frame of a join).
     pub async fn send_now(&mut self, frame: &Bytes) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(frame.len() + 10);
-        push_frame(&mut buf, Kind::Json, frame);
-        match self.write_now(buf) {
+        let rest = WRITE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            push_frame(&mut buf, Kind::Json, frame);
+            self.write_now(&mut buf)
+        });
+        match rest {
             None => Ok(()),
             Some(rest) => {
                 let write = Box::pin(self.write_rest(rest));
@@ -177,20 +188,32 @@ impl Socket {
         }
     }
 
+    /// Frames the batch taken from the queue into the thread's write
+    /// buffer and writes it; returns what the socket did not take.
+    fn write_batch_now(&mut self) -> Option<(Vec<u8>, usize)> {
+        WRITE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            self.frame_batch(&mut buf);
+            self.write_now(&mut buf)
+        })
+    }
+
     /// Writes as much of `buf` as the socket takes now (the common case:
-    /// all of it, one `sendto`, no future); returns what is left, with any
-    /// write error deferred to [`Socket::write_rest`].
-    fn write_now(&mut self, buf: Vec<u8>) -> Option<(Vec<u8>, usize)> {
-        if buf.is_empty() {
-            return None;
-        }
+    /// all of it, one `sendto`, no future); returns a copy of what is left,
+    /// with any write error deferred to [`Socket::write_rest`].
+    fn write_now(&mut self, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
         let mut written = 0;
-        if !self.control_pending {
-            if let Ok(n) = self.ws.get_ref().try_write(&buf) {
+        if !buf.is_empty() && !self.control_pending {
+            if let Ok(n) = self.ws.get_ref().try_write(buf) {
                 written = n;
             }
         }
-        (written < buf.len()).then_some((buf, written))
+        let rest = (written < buf.len()).then(|| (buf[written..].to_vec(), 0));
+        if buf.capacity() > MAX_KEPT_WRITE_BUF {
+            *buf = Vec::new();
+        }
+        rest
     }
 
     /// Writes the rest of a buffer [`Socket::write_now`] could not.
@@ -198,10 +221,10 @@ impl Socket {
         self.write_buf(&buf[written..]).await
     }
 
-    /// Frames everything in `batch` into one buffer.
-    fn frame_batch(&mut self) -> Vec<u8> {
+    /// Frames everything in `batch` into `buf`.
+    fn frame_batch(&mut self, buf: &mut Vec<u8>) {
         let size: usize = self.batch.iter().map(|m| m.len() + 10).sum();
-        let mut buf = Vec::with_capacity(size);
+        buf.reserve(size);
         let mut skip_over = false;
         for m in self.batch.drain(..) {
             if let Some((group, upto)) = &self.skip {
@@ -213,7 +236,7 @@ impl Socket {
                     skip_over = true;
                 }
             }
-            push_frame(&mut buf, m.kind(), m.data());
+            push_frame(buf, m.kind(), m.data());
         }
         if skip_over {
             self.skip = None;
@@ -222,7 +245,6 @@ impl Socket {
             // A burst made it large: do not keep that on an idle socket.
             self.batch = Vec::new();
         }
-        buf
     }
 
     /// Writes `buf` after anything tungstenite still holds (a pong, a
