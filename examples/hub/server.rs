@@ -78,7 +78,7 @@ impl Default for Config {
             max_file_bytes: 10 << 20,
             queue_max_bytes: 1 << 20,
             queue_max_messages: 10_000,
-            history_max_messages: 1000,
+            history_max_messages: 10_000,
             history_max_bytes: 1 << 20,
             history_ttl_seconds: 0,
             history_replay: 50,

@@ -368,3 +368,39 @@ fn push_frame(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     }
     buf.extend_from_slice(payload);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(reason: &str) -> u16 {
+        match closed_event(reason.to_owned()) {
+            Event::Closed { code, .. } => code,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn hub_close_reasons_become_close_codes() {
+        assert_eq!(code("4003 banned from this room"), 4003);
+        assert_eq!(
+            code("slow consumer: outbound queue full (3 messages, 9 bytes)"),
+            4008
+        );
+        assert_eq!(code("hub closed all connections"), 1001);
+        assert_eq!(code("99 problems"), 1001);
+    }
+
+    #[test]
+    fn frames_carry_their_length() {
+        let mut buf = Vec::new();
+        push_frame(&mut buf, Kind::Json, b"hi");
+        assert_eq!(buf, [0x81, 2, b'h', b'i']);
+        buf.clear();
+        push_frame(&mut buf, Kind::Binary, &[0u8; 300]);
+        assert_eq!(&buf[..4], &[0x82, 126, 1, 44]);
+        buf.clear();
+        push_frame(&mut buf, Kind::Text, &vec![0u8; 70_000]);
+        assert_eq!(&buf[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+}
