@@ -739,6 +739,7 @@ fn open_session(
 async fn serve_session(session: Box<Session>, mut socket: Box<crate::socket::Socket>) {
     let session = &*session;
     let state = &session.state;
+    tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, endpoint = ?session.endpoint, "session opened");
     if state.shutting_down.load(Ordering::SeqCst) {
         socket.close(1001, "server shutting down").await;
     } else {
@@ -750,6 +751,7 @@ async fn serve_session(session: Box<Session>, mut socket: Box<crate::socket::Soc
     }
     state.unregister(session.conn.id());
     let _ = session.conn.close();
+    tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, "session closed");
 }
 
 #[cfg(test)]
