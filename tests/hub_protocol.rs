@@ -594,3 +594,30 @@ async fn demo_mode_issues_guest_tokens() {
     assert_eq!(status, 200);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn pings_are_answered_and_frames_keep_flowing() {
+    use futures_util::StreamExt;
+    let hub = start(config()).await;
+    let mut ws = connect(&hub, "/chat/ping", &token("pi", "pi")).await;
+    recv_type(&mut ws, "history").await;
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let mut ponged = false;
+    for _ in 0..10 {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Pong(p))) => {
+                assert_eq!(&p[..], b"are you there");
+                ponged = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ponged);
+    send(&mut ws, json!({"message": "after the ping"})).await;
+    assert_eq!(recv(&mut ws).await["content"], "after the ping");
+    hub.stop().await;
+}
