@@ -22,8 +22,11 @@ use crate::server::AppState;
 const LEEWAY_SECS: u64 = 30;
 /// How long a guest token lives.
 const GUEST_TTL_SECS: u64 = 24 * 3600;
-/// Longest `sub` or `username` accepted (the core's user id limit is 256).
-const MAX_NAME_BYTES: usize = 128;
+/// Longest `sub` accepted: two ids and a prefix must fit the core's
+/// 256-byte group names (a DM pair's history group).
+const MAX_SUB_BYTES: usize = 100;
+/// Longest `username` accepted.
+const MAX_USERNAME_BYTES: usize = 128;
 
 /// The claims of a verified token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,12 +97,12 @@ impl Auth {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| Refused(e.to_string()))?;
         let mut claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > MAX_NAME_BYTES {
+        if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(Refused("sub is empty or too long".into()));
         }
         if claims.username.is_empty() {
             claims.username = claims.sub.clone();
-        } else if claims.username.len() > MAX_NAME_BYTES {
+        } else if claims.username.len() > MAX_USERNAME_BYTES {
             return Err(Refused("username is too long".into()));
         }
         Ok(claims)
