@@ -80,7 +80,7 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
         Box::pin(async move { handle_text(session, text.as_str()).await })
     })
     .await;
-    leave(session, group);
+    leave(session, group).await;
     socket.finish(&end).await;
 }
 
@@ -94,18 +94,18 @@ async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool 
         return false;
     }
     let joined = format!("{} joined the chat", session.claims.username);
-    let upto = send_system(state, group, &joined);
+    let upto = send_system(state, group, &joined).await;
     let history = history_frame(state, group, since, epoch, upto);
     socket.skip_saved(group.clone(), upto);
     if socket.send_now(&history).await.is_err() {
-        leave(session, group);
+        leave(session, group).await;
         return false;
     }
     true
 }
 
 /// Leaves the room and tells it (not while the hub shuts down).
-fn leave(session: &Session, group: &str) {
+async fn leave(session: &Session, group: &str) {
     let _ = session.conn.leave(group);
     features::on_leave(session);
     let state = &session.state;
@@ -114,19 +114,20 @@ fn leave(session: &Session, group: &str) {
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         let left = format!("{} left the chat", session.claims.username);
-        send_system(state, group, &left);
+        send_system(state, group, &left).await;
     }
 }
 
-/// Saves and broadcasts a system notice; returns its id.
-pub fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
+/// Saves and broadcasts a system notice; returns its id. Async sends
+/// never hold the worker while a shared engine (Redis) answers.
+pub async fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
     let ts = frames::timestamp(frames::now_ms());
-    state
+    let send = state
         .hub
-        .group_send_with(group, Kind::Json, true, |id| {
+        .group_send_with_async(group, Kind::Json, true, |id| {
             frames::system(id, message, &ts)
-        })
-        .map_or(0, |r| r.offset)
+        });
+    send.await.map_or(0, |r| r.offset)
 }
 
 /// The `history` frame for a joiner whose own join notice is `upto`: the
@@ -202,7 +203,7 @@ async fn handle_text(session: &Session, text: &str) {
             client_id: None,
             duplicate_of: None,
         };
-        if let Err(r) = send_message(session, draft) {
+        if let Err(r) = send_message(session, draft).await {
             session.send_error(r.code, &r.detail);
         }
         return;
@@ -216,7 +217,7 @@ async fn handle_text(session: &Session, text: &str) {
         Err(r) => return session.send_error(r.code, &r.detail),
     };
     if ty == "message" {
-        if let Err(r) = handle_message(session, &value) {
+        if let Err(r) = handle_message(session, &value).await {
             session.send_error(r.code, &r.detail);
         }
     } else {
@@ -251,7 +252,7 @@ pub fn content_of(value: &Value) -> Result<&str, Refusal> {
 }
 
 /// Reads a `message` frame's fields, then sends it.
-fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
+async fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
     let content = content_of(value)?;
     let thread_id = match value.get("thread_id") {
         None | Some(Value::Null) => None,
@@ -278,12 +279,12 @@ fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
         client_id: client_id.map(str::to_owned),
         duplicate_of: None,
     };
-    send_message(session, draft)
+    send_message(session, draft).await
 }
 
 /// Builds, saves and broadcasts a chat message (encoded once, with its id
 /// inside); acks `client_id`.
-fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusal> {
+async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusal> {
     let state = &session.state;
     let Some(group) = session.room_group() else {
         return Err(Refusal::new("bad_request", "not a room"));
@@ -303,9 +304,9 @@ fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusa
     let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
     let ts = frames::timestamp(frames::now_ms());
     let mut sent = None;
-    let report = state
+    let send = state
         .hub
-        .group_send_with(group, Kind::Json, true, |id| {
+        .group_send_with_async(group, Kind::Json, true, |id| {
             let frame = frames::encode(&ChatMessage {
                 ty: "message",
                 id,
@@ -319,7 +320,9 @@ fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusa
             });
             sent = Some(frame.clone());
             frame
-        })
+        });
+    let report = send
+        .await
         .map_err(|e| Refusal::new("too_large", e.to_string()))?;
     state
         .counters
