@@ -1,6 +1,7 @@
 //! Two example hubs (`--redis-url`) on one throw-away Redis, spoken to over
 //! WebSockets: a room spans them, ids agree, recovery and DMs work across
-//! them, and a Redis restart closes sockets with 1012 (reconnect).
+//! them, presence is the union of the hubs (also when one is killed), and a
+//! Redis restart closes sockets with 1012 (reconnect).
 
 include!("../examples/hub/modules.rs");
 
@@ -172,4 +173,284 @@ async fn a_redis_restart_closes_sockets_with_reconnect_and_they_recover() {
         .await;
     let s = h1.state.hub.stats();
     assert!(s.engine_lost_subscription_closes >= 1, "{s:?}");
+}
+
+/// Reads frames until `done` says it has seen enough (at most 200 frames,
+/// within `wait`); returns them all.
+async fn frames_until(
+    c: &mut support::Client,
+    wait: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        if done(&seen) {
+            return seen;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match c.next_within(left).await {
+            support::Seen::Frame(f) => seen.push(f),
+            other => panic!("waiting: {other:?}; seen {seen:?}"),
+        }
+    }
+    panic!("not done in 200 frames: {seen:?}")
+}
+
+fn is_status(f: &serde_json::Value, user: &str, status: &str) -> bool {
+    f["type"] == "status" && f["user_id"] == user && f["status"] == status
+}
+
+/// Connects to `/presence` and reads until both its `users` frame and the
+/// `online` of `user` (its own first socket) arrived; returns the users.
+async fn presence_first(
+    hub: &Hub,
+    token: &str,
+    user: &str,
+) -> (support::Client, Vec<serde_json::Value>) {
+    let mut c = hub.ws("/presence", token).await.unwrap();
+    let seen = frames_until(&mut c, support::WAIT, |s| {
+        s.iter().any(|f| f["type"] == "users") && s.iter().any(|f| is_status(f, user, "online"))
+    })
+    .await;
+    (c, users_in(&seen))
+}
+
+fn users_in(seen: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let users = seen
+        .iter()
+        .find(|f| f["type"] == "users")
+        .expect("users frame");
+    let list = users["users"].as_array().unwrap().clone();
+    assert_eq!(users["count"].as_u64(), Some(list.len() as u64), "{users}");
+    list
+}
+
+fn ids(users: &[serde_json::Value]) -> Vec<&str> {
+    let mut ids: Vec<&str> = users.iter().filter_map(|u| u["id"].as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_the_union_of_the_hubs() {
+    let redis = RedisServer::start();
+    let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
+    let alice_token = h1.token("alice", Some("Alice"), false);
+    let (mut alice1, users) = presence_first(&h1, &alice_token, "alice").await;
+    assert_eq!(ids(&users), vec!["alice"]);
+    let (mut bob, users) = presence_first(&h2, &h2.token("bob", Some("Bob"), false), "bob").await;
+    assert_eq!(ids(&users), vec!["alice", "bob"]);
+    let alice_entry = users.iter().find(|u| u["id"] == "alice").unwrap();
+    assert_eq!(alice_entry["username"], "Alice", "{users:?}");
+    assert_eq!(alice_entry["status"], "online");
+    // Bob's online (from h2) reaches alice on h1, with his name.
+    let online = alice1
+        .expect_where("status", |f| is_status(f, "bob", "online"))
+        .await;
+    assert_eq!(online["user"], "Bob");
+    // A watcher on h1 sees both in its list.
+    let (mut watcher, users) = presence_first(&h1, &h1.user("w"), "w").await;
+    assert_eq!(ids(&users), vec!["alice", "bob", "w"]);
+    let bob_entry = users.iter().find(|u| u["id"] == "bob").unwrap();
+    assert_eq!(bob_entry["username"], "Bob", "{users:?}");
+    for c in [&mut alice1, &mut bob] {
+        c.expect_where("status", |f| is_status(f, "w", "online"))
+            .await;
+    }
+    // Alice's second tab, on h2: her list has everyone, nobody hears a thing.
+    let mut alice2 = h2.ws("/presence", &alice_token).await.unwrap();
+    let users = alice2.expect("users").await;
+    assert_eq!(
+        ids(users["users"].as_array().unwrap()),
+        vec!["alice", "bob", "w"]
+    );
+    let quiet = Duration::from_millis(600);
+    bob.expect_no("status", quiet).await;
+    watcher.expect_no("status", quiet).await;
+    alice2.expect_no("status", Duration::from_millis(1)).await;
+    // A status change on h2 reaches h1.
+    bob.send(json!({"type": "status", "status": "away"})).await;
+    let away = watcher
+        .expect_where("status", |f| is_status(f, "bob", "away"))
+        .await;
+    assert_eq!(away["user"], "Bob");
+    alice1
+        .expect_where("status", |f| is_status(f, "bob", "away"))
+        .await;
+    // A hub that starts later knows names and statuses too.
+    let h3 = node(&redis, "h3").await;
+    let (mut late, users) = presence_first(&h3, &h3.user("late"), "late").await;
+    assert_eq!(ids(&users), vec!["alice", "bob", "late", "w"]);
+    let bob_entry = users.iter().find(|u| u["id"] == "bob").unwrap();
+    assert_eq!(
+        (&bob_entry["username"], &bob_entry["status"]),
+        (&json!("Bob"), &json!("away"))
+    );
+    for c in [&mut bob, &mut watcher] {
+        c.expect_where("status", |f| is_status(f, "late", "online"))
+            .await;
+    }
+    // Her tab on h1 closes: she is still online (on h2).
+    alice1.close().await;
+    bob.expect_no("status", quiet).await;
+    watcher.expect_no("status", quiet).await;
+    // Her last tab closes: everyone, on both hubs, hears `offline`.
+    alice2.close().await;
+    for c in [&mut bob, &mut watcher, &mut late] {
+        let off = c
+            .expect_where("status", |f| is_status(f, "alice", "offline"))
+            .await;
+        assert_eq!(off["user"], "Alice");
+    }
+    watcher.expect_no("status", quiet).await;
+    let mut again = h2.ws("/presence", &h2.user("dave")).await.unwrap();
+    let users = again.expect("users").await;
+    assert_eq!(
+        ids(users["users"].as_array().unwrap()),
+        vec!["bob", "dave", "late", "w"]
+    );
+}
+
+/// Hub processes (the built example binary) on one Redis; each is killed
+/// (SIGKILL, by PID) when dropped, also when the test fails.
+struct HubProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+const PROCESS_SECRET: &str = "process-test-secret";
+
+impl HubProcess {
+    fn start(redis: &RedisServer, name: &str, ttl_s: u64) -> HubProcess {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/redis_hub-<hash> -> target/<profile>/examples/hub
+        let bin = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|profile| profile.join("examples").join("hub"))
+            .unwrap();
+        assert!(
+            bin.exists(),
+            "{} missing: cargo build --example hub",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--redis-url", &redis.url()])
+            .args(["--node-name", name, "--jwt-secret", PROCESS_SECRET])
+            .args([
+                "--presence-ttl-seconds",
+                &ttl_s.to_string(),
+                "--threads",
+                "1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the hub binary");
+        let p = HubProcess {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(p.addr).is_err() {
+            assert!(Instant::now() < deadline, "hub {name} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    fn kill(&mut self) {
+        // `Child::kill` is SIGKILL on Unix, to this PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn presence(&self, sub: &str) -> support::Client {
+        let token = auth::Auth::new(PROCESS_SECRET.as_bytes(), false).mint(&auth::Claims {
+            sub: sub.into(),
+            username: sub.to_uppercase(),
+            roles: vec![],
+            exp: support_now() + 3600,
+        });
+        let url = format!("ws://{}/presence?token={token}", self.addr);
+        let (ws, _) = tokio::time::timeout(support::WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("upgrade");
+        support::Client { ws }
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn support_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_of_a_killed_hub_go_offline_within_the_presence_ttl() {
+    const TTL_S: u64 = 2;
+    let redis = RedisServer::start();
+    let a = HubProcess::start(&redis, "node-a", TTL_S);
+    let b = HubProcess::start(&redis, "node-b", TTL_S);
+    let mut c = HubProcess::start(&redis, "node-c", TTL_S);
+    let mut alice = a.presence("alice").await;
+    alice.expect("users").await;
+    let mut bob = b.presence("bob").await;
+    bob.expect("users").await;
+    alice
+        .expect_where("status", |f| is_status(f, "bob", "online"))
+        .await;
+    let mut carol = c.presence("carol").await;
+    let users = carol.expect("users").await;
+    assert_eq!(
+        ids(users["users"].as_array().unwrap()),
+        vec!["alice", "bob", "carol"]
+    );
+    for cl in [&mut alice, &mut bob] {
+        cl.expect_where("status", |f| is_status(f, "carol", "online"))
+            .await;
+    }
+    c.kill();
+    let killed = Instant::now();
+    // Within the TTL, plus two sweeps (a third of it each) and a margin.
+    let limit = Duration::from_secs(TTL_S + 4);
+    for cl in [&mut alice, &mut bob] {
+        let left = limit.saturating_sub(killed.elapsed());
+        let seen = frames_until(cl, left, |s| {
+            s.iter().any(|f| is_status(f, "carol", "offline"))
+        })
+        .await;
+        let off = seen.last().unwrap();
+        assert_eq!(off["user"], "CAROL", "{off}");
+    }
+    assert!(killed.elapsed() < limit, "{:?}", killed.elapsed());
+    // Once, not twice; and a new list no longer has her.
+    alice.expect_no("status", Duration::from_millis(900)).await;
+    let mut dave = b.presence("dave").await;
+    let users = dave.expect("users").await;
+    assert_eq!(
+        ids(users["users"].as_array().unwrap()),
+        vec!["alice", "bob", "dave"]
+    );
+    drop(carol);
 }

@@ -92,52 +92,81 @@ async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
     if ty != "message" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
-    if let Err(r) = send_direct(session, peer, pair, &value) {
+    if let Err(r) = send_direct(session, peer, pair, &value).await {
         session.send_error(r.code, &r.detail);
     }
 }
 
 /// Saves a DM to the pair's history and delivers it to both inboxes.
-fn send_direct(session: &Session, peer: &str, pair: &str, value: &Value) -> Result<(), Refusal> {
+///
+/// The three sends are started under the pair's lock, in order (so a
+/// joiner's replay, read under the same lock, either has the DM or gets it
+/// live, never both), and awaited after it: with Redis the lock is never
+/// held, and the worker never blocked, while Redis answers.
+async fn send_direct(
+    session: &Session,
+    peer: &str,
+    pair: &str,
+    value: &Value,
+) -> Result<(), Refusal> {
+    use futures_util::FutureExt;
+
     let state = &session.state;
     let claims = &session.claims;
     let content = content_of(value)?;
     let ts = frames::timestamp(frames::now_ms());
     let mut built: Option<Bytes> = None;
-    let _order = pair_lock(state, pair);
-    let report = state
-        .hub
-        .group_send_with(pair, Kind::Json, true, |id| {
-            let frame = frames::encode(&DirectMessage {
-                ty: "direct_message",
-                id,
-                from: &claims.username,
-                from_id: &claims.sub,
-                to: peer,
-                content,
-                timestamp: &ts,
+    let (saved, inboxes) = {
+        let _order = pair_lock(state, pair);
+        let mut saved = state
+            .hub
+            .group_send_with_async(pair, Kind::Json, true, |id| {
+                let frame = frames::encode(&DirectMessage {
+                    ty: "direct_message",
+                    id,
+                    from: &claims.username,
+                    from_id: &claims.sub,
+                    to: peer,
+                    content,
+                    timestamp: &ts,
+                });
+                built = Some(frame.clone());
+                frame
             });
-            built = Some(frame.clone());
-            frame
-        })
-        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
-    let frame = built.unwrap_or_default();
-    let hub = &state.hub;
-    let _ = hub.group_send(
-        &frames::dm_inbox_group(peer),
-        Kind::Json,
-        frame.clone(),
-        false,
-    );
-    if peer != claims.sub {
-        let _ = hub.group_send(
-            &frames::dm_inbox_group(&claims.sub),
+        // A refused DM (too large) is refused at once: deliver nothing.
+        // (In memory the whole send is done here; with Redis it is pending.)
+        let early = (&mut saved).now_or_never();
+        if let Some(Err(e)) = early {
+            return Err(Refusal::new("too_large", e.to_string()));
+        }
+        let frame = built.unwrap_or_default();
+        let hub = &state.hub;
+        let mut inboxes = vec![hub.group_send_async(
+            &frames::dm_inbox_group(peer),
             Kind::Json,
-            frame,
+            frame.clone(),
             false,
-        );
+        )];
+        if peer != claims.sub {
+            inboxes.push(hub.group_send_async(
+                &frames::dm_inbox_group(&claims.sub),
+                Kind::Json,
+                frame,
+                false,
+            ));
+        }
+        let saved: channelbox::SendFuture = match early {
+            Some(done) => Box::pin(std::future::ready(done)),
+            None => saved,
+        };
+        (saved, inboxes)
+    };
+    let report = saved
+        .await
+        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    for inbox in inboxes {
+        let _ = inbox.await;
     }
-    drop(_order);
     state
         .counters
         .direct_messages

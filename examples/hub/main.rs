@@ -94,6 +94,10 @@ struct Args {
     /// This hub's name among the hubs on one Redis (default: generated).
     #[arg(long)]
     node_name: Option<String>,
+    /// With --redis-url: the users of a hub that dies (and cannot say
+    /// goodbye) go offline on the other hubs within this many seconds.
+    #[arg(long, default_value_t = channelbox::Config::default().presence_ttl_seconds)]
+    presence_ttl_seconds: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         redis_url: args.redis_url.filter(|u| !u.is_empty()),
         node_name: args.node_name,
+        presence_ttl_seconds: args.presence_ttl_seconds,
         ..server::Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads);

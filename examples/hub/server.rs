@@ -65,6 +65,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// This hub's node name on Redis (`None` = generated).
     pub node_name: Option<String>,
+    /// With Redis: users of a hub that dies go offline within this time.
+    pub presence_ttl_seconds: u64,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             data_dir: "channelbox-data".into(),
             redis_url: None,
             node_name: None,
+            presence_ttl_seconds: channelbox::Config::default().presence_ttl_seconds,
         }
     }
 }
@@ -237,6 +240,7 @@ impl AppState {
             core.engine = channelbox::EngineKind::Redis;
             core.redis_url = url.clone();
             core.node_name = config.node_name.clone().unwrap_or_default();
+            core.presence_ttl_seconds = config.presence_ttl_seconds;
         }
         let hub = Hub::new(core)?;
         let demo_secret = config.jwt_secret.is_none().then(Auth::random_secret);
@@ -299,6 +303,19 @@ impl AppState {
             for info in shard.lock().values() {
                 if let Endpoint::Chat { room, .. } = &info.endpoint {
                     *out.entry(room.clone()).or_default() += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Core connection ids of this node's `/presence` sessions.
+    pub fn presence_sessions(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for shard in &self.registry {
+            for (id, info) in shard.lock().iter() {
+                if matches!(info.endpoint, Endpoint::Presence) {
+                    out.push(*id);
                 }
             }
         }
@@ -405,6 +422,11 @@ pub async fn run_with_state(
             tracing::error!(error = %e, "http server failed");
         }
     });
+
+    // With Redis: presence across hubs (see `presence::watch`).
+    if state.hub.config().engine == channelbox::EngineKind::Redis {
+        tokio::spawn(presence::watch(state.clone()));
+    }
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
