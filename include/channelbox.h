@@ -352,7 +352,8 @@ cbx_result cbx_hub_new(const char *config_json, struct cbx_hub **out);
 /**
  * Frees a hub: every connection is closed and every message not yet
  * received is dropped. NULL is fine. Messages already received stay valid
- * until freed.
+ * until freed. No other call on this hub may be running or made after it
+ * (unlike every other function, this one is not safe to race).
  */
 void cbx_hub_free(struct cbx_hub *hub);
 

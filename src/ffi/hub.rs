@@ -37,7 +37,8 @@ pub unsafe extern "C" fn cbx_hub_new(
 
 /// Frees a hub: every connection is closed and every message not yet
 /// received is dropped. NULL is fine. Messages already received stay valid
-/// until freed.
+/// until freed. No other call on this hub may be running or made after it
+/// (unlike every other function, this one is not safe to race).
 #[no_mangle]
 pub unsafe extern "C" fn cbx_hub_free(hub: *mut cbx_hub) {
     boundary_value((), || {
