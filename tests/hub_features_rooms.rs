@@ -391,3 +391,40 @@ async fn rooms_survive_a_restart() {
         .is_ok());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn stats_and_metrics_name_a_private_room_only_to_those_who_may_read_it() {
+    let hub = Hub::start().await;
+    let olga = hub.user("olga");
+    let id = create(
+        &hub,
+        &olga,
+        json!({"name": "Secret plans", "private": true, "members": ["bob"]}),
+    )
+    .await;
+    let (mut o, _) = hub.join(&id, &olga).await;
+    o.say("the plan").await;
+    let (_open, _) = hub.join("lobby", &hub.user("eve")).await;
+    for (token, sees) in [
+        (olga.clone(), true),
+        (hub.user("bob"), true),
+        (hub.admin("root"), true),
+        (hub.user("eve"), false),
+    ] {
+        let (status, stats) = hub.json("GET", "/stats", &token, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(stats["per_room"].get(&id).is_some(), sees, "{stats}");
+        assert!(stats["per_room"].get("lobby").is_some(), "{stats}");
+        let top_names_it = stats["top_rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room"] == id.as_str());
+        assert_eq!(top_names_it, sees, "{stats}");
+        let (status, _, body) = hub.http("GET", "/metrics", Some(&token), None, b"").await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(text.contains(&format!("room=\"{id}\"")), sees, "{text}");
+    }
+    hub.stop().await;
+}

@@ -114,8 +114,10 @@ impl Analytics {
 
     /// `{"rooms": {room: {messages, deliveries, messages_last_hour}},
     /// "per_minute": [{minute, messages, deliveries}] (oldest first, 60),
-    /// "top_rooms": [{room, messages_last_hour, messages}]}`.
-    pub fn snapshot(&self) -> Value {
+    /// "top_rooms": [{room, messages_last_hour, messages}]}`. Only rooms
+    /// for which `visible` is true are named (a private room's traffic is
+    /// no business of a non-member); the per-minute totals count them all.
+    pub fn snapshot(&self, visible: &dyn Fn(&str) -> bool) -> Value {
         let now = now_minute();
         let mut series = [(0u64, 0u64); MINUTES];
         let mut rooms = serde_json::Map::new();
@@ -129,6 +131,9 @@ impl Analytics {
                         series[i].0 += m.messages;
                         series[i].1 += m.deliveries;
                     }
+                }
+                if !visible(room) {
+                    continue;
                 }
                 let recent = c.recent_messages(now);
                 rooms.insert(
@@ -176,13 +181,17 @@ impl Analytics {
     }
 
     /// Prometheus lines: per-room totals and the last full minute's rates.
-    pub fn metrics(&self, out: &mut String) {
+    /// Rooms for which `visible` is false are left out of the per-room
+    /// series (the last-minute totals count them).
+    pub fn metrics(&self, out: &mut String, visible: &dyn Fn(&str) -> bool) {
         let now = now_minute();
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
         let (mut last_m, mut last_d) = (0u64, 0u64);
         for shard in &self.shards {
             for (room, c) in shard.lock().iter() {
-                rows.push((room.clone(), c.messages, c.deliveries));
+                if visible(room) {
+                    rows.push((room.clone(), c.messages, c.deliveries));
+                }
                 let prev = &c.minutes[((now + MINUTES as u64 - 1) % MINUTES as u64) as usize];
                 if prev.at + 1 == now {
                     last_m += prev.messages;

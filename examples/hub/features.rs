@@ -207,8 +207,14 @@ pub fn on_leave(ctx: &Session) {
 
 /// Adds per-room messages and deliveries, per-minute rates over the last
 /// hour and the busiest rooms to the `GET /stats` object.
-pub fn extend_stats(state: &AppState, stats: &mut Value) {
-    let Value::Object(traffic) = state.features.analytics.snapshot() else {
+pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
+    let visible = |room: &str| {
+        state
+            .features
+            .rooms
+            .may_read(room, &caller.sub, caller.is_admin())
+    };
+    let Value::Object(traffic) = state.features.analytics.snapshot(&visible) else {
         return;
     };
     let Some(out) = stats.as_object_mut() else {
@@ -221,6 +227,9 @@ pub fn extend_stats(state: &AppState, stats: &mut Value) {
                 .entry("per_room")
                 .or_insert_with(|| Value::Object(Default::default()));
             if let (Some(per_room), Value::Object(rooms)) = (per_room.as_object_mut(), value) {
+                // The base lists every room with connections: keep only
+                // the ones the caller may read.
+                per_room.retain(|room, _| visible(room));
                 for (room, counters) in rooms {
                     let entry = per_room
                         .entry(room)
@@ -239,6 +248,12 @@ pub fn extend_stats(state: &AppState, stats: &mut Value) {
 }
 
 /// Adds the per-room counters to the `GET /metrics` text.
-pub fn extend_metrics(state: &AppState, out: &mut String) {
-    state.features.analytics.metrics(out);
+pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
+    let visible = |room: &str| {
+        state
+            .features
+            .rooms
+            .may_read(room, &caller.sub, caller.is_admin())
+    };
+    state.features.analytics.metrics(out, &visible);
 }

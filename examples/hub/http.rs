@@ -94,7 +94,7 @@ fn snapshot(state: &AppState) -> Snapshot {
 }
 
 /// `GET /stats`: JSON counters (a token is required).
-async fn stats(_caller: Claims, State(state): State<Arc<AppState>>) -> Response {
+async fn stats(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
     let s = snapshot(&state);
     let per_room: serde_json::Map<String, serde_json::Value> = s
         .rooms
@@ -132,12 +132,12 @@ async fn stats(_caller: Claims, State(state): State<Arc<AppState>>) -> Response 
             "malformed": s.core.engine_malformed,
         },
     });
-    features::extend_stats(&state, &mut body);
+    features::extend_stats(&state, &caller, &mut body);
     Json(body).into_response()
 }
 
 /// `GET /metrics`: the same in Prometheus text format.
-async fn metrics(_caller: Claims, State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
     let s = snapshot(&state);
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
@@ -300,6 +300,6 @@ async fn metrics(_caller: Claims, State(state): State<Arc<AppState>>) -> Respons
             "channelbox_connections_by_endpoint{{endpoint=\"{endpoint}\"}} {n}"
         );
     }
-    features::extend_metrics(&state, &mut out);
+    features::extend_metrics(&state, &caller, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
