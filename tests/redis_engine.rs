@@ -3,86 +3,14 @@
 //! Needs `redis-server` on PATH (`scripts/ensure-redis.sh` installs it).
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use channelbox::{Config, Error, HistoryQuery, Hub, Kind, Message};
 
-/// One redis-server of one test, killed when dropped.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: run scripts/ensure-redis.sh");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = self.raw_try() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not come up on port {}", self.port);
-    }
-
-    /// Kills the server (as a crash would: data is lost, `--save ''`).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn raw_try(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))
-    }
-
-    fn raw(&self) -> redis::Connection {
-        self.raw_try().expect("raw redis connection")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+mod redis_support;
+use redis_support::{free_port, RedisServer};
 
 fn config(server: &RedisServer, node: &str, extra: &str) -> Config {
     let extra = if extra.is_empty() {
@@ -447,11 +375,7 @@ fn start_up_refuses_a_bad_url_and_an_unreachable_redis_unless_lazy() {
         .unwrap_err();
     assert!(matches!(err, Error::EngineUnavailable(_)), "{err}");
     assert!(hub.stats().engine_unavailable >= 1);
-    let mut server = RedisServer {
-        child: None,
-        port,
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let mut server = RedisServer::on_port(port);
     server.spawn();
     let c = hub.open(None, None).unwrap();
     wait_until("lazy join", Duration::from_secs(5), || {

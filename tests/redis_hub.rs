@@ -8,72 +8,14 @@ include!("../examples/hub/modules.rs");
 #[path = "hub_features_support/mod.rs"]
 mod support;
 
+mod redis_support;
+use redis_support::RedisServer;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::Hub;
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = RedisServer {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        self.child = Some(
-            Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .current_dir(self.dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server not found: run scripts/ensure-redis.sh"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn node(redis: &RedisServer, name: &str) -> Hub {
     let url = redis.url();
