@@ -166,6 +166,36 @@ def run(url, out):
             shot(a, out, "alice.png")
             shot(b, out, "bob.png")
 
+            # A kick by the room's owner: bob is told and does not reconnect.
+            created = a.evaluate(
+                """async (name) => {
+                    const r = await fetch('/rooms', {method: 'POST', headers: {
+                        'Authorization': 'Bearer ' + localStorage.getItem('cbx.token'),
+                        'Content-Type': 'application/json'},
+                        body: JSON.stringify({name, private: false, members: []})});
+                    return r.json();
+                }""",
+                f"{room}-owned",
+            )
+            owned = created["id"]
+            join(a, owned)
+            join(b, owned)
+            a.evaluate(
+                """async ([room, target]) => {
+                    const t = localStorage.getItem('cbx.token');
+                    const ws = new WebSocket(`ws://${location.host}/chat/${encodeURIComponent(room)}?token=${t}`);
+                    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+                    ws.send(JSON.stringify({type: 'kick', user: target}));
+                    await new Promise((ok) => setTimeout(ok, 300));
+                    ws.close();
+                }""",
+                [owned, bob],
+            )
+            expect(b.locator("#connection-status")).to_have_text("kicked")
+            b.wait_for_timeout(2500)  # past the client's first reconnect delay
+            expect(b.locator("#connection-status")).to_have_text("kicked")
+            print("kick ok")
+
             # Bob leaves: alice sees him offline.
             ctx_b.close()
             expect(a.locator(f'#presence-list .user[data-user="{bob}"]')).to_have_attribute("data-status", "offline")
