@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-mod redis_support;
-use redis_support::RedisServer;
+use channelbox_test_support::RedisServer;
 
 /// The directory holding the `libchannelbox.so` cargo built for this run
 /// (`target/<profile>/deps`, or its parent after `cargo build`).

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use channelbox::{Config, Error, HistoryQuery, Hub, Kind, Message};
 
-mod redis_support;
-use redis_support::{free_port, RedisServer};
+use channelbox_test_support::{free_port, RedisServer};
 
 fn config(server: &RedisServer, node: &str, extra: &str) -> Config {
     let extra = if extra.is_empty() {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-include!("../examples/hub/modules.rs");
+use channelbox_hub::*;
 mod hub_common;
 
 use futures_util::SinkExt;

@@ -1,4 +1,4 @@
-//! Benchmark of the hub's search index (examples/hub/search.rs).
+//! Benchmark of the hub's search index (examples/hub/src/features/search.rs).
 //!
 //! Saves N chat messages (default 1,000,000) into the channelbox core's
 //! history across R rooms, indexes each one as the hub does, then times
@@ -10,16 +10,12 @@
 //! cargo run --release --example bench_search -- 200000 100   # N messages, R rooms
 //! ```
 
-#[path = "hub/search.rs"]
-#[allow(dead_code)]
-mod search;
-
 use std::time::{Duration, Instant};
 
 use channelbox::{Config, Hub, Kind};
+use channelbox_hub::features::search::SearchIndex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use search::SearchIndex;
 
 /// Distinct words in the synthetic vocabulary.
 const VOCABULARY: usize = 20_000;

@@ -2,8 +2,6 @@
 //! killed when dropped. Needs `redis-server` on PATH
 //! (`scripts/ensure-redis.sh` installs it). Shared by the Redis test files.
 
-#![allow(dead_code)] // each test file uses a different part
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -16,9 +16,9 @@ use crate::auth::{self, Claims};
 use crate::features;
 use crate::server::AppState;
 
-const INDEX_HTML: &str = include_str!("static/index.html");
-const APP_JS: &str = include_str!("static/app.js");
-const STYLE_CSS: &str = include_str!("static/style.css");
+const INDEX_HTML: &str = include_str!("../static/index.html");
+const APP_JS: &str = include_str!("../static/app.js");
+const STYLE_CSS: &str = include_str!("../static/style.css");
 
 /// The router for every plain HTTP request.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -103,7 +103,11 @@ impl Registry {
         // Lock order: `users`, then `known`.
         let users = self.users.lock();
         let known = self.known.lock();
-        known.users.len() + users.keys().filter(|u| !known.users.contains_key(*u)).count()
+        known.users.len()
+            + users
+                .keys()
+                .filter(|u| !known.users.contains_key(*u))
+                .count()
     }
 
     /// The status of `sub`, if online.

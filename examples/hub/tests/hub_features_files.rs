@@ -1,9 +1,7 @@
 //! Files and analytics over a real hub.
 
-include!("../examples/hub/modules.rs");
-
-#[path = "hub_features_support/mod.rs"]
-mod support;
+mod hub_features_support;
+use hub_features_support as support;
 
 use serde_json::Value;
 use support::Hub;

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
-include!("modules.rs");
+use channelbox_hub::server;
 
 /// channelbox example hub: WebSocket chat rooms, presence and direct
 /// messages on the channelbox core. HTTP and WebSocket share one port.

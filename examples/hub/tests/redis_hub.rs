@@ -3,13 +3,12 @@
 //! them, presence is the union of the hubs (also when one is killed), and a
 //! Redis restart closes sockets with 1012 (reconnect).
 
-include!("../examples/hub/modules.rs");
+use channelbox_hub::*;
 
-#[path = "hub_features_support/mod.rs"]
-mod support;
+mod hub_features_support;
+use hub_features_support as support;
 
-mod redis_support;
-use redis_support::RedisServer;
+use channelbox_test_support::RedisServer;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::server::{self, AppState, Config};
+use channelbox_hub::server::{self, AppState, Config};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 /// The longest any single wait in a test may take.

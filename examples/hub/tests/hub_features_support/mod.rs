@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::auth::Claims;
-use crate::server::{self, AppState, Config};
+use channelbox_hub::auth::Claims;
+use channelbox_hub::server::{self, AppState, Config};
 
 /// How long any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(5);

@@ -1,13 +1,9 @@
 //! The hub's search index on its own: word matching, order, permissions,
-//! edits, deletes and eviction (examples/hub/search.rs).
-
-#[path = "../examples/hub/search.rs"]
-#[allow(dead_code)]
-mod search;
+//! edits, deletes and eviction (examples/hub/src/features/search.rs).
 
 use std::collections::HashMap;
 
-use search::SearchIndex;
+use channelbox_hub::features::search::{self, SearchIndex};
 use serde_json::{json, Value};
 
 /// A stand-in for the core's history: (room, id) -> message.

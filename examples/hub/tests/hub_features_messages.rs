@@ -2,10 +2,8 @@
 //! typing, reactions, edits, deletes, read receipts, threads, mentions,
 //! history pages, search, attachments, errors.
 
-include!("../examples/hub/modules.rs");
-
-#[path = "hub_features_support/mod.rs"]
-mod support;
+mod hub_features_support;
+use hub_features_support as support;
 
 use std::time::Duration;
 

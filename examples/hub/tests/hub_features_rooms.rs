@@ -1,10 +1,8 @@
 //! Rooms REST and moderation over a real hub: private rooms, owners and
 //! admins, members, kicks, bans, mutes.
 
-include!("../examples/hub/modules.rs");
-
-#[path = "hub_features_support/mod.rs"]
-mod support;
+mod hub_features_support;
+use hub_features_support as support;
 
 use serde_json::json;
 use support::Hub;

@@ -44,17 +44,11 @@ pub use crate::chat::Refusal;
 use crate::chat::{MessageDraft, SentMessage};
 use crate::server::{AppState, Session};
 
-#[path = "analytics.rs"]
 pub mod analytics;
-#[path = "files.rs"]
 pub mod files;
-#[path = "messages.rs"]
 pub mod messages;
-#[path = "moderation.rs"]
 pub mod moderation;
-#[path = "rooms.rs"]
 pub mod rooms;
-#[path = "search.rs"]
 pub mod search;
 
 /// The extensions' state.

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-include!("../examples/hub/modules.rs");
+use channelbox_hub::*;
 mod hub_common;
 
 use std::time::Duration;
