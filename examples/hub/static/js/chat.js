@@ -18,7 +18,7 @@ import { Conn } from './socket.js';
 import { currentRoom, roomState, state } from './state.js';
 import { save, STORAGE } from './storage.js';
 import { onThread, renderThread } from './threads.js';
-import { clearTyping, onTyping, typingState } from './typing.js';
+import { clearTyping, onTyping, typingJustSent } from './typing.js';
 import { closeView, renderHeader } from './views.js';
 import { $ } from './ui/dom.js';
 import { setConnStatus, showNotice, updateTitle } from './ui/status.js';
@@ -239,7 +239,7 @@ export function onErrorFrame(r, f) {
   const detail = f.detail || f.message || '';
   if (r && r.loadingOlder) r.loadingOlder = false;
   // Typing notices are best effort: a refused one is not worth a word.
-  if (/typing/i.test(detail) || Date.now() - typingState.lastSent < 300) {
+  if (/typing/i.test(detail) || typingJustSent()) {
     if (code === 'rate_limited') return;
   }
   // A message the hub refused: the newest unacknowledged one gets a Retry.

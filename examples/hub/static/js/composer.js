@@ -6,7 +6,7 @@ import { isMine } from './identity.js';
 import { sortedMain } from './messages.js';
 import { queueRoomMessage } from './outbox.js';
 import { currentRoom, state } from './state.js';
-import { onComposerInput, stopTyping } from './typing.js';
+import { noteTyping, stopTyping } from './typing.js';
 import { $ } from './ui/dom.js';
 
 export function setComposerEnabled(on, placeholder) {
@@ -57,5 +57,8 @@ export function wireComposer() {
       }
     }
   });
-  composer.addEventListener('input', onComposerInput);
+  composer.addEventListener('input', () => {
+    autoGrow(composer);
+    noteTyping();
+  });
 }

@@ -1,7 +1,6 @@
 // Typing indicators: sending mine (throttled to the hub's limit) and showing
 // the others'.
 
-import { autoGrow } from './composer.js';
 import { isMe, nameOf } from './identity.js';
 import { currentRoom, state } from './state.js';
 import { $ } from './ui/dom.js';
@@ -34,7 +33,7 @@ export function renderTyping(r) {
 
 // Typing: `true` at most once per 2 s while typing (it also keeps the others' indicator
 // alive), `false` after 3 s idle or on send. That stays within the hub's 2 notices a second.
-export const typingState = { active: false, lastSent: 0, idle: null, deferred: null };
+const typingState = { active: false, lastSent: 0, idle: null, deferred: null };
 
 function sendTypingTrue() {
   clearTimeout(typingState.deferred);
@@ -52,8 +51,8 @@ function sendTypingTrue() {
   }
 }
 
-export function onComposerInput() {
-  autoGrow($('#composer'));
+/** The composer changed: say I am typing, or that I stopped. */
+export function noteTyping() {
   if (!state.view || state.view.kind !== 'room' || !state.chat) return;
   if ($('#composer').value.trim()) {
     if (!typingState.deferred) sendTypingTrue();
@@ -62,6 +61,11 @@ export function onComposerInput() {
   } else {
     stopTyping();
   }
+}
+
+/** A notice of mine went out just now: a `rate_limited` error is about it, not a message. */
+export function typingJustSent() {
+  return Date.now() - typingState.lastSent < 300;
 }
 
 export function stopTyping() {
