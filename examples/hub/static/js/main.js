@@ -9,6 +9,20 @@
 // Every piece of user data reaches the DOM through textContent or attribute
 // setters (ui/dom.js's h()), never innerHTML.
 //
+// The modules, from the ground up:
+//   state.js      the store every module imports; storage.js keeps a little of it
+//   identity.js   who is who: user ids and display names
+//   api.js        HTTP calls with the token; socket.js a WebSocket that reconnects
+//   auth.js       the sign-in screen; session.js starts and ends a session
+//   chat.js       the open room's connection: join, recovery, frames to features
+//   messages.js   a room's messages as data; message-list.js renders them
+//   outbox.js     my messages until acked; composer.js, edit.js, typing.js
+//   reads.js, threads.js, search.js, files.js, mentions.js, moderation.js
+//   presence.js   /presence and the People list; dm.js direct messages
+//   rooms.js      the room list; room-details.js its dialog; views.js the main pane
+//   ui/           DOM building, icons, avatars, dates, rich text, toasts,
+//                 status line, popovers, dialogs: no protocol in there
+//
 // This module wires the page's chrome, asks each feature module to wire its
 // own controls, and signs in with a saved token if there is one.
 
