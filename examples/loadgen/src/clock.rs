@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 static T0: OnceLock<Instant> = OnceLock::new();
 
 /// The process start (the first call fixes it; `main` calls this before anything else).
+#[inline]
 pub fn start() -> Instant {
     *T0.get_or_init(Instant::now)
 }
 
 /// Nanoseconds since process start (monotonic; shared by publishers and subscribers).
+/// Inline: subscribers call it on every frame, from another module.
+#[inline]
 pub fn now_ns() -> u64 {
     start().elapsed().as_nanos() as u64
 }

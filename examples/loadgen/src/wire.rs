@@ -22,6 +22,7 @@ pub struct Marker {
 }
 
 /// Parse `round|seq|sent_ns|` (the bytes right after the run-id prefix).
+#[inline]
 pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     let mut it = b.split(|&c| c == b'|');
     let round = num(it.next()?)? as usize;
@@ -35,6 +36,7 @@ pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     })
 }
 
+#[inline]
 fn num(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 {
         return None;
@@ -51,6 +53,7 @@ fn num(b: &[u8]) -> Option<u64> {
 
 /// Position of `needle` in `hay` (first byte scan, then compare). Frames are small and the
 /// marker sits near the start of `content`, so this is as fast as a SIMD finder here.
+#[inline]
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
     if hay.len() < needle.len() {
@@ -77,6 +80,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Fast path: `{"type":"history"` / `{"type": "history"` within the first 48 bytes. A server
 /// that puts "type" after other keys (e.g. sorted: `{"epoch":..,"messages":[..],"type":"history"}`)
 /// is caught by parsing the frame, which happens only when `"history"` occurs in it at all.
+#[inline]
 pub fn is_history(b: &[u8]) -> bool {
     let head = &b[..b.len().min(48)];
     if find(head, b"\"history\"").is_some() {
