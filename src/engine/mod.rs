@@ -12,6 +12,10 @@
 //! engine, which orders it, gives it an offset and broadcasts it to every
 //! node, the sending node included, so every node sees one order per group.
 //!
+//! Without the `redis` cargo feature no engine implements the seam; its
+//! types stay, so the hub has one shape either way, and `Backend::Shared` is
+//! never built.
+//!
 //! Engines do their I/O on their own background thread(s); the trait
 //! methods block the caller for at most the engine's timeout and fail with
 //! [`crate::Error::EngineUnavailable`], never buffering without bound.
@@ -27,6 +31,7 @@ use crate::history::{HistoryPage, HistoryQuery};
 use crate::message::{Kind, Message};
 use crate::stats::Stats;
 
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 /// What the engine subscribes to on behalf of local connections.
@@ -40,6 +45,7 @@ pub(crate) enum Topic<'a> {
 
 /// One group send handed to the engine.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct GroupPublish<'a> {
     pub(crate) group: &'a str,
     pub(crate) kind: Kind,
@@ -160,6 +166,7 @@ pub(crate) struct LocalPresence {
 }
 
 /// The hub as the engine sees it: where broadcasts land.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait EngineSink: Send + Sync {
     /// A group message from any node, in the group's one order.
     fn deliver_group(&self, group: &str, kind: Kind, data: Bytes, offset: u64, ts_ms: u64);

@@ -4,20 +4,16 @@
 //! presence are the whole truth, and a send pushes straight into members'
 //! queues. `Shared` hands sends, history and presence to an engine that
 //! several nodes share (Redis), and delivers what it hands back through
-//! [`HubSink`]. Each public method of the hub matches on the backend once;
+//! `sink`. Each public method of the hub matches on the backend once;
 //! membership changes tell the backend through the hooks below, which do
 //! nothing locally.
 
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
-
-use super::{Hub, HubInner};
-use crate::close::CloseReason;
+use super::HubInner;
 use crate::config::{Config, EngineKind};
-use crate::engine::{Engine, EngineSink, LocalPresence, Topic};
+use crate::engine::{Engine, Topic};
 use crate::error::Result;
-use crate::message::{Kind, Message};
 
 /// Where fan-out, history and presence live.
 pub(crate) enum Backend {
@@ -25,6 +21,7 @@ pub(crate) enum Backend {
     /// pays one branch per operation and nothing per delivery.
     Local,
     /// An engine shared by several nodes.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Shared(Arc<dyn Engine>),
 }
 
@@ -34,10 +31,20 @@ impl Backend {
     pub(crate) fn start(config: &Config, hub: Weak<HubInner>) -> Result<Backend> {
         match config.engine {
             EngineKind::Memory => Ok(Backend::Local),
+            #[cfg(feature = "redis")]
             EngineKind::Redis => {
-                let sink = Box::new(HubSink(hub));
+                let sink = Box::new(super::sink::HubSink(hub));
                 let engine = crate::engine::redis::RedisEngine::start(config, sink)?;
                 Ok(Backend::Shared(Arc::new(engine)))
+            }
+            #[cfg(not(feature = "redis"))]
+            EngineKind::Redis => {
+                let _ = hub;
+                Err(crate::error::Error::InvalidArgument(
+                    "config: engine \"redis\": this channelbox was built without the redis \
+                     feature (cargo feature `redis`, on by default)"
+                        .into(),
+                ))
             }
         }
     }
@@ -98,41 +105,5 @@ impl Backend {
         if let Backend::Shared(engine) = self {
             engine.presence_leave(group, user);
         }
-    }
-}
-
-/// The hub as its engine sees it. Weak, so the engine never keeps a
-/// dropped hub alive.
-struct HubSink(Weak<HubInner>);
-
-impl HubSink {
-    fn hub(&self) -> Option<Hub> {
-        self.0.upgrade().map(|inner| Hub { inner })
-    }
-}
-
-impl EngineSink for HubSink {
-    fn deliver_group(&self, group: &str, kind: Kind, data: Bytes, offset: u64, ts_ms: u64) {
-        if let Some(hub) = self.hub() {
-            hub.deliver_broadcast(group, kind, data, offset, ts_ms);
-        }
-    }
-
-    fn deliver_user(&self, user: &str, kind: Kind, data: Bytes, ts_ms: u64) {
-        if let Some(hub) = self.hub() {
-            // The sending node counted the send.
-            hub.deliver_to_user(user, Message::new(kind, data, None, 0, ts_ms), None);
-        }
-    }
-
-    fn lost(&self, groups: &[String], users: &[String], reason: CloseReason) -> u64 {
-        self.hub()
-            .map_or(0, |hub| hub.close_lost(groups, users, reason))
-    }
-
-    fn local_presence(&self) -> LocalPresence {
-        self.hub()
-            .map(|hub| hub.local_presence())
-            .unwrap_or_default()
     }
 }

@@ -106,6 +106,7 @@ impl Hub {
 
     /// Closes the local connections in `groups` and of `users`, whose
     /// messages the shared engine may have missed; returns how many.
+    #[cfg(feature = "redis")]
     pub(super) fn close_lost(
         &self,
         groups: &[String],

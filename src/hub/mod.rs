@@ -8,7 +8,7 @@
 //!
 //! - this file: the hub's state, construction, lookups and stats;
 //! - `backend`: the seam to a shared engine (the one place that knows
-//!   there are two), and the engine's way back in;
+//!   there are two); `sink`: the engine's way back in;
 //! - `connections`: open, close, disconnect, join, leave, TTL expiry;
 //! - `send`: group, user and connection sends, and delivery to queues;
 //! - `history`: reads and edits of group history;
@@ -41,6 +41,8 @@ mod connections;
 mod history;
 mod presence;
 mod send;
+#[cfg(feature = "redis")]
+mod sink;
 
 use self::backend::Backend;
 

@@ -139,6 +139,7 @@ impl Hub {
     }
 
     /// This node's presence, for the shared engine's heartbeat.
+    #[cfg(feature = "redis")]
     pub(super) fn local_presence(&self) -> LocalPresence {
         local_presence(&self.inner)
     }

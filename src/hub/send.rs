@@ -280,6 +280,7 @@ impl Hub {
     }
 
     /// Delivers a broadcast from the shared engine to this node's members.
+    #[cfg(feature = "redis")]
     pub(super) fn deliver_broadcast(
         &self,
         group: &str,
