@@ -3,10 +3,13 @@
 //! The default engine is the hub's own memory: groups, history and presence
 //! are the structures in `hub`, `group`, `history` and `presence`, and a send
 //! pushes straight into the members' queues. That path has no engine object
-//! at all (the hub holds `Option<Arc<dyn Engine>>` and it is `None`), so the
-//! in-memory hub pays one branch per send and nothing per delivery.
+//! at all (the hub's `Backend` is `Local`; `hub/backend.rs` is the one place
+//! that matches on it), so the in-memory hub pays one branch per operation
+//! and nothing per delivery.
 //!
-//! A shared engine ([`redis`]) implements the three traits below. With one
+//! A shared engine (`redis`) implements the three traits below; the blocking
+//! methods have `_async` twins for async hosts, which await the engine
+//! instead of holding the calling thread. With one
 //! configured, the hub still delivers to its local members itself, but only
 //! what the engine hands back through [`EngineSink`]: a send goes out to the
 //! engine, which orders it, gives it an offset and broadcasts it to every

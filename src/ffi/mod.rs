@@ -1,7 +1,7 @@
 //! The C ABI: a thin skin over the Rust API. Each function converts its
 //! arguments, calls one method of [`crate::Hub`], and converts the result.
 //!
-//! Every exported function runs inside [`boundary`], which catches panics
+//! Every exported function runs inside `boundary()`, which catches panics
 //! (`CBX_PANIC`), records this thread's error message for
 //! `cbx_last_error()`, and maps [`Error`] to a result code. Out-parameters
 //! are written only on success.
