@@ -12,7 +12,8 @@ use bytes::Bytes;
 use channelbox::{HistoryQuery, Kind};
 use serde_json::{Map, Value};
 
-use crate::features;
+use crate::error::Refusal;
+use crate::features::{self, ChatRoom};
 use crate::frames::{self, ChatMessage};
 use crate::server::{AppState, Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
@@ -41,43 +42,24 @@ pub struct SentMessage<'a> {
     pub id: u64,
     /// The draft it was built from.
     pub draft: &'a MessageDraft,
-    /// The frame as every member got it.
-    pub frame: &'a Bytes,
     /// How many sockets it was delivered to.
     pub delivered: u64,
 }
 
-/// Why a client frame was refused: sent back as an `error` frame.
-#[derive(Debug)]
-pub struct Refusal {
-    /// `bad_request`, `forbidden`, `muted`, ...
-    pub code: &'static str,
-    /// A human-readable reason.
-    pub detail: String,
-}
-
-impl Refusal {
-    pub fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            detail: detail.into(),
-        }
-    }
-}
-
 /// Serves one `/chat/{room}` socket until it closes.
 pub async fn serve(session: &Session, socket: &mut Socket) {
-    let Endpoint::Chat { group, .. } = &session.endpoint else {
+    let Endpoint::Chat { room: id, group } = &session.endpoint else {
         return;
     };
+    let room = ChatRoom { id, group };
     // Boxed: the join's state (the history frame) is gone once it is sent.
-    let joining = Box::pin(join(session, socket, group));
+    let joining = Box::pin(join(session, socket, id, group));
     if !joining.await {
         return;
     }
-    features::on_join(session);
+    features::on_join(session, room);
     let end = serve_frames(session, socket, |text| {
-        Box::pin(async move { handle_text(session, text.as_str()).await })
+        Box::pin(async move { handle_text(session, room, text.as_str()).await })
     })
     .await;
     leave(session, group).await;
@@ -87,7 +69,7 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
 /// Joins the room, tells it, and sends the joiner its `history` frame
 /// (later copies of what it holds are skipped); false when the socket is
 /// gone.
-async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool {
+async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &Arc<str>) -> bool {
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
     if session.conn.join(group).is_err() {
@@ -97,6 +79,13 @@ async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool 
     let upto = send_system(state, group, &joined).await;
     let history = history_frame(state, group, since, epoch, upto);
     socket.skip_saved(group.clone(), upto);
+    if state.hub.config().engine == channelbox::EngineKind::Redis {
+        // Sends report no deliveries on a shared engine: count them here.
+        let (state, room) = (state.clone(), room.clone());
+        socket.count_deliveries(group.clone(), move |n| {
+            state.features.analytics.record_broadcast(&room, n);
+        });
+    }
     if socket.send_now(&history).await.is_err() {
         leave(session, group).await;
         return false;
@@ -193,7 +182,7 @@ fn plain_message(text: &str) -> Option<String> {
 }
 
 /// Parses one client frame and dispatches it by `type`.
-async fn handle_text(session: &Session, text: &str) {
+async fn handle_text(session: &Session, room: ChatRoom<'_>, text: &str) {
     if let Some(content) = plain_message(text) {
         let draft = MessageDraft {
             content,
@@ -203,22 +192,22 @@ async fn handle_text(session: &Session, text: &str) {
             client_id: None,
             duplicate_of: None,
         };
-        if let Err(r) = send_message(session, draft).await {
-            session.send_error(r.code, &r.detail);
+        if let Err(r) = send_message(session, room, draft).await {
+            session.refuse(&r);
         }
         return;
     }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty == "message" {
-        if let Err(r) = handle_message(session, &value).await {
-            session.send_error(r.code, &r.detail);
+        if let Err(r) = handle_message(session, room, &value).await {
+            session.refuse(&r);
         }
     } else {
         // Boxed so a large extension future does not grow every session.
@@ -230,13 +219,13 @@ async fn handle_text(session: &Session, text: &str) {
 /// The frame's `type`; a bare `{"message": ..}` is a `message`.
 pub fn frame_type(value: &Value) -> Result<&str, Refusal> {
     let Some(object) = value.as_object() else {
-        return Err(Refusal::new("bad_request", "expected a JSON object"));
+        return Err(Refusal::bad_request("expected a JSON object"));
     };
     match object.get("type") {
         Some(Value::String(ty)) => Ok(ty),
-        Some(_) => Err(Refusal::new("bad_request", "type must be a string")),
+        Some(_) => Err(Refusal::bad_request("type must be a string")),
         None if object.contains_key("message") => Ok("message"),
-        None => Err(Refusal::new("bad_request", "missing field: type")),
+        None => Err(Refusal::bad_request("missing field: type")),
     }
 }
 
@@ -245,31 +234,35 @@ pub fn content_of(value: &Value) -> Result<&str, Refusal> {
     let content = value.get("content").or_else(|| value.get("message"));
     match content {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(Refusal::new("bad_request", "content is empty")),
-        Some(_) => Err(Refusal::new("bad_request", "content must be a string")),
-        None => Err(Refusal::new("bad_request", "missing field: content")),
+        Some(Value::String(_)) => Err(Refusal::bad_request("content is empty")),
+        Some(_) => Err(Refusal::bad_request("content must be a string")),
+        None => Err(Refusal::bad_request("missing field: content")),
     }
 }
 
 /// Reads a `message` frame's fields, then sends it.
-async fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
+async fn handle_message(
+    session: &Session,
+    room: ChatRoom<'_>,
+    value: &Value,
+) -> Result<(), Refusal> {
     let content = content_of(value)?;
     let thread_id = match value.get("thread_id") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
-                .ok_or_else(|| Refusal::new("bad_request", "thread_id must be a message id"))?,
+                .ok_or_else(|| Refusal::bad_request("thread_id must be a message id"))?,
         ),
     };
     let attachments = match value.get("attachments") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Array(_)) => Some(v.clone()),
-        Some(_) => return Err(Refusal::new("bad_request", "attachments must be a list")),
+        Some(_) => return Err(Refusal::bad_request("attachments must be a list")),
     };
     let client_id = match value.get("client_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(Refusal::new("bad_request", "client_id must be a string")),
+        Some(_) => return Err(Refusal::bad_request("client_id must be a string")),
     };
     let draft = MessageDraft {
         content: content.to_owned(),
@@ -279,18 +272,19 @@ async fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal>
         client_id: client_id.map(str::to_owned),
         duplicate_of: None,
     };
-    send_message(session, draft).await
+    send_message(session, room, draft).await
 }
 
 /// Builds, saves and broadcasts a chat message (encoded once, with its id
 /// inside); acks `client_id`.
-async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusal> {
+async fn send_message(
+    session: &Session,
+    room: ChatRoom<'_>,
+    mut draft: MessageDraft,
+) -> Result<(), Refusal> {
     let state = &session.state;
-    let Some(group) = session.room_group() else {
-        return Err(Refusal::new("bad_request", "not a room"));
-    };
     let client_id = draft.client_id.clone();
-    features::on_message(session, &mut draft)?;
+    features::on_message(session, room, &mut draft)?;
     if let Some(id) = draft.duplicate_of {
         if let (Some(client_id), true) = (client_id, id > 0) {
             session.send_json(&serde_json::json!({
@@ -303,11 +297,10 @@ async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), 
     let claims = &session.claims;
     let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
     let ts = frames::timestamp(frames::now_ms());
-    let mut sent = None;
     let send = state
         .hub
-        .group_send_with_async(group, Kind::Json, true, |id| {
-            let frame = frames::encode(&ChatMessage {
+        .group_send_with_async(room.group, Kind::Json, true, |id| {
+            frames::encode(&ChatMessage {
                 ty: "message",
                 id,
                 user: &claims.username,
@@ -317,13 +310,9 @@ async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), 
                 thread_id: draft.thread_id,
                 attachments: draft.attachments.as_ref(),
                 extra: &draft.extra,
-            });
-            sent = Some(frame.clone());
-            frame
+            })
         });
-    let report = send
-        .await
-        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    let report = send.await?;
     state
         .counters
         .messages
@@ -333,17 +322,12 @@ async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), 
             "type": "ack", "client_id": client_id, "id": report.offset,
         }));
     }
-    if let Some(frame) = &sent {
-        features::after_message(
-            session,
-            &SentMessage {
-                id: report.offset,
-                draft: &draft,
-                frame,
-                delivered: report.delivered,
-            },
-        );
-    }
+    let sent = SentMessage {
+        id: report.offset,
+        draft: &draft,
+        delivered: report.delivered,
+    };
+    features::after_message(session, room, &sent).await;
     Ok(())
 }
 

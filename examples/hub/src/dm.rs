@@ -14,7 +14,8 @@ use channelbox::{HistoryQuery, Kind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{content_of, frame_type, Refusal};
+use crate::chat::{content_of, frame_type};
+use crate::error::Refusal;
 use crate::features;
 use crate::frames;
 use crate::server::{AppState, Endpoint, Session};
@@ -83,17 +84,17 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
 async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty != "message" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
     if let Err(r) = send_direct(session, peer, pair, &value).await {
-        session.send_error(r.code, &r.detail);
+        session.refuse(&r);
     }
 }
 
@@ -137,7 +138,7 @@ async fn send_direct(
         // (In memory the whole send is done here; with Redis it is pending.)
         let early = (&mut saved).now_or_never();
         if let Some(Err(e)) = early {
-            return Err(Refusal::new("too_large", e.to_string()));
+            return Err(e.into());
         }
         let frame = built.unwrap_or_default();
         let hub = &state.hub;
@@ -161,9 +162,7 @@ async fn send_direct(
         };
         (saved, inboxes)
     };
-    let report = saved
-        .await
-        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    let report = saved.await?;
     for inbox in inboxes {
         let _ = inbox.await;
     }

@@ -11,11 +11,16 @@
 
 pub mod auth;
 pub mod chat;
+pub mod config;
 pub mod dm;
+pub mod error;
 pub mod features;
 pub mod frames;
 pub mod http;
-pub mod limits;
 pub mod presence;
+pub mod rate_limit;
 pub mod server;
 pub mod socket;
+
+pub use config::Config;
+pub use error::Refusal;

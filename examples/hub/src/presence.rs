@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::chat::frame_type;
+use crate::error::Refusal;
 use crate::features;
 use crate::frames::{self, PRESENCE_GROUP};
 use crate::server::{AppState, Session};
@@ -500,20 +501,20 @@ fn sweep_vanished(state: &AppState) {
 async fn handle_text(session: &Session, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty != "status" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
     let Some(status) = value.get("status").and_then(Value::as_str) else {
-        return session.send_error("bad_request", "missing field: status");
+        return session.refuse(&Refusal::bad_request("missing field: status"));
     };
     let Some(status) = CLIENT_STATUSES.iter().copied().find(|s| *s == status) else {
-        return session.send_error("bad_request", "status must be online, away or busy");
+        return session.refuse(&Refusal::bad_request("status must be online, away or busy"));
     };
     let state = &session.state;
     let claims = &session.claims;

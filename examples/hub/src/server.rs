@@ -23,77 +23,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{self, Auth, Claims};
+use crate::config::Config;
+use crate::error::Refusal;
 use crate::{chat, dm, features, frames, http, presence};
-
-/// Everything the hub is configured with (the CLI fills it; tests use
-/// `Config::default()` and change what they test).
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// HS256 secret; `None` = demo mode (random secret, guest login on).
-    pub jwt_secret: Option<String>,
-    /// Guest login with a configured secret.
-    pub allow_guest: bool,
-    /// Largest WebSocket message a client may send (close 1009 above).
-    pub max_frame_bytes: usize,
-    /// Inbound frames per second per connection (0 = no limit).
-    pub messages_per_second: u32,
-    /// Inbound burst allowed above the rate.
-    pub burst: u32,
-    /// Largest upload (`POST /files`, an extension).
-    pub max_file_bytes: usize,
-    /// A connection's outbound queue; a socket this far behind is closed 4008.
-    pub queue_max_bytes: usize,
-    /// Most messages queued per connection.
-    pub queue_max_messages: usize,
-    /// Messages kept per room (0 = no count bound).
-    pub history_max_messages: usize,
-    /// Bytes kept per room's history.
-    pub history_max_bytes: usize,
-    /// Age after which history is dropped (0 = never).
-    pub history_ttl_seconds: u64,
-    /// Messages in the `history` frame a joiner gets.
-    pub history_replay: usize,
-    /// Most messages a `?since=` recovery replays before giving up.
-    pub recovery_max: usize,
-    /// tungstenite's read buffer per socket: small, so idle sockets are cheap.
-    pub read_buffer_bytes: usize,
-    /// Most queued frames written per socket write.
-    pub write_batch: usize,
-    /// Where uploads (`POST /files`) are stored.
-    pub data_dir: std::path::PathBuf,
-    /// Redis shared with other hubs (the core's Redis engine); `None` = alone.
-    pub redis_url: Option<String>,
-    /// This hub's node name on Redis (`None` = generated).
-    pub node_name: Option<String>,
-    /// With Redis: users of a hub that dies go offline within this time.
-    pub presence_ttl_seconds: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            jwt_secret: None,
-            allow_guest: false,
-            max_frame_bytes: 64 * 1024,
-            messages_per_second: 50,
-            burst: 100,
-            max_file_bytes: 10 << 20,
-            queue_max_bytes: 1 << 20,
-            queue_max_messages: 10_000,
-            history_max_messages: 10_000,
-            history_max_bytes: 1 << 20,
-            history_ttl_seconds: 0,
-            history_replay: 50,
-            recovery_max: 10_000,
-            read_buffer_bytes: 256,
-            write_batch: 256,
-            data_dir: "channelbox-data".into(),
-            redis_url: None,
-            node_name: None,
-            presence_ttl_seconds: channelbox::Config::default().presence_ttl_seconds,
-        }
-    }
-}
 
 /// Which endpoint a WebSocket session speaks.
 #[derive(Debug, Clone)]
@@ -123,22 +55,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// The room id, for `/chat/{room}` sessions.
-    pub fn room(&self) -> Option<&str> {
-        match &self.endpoint {
-            Endpoint::Chat { room, .. } => Some(room),
-            _ => None,
-        }
-    }
-
-    /// The room's core group (`room:<id>`), for `/chat/{room}` sessions.
-    pub fn room_group(&self) -> Option<&str> {
-        match &self.endpoint {
-            Endpoint::Chat { group, .. } => Some(group),
-            _ => None,
-        }
-    }
-
     /// Sends a frame to this socket only (through its queue, so it keeps
     /// its place among room frames).
     pub fn send(&self, frame: bytes::Bytes) {
@@ -154,8 +70,8 @@ impl Session {
     }
 
     /// Sends `{"type":"error","code","detail"}` to this socket.
-    pub fn send_error(&self, code: &str, detail: &str) {
-        self.send(frames::error(code, detail));
+    pub fn refuse(&self, refusal: &Refusal) {
+        self.send(frames::error(refusal.code.as_str(), &refusal.detail));
     }
 
     /// Closes this socket with a WebSocket close code (e.g. 4003).
@@ -224,27 +140,12 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and the core hub from `config`.
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let mut core = channelbox::Config {
-            history_max_messages: config.history_max_messages,
-            history_max_bytes: config.history_max_bytes,
-            history_ttl_seconds: config.history_ttl_seconds,
-            queue_max_messages: config.queue_max_messages,
-            queue_max_bytes: config.queue_max_bytes,
-            slow_consumer: channelbox::SlowConsumer::Disconnect,
-            // Frames the hub builds wrap client text (plus a history frame
-            // of up to `recovery_max` entries, which is sent directly).
-            max_payload_bytes: config.max_frame_bytes.saturating_mul(2).max(1 << 20),
-            ..channelbox::Config::default()
-        };
-        if let Some(url) = &config.redis_url {
-            core.engine = channelbox::EngineKind::Redis;
-            core.redis_url = url.clone();
-            core.node_name = config.node_name.clone().unwrap_or_default();
-            core.presence_ttl_seconds = config.presence_ttl_seconds;
-        }
-        let hub = Hub::new(core)?;
-        let demo_secret = config.jwt_secret.is_none().then(Auth::random_secret);
-        let secret = config.jwt_secret.clone().or_else(|| demo_secret.clone());
+        let hub = Hub::new(config.core())?;
+        let demo_secret = config.jwt_secret().is_none().then(Auth::random_secret);
+        let secret = config
+            .jwt_secret()
+            .map(str::to_owned)
+            .or_else(|| demo_secret.clone());
         let allow_guest = config.allow_guest || demo_secret.is_some();
         let auth = Auth::new(secret.unwrap_or_default().as_bytes(), allow_guest);
         Ok(Arc::new(AppState {
