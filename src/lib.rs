@@ -58,7 +58,7 @@ pub use config::{Config, EngineKind, SlowConsumer};
 pub use conn::{ConnId, RecvBatch};
 pub use error::{Error, Result};
 pub use history::{HistoryPage, HistoryQuery};
-pub use hub::{Connection, GroupInfo, Hub, SendFuture, SendReport};
+pub use hub::{Connection, GroupInfo, Hub, HubFuture, SendFuture, SendReport};
 pub use message::{Kind, Message};
 pub use stats::Stats;
 

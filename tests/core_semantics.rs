@@ -672,3 +672,125 @@ fn a_send_in_progress_on_one_group_does_not_block_another_group() {
     .unwrap();
     assert_eq!(b.recv(Some(Duration::ZERO)).unwrap().text(), Some("x"));
 }
+
+/// Polls a future once: the in-memory engine's async reads are done at once.
+fn done_at_once<F: std::future::Future>(f: F) -> F::Output {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("an in-memory read waited"),
+    }
+}
+
+#[test]
+fn last_offset_is_the_newest_offset_ever_assigned() {
+    let hub = hub();
+    assert_eq!(hub.last_offset("g").unwrap(), 0, "nothing saved yet");
+    hub.group_send("g", Kind::Text, text("a"), true).unwrap();
+    hub.group_send("g", Kind::Text, text("b"), false).unwrap();
+    hub.group_send("g", Kind::Text, text("c"), true).unwrap();
+    assert_eq!(hub.last_offset("g").unwrap(), 2);
+    hub.history_flush(Some("g")).unwrap();
+    assert_eq!(
+        hub.last_offset("g").unwrap(),
+        2,
+        "a flush does not lower it"
+    );
+    assert_eq!(done_at_once(hub.last_offset_async("g")).unwrap(), 2);
+    assert_eq!(hub.last_offset("other").unwrap(), 0);
+    assert!(matches!(
+        hub.last_offset(""),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        done_at_once(hub.last_offset_async("")),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn last_offset_survives_eviction() {
+    let hub = hub_with(|c| c.history_max_messages = 2);
+    for i in 0..5 {
+        hub.group_send("g", Kind::Text, text(&i.to_string()), true)
+            .unwrap();
+    }
+    let page = hub.history("g", HistoryQuery::default()).unwrap();
+    assert_eq!((page.first_offset, page.last_offset), (4, 5));
+    assert_eq!(hub.last_offset("g").unwrap(), 5);
+}
+
+#[test]
+fn async_history_reads_match_the_blocking_ones_in_memory() {
+    let hub = hub();
+    for s in ["a", "b", "c"] {
+        hub.group_send("g", Kind::Text, text(s), true).unwrap();
+    }
+    let q = HistoryQuery {
+        since: 1,
+        ..HistoryQuery::default()
+    };
+    let page = done_at_once(hub.history_async("g", q)).unwrap();
+    let blocking = hub.history("g", q).unwrap();
+    assert_eq!(
+        (page.epoch, page.first_offset, page.last_offset),
+        (blocking.epoch, 1, 3)
+    );
+    assert_eq!(
+        page.messages.iter().map(|m| m.offset()).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        done_at_once(hub.history_get_async("g", 2)).unwrap().text(),
+        Some("b")
+    );
+    assert!(matches!(
+        done_at_once(hub.history_get_async("g", 9)),
+        Err(Error::NoSuchMessage { offset: 9, .. })
+    ));
+    assert!(matches!(
+        done_at_once(hub.history_async("", q)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn async_history_replace_keeps_offset_and_refuses_bad_input_in_memory() {
+    let hub = hub();
+    hub.group_send("g", Kind::Json, text(r#"{"v":1}"#), true)
+        .unwrap();
+    let ts = hub.history_get("g", 1).unwrap().ts_ms();
+    let m =
+        done_at_once(hub.history_replace_async("g", 1, Kind::Json, text(r#"{"v":2}"#))).unwrap();
+    assert_eq!(
+        (m.offset(), m.ts_ms(), m.text()),
+        (1, ts, Some(r#"{"v":2}"#))
+    );
+    assert_eq!(hub.history_get("g", 1).unwrap().text(), Some(r#"{"v":2}"#));
+    assert!(matches!(
+        done_at_once(hub.history_replace_async("g", 1, Kind::Json, text("{nope"))),
+        Err(Error::InvalidJson(_))
+    ));
+    assert!(matches!(
+        done_at_once(hub.history_replace_async("g", 7, Kind::Text, text("x"))),
+        Err(Error::NoSuchMessage { offset: 7, .. })
+    ));
+    assert_eq!(hub.history_get("g", 1).unwrap().text(), Some(r#"{"v":2}"#));
+}
+
+#[test]
+fn async_presence_reads_match_the_blocking_ones_in_memory() {
+    let hub = hub();
+    let a = hub.open(Some("alice"), None).unwrap();
+    let _b = hub.open(Some("bob"), None).unwrap();
+    a.join("g").unwrap();
+    assert!(done_at_once(hub.is_present_async("g", "alice")));
+    assert!(!done_at_once(hub.is_present_async("g", "bob")));
+    assert_eq!(done_at_once(hub.presence_async("g")), vec!["alice"]);
+    assert_eq!(done_at_once(hub.users_async()), vec!["alice", "bob"]);
+}

@@ -498,7 +498,10 @@ async fn http_endpoints_answer() {
     let (status, body) = hub.http_text("GET", "/", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("<html"));
-    assert_eq!(hub.http_text("GET", "/static/app.js", &[], "").await.0, 200);
+    assert_eq!(
+        hub.http_text("GET", "/static/js/main.js", &[], "").await.0,
+        200
+    );
     assert_eq!(
         hub.http_text("GET", "/static/style.css", &[], "").await.0,
         200
