@@ -77,7 +77,7 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
     }
     let joined = format!("{} joined the chat", session.claims.username);
     let upto = send_system(state, group, &joined).await;
-    let history = history_frame(state, group, since, epoch, upto);
+    let history = history_frame(state, group, since, epoch, upto).await;
     socket.skip_saved(group.clone(), upto);
     if state.hub.config().engine == channelbox::EngineKind::Redis {
         // Sends report no deliveries on a shared engine: count them here.
@@ -122,7 +122,7 @@ pub async fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
 /// The `history` frame for a joiner whose own join notice is `upto`: the
 /// last messages, or exactly those after `since` when the gap is still kept
 /// (same epoch, nothing evicted).
-fn history_frame(
+async fn history_frame(
     state: &AppState,
     group: &str,
     since: Option<u64>,
@@ -138,7 +138,7 @@ fn history_frame(
             before,
             limit: max + 1,
         };
-        if let Ok(page) = hub.history(group, query) {
+        if let Ok(page) = hub.history_async(group, query).await {
             let same_epoch = epoch.map_or(true, |e| e == page.epoch);
             let kept = page.first_offset != 0 && page.first_offset <= since.saturating_add(1);
             if same_epoch && kept && since < before && page.messages.len() <= max {
@@ -151,7 +151,7 @@ fn history_frame(
         before,
         limit: state.config.history_replay,
     };
-    match hub.history(group, query) {
+    match hub.history_async(group, query).await {
         Ok(page) => frames::history(page.epoch, &page.messages, since.map(|_| false)),
         Err(_) => frames::history(0, &[], since.map(|_| false)),
     }
@@ -284,7 +284,7 @@ async fn send_message(
 ) -> Result<(), Refusal> {
     let state = &session.state;
     let client_id = draft.client_id.clone();
-    features::on_message(session, room, &mut draft)?;
+    features::on_message(session, room, &mut draft).await?;
     if let Some(id) = draft.duplicate_of {
         if let (Some(client_id), true) = (client_id, id > 0) {
             session.send_json(&serde_json::json!({

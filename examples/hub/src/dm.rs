@@ -33,9 +33,13 @@ struct DirectMessage<'a> {
     timestamp: &'a str,
 }
 
-fn pair_lock<'a>(state: &'a AppState, pair: &str) -> parking_lot::MutexGuard<'a, ()> {
+/// Orders a pair's saves and deliveries against a joiner's replay (held
+/// while the replay is read, so an async lock).
+async fn pair_lock<'a>(state: &'a AppState, pair: &str) -> tokio::sync::MutexGuard<'a, ()> {
     let h = rustc_hash::FxBuildHasher.hash_one(pair);
-    state.dm_locks[h as usize % state.dm_locks.len()].lock()
+    state.dm_locks[h as usize % state.dm_locks.len()]
+        .lock()
+        .await
 }
 
 /// Serves one `/dm/{user_id}` socket until it closes.
@@ -63,7 +67,7 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
     let state = &session.state;
     let sub = &session.claims.sub;
     let page = {
-        let _order = pair_lock(state, pair);
+        let _order = pair_lock(state, pair).await;
         if session.conn.join(&frames::dm_inbox_group(sub)).is_err() {
             return false;
         }
@@ -71,7 +75,7 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
             limit: state.config.history_replay,
             ..HistoryQuery::default()
         };
-        state.hub.history(pair, query)
+        state.hub.history_async(pair, query).await
     };
     let _ = session.conn.join(&frames::notify_group(sub));
     let history = match page {
@@ -118,7 +122,7 @@ async fn send_direct(
     let ts = frames::timestamp(frames::now_ms());
     let mut built: Option<Bytes> = None;
     let (saved, inboxes) = {
-        let _order = pair_lock(state, pair);
+        let _order = pair_lock(state, pair).await;
         let mut saved = state
             .hub
             .group_send_with_async(pair, Kind::Json, true, |id| {

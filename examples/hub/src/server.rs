@@ -120,7 +120,7 @@ pub struct AppState {
     /// Who is on `/presence`, with how many sockets and which status.
     pub presence: presence::Registry,
     /// Orders a DM pair's save and delivery against a joiner's replay.
-    pub dm_locks: [Mutex<()>; 16],
+    pub dm_locks: [tokio::sync::Mutex<()>; 16],
     /// Open WebSocket sessions by core connection id.
     registry: [Mutex<FxHashMap<u64, SessionInfo>>; REGISTRY_SHARDS],
     /// Counters for /stats and /metrics.
@@ -153,7 +153,7 @@ impl AppState {
             auth,
             features: features::FeatureState::default(),
             presence: presence::Registry::default(),
-            dm_locks: std::array::from_fn(|_| Mutex::new(())),
+            dm_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             registry: std::array::from_fn(|_| Mutex::default()),
             counters: Counters::default(),
             shutting_down: AtomicBool::new(false),

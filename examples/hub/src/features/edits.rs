@@ -56,13 +56,13 @@ pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> R
     let sub = session.claims.sub.as_str();
     let changed = {
         let _lock = state.features.edit_locks.lock(room.group).await;
-        let mut m = saved_message(state, room.group, id)?;
+        let mut m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
             return Err(Refusal::not_found(format!("message {id} was deleted")));
         }
         let changed = react(&mut m, emoji, sub, add)?;
         if changed {
-            replace(state, room.group, id, &m)?;
+            replace(state, room.group, id, &m).await?;
         }
         changed
     };
@@ -135,7 +135,7 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
     }
     let (old, mentioned, before) = {
         let _lock = state.features.edit_locks.lock(room.group).await;
-        let mut m = saved_message(state, room.group, id)?;
+        let mut m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
             return Err(Refusal::not_found(format!("message {id} was deleted")));
         }
@@ -165,7 +165,7 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         } else {
             m.insert("mentions".into(), json!(mentioned));
         }
-        replace(state, room.group, id, &m)?;
+        replace(state, room.group, id, &m).await?;
         (old, mentioned, before)
     };
     state.features.search.update(room.id, id, &old, content);
@@ -191,7 +191,7 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
     let claims = &session.claims;
     {
         let _lock = state.features.edit_locks.lock(room.group).await;
-        let m = saved_message(state, room.group, id)?;
+        let m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
             return Ok(());
         }
@@ -213,7 +213,7 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
             }
         }
         tomb.insert("deleted".into(), Value::Bool(true));
-        replace(state, room.group, id, &tomb)?;
+        replace(state, room.group, id, &tomb).await?;
     }
     state.features.search.remove(room.id, id);
     let deleted = json!({"type": "deleted", "message_id": id});

@@ -27,7 +27,7 @@ pub async fn page(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         before,
         limit,
     };
-    let page = session.state.hub.history(room.group, query)?;
+    let page = session.state.hub.history_async(room.group, query).await?;
     session.send(frames::history(page.epoch, &page.messages, None));
     Ok(())
 }

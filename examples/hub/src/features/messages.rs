@@ -16,7 +16,7 @@ const MAX_ATTACHMENTS: usize = 10;
 
 /// Checks and enriches a chat message before it is saved; a resend of a
 /// message already saved (or being saved) sets `draft.duplicate_of`.
-pub fn before(
+pub async fn before(
     session: &Session,
     room: ChatRoom<'_>,
     draft: &mut MessageDraft,
@@ -27,7 +27,7 @@ pub fn before(
         return Err(Refusal::muted());
     }
     if let Some(reply_to) = draft.thread_id {
-        draft.thread_id = Some(super::threads::root_of(session, room, reply_to)?);
+        draft.thread_id = Some(super::threads::root_of(session, room, reply_to).await?);
     }
     if let Some(list) = &draft.attachments {
         let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -84,7 +84,7 @@ pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>
     }
     if features.search.insert(room.id, sent.id, &draft.content) {
         // Forget what history has evicted since the last check.
-        if let Some(first) = saved::first_kept(state, room.group) {
+        if let Some(first) = saved::first_kept(state, room.group).await {
             features.search.evict_before(room.id, first);
             features.threads.evict_before(room.id, first);
         }

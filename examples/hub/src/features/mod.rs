@@ -237,12 +237,12 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Before a chat message is built (it may be refused, enriched, or found
 /// to be a resend).
-pub fn on_message(
+pub async fn on_message(
     session: &Session,
     room: ChatRoom<'_>,
     draft: &mut MessageDraft,
 ) -> Result<(), Refusal> {
-    messages::before(session, room, draft)
+    messages::before(session, room, draft).await
 }
 
 /// After a chat message was sent.

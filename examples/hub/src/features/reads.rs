@@ -65,7 +65,7 @@ impl Reads {
 pub async fn read(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
     let id = fields::message_id(frame)?;
     let state = &session.state;
-    let last = saved::last_id(state, room.group);
+    let last = saved::last_id(state, room.group).await.unwrap_or(0);
     if id == 0 || id > last {
         return Err(Refusal::not_found(format!("no message {id} in this room")));
     }

@@ -13,8 +13,8 @@ use crate::frames;
 use crate::server::AppState;
 
 /// The saved frame at `id` in `group`, as a JSON object.
-pub fn saved(state: &AppState, group: &str, id: u64) -> Option<Map<String, Value>> {
-    let message = state.hub.history_get(group, id).ok()?;
+pub async fn saved(state: &AppState, group: &str, id: u64) -> Option<Map<String, Value>> {
+    let message = state.hub.history_get_async(group, id).await.ok()?;
     match serde_json::from_slice::<Value>(message.data()).ok()? {
         Value::Object(map) => Some(map),
         _ => None,
@@ -22,12 +22,12 @@ pub fn saved(state: &AppState, group: &str, id: u64) -> Option<Map<String, Value
 }
 
 /// A saved chat message (not a notice): the object, or `not_found`.
-pub fn saved_message(
+pub async fn saved_message(
     state: &AppState,
     group: &str,
     id: u64,
 ) -> Result<Map<String, Value>, Refusal> {
-    match saved(state, group, id) {
+    match saved(state, group, id).await {
         Some(m) if m.get("type").and_then(Value::as_str) == Some("message") => Ok(m),
         _ => Err(Refusal::not_found(format!("no message {id} in this room"))),
     }
@@ -46,44 +46,38 @@ pub fn author(m: &Map<String, Value>) -> Option<&str> {
 }
 
 /// Rewrites the saved message `id` in place.
-pub fn replace(
+pub async fn replace(
     state: &AppState,
     group: &str,
     id: u64,
     m: &Map<String, Value>,
 ) -> Result<(), Refusal> {
-    state
+    let replace = state
         .hub
-        .history_replace(group, id, Kind::Json, frames::encode(m))
-        .map(|_| ())
-        .map_err(|e| match e {
-            channelbox::Error::NoSuchMessage { .. } => {
-                Refusal::not_found(format!("message {id} is no longer kept"))
-            }
-            e => e.into(),
-        })
+        .history_replace_async(group, id, Kind::Json, frames::encode(m));
+    replace.await.map(|_| ()).map_err(|e| match e {
+        channelbox::Error::NoSuchMessage { .. } => {
+            Refusal::not_found(format!("message {id} is no longer kept"))
+        }
+        e => e.into(),
+    })
 }
 
-/// The last message id of `group` (0 when it has none).
-pub fn last_id(state: &AppState, group: &str) -> u64 {
-    let query = channelbox::HistoryQuery {
-        since: u64::MAX,
-        ..channelbox::HistoryQuery::default()
-    };
-    state
-        .hub
-        .history(group, query)
-        .map_or(0, |page| page.last_offset)
+/// The last message id `group` handed out (0 when none); `None` when
+/// the engine cannot say now.
+pub async fn last_id(state: &AppState, group: &str) -> Option<u64> {
+    state.hub.last_offset_async(group).await.ok()
 }
 
 /// The first message id `group`'s history still keeps (`u64::MAX` when it
 /// keeps none), or `None` when history cannot be asked now.
-pub fn first_kept(state: &AppState, group: &str) -> Option<u64> {
+pub async fn first_kept(state: &AppState, group: &str) -> Option<u64> {
+    // A page after the last offset: no messages, only the bounds.
     let query = channelbox::HistoryQuery {
         since: u64::MAX,
         ..channelbox::HistoryQuery::default()
     };
-    let page = state.hub.history(group, query).ok()?;
+    let page = state.hub.history_async(group, query).await.ok()?;
     Some(match page.first_offset {
         0 => u64::MAX,
         first => first,

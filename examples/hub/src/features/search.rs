@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::{fields, saved};
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::server::{AppState, Session};
 
 /// Longest word indexed, in characters; longer tokens are ignored (they are
 /// hashes and links nobody searches by a prefix of).
@@ -313,14 +313,18 @@ impl SearchIndex {
     /// deleted message or an edit's old words never match.
     ///
     /// The index's read lock is held only to pick candidates, a bounded
-    /// number at a time; texts are fetched with the lock released.
-    pub fn search(
+    /// number at a time; texts are fetched (awaiting the engine) with the
+    /// lock released.
+    pub async fn search<Fetched>(
         &self,
         query: &str,
         limit: usize,
         mut may_read: impl FnMut(&str) -> bool,
-        mut fetch: impl FnMut(&str, u64) -> Option<serde_json::Value>,
-    ) -> Vec<Hit> {
+        mut fetch: impl FnMut(Arc<str>, u64) -> Fetched,
+    ) -> Vec<Hit>
+    where
+        Fetched: std::future::Future<Output = Option<serde_json::Value>>,
+    {
         let wanted = words(query);
         if wanted.is_empty() || limit == 0 {
             return Vec::new();
@@ -380,7 +384,7 @@ impl SearchIndex {
                 }
             }
             for (room, id) in candidates {
-                let Some(message) = fetch(&room, id) else {
+                let Some(message) = fetch(room.clone(), id).await else {
                     evicted.push((room, id));
                     continue;
                 };
@@ -437,12 +441,20 @@ pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
     let limit = fields::limit(frame, SEARCH_DEFAULT, SEARCH_MAX)?;
     let state = &session.state;
     let claims = &session.claims;
-    let hits = state.features.search.search(
-        query,
-        limit,
-        |room| super::may_read(state, room, &claims.sub, claims.is_admin()),
-        |room, id| saved::saved(state, &frames::room_group(room), id).map(Value::Object),
-    );
+    let state: &AppState = state;
+    let hits = state
+        .features
+        .search
+        .search(
+            query,
+            limit,
+            |room| super::may_read(state, room, &claims.sub, claims.is_admin()),
+            |room, id| async move {
+                let message = saved::saved(state, &frames::room_group(&room), id).await;
+                message.map(Value::Object)
+            },
+        )
+        .await;
     let messages: Vec<Value> = hits
         .into_iter()
         .map(|mut hit| {

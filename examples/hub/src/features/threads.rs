@@ -71,8 +71,13 @@ impl Threads {
 
 /// The root a reply to `thread_id` belongs to: the message itself, or its
 /// own root when it is a reply; `not_found` when it is not kept.
-pub fn root_of(session: &Session, room: ChatRoom<'_>, thread_id: u64) -> Result<u64, Refusal> {
+pub async fn root_of(
+    session: &Session,
+    room: ChatRoom<'_>,
+    thread_id: u64,
+) -> Result<u64, Refusal> {
     let m = saved::saved_message(&session.state, room.group, thread_id)
+        .await
         .map_err(|_| Refusal::not_found(format!("no message {thread_id} to reply to")))?;
     Ok(m.get("thread_id")
         .and_then(Value::as_u64)
@@ -83,14 +88,14 @@ pub fn root_of(session: &Session, room: ChatRoom<'_>, thread_id: u64) -> Result<
 pub async fn thread(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
     let id = fields::message_id(frame)?;
     let state = &session.state;
-    let root = saved::saved_message(state, room.group, id)?;
+    let root = saved::saved_message(state, room.group, id).await?;
     let replies = state.features.threads.replies(room.id, id, THREAD_MAX);
     let mut messages = vec![Value::Object(root)];
-    messages.extend(
-        replies
-            .into_iter()
-            .filter_map(|r| saved::saved(state, room.group, r).map(Value::Object)),
-    );
+    for reply in replies {
+        if let Some(m) = saved::saved(state, room.group, reply).await {
+            messages.push(Value::Object(m));
+        }
+    }
     // The newest replies are kept when the whole thread does not fit.
     let frame = saved::fit(
         state,
