@@ -66,6 +66,35 @@ async fn a_room_spans_two_hubs_with_one_sequence_of_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hub_counts_the_room_deliveries_to_its_own_sockets() {
+    let redis = RedisServer::start();
+    let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
+    let (mut alice, _) = h1.join("counted", &h1.user("alice")).await;
+    let (mut bob, _) = h2.join("counted", &h2.user("bob")).await;
+    alice
+        .expect_where("system", |f| f["message"] == "bob joined the chat")
+        .await;
+    for n in 1..=3 {
+        alice.say(&format!("message {n}")).await;
+        bob.expect_where("message", |f| f["content"] == format!("message {n}"))
+            .await;
+    }
+    let (at_h1, at_h2) = (room_stats(&h1).await, room_stats(&h2).await);
+    // h1 sent the messages; h2 delivered them to bob (his own join notice
+    // came in his history frame), h1 to alice (bob's join notice too).
+    assert_eq!(at_h1["per_room"]["counted"]["messages"], 3, "{at_h1}");
+    assert_eq!(at_h2["per_room"]["counted"]["deliveries"], 3, "{at_h2}");
+    assert_eq!(at_h1["per_room"]["counted"]["deliveries"], 4, "{at_h1}");
+    h1.stop().await;
+    h2.stop().await;
+}
+
+/// A hub's `GET /stats`, as a user sees it.
+async fn room_stats(hub: &Hub) -> serde_json::Value {
+    hub.json("GET", "/stats", &hub.user("ops"), None).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_message_reaches_the_user_on_the_other_hub() {
     let redis = RedisServer::start();
     let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
