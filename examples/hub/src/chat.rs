@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use crate::error::Refusal;
 use crate::features::{self, ChatRoom};
 use crate::frames::{self, ChatMessage};
-use crate::server::{AppState, Endpoint, Session};
+use crate::server::AppState;
+use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
 
 /// A message about to be sent; `features::on_message` may add fields

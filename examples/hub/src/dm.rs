@@ -18,7 +18,8 @@ use crate::chat::{content_of, frame_type};
 use crate::error::Refusal;
 use crate::features;
 use crate::frames;
-use crate::server::{AppState, Endpoint, Session};
+use crate::server::AppState;
+use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
 
 #[derive(Serialize)]

@@ -7,12 +7,9 @@
 //! cargo run --release --example hub -- --help
 //! ```
 //!
-//! The wire protocol is PROTOCOL.md. Modules, in the order a connection
-//! meets them: `server` (accept, route, upgrade, shared state), `auth`
-//! (JWT), `chat` / `presence` / `dm` (the endpoints), `socket` (one task
-//! per socket, batched writes), `frames` (outbound JSON), `limits` (rate
-//! limit), `http` (healthz, stats, metrics, static files), `features` (the
-//! extensions' hooks).
+//! The wire protocol is PROTOCOL.md; the library's `lib.rs` walks the
+//! modules. This file only reads the [`Config`], sets up logging and the
+//! runtime, and runs the server until SIGINT or SIGTERM.
 
 use clap::Parser;
 

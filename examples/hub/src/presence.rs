@@ -29,7 +29,8 @@ use crate::chat::frame_type;
 use crate::error::Refusal;
 use crate::features;
 use crate::frames::{self, PRESENCE_GROUP};
-use crate::server::{AppState, Session};
+use crate::server::AppState;
+use crate::session::Session;
 use crate::socket::{serve_frames, Socket};
 
 /// Statuses a client may set (only the hub says `offline`).
@@ -69,8 +70,11 @@ struct Entry {
 /// One entry of the `users` frame.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct UserStatus {
+    /// The user id (`sub`).
     pub id: String,
+    /// The name to show.
     pub username: String,
+    /// `online`, `away` or `busy`.
     pub status: &'static str,
 }
 

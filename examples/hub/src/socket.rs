@@ -27,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::rate_limit::{FrameLimit, Verdict};
-use crate::server::Session;
+use crate::session::Session;
 
 /// What an endpoint does with one client text frame (boxed, so the
 /// session's future does not carry the handler's state).

@@ -12,7 +12,7 @@ use super::saved::{author, is_deleted, replace, saved_message};
 use super::{fields, mentions, shard_of, ChatRoom, SHARDS};
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Distinct emojis on one message.
 const MAX_EMOJIS: usize = 32;

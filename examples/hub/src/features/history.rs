@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{fields, ChatRoom};
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Messages a page holds by default, and at most.
 const PAGE_DEFAULT: usize = 50;

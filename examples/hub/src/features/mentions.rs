@@ -6,7 +6,8 @@ use rustc_hash::FxHashSet;
 use serde_json::json;
 
 use crate::frames;
-use crate::server::{AppState, Session};
+use crate::server::AppState;
+use crate::session::Session;
 
 /// Most users one message notifies by mention.
 const MAX_MENTIONS: usize = 20;

@@ -9,7 +9,7 @@ use super::client_ids::Decision;
 use super::{mentions, saved, ChatRoom};
 use crate::chat::{MessageDraft, SentMessage};
 use crate::error::Refusal;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Most attachments on one message.
 const MAX_ATTACHMENTS: usize = 10;

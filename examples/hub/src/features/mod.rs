@@ -49,7 +49,8 @@ use serde_json::Value;
 use crate::auth::Claims;
 use crate::chat::{MessageDraft, SentMessage};
 use crate::error::Refusal;
-use crate::server::{AppState, Session};
+use crate::server::AppState;
+use crate::session::Session;
 
 pub mod analytics;
 pub mod client_ids;
@@ -129,7 +130,7 @@ impl ChatRoom<'_> {
     /// The room of a `/chat` session; `None` on `/presence` and `/dm`.
     pub fn of(session: &Session) -> Option<ChatRoom<'_>> {
         match &session.endpoint {
-            crate::server::Endpoint::Chat { room, group } => Some(ChatRoom { id: room, group }),
+            crate::session::Endpoint::Chat { room, group } => Some(ChatRoom { id: room, group }),
             _ => None,
         }
     }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::ChatRoom;
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Close code for a kicked socket (4000-4999 is the application's range;
 /// 4003 is taken by bans and other refusals).

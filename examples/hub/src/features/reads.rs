@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::{fields, saved, shard_of, ChatRoom, SHARDS};
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::session::Session;
 
 /// room -> sub -> last message id read, sharded by room.
 #[derive(Debug)]

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use super::{fields, saved};
 use crate::error::Refusal;
 use crate::frames;
-use crate::server::{AppState, Session};
+use crate::server::AppState;
+use crate::session::Session;
 
 /// Longest word indexed, in characters; longer tokens are ignored (they are
 /// hashes and links nobody searches by a prefix of).

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{fields, saved, shard_of, ChatRoom, SHARDS};
 use crate::error::Refusal;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Most replies a `thread` answer carries (the newest).
 const THREAD_MAX: usize = 500;

@@ -9,7 +9,7 @@ use super::ChatRoom;
 use crate::error::Refusal;
 use crate::frames;
 use crate::rate_limit::RateLimit;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Typing notices accepted per connection per second.
 const PER_SECOND: u32 = 2;
