@@ -2,7 +2,7 @@
 //! `?since=` recovery), and chat messages. Every other frame type goes to
 //! `features::handle_frame`.
 //!
-//! A message is encoded once, inside `group_send_with`, when its history
+//! A message is encoded once, inside `group_send_with_async`, when its history
 //! offset (the message `id`) is known; every member's queue then holds the
 //! same bytes.
 
@@ -284,10 +284,9 @@ async fn send_message(
     mut draft: MessageDraft,
 ) -> Result<(), Refusal> {
     let state = &session.state;
-    let client_id = draft.client_id.clone();
     features::on_message(session, room, &mut draft).await?;
     if let Some(id) = draft.duplicate_of {
-        if let (Some(client_id), true) = (client_id, id > 0) {
+        if let (Some(client_id), true) = (&draft.client_id, id > 0) {
             session.send_json(&serde_json::json!({
                 "type": "ack", "client_id": client_id, "id": id,
             }));
@@ -318,7 +317,7 @@ async fn send_message(
         .counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(client_id) = client_id {
+    if let Some(client_id) = &draft.client_id {
         session.send_json(&serde_json::json!({
             "type": "ack", "client_id": client_id, "id": report.offset,
         }));
