@@ -20,6 +20,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
+use crate::close::CloseReason;
 use crate::config::{Config, EngineKind};
 use crate::conn::{ConnId, ConnState, Limits, Push, RecvBatch};
 use crate::engine::{self, Engine, EngineSink, GroupPublish, LocalPresence, Topic};
@@ -179,7 +180,7 @@ impl EngineSink for HubSink {
         hub.finish_delivery(&report, slow);
     }
 
-    fn lost(&self, groups: &[String], users: &[String], reason: &str) -> u64 {
+    fn lost(&self, groups: &[String], users: &[String], reason: CloseReason) -> u64 {
         let Some(hub) = self.hub() else { return 0 };
         let mut victims: Vec<Arc<ConnState>> = Vec::new();
         for name in groups {
@@ -192,7 +193,7 @@ impl EngineSink for HubSink {
         }
         let mut closed = 0;
         for conn in victims {
-            if conn.close(reason) {
+            if conn.close(reason.clone()) {
                 hub.inner.ready.notify(&conn);
                 closed += 1;
             }
@@ -356,7 +357,7 @@ impl Hub {
             .write()
             .remove(&id)
             .ok_or(Error::NoSuchConnection(id))?;
-        state.close("closed by the host");
+        state.close(CloseReason::ClosedByHost);
         self.detach(&state);
         self.forget_user(&state);
         let mut sink = Vec::new();
@@ -364,10 +365,12 @@ impl Hub {
         Ok(())
     }
 
-    /// Closes a connection on the hub's side with `reason`: it leaves every
-    /// group; its receiver drains what was queued, then sees it closed. The
-    /// id stays valid until [`Hub::close`].
-    pub fn disconnect(&self, id: ConnId, reason: &str) -> Result<()> {
+    /// Closes a connection on the hub's side with `reason` (a host's own is
+    /// [`CloseReason::Host`]): it leaves every group; its receiver drains
+    /// what was queued, then sees it closed with that reason. The id stays
+    /// valid until [`Hub::close`]. A connection closed already keeps its
+    /// first reason.
+    pub fn disconnect(&self, id: ConnId, reason: CloseReason) -> Result<()> {
         let state = self.conn(id)?;
         if state.close(reason) {
             self.inner.ready.notify(&state);
@@ -492,7 +495,7 @@ impl Hub {
         let mut closed = 0;
         for id in due {
             if let Ok(state) = self.conn(id) {
-                if state.close("connection expired (ttl)") {
+                if state.close(CloseReason::Expired) {
                     self.inner.ready.notify(&state);
                     self.detach(&state);
                     closed += 1;
@@ -556,12 +559,8 @@ impl Hub {
         self.check_group(group)?;
         let conn = self.conn(id)?;
         let mut groups = conn.groups.lock();
-        if conn.is_closed() {
-            return Err(Error::Closed(
-                conn.close_reason()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            ));
+        if let Some(reason) = conn.close_reason() {
+            return Err(Error::Closed(reason));
         }
         let user_new = loop {
             let g = self.group_or_create(group);
@@ -979,11 +978,10 @@ impl Hub {
         let mut slow = Vec::new();
         self.deliver(&conn, &message, &mut report, &mut slow);
         if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
-            return Err(Error::Closed(
-                conn.close_reason()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            ));
+            // Nothing happened: it was closed before this send.
+            if let Some(reason) = conn.close_reason() {
+                return Err(Error::Closed(reason));
+            }
         }
         self.finish_send(&report, slow, &self.inner.counters.direct_sends);
         Ok(report)
@@ -1371,7 +1369,7 @@ impl Hub {
     /// it closed) and empties every group.
     pub fn close_all(&self) {
         for conn in self.all_conns() {
-            if conn.close("hub closed all connections") {
+            if conn.close(CloseReason::HubClosed) {
                 self.inner.ready.notify(&conn);
             }
             self.detach(&conn);
@@ -1576,9 +1574,9 @@ impl Connection {
         self.state.is_closed()
     }
 
-    /// Why it was closed, if it was.
-    pub fn close_reason(&self) -> Option<String> {
-        self.state.close_reason().map(|r| r.to_string())
+    /// Why it was closed (None while it is open).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.close_reason()
     }
 
     /// Messages and payload bytes waiting in its queue.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use channelbox::{Config, Error, HistoryQuery, Hub, Kind, Message};
+use channelbox::{CloseReason, Config, Error, HistoryQuery, Hub, Kind, Message};
 
 use channelbox_test_support::{free_port, RedisServer};
 
@@ -451,7 +451,7 @@ fn malformed_data_in_redis_is_skipped_and_counted() {
     // with a silent gap.
     assert_eq!(
         c.recv(Some(Duration::from_secs(5))).unwrap_err(),
-        Error::Closed("engine: missed messages".into())
+        Error::Closed(CloseReason::EngineMissedMessages)
     );
     let page = a.history("room", HistoryQuery::default()).unwrap();
     assert_eq!(offsets(&page.messages), vec![1, 5]);
@@ -502,7 +502,7 @@ fn redis_restarted_under_traffic_clients_get_everything_in_order_or_are_told() {
                 Err(e) => panic!("expected a close, got {e}"),
             }
         };
-        assert_eq!(reason, "engine: lost subscription");
+        assert_eq!(reason, CloseReason::EngineLostSubscription);
         // What they did get was in order, without gaps.
         let offs = offsets(&got);
         assert!(offs.windows(2).all(|w| w[1] == w[0] + 1), "{offs:?}");

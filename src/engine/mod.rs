@@ -21,6 +21,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+use crate::close::CloseReason;
 use crate::error::Result;
 use crate::history::{HistoryPage, HistoryQuery};
 use crate::message::{Kind, Message};
@@ -166,7 +167,7 @@ pub(crate) trait EngineSink: Send + Sync {
     fn deliver_user(&self, user: &str, kind: Kind, data: Bytes, ts_ms: u64);
     /// Messages for these topics may have been missed: close their local
     /// connections with `reason` so clients reconnect and recover by offset.
-    fn lost(&self, groups: &[String], users: &[String], reason: &str) -> u64;
+    fn lost(&self, groups: &[String], users: &[String], reason: CloseReason) -> u64;
     /// What this node holds now, for the presence heartbeat.
     fn local_presence(&self) -> LocalPresence;
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use channelbox::Hub;
+use channelbox::{CloseReason, Hub};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
@@ -103,7 +103,11 @@ impl AppState {
     /// Closes one WebSocket with `code` (4003 forbidden, 4008 too slow, ...).
     /// Its writer sends what was already queued, then the close frame.
     pub fn close_connection(&self, id: u64, code: u16, reason: &str) {
-        let _ = self.hub.disconnect(id, &format!("{code} {reason}"));
+        let reason = CloseReason::Host {
+            code: code.into(),
+            text: reason.to_owned(),
+        };
+        let _ = self.hub.disconnect(id, reason);
     }
 
     /// Open sessions in `room`: (core connection id, user id).
