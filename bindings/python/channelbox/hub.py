@@ -295,6 +295,61 @@ def _history_page(page: Dict[str, Any]) -> HistoryPage:
     )
 
 
+class _NativeHub:
+    """The native ``cbx_hub`` pointer, guarded so that no call outlives it.
+
+    Every native call is made inside ``with native as ptr:``. Entering raises
+    :class:`~channelbox.HubClosed` once the hub is closing and otherwise
+    counts the call as in flight; :meth:`close` frees the hub at once when no
+    call is in flight, or else the last call to leave frees it. So a thread
+    closing the hub never frees it under another thread's call (a blocked
+    :meth:`Connection.recv` included: closing wakes it first).
+
+    One object per hub, entered by any number of threads at once: the state
+    is the in-flight count, not the ``with`` block.
+    """
+
+    __slots__ = ("_ptr", "_lock", "_busy", "closing")
+
+    def __init__(self, ptr: int) -> None:
+        self._ptr: Optional[int] = ptr
+        self._lock = threading.Lock()
+        self._busy = 0
+        #: True once :meth:`close` was called; no native call starts after it.
+        self.closing = False
+
+    def __enter__(self) -> int:
+        with self._lock:
+            if self.closing:
+                raise HubClosed("the hub is closed")
+            self._busy += 1
+            return self._ptr  # type: ignore[return-value]
+
+    def __exit__(self, *exc_info: Any) -> None:
+        with self._lock:
+            self._busy -= 1
+            if self._busy == 0 and self.closing:
+                self._free_locked()
+
+    def close(self) -> bool:
+        """Closes every connection (waking blocked receivers) and frees the hub
+        once no call is in flight. False when it was already closing."""
+        with self._lock:
+            if self.closing:
+                return False
+            self.closing = True
+            if self._ptr is not None:
+                lib.cbx_close_all(self._ptr)  # wakes blocked receivers
+            if self._busy == 0:
+                self._free_locked()
+            return True
+
+    def _free_locked(self) -> None:
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.cbx_hub_free(ptr)
+
+
 class Hub:
     """A channelbox hub: groups, fan-out, bounded history, presence.
 
@@ -311,46 +366,25 @@ class Hub:
     """
 
     def __init__(self, **config: Any) -> None:
-        self._ptr: Optional[int] = None
-        self._lock = threading.Lock()
-        self._busy = 0
-        self._closing = False
+        self._native: Optional[_NativeHub] = None
         try:
             text = json.dumps(config, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise TypeError(f"hub settings must be JSON values: {error}") from None
         ptr = c_void_p()
         check(lib.cbx_hub_new(text.encode("utf-8"), byref(ptr)))
-        self._ptr = ptr.value
+        #: Every native call goes through it: ``with self._native as ptr: ...``.
+        self._native = _NativeHub(ptr.value)
         self._aio = _aio.Readiness(self)
         # Group names seen in received messages, decoded once.
         self._group_names: Dict[bytes, Optional[str]] = {}
 
     # ----- lifecycle -----------------------------------------------------
 
-    def _enter(self) -> int:
-        """Marks a native call in flight and returns the hub pointer."""
-        with self._lock:
-            if self._closing:
-                raise HubClosed("the hub is closed")
-            self._busy += 1
-            return self._ptr  # type: ignore[return-value]
-
-    def _exit(self) -> None:
-        with self._lock:
-            self._busy -= 1
-            if self._busy == 0 and self._closing:
-                self._free_locked()
-
-    def _free_locked(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            lib.cbx_hub_free(ptr)
-
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closing
+        return self._native is None or self._native.closing
 
     def close(self) -> None:
         """Closes every connection and frees the hub. Idempotent.
@@ -360,15 +394,9 @@ class Hub:
         with :class:`~channelbox.HubClosed`; the native hub is freed once no
         call is in flight.
         """
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            if self._ptr is not None:
-                lib.cbx_close_all(self._ptr)  # wakes blocked receivers
-            if self._busy == 0:
-                self._free_locked()
-        self._aio.close()
+        native = self._native
+        if native is not None and native.close():
+            self._aio.close()
 
     def __enter__(self) -> "Hub":
         return self
@@ -378,13 +406,12 @@ class Hub:
 
     def __del__(self) -> None:
         try:
-            if not self._closing and self._ptr is not None:
-                self.close()
+            self.close()
         except Exception:
             pass
 
     def __repr__(self) -> str:
-        return f"<channelbox.Hub {'closed' if self._closing else 'open'}>"
+        return f"<channelbox.Hub {'closed' if self.closed else 'open'}>"
 
     # ----- connections ---------------------------------------------------
 
@@ -404,11 +431,8 @@ class Hub:
                 raise InvalidArgument(f"ttl must be positive, got {ttl}")
             ttl_seconds = min(max(1, int(-(-ttl // 1))), _U32_MAX)
         out = c_uint64()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_open(ptr, user_bytes, ttl_seconds, byref(out)))
-        finally:
-            self._exit()
         return Connection(self, out.value, user)
 
     def connection_close(self, conn: Union["Connection", int]) -> None:
@@ -417,11 +441,8 @@ class Hub:
             conn.close()
             return
         cid = _conn_id(conn)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_close(ptr, cid))
-        finally:
-            self._exit()
         self._aio.wake(cid)
 
     # ----- groups --------------------------------------------------------
@@ -430,21 +451,15 @@ class Hub:
         """Adds a connection to a group (created on first use). Idempotent."""
         cid = _conn_id(conn)
         name = _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_group_add(ptr, cid, name))
-        finally:
-            self._exit()
 
     def group_remove(self, conn: Union["Connection", int], group: str) -> None:
         """Removes a connection from a group; removing a non-member changes nothing."""
         cid = _conn_id(conn)
         name = _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_group_remove(ptr, cid, name))
-        finally:
-            self._exit()
 
     def group_send(
         self,
@@ -463,15 +478,12 @@ class Hub:
         name = _utf8(group, "group")
         kind, data = encode_payload(payload, kind)
         report = _ffi.cbx_send_report()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(
                 lib.cbx_group_send(
                     ptr, name, kind, data, len(data), _ffi.CBX_SAVE_HISTORY if save_history else 0, byref(report)
                 )
             )
-        finally:
-            self._exit()
         return SendReport(report.delivered, report.dropped, report.offset, report.disconnected)
 
     def user_send(self, user: str, payload: Payload, kind: Union[Kind, str, int, None] = None) -> SendReport:
@@ -479,11 +491,8 @@ class Hub:
         name = _utf8(user, "user")
         kind, data = encode_payload(payload, kind)
         report = _ffi.cbx_send_report()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_user_send(ptr, name, kind, data, len(data), byref(report)))
-        finally:
-            self._exit()
         return SendReport(report.delivered, report.dropped, report.offset, report.disconnected)
 
     def conn_send(
@@ -492,11 +501,8 @@ class Hub:
         """Sends a payload to one connection (not saved)."""
         cid = _conn_id(conn)
         kind, data = encode_payload(payload, kind)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_send(ptr, cid, kind, data, len(data)))
-        finally:
-            self._exit()
 
     def groups(self) -> Dict[str, Dict[str, List[Any]]]:
         """Every group with members: ``{"chat_1": {"connections": [ids], "users": ["alice"]}}``.
@@ -512,11 +518,8 @@ class Hub:
 
     def _json(self, function: Any) -> str:
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(function(ptr, byref(out)))
-        finally:
-            self._exit()
         return _take_string(out)
 
     # ----- history -------------------------------------------------------
@@ -549,11 +552,8 @@ class Hub:
             if not 0 <= value <= top:
                 raise InvalidArgument(f"{what} must be between 0 and {top}, got {value}")
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_json(ptr, name, since, limit, byref(out)))
-        finally:
-            self._exit()
         return cast(Dict[str, Any], json.loads(_take_string(out)))
 
     def history_replace(
@@ -569,43 +569,30 @@ class Hub:
         if not 0 <= offset <= _U64_MAX:
             raise InvalidArgument(f"offset {offset} is out of range")
         kind, data = encode_payload(payload, kind)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_replace(ptr, name, offset, kind, data, len(data)))
-        finally:
-            self._exit()
 
     def history_flush(self, group: Optional[str] = None) -> None:
         """Forgets one group's history (or every group's); its epoch changes."""
         name = None if group is None else _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_flush(ptr, name))
-        finally:
-            self._exit()
 
     def groups_flush(self) -> None:
         """Empties every group; connections stay open and history is kept."""
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_groups_flush(ptr))
-        finally:
-            self._exit()
 
     def close_all(self) -> None:
         """Closes every connection on the hub's side: receivers drain, then see it closed."""
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_close_all(ptr))
-        finally:
-            self._exit()
 
     # ----- receiving (used by Connection) --------------------------------
 
     def _recv(self, cid: int, timeout_ms: int) -> Message:
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             rc = lib.cbx_conn_recv(ptr, cid, timeout_ms, byref(out))
             if rc:
                 if rc == _ffi.CBX_CLOSED:
@@ -626,15 +613,12 @@ class Hub:
                 )
             finally:
                 lib.cbx_message_free(m)
-        finally:
-            self._exit()
 
     def _recv_batch(self, cid: int, cap: int) -> List[Message]:
         """Up to ``cap`` pending messages, ``[]`` when none; ConnectionClosed once drained."""
         slots = (c_void_p * cap)()
         n = c_size_t()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             rc = lib.cbx_conn_recv_batch(ptr, cid, slots, cap, byref(n))
             if rc:
                 if rc == _ffi.CBX_EMPTY:
@@ -665,8 +649,6 @@ class Hub:
                 return out
             finally:
                 lib.cbx_messages_free(slots, count)
-        finally:
-            self._exit()
 
     def _closed_error(self, ptr: int, cid: int) -> ConnectionClosed:
         reason = ""
@@ -679,11 +661,8 @@ class Hub:
 
     def _close_reason(self, cid: int) -> str:
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_close_reason(ptr, cid, byref(out)))
-        finally:
-            self._exit()
         return _take_string(out)
 
 
@@ -829,16 +808,16 @@ class Connection:
             return
         self._released = True
         self._buffer.clear()
-        if self.hub.closed:
+        hub = self.hub
+        if hub.closed:
             return
-        ptr = self.hub._enter()
         try:
-            rc = lib.cbx_conn_close(ptr, self.id)
-            if rc not in (_ffi.CBX_OK, _ffi.CBX_NO_SUCH_CONNECTION):
-                raise error_for(rc)
+            with hub._native as ptr:
+                rc = lib.cbx_conn_close(ptr, self.id)
+                if rc not in (_ffi.CBX_OK, _ffi.CBX_NO_SUCH_CONNECTION):
+                    raise error_for(rc)
         finally:
-            self.hub._exit()
-            self.hub._aio.wake(self.id)
+            hub._aio.wake(self.id)
 
     @property
     def closed(self) -> bool:

@@ -184,6 +184,65 @@ def test_closed_hub_raises_hub_closed_and_never_crashes():
     conn.close()  # releasing a connection of a closed hub is fine
 
 
+def test_every_native_call_on_a_closed_hub_raises_hub_closed():
+    hub = channelbox.Hub()
+    conn = hub.open()
+    hub.close()
+    for call in (
+        lambda: hub.open(),
+        lambda: hub.connection_close(conn.id),
+        lambda: hub.group_add(conn, "g"),
+        lambda: hub.group_remove(conn, "g"),
+        lambda: hub.group_send("g", 1),
+        lambda: hub.user_send("alice", 1),
+        lambda: hub.conn_send(conn, 1),
+        hub.groups,
+        hub.stats,
+        hub.history,
+        lambda: hub.history_json("g"),
+        lambda: hub.history_replace("g", 1, 2),
+        hub.history_flush,
+        hub.groups_flush,
+        hub.close_all,
+        lambda: conn.recv(0),
+        conn.recv_batch,
+        conn.try_recv,
+        lambda: conn.close_reason,
+    ):
+        with pytest.raises(channelbox.HubClosed, match="the hub is closed"):
+            call()
+
+
+def test_closing_the_hub_while_threads_call_it_never_frees_it_under_a_call():
+    hub = channelbox.Hub()
+    conn = hub.open()
+    conn.join("g")
+    outcomes = []
+
+    def hammer():
+        sent = 0
+        try:
+            while True:
+                hub.group_send("g", sent)
+                hub.stats()
+                conn.recv_batch(8)
+                sent += 1
+        except channelbox.ChannelboxError as error:
+            outcomes.append((sent, error))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    hub.close()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(outcomes) == 4
+    assert all(isinstance(error, (channelbox.HubClosed, channelbox.ConnectionClosed)) for _, error in outcomes)
+    assert sum(sent for sent, _ in outcomes) > 0
+
+
 def test_recv_times_out_with_empty(hub):
     conn = hub.open()
     t0 = time.monotonic()
