@@ -48,6 +48,10 @@ CBX_NO_SUCH_MESSAGE = 7202
 CBX_ENGINE_UNAVAILABLE = 7300
 CBX_PANIC = 7999
 
+#: The result codes above by name. A hand copy of the header's: tests/test_ffi.py
+#: checks it against ``cbx_result_name`` and ``include/channelbox.h``.
+RESULTS = {name: value for name, value in globals().items() if name.startswith("CBX_")}
+
 # Payload kinds (cbx_kind).
 CBX_JSON = 1
 CBX_TEXT = 2
