@@ -54,6 +54,13 @@ typedef int32_t cbx_result;
 typedef uint32_t cbx_kind;
 
 /**
+ * Why a connection was closed (`cbx_conn_close_reason`). The numbers are
+ * stable across versions; new reasons may be added, so treat an unknown
+ * one like a generic close.
+ */
+typedef uint32_t cbx_close_code;
+
+/**
  * What a send did.
  */
 typedef struct cbx_send_report {
@@ -189,6 +196,50 @@ typedef struct cbx_message_view {
  */
 #define CBX_BINARY 3
 
+/**
+ * The connection is open.
+ */
+#define CBX_CLOSE_NONE 0
+
+/**
+ * The host released it (`Hub::close`; in C the id is gone after
+ * `cbx_conn_close`, so only Rust hosts holding a handle see this one).
+ */
+#define CBX_CLOSE_CLOSED_BY_HOST 1
+
+/**
+ * The host disconnected it with a code of its own (the host code
+ * out-parameter of `cbx_conn_close_reason` carries it).
+ */
+#define CBX_CLOSE_HOST 2
+
+/**
+ * Its outbound queue was full under the `disconnect` slow-consumer policy.
+ */
+#define CBX_CLOSE_SLOW_CONSUMER 3
+
+/**
+ * Its time to live ran out.
+ */
+#define CBX_CLOSE_EXPIRED 4
+
+/**
+ * `cbx_close_all` closed it.
+ */
+#define CBX_CLOSE_HUB_CLOSED 5
+
+/**
+ * The shared engine lost its subscription; messages may have been missed
+ * (the client should reconnect and recover by offset).
+ */
+#define CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION 6
+
+/**
+ * The shared engine saw messages go missing (the client should reconnect
+ * and recover by offset).
+ */
+#define CBX_CLOSE_ENGINE_MISSED_MESSAGES 7
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -248,11 +299,22 @@ cbx_result cbx_conn_recv_batch(struct cbx_hub *hub,
                                size_t *n_out);
 
 /**
- * Why the hub closed a connection (`""` while it is open), e.g. `"slow
- * consumer: ..."` or `"connection expired (ttl)"`. Free `*out` with
- * `cbx_string_free`.
+ * Why a connection was closed: writes one of the `CBX_CLOSE_*` codes to
+ * `*out_code`, the host's own code to `*out_host_code` (the `code` given to
+ * the Rust API's `Hub::disconnect` with `CloseReason::Host`; 0 for every
+ * other reason) and a text for people to `*out_text` (free it with
+ * `cbx_string_free`), e.g. `"slow consumer: outbound queue full (3
+ * messages, 9 bytes)"` or `"connection expired (ttl)"`.
+ *
+ * A connection that is still open gives `CBX_CLOSE_NONE`, 0 and `""`. An id
+ * released by `cbx_conn_close` is `CBX_NO_SUCH_CONNECTION`. Every pointer
+ * is required; nothing is written unless the call succeeds.
  */
-cbx_result cbx_conn_close_reason(struct cbx_hub *hub, uint64_t conn, char **out);
+cbx_result cbx_conn_close_reason(struct cbx_hub *hub,
+                                 uint64_t conn,
+                                 cbx_close_code *out_code,
+                                 uint32_t *out_host_code,
+                                 char **out_text);
 
 /**
  * Adds a connection to a group (created on first use). Idempotent. Empty

@@ -29,10 +29,16 @@
 #   LOADGEN_ARGS                          extra load generator flags, e.g. "--threads 2"
 #   SHARED_BENCH                          the referee's folder (default ../shared/bench beside the repo)
 #   BENCH_WORK                            --peers: where the referee is set up (default ./bench-work)
-#   REF_PEERS, REF_SCENARIOS, REF_PORT    --peers: which peers (default "custom ws-node socketio
+#   REF_PEERS (or PEERS), REF_SCENARIOS, REF_PORT
+#                                         --peers: which peers (default "custom ws-node socketio
 #                                         nexios-uvloop"), scenarios (a b c d) and first port (18100);
-#                                         REPEAT is passed on to run_peers.sh as well
+#                                         REPEAT is passed on to run_peers.sh as well. "custom" is
+#                                         this hub; PEERS="rust-naive custom" compares it in the same
+#                                         run with a plain tokio-tungstenite server
 #   CARGO_TARGET_DIR                      honoured: binaries are taken from there
+#
+# The same-run comparison of this hub with rust-naive alone (skips this script's own scenarios):
+#   PEERS="rust-naive custom" REF_SCENARIOS="a b d" scripts/bench-hub.sh --scenarios "" --peers
 #
 # Everything listens on and targets 127.0.0.1 only; every load generator run is bounded by
 # its --timeout and every wait in this script by a count.
@@ -216,8 +222,9 @@ if [ "$PEERS_RUN" = 1 ]; then
   custom_cmd="$HUB $(listen_template) --jwt-secret \$JWT_SECRET"
   grep -q -- '--messages-per-second' <<<"$HUB_HELP" && custom_cmd="$custom_cmd --messages-per-second 0"
   custom_cmd="$custom_cmd ${HUB_ARGS:-}"
-  echo "== referee: PEERS=\"${REF_PEERS:-custom ws-node socketio nexios-uvloop}\" CUSTOM_CMD='$custom_cmd'" >&2
-  PEERS="${REF_PEERS:-custom ws-node socketio nexios-uvloop}" \
+  REF_PEERS="${REF_PEERS:-${PEERS:-custom ws-node socketio nexios-uvloop}}"
+  echo "== referee: PEERS=\"$REF_PEERS\" CUSTOM_CMD='$custom_cmd'" >&2
+  PEERS="$REF_PEERS" \
   SCENARIOS="${REF_SCENARIOS:-a b c d}" \
   PORT="${REF_PORT:-18100}" REPEAT="$REPEAT" \
   CUSTOM_CMD="$custom_cmd" \

@@ -14,6 +14,7 @@ use atomic_waker::AtomicWaker;
 use parking_lot::{Condvar, Mutex};
 use rustc_hash::FxHashSet;
 
+use crate::close::CloseReason;
 use crate::config::SlowConsumer;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -49,7 +50,7 @@ struct Queue {
     /// Payload bytes in `items`, what `max_bytes` bounds.
     bytes: usize,
     /// Set once; the reason is what receivers are told after draining.
-    closed: Option<Arc<str>>,
+    closed: Option<CloseReason>,
     /// Threads blocked in `recv` (so a push knows to signal the condvar).
     blocked: u32,
 }
@@ -119,12 +120,10 @@ impl ConnState {
             match limits.policy {
                 SlowConsumer::DropNewest => return Push::Dropped,
                 SlowConsumer::Disconnect => {
-                    let reason = format!(
-                        "slow consumer: outbound queue full ({} messages, {} bytes)",
-                        q.items.len(),
-                        q.bytes
-                    );
-                    q.closed = Some(reason.into());
+                    q.closed = Some(CloseReason::SlowConsumer {
+                        messages: q.items.len(),
+                        bytes: q.bytes,
+                    });
                     let blocked = q.blocked > 0;
                     drop(q);
                     self.wake_readers(blocked);
@@ -162,12 +161,12 @@ impl ConnState {
     }
 
     /// Closes the queue; returns false when it was already closed.
-    pub(crate) fn close(&self, reason: &str) -> bool {
+    pub(crate) fn close(&self, reason: CloseReason) -> bool {
         let mut q = self.queue.lock();
         if q.closed.is_some() {
             return false;
         }
-        q.closed = Some(reason.into());
+        q.closed = Some(reason);
         let blocked = q.blocked > 0;
         drop(q);
         self.wake_readers(blocked);
@@ -180,7 +179,7 @@ impl ConnState {
     }
 
     /// Why it was closed, if it was.
-    pub(crate) fn close_reason(&self) -> Option<Arc<str>> {
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         self.queue.lock().closed.clone()
     }
 
@@ -201,7 +200,7 @@ impl ConnState {
         let n = q.items.len().min(max);
         if n == 0 {
             return match &q.closed {
-                Some(reason) if max > 0 => Err(Error::Closed(reason.to_string())),
+                Some(reason) if max > 0 => Err(Error::Closed(reason.clone())),
                 _ => Ok(0),
             };
         }
@@ -331,8 +330,12 @@ mod tests {
         assert_eq!(c.push(&msg(1)), Push::Closed);
         let mut out = Vec::new();
         assert_eq!(c.try_recv_batch(&mut out, 10), Ok(2));
-        assert!(
-            matches!(c.try_recv_batch(&mut out, 10), Err(Error::Closed(r)) if r.contains("slow consumer"))
+        assert_eq!(
+            c.try_recv_batch(&mut out, 10),
+            Err(Error::Closed(CloseReason::SlowConsumer {
+                messages: 2,
+                bytes: 20
+            }))
         );
     }
 

@@ -1,5 +1,7 @@
 //! The error type of the Rust API; each variant maps to one C result code.
 
+use crate::close::CloseReason;
+
 /// Everything a hub operation can refuse or fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -37,7 +39,7 @@ pub enum Error {
     Empty,
     /// The connection is closed and its queue drained.
     #[error("connection closed: {0}")]
-    Closed(String),
+    Closed(CloseReason),
     /// The scale-out engine (e.g. Redis) cannot be reached.
     #[error("engine unavailable: {0}")]
     EngineUnavailable(String),

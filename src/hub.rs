@@ -6,8 +6,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -18,6 +20,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
+use crate::close::CloseReason;
 use crate::config::{Config, EngineKind};
 use crate::conn::{ConnId, ConnState, Limits, Push, RecvBatch};
 use crate::engine::{self, Engine, EngineSink, GroupPublish, LocalPresence, Topic};
@@ -46,10 +49,19 @@ pub struct SendReport {
     pub offset: u64,
 }
 
-/// What the async sends return: owns everything it needs (no borrow of
-/// the hub), awaitable from any executor.
-pub type SendFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SendReport>> + Send + 'static>>;
+/// What the hub's async methods return: owns everything it needs (no
+/// borrow of the hub), awaitable from any executor. With the in-memory
+/// engine it is ready at once; with Redis it waits for Redis' answer
+/// without holding the thread that awaits it.
+pub type HubFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the async sends return (see [`HubFuture`]).
+pub type SendFuture = HubFuture<Result<SendReport>>;
+
+/// A future that is already done.
+fn ready<T: Send + 'static>(value: T) -> HubFuture<T> {
+    Box::pin(std::future::ready(value))
+}
 
 /// One group as the listing shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -168,7 +180,7 @@ impl EngineSink for HubSink {
         hub.finish_delivery(&report, slow);
     }
 
-    fn lost(&self, groups: &[String], users: &[String], reason: &str) -> u64 {
+    fn lost(&self, groups: &[String], users: &[String], reason: CloseReason) -> u64 {
         let Some(hub) = self.hub() else { return 0 };
         let mut victims: Vec<Arc<ConnState>> = Vec::new();
         for name in groups {
@@ -181,7 +193,7 @@ impl EngineSink for HubSink {
         }
         let mut closed = 0;
         for conn in victims {
-            if conn.close(reason) {
+            if conn.close(reason.clone()) {
                 hub.inner.ready.notify(&conn);
                 closed += 1;
             }
@@ -345,7 +357,7 @@ impl Hub {
             .write()
             .remove(&id)
             .ok_or(Error::NoSuchConnection(id))?;
-        state.close("closed by the host");
+        state.close(CloseReason::ClosedByHost);
         self.detach(&state);
         self.forget_user(&state);
         let mut sink = Vec::new();
@@ -353,10 +365,12 @@ impl Hub {
         Ok(())
     }
 
-    /// Closes a connection on the hub's side with `reason`: it leaves every
-    /// group; its receiver drains what was queued, then sees it closed. The
-    /// id stays valid until [`Hub::close`].
-    pub fn disconnect(&self, id: ConnId, reason: &str) -> Result<()> {
+    /// Closes a connection on the hub's side with `reason` (a host's own is
+    /// [`CloseReason::Host`]): it leaves every group; its receiver drains
+    /// what was queued, then sees it closed with that reason. The id stays
+    /// valid until [`Hub::close`]. A connection closed already keeps its
+    /// first reason.
+    pub fn disconnect(&self, id: ConnId, reason: CloseReason) -> Result<()> {
         let state = self.conn(id)?;
         if state.close(reason) {
             self.inner.ready.notify(&state);
@@ -481,7 +495,7 @@ impl Hub {
         let mut closed = 0;
         for id in due {
             if let Ok(state) = self.conn(id) {
-                if state.close("connection expired (ttl)") {
+                if state.close(CloseReason::Expired) {
                     self.inner.ready.notify(&state);
                     self.detach(&state);
                     closed += 1;
@@ -545,12 +559,8 @@ impl Hub {
         self.check_group(group)?;
         let conn = self.conn(id)?;
         let mut groups = conn.groups.lock();
-        if conn.is_closed() {
-            return Err(Error::Closed(
-                conn.close_reason()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            ));
+        if let Some(reason) = conn.close_reason() {
+            return Err(Error::Closed(reason));
         }
         let user_new = loop {
             let g = self.group_or_create(group);
@@ -968,11 +978,10 @@ impl Hub {
         let mut slow = Vec::new();
         self.deliver(&conn, &message, &mut report, &mut slow);
         if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
-            return Err(Error::Closed(
-                conn.close_reason()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            ));
+            // Nothing happened: it was closed before this send.
+            if let Some(reason) = conn.close_reason() {
+                return Err(Error::Closed(reason));
+            }
         }
         self.finish_send(&report, slow, &self.inner.counters.direct_sends);
         Ok(report)
@@ -1041,9 +1050,7 @@ impl Hub {
                 return users;
             }
         }
-        self.group(group)
-            .map(|g| g.state.lock().presence.users())
-            .unwrap_or_default()
+        self.local_presence_of(group)
     }
 
     /// True when `user` has a connection in `group` (with the Redis engine:
@@ -1057,6 +1064,43 @@ impl Hub {
                 .group_users(group)
                 .is_ok_and(|users| users.iter().any(|u| u == user)),
             _ => local,
+        }
+    }
+
+    /// [`Hub::presence`] for async hosts: with Redis it awaits the engine
+    /// instead of blocking the calling thread.
+    pub fn presence_async(&self, group: &str) -> HubFuture<Vec<String>> {
+        let Some(engine) = &self.inner.engine else {
+            return ready(self.local_presence_of(group));
+        };
+        let users = engine.group_users_async(group);
+        let (hub, group) = (self.clone(), group.to_owned());
+        Box::pin(async move {
+            users
+                .await
+                .unwrap_or_else(|_| hub.local_presence_of(&group))
+        })
+    }
+
+    fn local_presence_of(&self, group: &str) -> Vec<String> {
+        self.group(group)
+            .map(|g| g.state.lock().presence.users())
+            .unwrap_or_default()
+    }
+
+    /// [`Hub::is_present`] for async hosts: with Redis it awaits the engine
+    /// instead of blocking the calling thread.
+    pub fn is_present_async(&self, group: &str, user: &str) -> HubFuture<bool> {
+        let local = self
+            .group(group)
+            .is_some_and(|g| g.state.lock().presence.contains(user));
+        match &self.inner.engine {
+            Some(engine) if !local => {
+                let users = engine.group_users_async(group);
+                let user = user.to_owned();
+                Box::pin(async move { users.await.is_ok_and(|users| users.contains(&user)) })
+            }
+            _ => ready(local),
         }
     }
 
@@ -1076,6 +1120,21 @@ impl Hub {
                 return users;
             }
         }
+        self.local_users()
+    }
+
+    /// [`Hub::users`] for async hosts: with Redis it awaits the engine
+    /// instead of blocking the calling thread.
+    pub fn users_async(&self) -> HubFuture<Vec<String>> {
+        let Some(engine) = &self.inner.engine else {
+            return ready(self.local_users());
+        };
+        let users = engine.users_async();
+        let hub = self.clone();
+        Box::pin(async move { users.await.unwrap_or_else(|_| hub.local_users()) })
+    }
+
+    fn local_users(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .inner
             .users
@@ -1090,21 +1149,68 @@ impl Hub {
     /// that never saved anything reads as empty.
     pub fn history(&self, group: &str, query: HistoryQuery) -> Result<HistoryPage> {
         self.check_group(group)?;
-        if let Some(engine) = &self.inner.engine {
-            return engine.read(group, query, self.now_ms());
+        match &self.inner.engine {
+            Some(engine) => engine.read(group, query, self.now_ms()),
+            None => Ok(self.local_history(group, query)),
         }
+    }
+
+    /// [`Hub::history`] for async hosts (see [`HubFuture`]).
+    pub fn history_async(
+        &self,
+        group: &str,
+        query: HistoryQuery,
+    ) -> HubFuture<Result<HistoryPage>> {
+        if let Err(e) = self.check_group(group) {
+            return ready(Err(e));
+        }
+        match &self.inner.engine {
+            Some(engine) => engine.read_async(group, query, self.now_ms()),
+            None => ready(Ok(self.local_history(group, query))),
+        }
+    }
+
+    fn local_history(&self, group: &str, query: HistoryQuery) -> HistoryPage {
         let Some(g) = self.group(group) else {
-            return Ok(HistoryPage {
+            return HistoryPage {
                 group: group.to_owned(),
                 epoch: 0,
                 first_offset: 0,
                 last_offset: 0,
                 messages: Vec::new(),
-            });
+            };
         };
         let mut st = g.state.lock();
         st.history.evict(self.inner.bounds, self.now_ms());
-        Ok(st.history.read(group, query))
+        st.history.read(group, query)
+    }
+
+    /// The newest offset `group` ever assigned to a saved message, 0 when it
+    /// saved nothing: the `last_offset` of [`Hub::history`] without reading
+    /// any message. Flushes and evictions do not lower it (offsets keep
+    /// counting up), so an offset above it was never handed out.
+    pub fn last_offset(&self, group: &str) -> Result<u64> {
+        self.check_group(group)?;
+        match &self.inner.engine {
+            Some(engine) => engine.last_offset(group),
+            None => Ok(self.local_last_offset(group)),
+        }
+    }
+
+    /// [`Hub::last_offset`] for async hosts (see [`HubFuture`]).
+    pub fn last_offset_async(&self, group: &str) -> HubFuture<Result<u64>> {
+        if let Err(e) = self.check_group(group) {
+            return ready(Err(e));
+        }
+        match &self.inner.engine {
+            Some(engine) => engine.last_offset_async(group),
+            None => ready(Ok(self.local_last_offset(group))),
+        }
+    }
+
+    fn local_last_offset(&self, group: &str) -> u64 {
+        self.group(group)
+            .map_or(0, |g| g.state.lock().history.next_offset() - 1)
     }
 
     /// Every group's history that holds at least one message, by name.
@@ -1135,28 +1241,27 @@ impl Hub {
     /// The history entry saved at `offset`, if still kept.
     pub fn history_get(&self, group: &str, offset: u64) -> Result<Message> {
         self.check_group(group)?;
-        if let Some(engine) = &self.inner.engine {
-            let query = HistoryQuery {
-                since: offset.saturating_sub(1),
-                before: offset.saturating_add(1),
-                limit: 1,
-            };
-            let page = engine.read(group, query, self.now_ms())?;
-            return page
-                .messages
-                .into_iter()
-                .find(|m| m.offset() == offset && offset > 0)
-                .ok_or_else(|| Error::NoSuchMessage {
-                    group: group.to_owned(),
-                    offset,
-                });
+        match &self.inner.engine {
+            Some(engine) => {
+                let page = engine.read(group, entry_query(offset), self.now_ms())?;
+                entry_in(page, offset)
+            }
+            None => self
+                .group(group)
+                .and_then(|g| g.state.lock().history.get(offset).cloned())
+                .ok_or_else(|| no_such_message(group, offset)),
         }
-        self.group(group)
-            .and_then(|g| g.state.lock().history.get(offset).cloned())
-            .ok_or_else(|| Error::NoSuchMessage {
-                group: group.to_owned(),
-                offset,
-            })
+    }
+
+    /// [`Hub::history_get`] for async hosts (see [`HubFuture`]).
+    pub fn history_get_async(&self, group: &str, offset: u64) -> HubFuture<Result<Message>> {
+        match &self.inner.engine {
+            Some(engine) if self.check_group(group).is_ok() => {
+                let page = engine.read_async(group, entry_query(offset), self.now_ms());
+                Box::pin(async move { entry_in(page.await?, offset) })
+            }
+            _ => ready(self.history_get(group, offset)),
+        }
     }
 
     /// Replaces the history entry at `offset` in place (an edit, a
@@ -1169,18 +1274,52 @@ impl Hub {
         kind: Kind,
         data: impl Into<Bytes>,
     ) -> Result<Message> {
-        self.check_group(group)?;
         let data = data.into();
+        self.check_group(group)?;
         self.check_payload(kind, &data)?;
-        let missing = || Error::NoSuchMessage {
-            group: group.to_owned(),
-            offset,
+        let Some(engine) = &self.inner.engine else {
+            return self.local_history_replace(group, offset, kind, data);
         };
-        if let Some(engine) = &self.inner.engine {
-            return engine
-                .replace(group, offset, kind, &data)?
-                .ok_or_else(missing);
+        engine
+            .replace(group, offset, kind, data)?
+            .ok_or_else(|| no_such_message(group, offset))
+    }
+
+    /// [`Hub::history_replace`] for async hosts (see [`HubFuture`]).
+    pub fn history_replace_async(
+        &self,
+        group: &str,
+        offset: u64,
+        kind: Kind,
+        data: impl Into<Bytes>,
+    ) -> HubFuture<Result<Message>> {
+        let data = data.into();
+        if let Err(e) = self
+            .check_group(group)
+            .and_then(|()| self.check_payload(kind, &data))
+        {
+            return ready(Err(e));
         }
+        let Some(engine) = &self.inner.engine else {
+            return ready(self.local_history_replace(group, offset, kind, data));
+        };
+        let replaced = engine.replace_async(group, offset, kind, data);
+        let group = group.to_owned();
+        Box::pin(async move {
+            replaced
+                .await?
+                .ok_or_else(|| no_such_message(&group, offset))
+        })
+    }
+
+    fn local_history_replace(
+        &self,
+        group: &str,
+        offset: u64,
+        kind: Kind,
+        data: Bytes,
+    ) -> Result<Message> {
+        let missing = || no_such_message(group, offset);
         let g = self.group(group).ok_or_else(missing)?;
         let mut st = g.state.lock();
         let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
@@ -1230,7 +1369,7 @@ impl Hub {
     /// it closed) and empties every group.
     pub fn close_all(&self) {
         for conn in self.all_conns() {
-            if conn.close("hub closed all connections") {
+            if conn.close(CloseReason::HubClosed) {
                 self.inner.ready.notify(&conn);
             }
             self.detach(&conn);
@@ -1294,6 +1433,31 @@ impl Hub {
             engine.fill_stats(&mut s);
         }
         s
+    }
+}
+
+/// The query that reads the one entry at `offset`.
+fn entry_query(offset: u64) -> HistoryQuery {
+    HistoryQuery {
+        since: offset.saturating_sub(1),
+        before: offset.saturating_add(1),
+        limit: 1,
+    }
+}
+
+/// The entry at `offset` in a page read with [`entry_query`].
+fn entry_in(page: HistoryPage, offset: u64) -> Result<Message> {
+    let group = page.group;
+    page.messages
+        .into_iter()
+        .find(|m| m.offset() == offset && offset > 0)
+        .ok_or_else(|| no_such_message(&group, offset))
+}
+
+fn no_such_message(group: &str, offset: u64) -> Error {
+    Error::NoSuchMessage {
+        group: group.to_owned(),
+        offset,
     }
 }
 
@@ -1410,9 +1574,9 @@ impl Connection {
         self.state.is_closed()
     }
 
-    /// Why it was closed, if it was.
-    pub fn close_reason(&self) -> Option<String> {
-        self.state.close_reason().map(|r| r.to_string())
+    /// Why it was closed (None while it is open).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.close_reason()
     }
 
     /// Messages and payload bytes waiting in its queue.

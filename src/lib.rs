@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod close;
 pub mod config;
 mod conn;
 mod engine;
@@ -54,11 +55,12 @@ mod ready;
 mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use close::CloseReason;
 pub use config::{Config, EngineKind, SlowConsumer};
 pub use conn::{ConnId, RecvBatch};
 pub use error::{Error, Result};
 pub use history::{HistoryPage, HistoryQuery};
-pub use hub::{Connection, GroupInfo, Hub, SendFuture, SendReport};
+pub use hub::{Connection, GroupInfo, Hub, HubFuture, SendFuture, SendReport};
 pub use message::{Kind, Message};
 pub use stats::Stats;
 

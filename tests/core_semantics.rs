@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use channelbox::{Config, Error, HistoryQuery, Hub, Kind, ManualClock, SlowConsumer};
+use channelbox::{CloseReason, Config, Error, HistoryQuery, Hub, Kind, ManualClock, SlowConsumer};
 
 fn hub() -> Hub {
     Hub::new(Config::default()).unwrap()
@@ -219,7 +219,9 @@ fn slow_consumer_is_disconnected_and_the_group_keeps_flowing() {
     let mut drained = Vec::new();
     assert_eq!(slow.try_recv_batch(&mut drained, 100).unwrap(), 5);
     match slow.try_recv_batch(&mut drained, 100) {
-        Err(Error::Closed(reason)) => assert!(reason.contains("slow consumer"), "{reason}"),
+        Err(Error::Closed(CloseReason::SlowConsumer { messages, bytes })) => {
+            assert_eq!((messages, bytes), (5, 5), "what was queued when it closed")
+        }
         other => panic!("expected closed, got {other:?}"),
     }
     assert_eq!(hub.groups()["g"].connections, vec![fast.id()]);
@@ -343,7 +345,8 @@ fn expired_connection_leaves_its_groups_and_is_closed() {
     clock.advance_ms(1);
     assert_eq!(hub.sweep_expired(), 1);
     assert!(short.is_closed());
-    assert!(short.close_reason().unwrap().contains("ttl"));
+    assert_eq!(short.close_reason(), Some(CloseReason::Expired));
+    assert_eq!(CloseReason::Expired.to_string(), "connection expired (ttl)");
     assert_eq!(hub.presence("g"), vec!["b"]);
     assert_eq!(hub.stats().expired_connections, 1);
 }
@@ -355,7 +358,7 @@ fn ttl_thread_closes_on_real_time() {
     c.join("g").unwrap();
     // Blocks until the reaper closes it (bounded: 5 s).
     match c.recv(Some(Duration::from_secs(5))) {
-        Err(Error::Closed(reason)) => assert!(reason.contains("ttl")),
+        Err(Error::Closed(reason)) => assert_eq!(reason, CloseReason::Expired),
         other => panic!("expected closed by ttl, got {other:?}"),
     }
 }
@@ -466,11 +469,12 @@ fn close_all_drains_then_reports_closed_and_flush_groups_keeps_connections() {
     );
     hub.close_all();
     assert_eq!(a.recv(Some(Duration::ZERO)).unwrap().text(), Some("x"));
-    assert!(matches!(
-        a.recv(Some(Duration::ZERO)),
-        Err(Error::Closed(_))
-    ));
-    assert!(matches!(a.join("g"), Err(Error::Closed(_))));
+    assert_eq!(
+        a.recv(Some(Duration::ZERO)).unwrap_err(),
+        Error::Closed(CloseReason::HubClosed)
+    );
+    assert_eq!(a.join("g"), Err(Error::Closed(CloseReason::HubClosed)));
+    assert_eq!(a.close_reason(), Some(CloseReason::HubClosed));
 }
 
 #[test]
@@ -628,11 +632,15 @@ async fn async_receive_wakes_on_send() {
         .unwrap();
     assert_eq!((n, out[0].text()), (1, Some("hello")));
     sender.await.unwrap();
-    hub.disconnect(c.id(), "bye").unwrap();
+    let bye = CloseReason::Host {
+        code: 4000,
+        text: "bye".into(),
+    };
+    hub.disconnect(c.id(), bye.clone()).unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(5), c.recv_async())
         .await
         .unwrap();
-    assert!(matches!(closed, Err(Error::Closed(r)) if r == "bye"));
+    assert_eq!(closed.unwrap_err(), Error::Closed(bye));
 }
 
 #[test]
@@ -671,4 +679,168 @@ fn a_send_in_progress_on_one_group_does_not_block_another_group() {
     })
     .unwrap();
     assert_eq!(b.recv(Some(Duration::ZERO)).unwrap().text(), Some("x"));
+}
+
+/// Polls a future once: the in-memory engine's async reads are done at once.
+fn done_at_once<F: std::future::Future>(f: F) -> F::Output {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("an in-memory read waited"),
+    }
+}
+
+#[test]
+fn last_offset_is_the_newest_offset_ever_assigned() {
+    let hub = hub();
+    assert_eq!(hub.last_offset("g").unwrap(), 0, "nothing saved yet");
+    hub.group_send("g", Kind::Text, text("a"), true).unwrap();
+    hub.group_send("g", Kind::Text, text("b"), false).unwrap();
+    hub.group_send("g", Kind::Text, text("c"), true).unwrap();
+    assert_eq!(hub.last_offset("g").unwrap(), 2);
+    hub.history_flush(Some("g")).unwrap();
+    assert_eq!(
+        hub.last_offset("g").unwrap(),
+        2,
+        "a flush does not lower it"
+    );
+    assert_eq!(done_at_once(hub.last_offset_async("g")).unwrap(), 2);
+    assert_eq!(hub.last_offset("other").unwrap(), 0);
+    assert!(matches!(
+        hub.last_offset(""),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        done_at_once(hub.last_offset_async("")),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn last_offset_survives_eviction() {
+    let hub = hub_with(|c| c.history_max_messages = 2);
+    for i in 0..5 {
+        hub.group_send("g", Kind::Text, text(&i.to_string()), true)
+            .unwrap();
+    }
+    let page = hub.history("g", HistoryQuery::default()).unwrap();
+    assert_eq!((page.first_offset, page.last_offset), (4, 5));
+    assert_eq!(hub.last_offset("g").unwrap(), 5);
+}
+
+#[test]
+fn async_history_reads_match_the_blocking_ones_in_memory() {
+    let hub = hub();
+    for s in ["a", "b", "c"] {
+        hub.group_send("g", Kind::Text, text(s), true).unwrap();
+    }
+    let q = HistoryQuery {
+        since: 1,
+        ..HistoryQuery::default()
+    };
+    let page = done_at_once(hub.history_async("g", q)).unwrap();
+    let blocking = hub.history("g", q).unwrap();
+    assert_eq!(
+        (page.epoch, page.first_offset, page.last_offset),
+        (blocking.epoch, 1, 3)
+    );
+    assert_eq!(
+        page.messages.iter().map(|m| m.offset()).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        done_at_once(hub.history_get_async("g", 2)).unwrap().text(),
+        Some("b")
+    );
+    assert!(matches!(
+        done_at_once(hub.history_get_async("g", 9)),
+        Err(Error::NoSuchMessage { offset: 9, .. })
+    ));
+    assert!(matches!(
+        done_at_once(hub.history_async("", q)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn async_history_replace_keeps_offset_and_refuses_bad_input_in_memory() {
+    let hub = hub();
+    hub.group_send("g", Kind::Json, text(r#"{"v":1}"#), true)
+        .unwrap();
+    let ts = hub.history_get("g", 1).unwrap().ts_ms();
+    let m =
+        done_at_once(hub.history_replace_async("g", 1, Kind::Json, text(r#"{"v":2}"#))).unwrap();
+    assert_eq!(
+        (m.offset(), m.ts_ms(), m.text()),
+        (1, ts, Some(r#"{"v":2}"#))
+    );
+    assert_eq!(hub.history_get("g", 1).unwrap().text(), Some(r#"{"v":2}"#));
+    assert!(matches!(
+        done_at_once(hub.history_replace_async("g", 1, Kind::Json, text("{nope"))),
+        Err(Error::InvalidJson(_))
+    ));
+    assert!(matches!(
+        done_at_once(hub.history_replace_async("g", 7, Kind::Text, text("x"))),
+        Err(Error::NoSuchMessage { offset: 7, .. })
+    ));
+    assert_eq!(hub.history_get("g", 1).unwrap().text(), Some(r#"{"v":2}"#));
+}
+
+#[test]
+fn async_presence_reads_match_the_blocking_ones_in_memory() {
+    let hub = hub();
+    let a = hub.open(Some("alice"), None).unwrap();
+    let _b = hub.open(Some("bob"), None).unwrap();
+    a.join("g").unwrap();
+    assert!(done_at_once(hub.is_present_async("g", "alice")));
+    assert!(!done_at_once(hub.is_present_async("g", "bob")));
+    assert_eq!(done_at_once(hub.presence_async("g")), vec!["alice"]);
+    assert_eq!(done_at_once(hub.users_async()), vec!["alice", "bob"]);
+}
+
+#[test]
+fn a_host_disconnect_keeps_its_code_and_text_and_the_first_reason_wins() {
+    let hub = hub();
+    let c = hub.open(None, None).unwrap();
+    assert_eq!(c.close_reason(), None, "open: no reason");
+    let banned = CloseReason::Host {
+        code: 4003,
+        text: "banned from this room".into(),
+    };
+    hub.disconnect(c.id(), banned.clone()).unwrap();
+    hub.disconnect(c.id(), CloseReason::HubClosed).unwrap();
+    hub.close_all();
+    assert_eq!(c.close_reason(), Some(banned.clone()));
+    assert_eq!(banned.to_string(), "banned from this room");
+    assert_eq!(banned.code(), 2);
+    assert_eq!(
+        c.recv(Some(Duration::ZERO)).unwrap_err(),
+        Error::Closed(banned)
+    );
+    c.close().unwrap();
+    assert_eq!(
+        c.close_reason(),
+        Some(CloseReason::Host {
+            code: 4003,
+            text: "banned from this room".into()
+        }),
+        "closing after a disconnect keeps the reason"
+    );
+}
+
+#[test]
+fn closing_releases_with_closed_by_host() {
+    let hub = hub();
+    let c = hub.open(None, None).unwrap();
+    c.close().unwrap();
+    assert_eq!(c.close_reason(), Some(CloseReason::ClosedByHost));
+    assert_eq!(
+        c.recv(Some(Duration::ZERO)).unwrap_err(),
+        Error::Closed(CloseReason::ClosedByHost)
+    );
 }

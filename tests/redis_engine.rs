@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use channelbox::{Config, Error, HistoryQuery, Hub, Kind, Message};
+use channelbox::{CloseReason, Config, Error, HistoryQuery, Hub, Kind, Message};
 
 use channelbox_test_support::{free_port, RedisServer};
 
@@ -451,7 +451,7 @@ fn malformed_data_in_redis_is_skipped_and_counted() {
     // with a silent gap.
     assert_eq!(
         c.recv(Some(Duration::from_secs(5))).unwrap_err(),
-        Error::Closed("engine: missed messages".into())
+        Error::Closed(CloseReason::EngineMissedMessages)
     );
     let page = a.history("room", HistoryQuery::default()).unwrap();
     assert_eq!(offsets(&page.messages), vec![1, 5]);
@@ -502,7 +502,7 @@ fn redis_restarted_under_traffic_clients_get_everything_in_order_or_are_told() {
                 Err(e) => panic!("expected a close, got {e}"),
             }
         };
-        assert_eq!(reason, "engine: lost subscription");
+        assert_eq!(reason, CloseReason::EngineLostSubscription);
         // What they did get was in order, without gaps.
         let offs = offsets(&got);
         assert!(offs.windows(2).all(|w| w[1] == w[0] + 1), "{offs:?}");
@@ -761,4 +761,139 @@ fn async_sends_work_the_same_in_memory() {
         .unwrap();
     assert_eq!((report.offset, report.delivered), (1, 1));
     assert_eq!(c.recv(None).unwrap().text(), Some(r#"{"id":1}"#));
+}
+
+#[test]
+fn last_offset_is_shared_by_every_node_and_survives_a_flush() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    assert_eq!(b.last_offset("room").unwrap(), 0, "nothing saved yet");
+    for i in 0..3 {
+        a.group_send("room", Kind::Text, i.to_string().into_bytes(), true)
+            .unwrap();
+    }
+    a.group_send("room", Kind::Text, &b"unsaved"[..], false)
+        .unwrap();
+    assert_eq!(b.last_offset("room").unwrap(), 3);
+    b.history_flush(Some("room")).unwrap();
+    assert_eq!(
+        a.last_offset("room").unwrap(),
+        3,
+        "a flush does not lower it"
+    );
+    assert_eq!(
+        a.history("room", HistoryQuery::default())
+            .unwrap()
+            .last_offset,
+        3,
+        "the same as a history read says"
+    );
+    assert!(matches!(a.last_offset(""), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn async_history_reads_and_replace_await_redis() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    for i in 1..=3 {
+        a.group_send(
+            "room",
+            Kind::Json,
+            format!(r#"{{"n":{i}}}"#).into_bytes(),
+            true,
+        )
+        .unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Several reads in flight at once on one executor thread.
+        let (page, entry, last) = (
+            b.history_async(
+                "room",
+                HistoryQuery {
+                    since: 1,
+                    ..HistoryQuery::default()
+                },
+            ),
+            b.history_get_async("room", 2),
+            b.last_offset_async("room"),
+        );
+        let page = page.await.unwrap();
+        assert_eq!(offsets(&page.messages), vec![2, 3]);
+        assert_eq!((page.first_offset, page.last_offset), (1, 3));
+        assert_eq!(entry.await.unwrap().text(), Some(r#"{"n":2}"#));
+        assert_eq!(last.await.unwrap(), 3);
+        assert!(matches!(
+            b.history_get_async("room", 9).await,
+            Err(Error::NoSuchMessage { offset: 9, .. })
+        ));
+        let edited = b
+            .history_replace_async("room", 2, Kind::Json, &br#"{"n":"two"}"#[..])
+            .await
+            .unwrap();
+        assert_eq!(
+            (edited.offset(), edited.text()),
+            (2, Some(r#"{"n":"two"}"#))
+        );
+        assert!(matches!(
+            b.history_replace_async("room", 9, Kind::Json, &b"{}"[..])
+                .await,
+            Err(Error::NoSuchMessage { offset: 9, .. })
+        ));
+        assert!(matches!(
+            b.history_replace_async("room", 2, Kind::Json, &b"{nope"[..])
+                .await,
+            Err(Error::InvalidJson(_))
+        ));
+    });
+    assert_eq!(
+        a.history_get("room", 2).unwrap().text(),
+        Some(r#"{"n":"two"}"#),
+        "every node reads the edit"
+    );
+}
+
+#[test]
+fn async_presence_reads_see_every_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let alice = a.open(Some("alice"), None).unwrap();
+    alice.join("room").unwrap();
+    let _bob = b.open(Some("bob"), None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(b.is_present_async("room", "alice").await, "seen from b");
+        assert!(!b.is_present_async("room", "bob").await);
+        assert_eq!(b.presence_async("room").await, vec!["alice"]);
+        assert_eq!(a.users_async().await, vec!["alice", "bob"]);
+    });
+}
+
+#[test]
+fn async_reads_fail_fast_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "a");
+    a.group_send("room", Kind::Text, &b"x"[..], true).unwrap();
+    redis.kill();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(matches!(
+            a.history_async("room", HistoryQuery::default()).await,
+            Err(Error::EngineUnavailable(_))
+        ));
+        assert!(matches!(
+            a.last_offset_async("room").await,
+            Err(Error::EngineUnavailable(_))
+        ));
+    });
+    assert!(a.stats().engine_unavailable >= 2);
 }

@@ -21,6 +21,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+use crate::close::CloseReason;
 use crate::error::Result;
 use crate::history::{HistoryPage, HistoryQuery};
 use crate::message::{Kind, Message};
@@ -90,11 +91,31 @@ pub(crate) trait Fanout: Send + Sync {
 pub(crate) trait HistoryStore: Send + Sync {
     /// Reads part of one group's history.
     fn read(&self, group: &str, query: HistoryQuery, now_ms: u64) -> Result<HistoryPage>;
+    /// [`HistoryStore::read`] without blocking the caller.
+    fn read_async(
+        &self,
+        group: &str,
+        query: HistoryQuery,
+        now_ms: u64,
+    ) -> EngineFuture<HistoryPage>;
+    /// The newest offset the group ever assigned (0: none). Flushes and
+    /// evictions do not lower it.
+    fn last_offset(&self, group: &str) -> Result<u64>;
+    /// [`HistoryStore::last_offset`] without blocking the caller.
+    fn last_offset_async(&self, group: &str) -> EngineFuture<u64>;
     /// Groups that have saved history.
     fn groups_with_history(&self) -> Result<Vec<String>>;
     /// Replaces an entry in place; `None` when no entry has that offset.
-    fn replace(&self, group: &str, offset: u64, kind: Kind, data: &[u8])
+    fn replace(&self, group: &str, offset: u64, kind: Kind, data: Bytes)
         -> Result<Option<Message>>;
+    /// [`HistoryStore::replace`] without blocking the caller.
+    fn replace_async(
+        &self,
+        group: &str,
+        offset: u64,
+        kind: Kind,
+        data: Bytes,
+    ) -> EngineFuture<Option<Message>>;
     /// Forgets a group's history and gives it a new epoch.
     fn flush(&self, group: &str) -> Result<()>;
 }
@@ -111,8 +132,12 @@ pub(crate) trait PresenceStore: Send + Sync {
     fn user_offline(&self, user: &str);
     /// Distinct users in `group` on every node, sorted.
     fn group_users(&self, group: &str) -> Result<Vec<String>>;
+    /// [`PresenceStore::group_users`] without blocking the caller.
+    fn group_users_async(&self, group: &str) -> EngineFuture<Vec<String>>;
     /// Distinct users connected to any node, sorted.
     fn users(&self) -> Result<Vec<String>>;
+    /// [`PresenceStore::users`] without blocking the caller.
+    fn users_async(&self) -> EngineFuture<Vec<String>>;
 }
 
 /// A shared engine.
@@ -142,7 +167,7 @@ pub(crate) trait EngineSink: Send + Sync {
     fn deliver_user(&self, user: &str, kind: Kind, data: Bytes, ts_ms: u64);
     /// Messages for these topics may have been missed: close their local
     /// connections with `reason` so clients reconnect and recover by offset.
-    fn lost(&self, groups: &[String], users: &[String], reason: &str) -> u64;
+    fn lost(&self, groups: &[String], users: &[String], reason: CloseReason) -> u64;
     /// What this node holds now, for the presence heartbeat.
     fn local_presence(&self) -> LocalPresence;
 }

@@ -53,9 +53,9 @@ pub unsafe extern "C" fn cbx_conn_send(
         let data = bytes_arg(data, len, hub.config().max_payload_bytes)?;
         let report = hub.conn_send(conn, kind, data.to_vec())?;
         if report.disconnected > 0 {
-            return Err(Error::Closed(
-                "slow consumer: outbound queue full, connection closed".into(),
-            ));
+            // This send closed it (a slow consumer): say so, with why.
+            let reason = hub.connection(conn)?.close_reason();
+            return Err(reason.map_or(Error::NoSuchConnection(conn), Error::Closed));
         }
         Ok(())
     })
@@ -114,20 +114,41 @@ pub unsafe extern "C" fn cbx_conn_recv_batch(
     })
 }
 
-/// Why the hub closed a connection (`""` while it is open), e.g. `"slow
-/// consumer: ..."` or `"connection expired (ttl)"`. Free `*out` with
-/// `cbx_string_free`.
+/// Why a connection was closed: writes one of the `CBX_CLOSE_*` codes to
+/// `*out_code`, the host's own code to `*out_host_code` (the `code` given to
+/// the Rust API's `Hub::disconnect` with `CloseReason::Host`; 0 for every
+/// other reason) and a text for people to `*out_text` (free it with
+/// `cbx_string_free`), e.g. `"slow consumer: outbound queue full (3
+/// messages, 9 bytes)"` or `"connection expired (ttl)"`.
+///
+/// A connection that is still open gives `CBX_CLOSE_NONE`, 0 and `""`. An id
+/// released by `cbx_conn_close` is `CBX_NO_SUCH_CONNECTION`. Every pointer
+/// is required; nothing is written unless the call succeeds.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_conn_close_reason(
     hub: *mut cbx_hub,
     conn: u64,
-    out: *mut *mut c_char,
+    out_code: *mut cbx_close_code,
+    out_host_code: *mut u32,
+    out_text: *mut *mut c_char,
 ) -> cbx_result {
     boundary(|| {
         let hub = hub_ref(hub)?;
-        let out = out_ptr(out, "out")?;
-        let reason = hub.connection(conn)?.close_reason().unwrap_or_default();
-        *out = string_out(reason)?;
+        let out_code = out_ptr(out_code, "out_code")?;
+        let out_host_code = out_ptr(out_host_code, "out_host_code")?;
+        let out_text = out_ptr(out_text, "out_text")?;
+        let reason = hub.connection(conn)?.close_reason();
+        let (code, host_code, text) = match &reason {
+            None => (CBX_CLOSE_NONE, 0, String::new()),
+            Some(reason) => (
+                close_code(reason),
+                host_close_code(reason),
+                reason.to_string(),
+            ),
+        };
+        *out_text = string_out(text)?;
+        *out_code = code;
+        *out_host_code = host_code;
         Ok(())
     })
 }

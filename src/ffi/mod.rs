@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::close::CloseReason;
 use crate::error::Error;
 use crate::hub::{Hub, SendReport};
 use crate::message::Kind;
@@ -75,6 +76,31 @@ pub const CBX_JSON: cbx_kind = 1;
 pub const CBX_TEXT: cbx_kind = 2;
 /// Arbitrary bytes, sent as a binary frame.
 pub const CBX_BINARY: cbx_kind = 3;
+
+/// Why a connection was closed (`cbx_conn_close_reason`). The numbers are
+/// stable across versions; new reasons may be added, so treat an unknown
+/// one like a generic close.
+pub type cbx_close_code = u32;
+/// The connection is open.
+pub const CBX_CLOSE_NONE: cbx_close_code = 0;
+/// The host released it (`Hub::close`; in C the id is gone after
+/// `cbx_conn_close`, so only Rust hosts holding a handle see this one).
+pub const CBX_CLOSE_CLOSED_BY_HOST: cbx_close_code = 1;
+/// The host disconnected it with a code of its own (the host code
+/// out-parameter of `cbx_conn_close_reason` carries it).
+pub const CBX_CLOSE_HOST: cbx_close_code = 2;
+/// Its outbound queue was full under the `disconnect` slow-consumer policy.
+pub const CBX_CLOSE_SLOW_CONSUMER: cbx_close_code = 3;
+/// Its time to live ran out.
+pub const CBX_CLOSE_EXPIRED: cbx_close_code = 4;
+/// `cbx_close_all` closed it.
+pub const CBX_CLOSE_HUB_CLOSED: cbx_close_code = 5;
+/// The shared engine lost its subscription; messages may have been missed
+/// (the client should reconnect and recover by offset).
+pub const CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION: cbx_close_code = 6;
+/// The shared engine saw messages go missing (the client should reconnect
+/// and recover by offset).
+pub const CBX_CLOSE_ENGINE_MISSED_MESSAGES: cbx_close_code = 7;
 
 /// `cbx_group_send` flag: save the message to the group's history, giving it
 /// the group's next offset.
@@ -289,9 +315,58 @@ pub(crate) fn kind_code(kind: Kind) -> cbx_kind {
     }
 }
 
+/// The C code of a close reason.
+pub(crate) fn close_code(reason: &CloseReason) -> cbx_close_code {
+    match reason {
+        CloseReason::ClosedByHost => CBX_CLOSE_CLOSED_BY_HOST,
+        CloseReason::Host { .. } => CBX_CLOSE_HOST,
+        CloseReason::SlowConsumer { .. } => CBX_CLOSE_SLOW_CONSUMER,
+        CloseReason::Expired => CBX_CLOSE_EXPIRED,
+        CloseReason::HubClosed => CBX_CLOSE_HUB_CLOSED,
+        CloseReason::EngineLostSubscription => CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION,
+        CloseReason::EngineMissedMessages => CBX_CLOSE_ENGINE_MISSED_MESSAGES,
+    }
+}
+
+/// The host's own code of a [`CloseReason::Host`], 0 for the others.
+pub(crate) fn host_close_code(reason: &CloseReason) -> u32 {
+    match reason {
+        CloseReason::Host { code, .. } => *code,
+        _ => 0,
+    }
+}
+
 /// Hands a string to C; freed with `cbx_string_free`.
 pub(crate) fn string_out(s: String) -> Result<*mut c_char, Error> {
     CString::new(s)
         .map(CString::into_raw)
         .map_err(|_| Error::InvalidArgument("string contains NUL".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_the_rust_ones() {
+        let reasons = [
+            CloseReason::ClosedByHost,
+            CloseReason::Host {
+                code: 4003,
+                text: "banned".into(),
+            },
+            CloseReason::SlowConsumer {
+                messages: 1,
+                bytes: 2,
+            },
+            CloseReason::Expired,
+            CloseReason::HubClosed,
+            CloseReason::EngineLostSubscription,
+            CloseReason::EngineMissedMessages,
+        ];
+        for (i, reason) in reasons.iter().enumerate() {
+            assert_eq!(close_code(reason), reason.code());
+            assert_eq!(close_code(reason), i as u32 + 1, "{reason}");
+        }
+    }
 }

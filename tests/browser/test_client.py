@@ -35,6 +35,18 @@ PNG = bytes.fromhex(
 TIMEOUT_MS = 10_000
 
 
+def watch(page, problems):
+    """Collect what would mean the client is broken: console errors, uncaught
+    exceptions, and static files (the ES modules) that did not load."""
+    page.on("console", lambda msg: problems.append(f"console.error: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} for {r.url}") if "/static/" in r.url and r.status != 200 else None,
+    )
+    page.on("requestfailed", lambda r: problems.append(f"failed request {r.url}") if "/static/" in r.url else None)
+
+
 def sign_in(page, url, name):
     page.goto(url)
     page.fill("#guest-name", name)
@@ -69,13 +81,22 @@ def run(url, out):
             ctx_b = browser.new_context(viewport={"width": 1280, "height": 800})
             a = ctx_a.new_page()
             b = ctx_b.new_page()
+            problems = []
             for page in (a, b):
+                watch(page, problems)
                 page.set_default_timeout(TIMEOUT_MS)
                 expect.set_options(timeout=TIMEOUT_MS)
 
             alice = sign_in(a, url, "alice")
             bob = sign_in(b, url, "bob")
             assert alice != bob, (alice, bob)
+            # The client is ES modules: every one of them loaded and ran.
+            modules = a.evaluate(
+                "() => performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.endsWith('.js'))"
+            )
+            assert any(m.endswith("/static/js/main.js") for m in modules), modules
+            assert not problems, problems
+            print(f"modules ok ({len(modules)} loaded)")
             join(a, room)
             join(b, room)
 
@@ -201,6 +222,8 @@ def run(url, out):
             expect(a.locator(f'#presence-list .user[data-user="{bob}"]')).to_have_attribute("data-status", "offline")
             print("offline ok")
             shot(a, out, "alice-after-bob-left.png")
+            assert not problems, problems
+            print("console ok")
         except Exception:
             for name, page in (("alice-failure.png", locals().get("a")), ("bob-failure.png", locals().get("b"))):
                 try:

@@ -247,8 +247,12 @@ static void ids_are_never_reused(void) {
     CHECK_RC(cbx_conn_recv_batch(hub, a, batch, 4, &n), CBX_NO_SUCH_CONNECTION);
     CHECK(n == 77 && batch[0] == NULL);
     char *reason = (char *)SENTINEL_PTR;
-    CHECK_RC(cbx_conn_close_reason(hub, a, &reason), CBX_NO_SUCH_CONNECTION);
+    cbx_close_code why = 12345;
+    uint32_t host_code = 12345;
+    CHECK_RC(cbx_conn_close_reason(hub, a, &why, &host_code, &reason),
+             CBX_NO_SUCH_CONNECTION);
     CHECK(reason == (char *)SENTINEL_PTR);
+    CHECK(why == 12345 && host_code == 12345);
     CHECK_RC(cbx_group_add(hub, a, "g"), CBX_NO_SUCH_CONNECTION);
     CHECK_RC(cbx_group_remove(hub, a, "g"), CBX_NO_SUCH_CONNECTION);
     /* b still works; the close of a did not touch it. */
@@ -338,13 +342,24 @@ static void conn_recv_refuses_bad_input(void) {
     CHECK(drain(hub, c) == 1);
 
     char *reason = (char *)SENTINEL_PTR;
-    CHECK_RC(cbx_conn_close_reason(NULL, c, &reason), CBX_NULL_POINTER);
-    CHECK_RC(cbx_conn_close_reason(hub, c, NULL), CBX_NULL_POINTER);
-    CHECK_RC(cbx_conn_close_reason(hub, 999999, &reason),
+    cbx_close_code why = 12345;
+    uint32_t host_code = 12345;
+    CHECK_RC(cbx_conn_close_reason(NULL, c, &why, &host_code, &reason),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_conn_close_reason(hub, c, NULL, &host_code, &reason),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_conn_close_reason(hub, c, &why, NULL, &reason),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_conn_close_reason(hub, c, &why, &host_code, NULL),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_conn_close_reason(hub, 999999, &why, &host_code, &reason),
              CBX_NO_SUCH_CONNECTION);
+    /* Failed calls leave every out-parameter as it was. */
     CHECK(reason == (char *)SENTINEL_PTR);
-    CHECK_RC(cbx_conn_close_reason(hub, c, &reason), CBX_OK);
+    CHECK(why == 12345 && host_code == 12345);
+    CHECK_RC(cbx_conn_close_reason(hub, c, &why, &host_code, &reason), CBX_OK);
     REQUIRE(reason != NULL && reason != (char *)SENTINEL_PTR);
+    CHECK(why == CBX_CLOSE_NONE && host_code == 0);
     CHECK(strcmp(reason, "") == 0);
     cbx_string_free(reason);
     cbx_hub_free(hub);

@@ -433,7 +433,11 @@ static void slow_consumer_is_disconnected_and_drains_first(void) {
     }
     /* Closed, but what was queued is still received, then CBX_CLOSED. */
     char *reason = NULL;
-    REQUIRE_OK(cbx_conn_close_reason(hub, slow, &reason));
+    cbx_close_code why = CBX_CLOSE_NONE;
+    uint32_t host_code = 99;
+    REQUIRE_OK(cbx_conn_close_reason(hub, slow, &why, &host_code, &reason));
+    CHECK(why == CBX_CLOSE_SLOW_CONSUMER);
+    CHECK(host_code == 0);
     CHECK_STR_CONTAINS(reason, "slow consumer");
     cbx_string_free(reason);
     for (int i = 1; i <= 3; i++) {
@@ -510,8 +514,12 @@ static void drop_policies_keep_the_connection_open(void) {
     cbx_message_free(recv_expect(hub, c, CBX_TEXT, "1"));
     cbx_message_free(recv_expect(hub, c, CBX_TEXT, "2"));
     CHECK(drain(hub, c) == 0);
+    /* Still open: no reason. */
     char *reason = NULL;
-    REQUIRE_OK(cbx_conn_close_reason(hub, c, &reason));
+    cbx_close_code why = 99;
+    uint32_t host_code = 99;
+    REQUIRE_OK(cbx_conn_close_reason(hub, c, &why, &host_code, &reason));
+    CHECK(why == CBX_CLOSE_NONE && host_code == 0);
     CHECK(strcmp(reason, "") == 0);
     cbx_string_free(reason);
     cbx_hub_free(hub);
@@ -748,8 +756,11 @@ static void close_all_lets_receivers_drain_then_closes(void) {
     cbx_message *m = NULL;
     CHECK_RC(cbx_conn_recv(hub, c, 0, &m), CBX_CLOSED);
     char *reason = NULL;
-    REQUIRE_OK(cbx_conn_close_reason(hub, c, &reason));
-    CHECK(strlen(reason) > 0);
+    cbx_close_code why = CBX_CLOSE_NONE;
+    uint32_t host_code = 99;
+    REQUIRE_OK(cbx_conn_close_reason(hub, c, &why, &host_code, &reason));
+    CHECK(why == CBX_CLOSE_HUB_CLOSED && host_code == 0);
+    CHECK(strcmp(reason, "hub closed all connections") == 0);
     cbx_string_free(reason);
     char *json = NULL;
     REQUIRE_OK(cbx_groups_json(hub, &json));
@@ -832,7 +843,10 @@ static void ttl_closes_the_connection_and_ages_out_history(void) {
     CHECK(monotonic_ms() - opened >= 900); /* not before its time */
     CHECK_STR_CONTAINS(cbx_last_error(), "ttl");
     char *reason = NULL;
-    REQUIRE_OK(cbx_conn_close_reason(hub, c, &reason));
+    cbx_close_code why = CBX_CLOSE_NONE;
+    uint32_t host_code = 99;
+    REQUIRE_OK(cbx_conn_close_reason(hub, c, &why, &host_code, &reason));
+    CHECK(why == CBX_CLOSE_EXPIRED && host_code == 0);
     CHECK_STR_CONTAINS(reason, "ttl");
     cbx_string_free(reason);
     /* It left its groups; the connection without a TTL is untouched. */

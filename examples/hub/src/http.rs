@@ -1,6 +1,7 @@
-//! HTTP on the hub's port: the browser client (`GET /`, `/static/*`),
-//! `GET /healthz`, `GET /stats` (JSON), `GET /metrics` (Prometheus text),
-//! `POST /auth/guest`, and the extensions' routes.
+//! HTTP on the hub's port: the browser client (`GET /`, `/static/*`, the
+//! files of [`crate::assets`]), `GET /healthz`, `GET /stats` (JSON),
+//! `GET /metrics` (Prometheus text), `POST /auth/guest`, and the extensions'
+//! routes.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,34 +13,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::assets;
 use crate::auth::{self, Claims};
 use crate::features;
 use crate::server::AppState;
 
-const INDEX_HTML: &str = include_str!("../static/index.html");
-const APP_JS: &str = include_str!("../static/app.js");
-const STYLE_CSS: &str = include_str!("../static/style.css");
-
 /// The router for every plain HTTP request.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/static/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/static/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/auth/guest", post(auth::guest));
-    for &(path, content_type, body) in features::STATIC {
+    for &(path, content_type, body) in assets::CLIENT.iter().chain(features::STATIC) {
         router = router.route(path, get(move || async move { asset(content_type, body) }));
     }
     router

@@ -9,6 +9,7 @@
 //! (outbound JSON), `limits` (rate limit), `http` (healthz, stats, metrics,
 //! static files), `features` (the extensions' hooks).
 
+pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod dm;

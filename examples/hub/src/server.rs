@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use channelbox::{Connection, Hub};
+use channelbox::{CloseReason, Connection, Hub};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
@@ -267,7 +267,11 @@ impl AppState {
     /// Closes one WebSocket with `code` (4003 forbidden, 4008 too slow, ...).
     /// Its writer sends what was already queued, then the close frame.
     pub fn close_connection(&self, id: u64, code: u16, reason: &str) {
-        let _ = self.hub.disconnect(id, &format!("{code} {reason}"));
+        let reason = CloseReason::Host {
+            code: code.into(),
+            text: reason.to_owned(),
+        };
+        let _ = self.hub.disconnect(id, reason);
     }
 
     /// Every open session of user `sub`: (core connection id, endpoint).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use channelbox::{Connection, Error as HubError, Kind, Message};
+use channelbox::{CloseReason, Connection, Error as HubError, Kind, Message};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -321,28 +321,27 @@ impl Socket {
 /// leading code from [`crate::server::AppState::close_connection`], 4008 for
 /// slow consumers, 1012 (reconnect) when the Redis engine lost messages,
 /// 1001 when the hub shuts down.
-fn closed_event(reason: String) -> Event {
-    if let Some((code, rest)) = reason.split_once(' ') {
-        if let Ok(code) = code.parse::<u16>() {
-            if (1000..5000).contains(&code) {
-                return Event::Closed {
-                    code,
-                    reason: rest.to_owned(),
-                };
-            }
-        }
-    }
-    if reason.starts_with("slow consumer") {
-        return Event::Closed {
+fn closed_event(reason: CloseReason) -> Event {
+    match reason {
+        CloseReason::Host { code, text } => match u16::try_from(code) {
+            Ok(code) if (1000..5000).contains(&code) => Event::Closed { code, reason: text },
+            _ => shutting_down(),
+        },
+        CloseReason::SlowConsumer { .. } => Event::Closed {
             code: 4008,
             reason: "too slow: outbound queue full".into(),
-        };
-    }
-    if reason.starts_with("engine:") {
+        },
         // The shared engine (Redis) lost messages for this socket: 1012
         // asks the client to reconnect; it recovers with `?since=`.
-        return Event::Closed { code: 1012, reason };
+        reason if reason.is_engine() => Event::Closed {
+            code: 1012,
+            reason: reason.to_string(),
+        },
+        _ => shutting_down(),
     }
+}
+
+fn shutting_down() -> Event {
     Event::Closed {
         code: 1001,
         reason: "server shutting down".into(),
@@ -373,22 +372,37 @@ fn push_frame(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
 mod tests {
     use super::*;
 
-    fn code(reason: &str) -> u16 {
-        match closed_event(reason.to_owned()) {
+    fn code(reason: CloseReason) -> u16 {
+        match closed_event(reason) {
             Event::Closed { code, .. } => code,
             _ => 0,
         }
     }
 
+    fn host(code: u32, text: &str) -> CloseReason {
+        CloseReason::Host {
+            code,
+            text: text.into(),
+        }
+    }
+
     #[test]
     fn hub_close_reasons_become_close_codes() {
-        assert_eq!(code("4003 banned from this room"), 4003);
+        assert_eq!(code(host(4003, "banned from this room")), 4003);
         assert_eq!(
-            code("slow consumer: outbound queue full (3 messages, 9 bytes)"),
+            code(CloseReason::SlowConsumer {
+                messages: 3,
+                bytes: 9
+            }),
             4008
         );
-        assert_eq!(code("hub closed all connections"), 1001);
-        assert_eq!(code("99 problems"), 1001);
+        assert_eq!(code(CloseReason::EngineLostSubscription), 1012);
+        assert_eq!(code(CloseReason::EngineMissedMessages), 1012);
+        assert_eq!(code(CloseReason::HubClosed), 1001);
+        assert_eq!(code(CloseReason::Expired), 1001);
+        assert_eq!(code(CloseReason::ClosedByHost), 1001);
+        assert_eq!(code(host(99, "problems")), 1001);
+        assert_eq!(code(host(70_000, "not a close code")), 1001);
     }
 
     #[test]

@@ -504,7 +504,7 @@ async fn http_endpoints_answer() {
     let (status, body) = http(&hub, "GET", "/", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("<html"));
-    assert_eq!(http(&hub, "GET", "/static/app.js", &[], "").await.0, 200);
+    assert_eq!(http(&hub, "GET", "/static/js/main.js", &[], "").await.0, 200);
     assert_eq!(http(&hub, "GET", "/static/style.css", &[], "").await.0, 200);
     assert_eq!(http(&hub, "GET", "/presences", &[], "").await.0, 404);
 

@@ -1,14 +1,20 @@
-//! Message bodies, markers and JWT minting.
+//! What goes over the socket: message bodies and their markers, the frame each protocol
+//! publishes, and the JWT each connection presents.
+
+use crate::cli::Protocol;
+use serde_json::json;
 
 /// Every benchmark message body starts with `B|<runid>|`, then `round|seq|sent_ns|`.
 pub fn marker_prefix(run_id: u32) -> String {
     format!("B|{run_id:08x}|")
 }
 
+/// A message body: the marker, then `pad` (`--payload-bytes`).
 pub fn body(run_id: u32, round: usize, seq: usize, sent_ns: u64, pad: &str) -> String {
     format!("B|{run_id:08x}|{round}|{seq}|{sent_ns}|{pad}")
 }
 
+/// What a subscriber reads back from a body.
 pub struct Marker {
     pub round: usize,
     pub seq: usize,
@@ -16,6 +22,7 @@ pub struct Marker {
 }
 
 /// Parse `round|seq|sent_ns|` (the bytes right after the run-id prefix).
+#[inline]
 pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     let mut it = b.split(|&c| c == b'|');
     let round = num(it.next()?)? as usize;
@@ -29,6 +36,7 @@ pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     })
 }
 
+#[inline]
 fn num(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 {
         return None;
@@ -45,6 +53,7 @@ fn num(b: &[u8]) -> Option<u64> {
 
 /// Position of `needle` in `hay` (first byte scan, then compare). Frames are small and the
 /// marker sits near the start of `content`, so this is as fast as a SIMD finder here.
+#[inline]
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
     if hay.len() < needle.len() {
@@ -71,6 +80,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Fast path: `{"type":"history"` / `{"type": "history"` within the first 48 bytes. A server
 /// that puts "type" after other keys (e.g. sorted: `{"epoch":..,"messages":[..],"type":"history"}`)
 /// is caught by parsing the frame, which happens only when `"history"` occurs in it at all.
+#[inline]
 pub fn is_history(b: &[u8]) -> bool {
     let head = &b[..b.len().min(48)];
     if find(head, b"\"history\"").is_some() {
@@ -84,6 +94,16 @@ pub fn is_history(b: &[u8]) -> bool {
         .is_some_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("history"))
 }
 
+/// The frame a publisher sends to put `body` in its room under `protocol`.
+pub fn publish_frame(protocol: Protocol, body: String) -> String {
+    match protocol {
+        Protocol::Seed => json!({ "message": body }).to_string(),
+        Protocol::Socketio => format!("42{}", json!(["chat", { "message": body }])),
+        Protocol::Rawws => body,
+    }
+}
+
+/// A run id: tells this run's messages from any other's in the same rooms.
 pub fn random_u32() -> u32 {
     rand::random::<u32>()
 }
@@ -138,6 +158,28 @@ mod tests {
         assert!(!is_history(
             br#"{"type":"message","user":"u","content":"the \"history\" of B|"}"#
         ));
+    }
+
+    #[test]
+    fn each_protocol_publishes_its_frame() {
+        let b = body(1, 0, 2, 3, "");
+        assert_eq!(b, "B|00000001|0|2|3|");
+        assert_eq!(
+            publish_frame(Protocol::Seed, b.clone()),
+            r#"{"message":"B|00000001|0|2|3|"}"#
+        );
+        assert_eq!(
+            publish_frame(Protocol::Socketio, b.clone()),
+            r#"42["chat",{"message":"B|00000001|0|2|3|"}]"#
+        );
+        assert_eq!(publish_frame(Protocol::Rawws, b.clone()), b);
+    }
+
+    #[test]
+    fn a_marker_needs_its_closing_bar_and_plain_digits() {
+        assert!(parse_marker(b"1|2|3").is_none());
+        assert!(parse_marker(b"1|x|3|").is_none());
+        assert!(parse_marker(b"1|2|99999999999999999999999|").is_none());
     }
 
     #[test]

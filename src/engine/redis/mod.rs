@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use redis::{Client, Value};
 use tokio::runtime::Handle;
@@ -234,6 +235,32 @@ impl RedisEngine {
         result
     }
 
+    /// Runs `op` on the engine's runtime; the future resolves with its
+    /// result without blocking the thread that awaits it. It owns what it
+    /// needs and fails with `EngineUnavailable` if the engine stops first.
+    fn spawn<T, F, Fut>(&self, op: F) -> EngineFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let fut = op(self.shared.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let result = rx
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the engine stopped")));
+            if matches!(result, Err(Error::EngineUnavailable(_))) {
+                shared.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
     /// Best-effort writes: waited for on host threads (so a caller reads
     /// its own write), spawned from the engine's thread.
     fn fire<F, Fut>(&self, op: F)
@@ -262,41 +289,30 @@ impl RedisEngine {
         format!("{user}{SEP}{}", self.shared.node)
     }
 
-    fn read_page(&self, group: &str, query: HistoryQuery, now_ms: u64) -> Result<HistoryPage> {
-        let low = query.since.saturating_add(1);
-        let (high, empty) = match query.before {
-            0 => ("+".to_owned(), false),
-            b => ((b - 1).to_string(), b - 1 < low),
-        };
-        let group_owned = group.to_owned();
-        let limit = query.limit;
-        let raw: Vec<Value> = self.block(move |s| async move {
-            let k = |suffix| s.keys.group(&group_owned, suffix);
-            let b = s.bounds;
-            let mut inv = s.scripts.read.prepare_invoke();
-            inv.key(k("off"))
-                .key(k("epoch"))
-                .key(k("log"))
-                .key(k("bytes"))
-                .key(k("edits"))
-                .arg(low.to_string())
-                .arg(high)
-                .arg(limit)
-                .arg(b.max_messages)
-                .arg(b.max_bytes)
-                .arg(b.ttl_ms)
-                .arg(now_ms)
-                .arg(if empty { "1" } else { "0" })
-                .arg(new_epoch().to_string());
+    fn presence_update(&self, key: String, member: String, add: bool) {
+        let ttl = self.shared.presence_ttl_ms;
+        self.fire(move |s| async move {
             s.commands
-                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .run(|mut c| async move {
+                    let mut p = redis::pipe();
+                    if add {
+                        p.zadd(&key, &member, now_ms() + ttl)
+                            .ignore()
+                            .pexpire(&key, (ttl * 2) as i64)
+                            .ignore();
+                    } else {
+                        p.zrem(&key, &member).ignore();
+                    }
+                    p.query_async::<()>(&mut c).await
+                })
                 .await
-        })?;
-        self.parse_page(group, raw)
+        });
     }
+}
 
+impl Shared {
     fn parse_page(&self, group: &str, raw: Vec<Value>) -> Result<HistoryPage> {
-        let counters = &self.shared.counters;
+        let counters = &self.counters;
         let number = |v: &Value| -> Option<u64> {
             match v {
                 Value::BulkString(b) => wire::parse_u64(b),
@@ -347,30 +363,97 @@ impl RedisEngine {
             messages,
         })
     }
+}
 
-    fn presence_update(&self, key: String, member: String, add: bool) {
-        let ttl = self.shared.presence_ttl_ms;
-        self.fire(move |s| async move {
-            s.commands
-                .run(|mut c| async move {
-                    let mut p = redis::pipe();
-                    if add {
-                        p.zadd(&key, &member, now_ms() + ttl)
-                            .ignore()
-                            .pexpire(&key, (ttl * 2) as i64)
-                            .ignore();
-                    } else {
-                        p.zrem(&key, &member).ignore();
-                    }
-                    p.query_async::<()>(&mut c).await
-                })
-                .await
-        });
+/// An engine operation, ready to run on the engine's runtime: waited for by
+/// the blocking trait methods, awaited by the `_async` ones.
+trait Op<T>: FnOnce(Arc<Shared>) -> EngineFuture<T> + Send + 'static {}
+impl<T, F: FnOnce(Arc<Shared>) -> EngineFuture<T> + Send + 'static> Op<T> for F {}
+
+/// A history read (`scripts::READ`), parsed.
+fn read_op(group: &str, query: HistoryQuery, now_ms: u64) -> impl Op<HistoryPage> {
+    let low = query.since.saturating_add(1);
+    let (high, empty) = match query.before {
+        0 => ("+".to_owned(), false),
+        b => ((b - 1).to_string(), b - 1 < low),
+    };
+    let group = group.to_owned();
+    let limit = query.limit;
+    move |s: Arc<Shared>| -> EngineFuture<HistoryPage> {
+        Box::pin(async move {
+            let k = |suffix| s.keys.group(&group, suffix);
+            let b = s.bounds;
+            let mut inv = s.scripts.read.prepare_invoke();
+            inv.key(k("off"))
+                .key(k("epoch"))
+                .key(k("log"))
+                .key(k("bytes"))
+                .key(k("edits"))
+                .arg(low.to_string())
+                .arg(high)
+                .arg(limit)
+                .arg(b.max_messages)
+                .arg(b.max_bytes)
+                .arg(b.ttl_ms)
+                .arg(now_ms)
+                .arg(if empty { "1" } else { "0" })
+                .arg(new_epoch().to_string());
+            let raw: Vec<Value> = s
+                .commands
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            s.parse_page(&group, raw)
+        })
     }
+}
 
-    fn live_users(&self, key: String) -> Result<Vec<String>> {
-        let raw: Vec<Vec<u8>> = self.block(move |s| async move {
-            s.commands
+/// The group's offset counter: the newest offset it assigned. The send
+/// script keeps it, a flush leaves it alone.
+fn last_offset_op(group: &str) -> impl Op<u64> {
+    let group = group.to_owned();
+    move |s: Arc<Shared>| -> EngineFuture<u64> {
+        Box::pin(async move {
+            let key = s.keys.group(&group, "off");
+            let last: Option<u64> = s
+                .commands
+                .run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
+                .await?;
+            Ok(last.unwrap_or(0))
+        })
+    }
+}
+
+/// An in-place history edit (`scripts::REPLACE`); `None` when no entry has
+/// that offset.
+fn replace_op(group: &str, offset: u64, kind: Kind, data: Bytes) -> impl Op<Option<Message>> {
+    let group = group.to_owned();
+    move |s: Arc<Shared>| -> EngineFuture<Option<Message>> {
+        Box::pin(async move {
+            let mut inv = s.scripts.replace.prepare_invoke();
+            inv.key(s.keys.group(&group, "log"))
+                .key(s.keys.group(&group, "bytes"))
+                .key(s.keys.group(&group, "edits"))
+                .arg(offset)
+                .arg(kind_code(kind))
+                .arg(&data[..]);
+            let ts: Option<String> = s
+                .commands
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            Ok(ts.map(|ts| {
+                let ts = ts.parse().unwrap_or(0);
+                Message::new(kind, data, Some(group.as_str().into()), offset, ts)
+            }))
+        })
+    }
+}
+
+/// The live users of a presence set, sorted and distinct.
+fn live_users_op(key: String) -> impl Op<Vec<String>> {
+    move |s: Arc<Shared>| -> EngineFuture<Vec<String>> {
+        Box::pin(async move {
+            let raw: Vec<Vec<u8>> = s
+                .commands
                 .run(|mut c| async move {
                     redis::cmd("ZRANGEBYSCORE")
                         .arg(&key)
@@ -379,23 +462,20 @@ impl RedisEngine {
                         .query_async(&mut c)
                         .await
                 })
-                .await
-        })?;
-        let mut users = Vec::with_capacity(raw.len());
-        for entry in &raw {
-            match wire::presence_user(entry) {
-                Some(u) => users.push(u.to_owned()),
-                None => {
-                    self.shared
-                        .counters
-                        .malformed
-                        .fetch_add(1, Ordering::Relaxed);
+                .await?;
+            let mut users = Vec::with_capacity(raw.len());
+            for entry in &raw {
+                match wire::presence_user(entry) {
+                    Some(u) => users.push(u.to_owned()),
+                    None => {
+                        s.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-        }
-        users.sort_unstable();
-        users.dedup();
-        Ok(users)
+            users.sort_unstable();
+            users.dedup();
+            Ok(users)
+        })
     }
 }
 
@@ -553,7 +633,24 @@ impl Fanout for RedisEngine {
 
 impl HistoryStore for RedisEngine {
     fn read(&self, group: &str, query: HistoryQuery, now_ms: u64) -> Result<HistoryPage> {
-        self.read_page(group, query, now_ms)
+        self.block(read_op(group, query, now_ms))
+    }
+
+    fn read_async(
+        &self,
+        group: &str,
+        query: HistoryQuery,
+        now_ms: u64,
+    ) -> EngineFuture<HistoryPage> {
+        self.spawn(read_op(group, query, now_ms))
+    }
+
+    fn last_offset(&self, group: &str) -> Result<u64> {
+        self.block(last_offset_op(group))
+    }
+
+    fn last_offset_async(&self, group: &str) -> EngineFuture<u64> {
+        self.spawn(last_offset_op(group))
     }
 
     fn groups_with_history(&self) -> Result<Vec<String>> {
@@ -574,26 +671,19 @@ impl HistoryStore for RedisEngine {
         group: &str,
         offset: u64,
         kind: Kind,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<Option<Message>> {
-        let g = group.to_owned();
-        let payload = data.to_vec();
-        let ts: Option<String> = self.block(move |s| async move {
-            let mut inv = s.scripts.replace.prepare_invoke();
-            inv.key(s.keys.group(&g, "log"))
-                .key(s.keys.group(&g, "bytes"))
-                .key(s.keys.group(&g, "edits"))
-                .arg(offset)
-                .arg(kind_code(kind))
-                .arg(payload);
-            s.commands
-                .run(|mut c| async move { inv.invoke_async(&mut c).await })
-                .await
-        })?;
-        Ok(ts.map(|ts| {
-            let ts = ts.parse().unwrap_or(0);
-            Message::new(kind, data.to_vec().into(), Some(group.into()), offset, ts)
-        }))
+        self.block(replace_op(group, offset, kind, data))
+    }
+
+    fn replace_async(
+        &self,
+        group: &str,
+        offset: u64,
+        kind: Kind,
+        data: Bytes,
+    ) -> EngineFuture<Option<Message>> {
+        self.spawn(replace_op(group, offset, kind, data))
     }
 
     fn flush(&self, group: &str) -> Result<()> {
@@ -642,11 +732,19 @@ impl PresenceStore for RedisEngine {
     }
 
     fn group_users(&self, group: &str) -> Result<Vec<String>> {
-        self.live_users(self.shared.keys.group(group, "pres"))
+        self.block(live_users_op(self.shared.keys.group(group, "pres")))
+    }
+
+    fn group_users_async(&self, group: &str) -> EngineFuture<Vec<String>> {
+        self.spawn(live_users_op(self.shared.keys.group(group, "pres")))
     }
 
     fn users(&self) -> Result<Vec<String>> {
-        self.live_users(self.shared.keys.global("users"))
+        self.block(live_users_op(self.shared.keys.global("users")))
+    }
+
+    fn users_async(&self) -> EngineFuture<Vec<String>> {
+        self.spawn(live_users_op(self.shared.keys.global("users")))
     }
 }
 

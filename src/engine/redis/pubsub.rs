@@ -4,7 +4,7 @@
 //!
 //! Pub/sub is at-most-once: while the connection is down, broadcasts are
 //! lost. So when a session ends, every local connection that depended on it
-//! is closed with "engine: lost subscription" (its client reconnects and
+//! is closed with `CloseReason::EngineLostSubscription` (its client reconnects and
 //! recovers by offset), then the node reconnects with back-off and
 //! subscribes again to what is still wanted. A gap in a group's offsets
 //! (which a healthy session never shows) is handled the same way.
@@ -20,14 +20,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::wire::{self, Channel};
 use super::Shared;
+use crate::close::CloseReason;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often an idle subscription connection is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(2);
-
-/// Reason given to connections whose broadcasts may have been missed.
-pub(crate) const LOST: &str = "engine: lost subscription";
 
 /// Which channels are wanted and which Redis confirmed.
 #[derive(Debug, Default)]
@@ -54,7 +52,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 sessions += 1;
                 session(&shared, pubsub).await;
-                lose(&shared, LOST);
+                lose(&shared, CloseReason::EngineLostSubscription);
             }
             _ => {
                 tokio::time::sleep(backoff).await;
@@ -65,7 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 /// Marks the session down and closes whatever depended on it.
-fn lose(shared: &Shared, reason: &str) {
+fn lose(shared: &Shared, reason: CloseReason) {
     let lost: Vec<String> = {
         let mut s = shared.subs.lock();
         s.connected = false;
@@ -214,10 +212,11 @@ fn dispatch(shared: &Shared, m: &redis::Msg, seen: &mut FxHashMap<String, (u64, 
                         .counters
                         .lost_subscriptions
                         .fetch_add(1, Ordering::Relaxed);
-                    let closed =
-                        shared
-                            .sink
-                            .lost(&[group.to_owned()], &[], "engine: missed messages");
+                    let closed = shared.sink.lost(
+                        &[group.to_owned()],
+                        &[],
+                        CloseReason::EngineMissedMessages,
+                    );
                     shared
                         .counters
                         .lost_closes

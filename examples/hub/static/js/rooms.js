@@ -1,0 +1,158 @@
+// The room list: the rooms REST API, rooms joined by name, creating a room.
+
+import { api, errText } from './api.js';
+import { openRoom } from './chat.js';
+import { state } from './state.js';
+import { loadJson, save, STORAGE } from './storage.js';
+import { closeView, renderEmptyView, renderHeader } from './views.js';
+import { hideDialog, showDialog } from './ui/dialogs.js';
+import { $, h } from './ui/dom.js';
+import { icon } from './ui/icons.js';
+
+export function normRoom(x) {
+  if (typeof x === 'string') return { id: x, name: x };
+  if (!x || typeof x !== 'object') return null;
+  const id = x.id !== undefined ? String(x.id) : (x.room_id !== undefined ? String(x.room_id) : null);
+  if (!id) return null;
+  return {
+    id,
+    name: x.name ? String(x.name) : id,
+    private: !!x.private,
+    owner: x.owner !== undefined && x.owner !== null ? String(x.owner) : null,
+    members: Array.isArray(x.members) ? x.members.map(String) : [],
+  };
+}
+
+export async function loadRooms() {
+  if (!state.token) return;
+  const res = await api('GET', '/rooms');
+  if (!res.ok || !state.token) return;
+  let list = res.data;
+  if (list && !Array.isArray(list)) list = list.rooms || list.items || [];
+  if (!Array.isArray(list)) return;
+  const seen = new Set();
+  for (const raw of list) {
+    const room = normRoom(raw);
+    if (!room) continue;
+    seen.add(room.id);
+    state.rooms.set(room.id, room);
+  }
+  // Server rooms that vanished (deleted or we were removed) drop out unless we joined them by hand.
+  const adhoc = new Set(loadJson(STORAGE.rooms(state.me.sub), []));
+  for (const [id, room] of state.rooms) {
+    if (!room.adhoc && !seen.has(id)) {
+      if (adhoc.has(id)) state.rooms.set(id, { id, name: id, adhoc: true });
+      else if (!(state.view && state.view.kind === 'room' && state.view.id === id)) state.rooms.delete(id);
+    }
+  }
+  renderRoomList();
+  if (state.view && state.view.kind === 'room') renderHeader();
+}
+
+export function rememberAdhocRoom(id) {
+  if (!state.rooms.has(id)) state.rooms.set(id, { id, name: id, adhoc: true });
+  const list = loadJson(STORAGE.rooms(state.me.sub), []);
+  if (!list.includes(id)) {
+    list.push(id);
+    save(STORAGE.rooms(state.me.sub), list);
+  }
+}
+
+export function forgetRoom(id) {
+  const list = loadJson(STORAGE.rooms(state.me.sub), []).filter((x) => x !== id);
+  save(STORAGE.rooms(state.me.sub), list);
+  const room = state.rooms.get(id);
+  if (room && room.adhoc) state.rooms.delete(id);
+  if (state.view && state.view.kind === 'room' && state.view.id === id) {
+    closeView();
+    renderEmptyView();
+  }
+  renderRoomList();
+}
+
+export const roomName = (id) => (state.rooms.get(id) && state.rooms.get(id).name) || id;
+
+/** Tooltip of a room in the sidebar: its id and, once joined, where recovery would resume. */
+function roomTitle(room) {
+  let t = room.name === room.id ? room.id : `${room.name} (${room.id})`;
+  const r = state.roomStates.get(room.id);
+  if (r && r.lastId !== null) t += ` · epoch ${r.epoch === null ? '–' : r.epoch} · last seen #${r.lastId}`;
+  return t;
+}
+
+export function renderRoomList() {
+  const ul = $('#room-list');
+  const rooms = Array.from(state.rooms.values()).sort((a, b) => a.name.localeCompare(b.name));
+  ul.replaceChildren(...rooms.map((room) => {
+    const active = state.view && state.view.kind === 'room' && state.view.id === room.id;
+    const badge = state.mentionBadges.get(room.id);
+    const li = h('li', { class: `nav-item${active ? ' active' : ''}`, dataset: { room: room.id } },
+      h('button', {
+        type: 'button', class: 'nav-btn', title: roomTitle(room),
+        on: { click: () => openRoom(room.id) },
+      },
+      room.private ? h('span', { class: 'nav-icon' }, icon('lock', 14)) : h('span', { class: 'nav-icon', text: '#', 'aria-hidden': 'true' }),
+      h('span', { class: 'nav-label', text: room.name }),
+      badge ? h('span', { class: 'badge', text: `@${badge}` }) : null),
+      room.adhoc ? h('button', {
+        type: 'button', class: 'nav-x', title: 'Leave room', 'aria-label': `Leave ${room.name}`, text: '✕',
+        on: { click: (e) => { e.stopPropagation(); forgetRoom(room.id); } },
+      }) : null);
+    return li;
+  }));
+  if (!rooms.length) ul.append(h('li', { class: 'nav-empty', text: 'No rooms yet' }));
+}
+
+async function createRoom(e) {
+  e.preventDefault();
+  const name = $('#new-room-name').value.trim();
+  const priv = $('#new-room-private').checked;
+  const members = $('#new-room-members').value.split(',').map((x) => x.trim()).filter(Boolean);
+  if (!name) {
+    $('#create-room-error').textContent = 'A room needs a name.';
+    return;
+  }
+  if (priv && !members.includes(state.me.sub)) members.push(state.me.sub);
+  $('#new-room-submit').disabled = true;
+  $('#create-room-error').textContent = '';
+  const res = await api('POST', '/rooms', { name, private: priv, members });
+  $('#new-room-submit').disabled = false;
+  if (!res.ok) {
+    $('#create-room-error').textContent = `Could not create the room: ${errText(res)}`;
+    return;
+  }
+  const room = normRoom(res.data) || { id: name, name };
+  if (!room.owner) room.owner = state.me.sub;
+  state.rooms.set(room.id, room);
+  closeCreateDialog();
+  renderRoomList();
+  openRoom(room.id);
+}
+
+function openCreateDialog() {
+  $('#create-room-form').reset();
+  $('#create-room-error').textContent = '';
+  showDialog($('#create-room-dialog'));
+  $('#new-room-name').focus();
+}
+
+function closeCreateDialog() {
+  hideDialog($('#create-room-dialog'));
+}
+
+function joinRoomFromInput(e) {
+  e.preventDefault();
+  const id = $('#room-input').value.trim().replace(/^#/, '');
+  if (!id) return;
+  $('#room-input').value = '';
+  if (!state.rooms.has(id)) rememberAdhocRoom(id);
+  openRoom(id);
+}
+
+/** The sidebar's join field and the create-room dialog. */
+export function wireRooms() {
+  $('#room-join-form').addEventListener('submit', joinRoomFromInput);
+  $('#create-room').addEventListener('click', openCreateDialog);
+  $('#create-room-form').addEventListener('submit', createRoom);
+  $('#new-room-cancel').addEventListener('click', closeCreateDialog);
+}
