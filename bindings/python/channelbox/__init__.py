@@ -44,7 +44,7 @@ from .errors import (
     NullPointer,
     TooLarge,
 )
-from .hub import Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
+from .hub import CloseReason, Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
 
 __all__ = [
     "__version__",
@@ -53,6 +53,7 @@ __all__ = [
     "Connection",
     "Message",
     "Kind",
+    "CloseReason",
     "SendReport",
     "HistoryPage",
     "encode_payload",

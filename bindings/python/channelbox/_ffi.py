@@ -60,6 +60,16 @@ CBX_BINARY = 3
 # cbx_group_send flags.
 CBX_SAVE_HISTORY = 1
 
+# Why a connection was closed (cbx_close_code).
+CBX_CLOSE_NONE = 0
+CBX_CLOSE_CLOSED_BY_HOST = 1
+CBX_CLOSE_HOST = 2
+CBX_CLOSE_SLOW_CONSUMER = 3
+CBX_CLOSE_EXPIRED = 4
+CBX_CLOSE_HUB_CLOSED = 5
+CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION = 6
+CBX_CLOSE_ENGINE_MISSED_MESSAGES = 7
+
 
 class cbx_send_report(Structure):
     """``struct cbx_send_report``."""
@@ -105,7 +115,10 @@ _SIGNATURES = {
         c_int32,
         [hub_p, c_uint64, POINTER(message_p), c_size_t, POINTER(c_size_t)],
     ),
-    "cbx_conn_close_reason": (c_int32, [hub_p, c_uint64, POINTER(c_void_p)]),
+    "cbx_conn_close_reason": (
+        c_int32,
+        [hub_p, c_uint64, POINTER(c_uint32), POINTER(c_uint32), POINTER(c_void_p)],
+    ),
     "cbx_hub_ready_fd": (c_int, [hub_p]),
     "cbx_hub_take_ready": (c_int32, [hub_p, POINTER(c_uint64), c_size_t, POINTER(c_size_t)]),
     "cbx_message_kind": (c_uint32, [message_p]),

@@ -18,7 +18,7 @@ import ctypes
 import enum
 import json
 import threading
-from ctypes import byref, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union, cast, overload
 
@@ -34,7 +34,7 @@ from .errors import (
     error_for,
 )
 
-__all__ = ["Hub", "Connection", "Message", "Kind", "SendReport", "HistoryPage", "Payload"]
+__all__ = ["Hub", "Connection", "Message", "Kind", "CloseReason", "SendReport", "HistoryPage", "Payload"]
 
 #: What a send accepts: bytes-like (binary), str (text) or anything JSON-serialisable.
 Payload = Any
@@ -77,6 +77,46 @@ class Kind(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+class CloseReason(enum.IntEnum):
+    """Why a connection was closed: C's ``CBX_CLOSE_*`` codes.
+
+    :attr:`Connection.close_reason` and :attr:`ConnectionClosed.close_reason
+    <channelbox.ConnectionClosed.close_reason>` give it (``None`` while the
+    connection is open); ``close_detail`` gives the hub's text for people,
+    e.g. ``"slow consumer: outbound queue full (5 messages, 10 bytes)"``.
+    """
+
+    #: The host released it (:meth:`Connection.close`).
+    CLOSED_BY_HOST = _ffi.CBX_CLOSE_CLOSED_BY_HOST
+    #: The host disconnected it with a code of its own (a Rust host's ``Hub::disconnect``).
+    HOST = _ffi.CBX_CLOSE_HOST
+    #: Its queue was full under the ``disconnect`` slow-consumer policy.
+    SLOW_CONSUMER = _ffi.CBX_CLOSE_SLOW_CONSUMER
+    #: Its time to live (``ttl``) ran out.
+    EXPIRED = _ffi.CBX_CLOSE_EXPIRED
+    #: :meth:`Hub.close_all` (or :meth:`Hub.close`) closed it.
+    HUB_CLOSED = _ffi.CBX_CLOSE_HUB_CLOSED
+    #: The shared engine lost its subscription: the client should reconnect and recover by offset.
+    ENGINE_LOST_SUBSCRIPTION = _ffi.CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION
+    #: The shared engine saw messages go missing: the client should reconnect and recover by offset.
+    ENGINE_MISSED_MESSAGES = _ffi.CBX_CLOSE_ENGINE_MISSED_MESSAGES
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_CLOSED_BY_HOST_DETAIL = "closed by the host"
+
+
+def _close_reason(code: int) -> Optional[CloseReason]:
+    if code == _ffi.CBX_CLOSE_NONE:
+        return None
+    try:
+        return CloseReason(code)
+    except ValueError:  # newer than this package (the version check rules it out)
+        return cast(CloseReason, code)
 
 
 _KINDS = {1: Kind.JSON, 2: Kind.TEXT, 3: Kind.BINARY}
@@ -651,19 +691,21 @@ class Hub:
                 lib.cbx_messages_free(slots, count)
 
     def _closed_error(self, ptr: int, cid: int) -> ConnectionClosed:
-        reason = ""
-        out = c_void_p()
-        if lib.cbx_conn_close_reason(ptr, cid, byref(out)) == _ffi.CBX_OK:
-            reason = _take_string(out)
+        """The ConnectionClosed for ``cid``, saying why (called inside a native call)."""
+        reason: Optional[CloseReason] = None
+        detail = ""
+        code, host_code, text = c_uint32(), c_uint32(), c_void_p()
+        if lib.cbx_conn_close_reason(ptr, cid, byref(code), byref(host_code), byref(text)) == _ffi.CBX_OK:
+            reason, detail = _close_reason(code.value), _take_string(text)
         return ConnectionClosed(
-            f"connection {cid} is closed ({reason or 'closed'})", _ffi.CBX_CLOSED, reason
+            f"connection {cid} is closed ({detail or 'closed'})", _ffi.CBX_CLOSED, detail, reason
         )
 
-    def _close_reason(self, cid: int) -> str:
-        out = c_void_p()
+    def _close_reason(self, cid: int) -> Tuple[Optional[CloseReason], str]:
+        code, host_code, text = c_uint32(), c_uint32(), c_void_p()
         with self._native as ptr:
-            check(lib.cbx_conn_close_reason(ptr, cid, byref(out)))
-        return _take_string(out)
+            check(lib.cbx_conn_close_reason(ptr, cid, byref(code), byref(host_code), byref(text)))
+        return _close_reason(code.value), _take_string(text)
 
 
 class Connection:
@@ -697,7 +739,10 @@ class Connection:
     def _check(self) -> None:
         if self._released:
             raise ConnectionClosed(
-                f"connection {self.id} was closed by the host", _ffi.CBX_CLOSED, "closed by the host"
+                f"connection {self.id} was closed by the host",
+                _ffi.CBX_CLOSED,
+                _CLOSED_BY_HOST_DETAIL,
+                CloseReason.CLOSED_BY_HOST,
             )
 
     def join(self, group: str) -> None:
@@ -716,11 +761,19 @@ class Connection:
         self.hub.conn_send(self.id, payload, kind)
 
     @property
-    def close_reason(self) -> Optional[str]:
-        """Why the hub closed it (``None`` while it is open)."""
+    def close_reason(self) -> Optional[CloseReason]:
+        """Why it was closed (``None`` while it is open); see :attr:`close_detail`."""
         if self._released:
-            return "closed by the host"
-        return self.hub._close_reason(self.id) or None
+            return CloseReason.CLOSED_BY_HOST
+        return self.hub._close_reason(self.id)[0]
+
+    @property
+    def close_detail(self) -> Optional[str]:
+        """The hub's text saying why it was closed, for people (``None`` while it is open)."""
+        if self._released:
+            return _CLOSED_BY_HOST_DETAIL
+        reason, detail = self.hub._close_reason(self.id)
+        return None if reason is None else detail
 
     def recv(self, timeout: Optional[float] = None) -> Message:
         """Waits up to ``timeout`` seconds (``None``: forever) for one message.

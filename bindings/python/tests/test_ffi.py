@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from channelbox import _ffi, errors
+from channelbox import CloseReason, _ffi, errors
 from channelbox._ffi import lib
 
 HEADER = Path(__file__).resolve().parents[3] / "include" / "channelbox.h"
@@ -43,6 +43,12 @@ def test_every_code_the_library_names_has_a_constant():
 
 def test_every_constant_matches_the_header_and_the_header_has_no_other():
     assert ffi_constants() == header_constants()
+
+
+def test_close_reasons_are_the_headers_close_codes():
+    codes = {name: value for name, value in header_constants().items() if name.startswith("CBX_CLOSE_")}
+    assert codes.pop("CBX_CLOSE_NONE") == 0  # an open connection: close_reason is None
+    assert {f"CBX_CLOSE_{reason.name}": reason.value for reason in CloseReason} == codes
 
 
 def test_results_are_the_constants_the_library_names():

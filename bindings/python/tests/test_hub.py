@@ -384,8 +384,10 @@ def test_close_all_drains_then_reports_closed(hub):
     assert conn.recv(0).data == "last words"
     with pytest.raises(channelbox.ConnectionClosed) as info:
         conn.recv(0)
-    assert "close" in info.value.reason
-    assert conn.close_reason
+    assert info.value.close_reason is channelbox.CloseReason.HUB_CLOSED
+    assert info.value.reason == info.value.close_detail == "hub closed all connections"
+    assert conn.close_reason is channelbox.CloseReason.HUB_CLOSED
+    assert conn.close_detail == "hub closed all connections"
     conn.close()
 
 
@@ -400,18 +402,35 @@ def test_slow_consumer_is_disconnected_and_the_group_keeps_flowing():
             assert fast.recv(0).data == i
         assert disconnected == 1
         assert len(slow.recv_batch(100)) == 5
-        with pytest.raises(channelbox.ConnectionClosed, match="slow consumer"):
+        with pytest.raises(channelbox.ConnectionClosed, match="slow consumer") as info:
             slow.recv_batch()
+        assert info.value.close_reason is channelbox.CloseReason.SLOW_CONSUMER
+        assert slow.close_reason is channelbox.CloseReason.SLOW_CONSUMER
+        assert slow.close_detail.startswith("slow consumer: outbound queue full")
+        assert fast.close_reason is None and fast.close_detail is None
         assert hub.stats()["slow_consumer_disconnects"] == 1
 
 
 def test_ttl_closes_the_connection():
     with channelbox.Hub() as hub:
         conn = hub.open(ttl=1)
-        with pytest.raises(channelbox.ConnectionClosed, match="expired"):
+        with pytest.raises(channelbox.ConnectionClosed, match="expired") as info:
             conn.recv(timeout=5)
+        assert info.value.close_reason is channelbox.CloseReason.EXPIRED
         with pytest.raises(channelbox.InvalidArgument):
             hub.open(ttl=-1)
+
+
+def test_close_reason_is_none_while_open_and_closed_by_host_once_released(hub):
+    conn = hub.open()
+    assert (conn.close_reason, conn.close_detail) == (None, None)
+    conn.close()
+    assert conn.close_reason is channelbox.CloseReason.CLOSED_BY_HOST
+    assert conn.close_detail == "closed by the host"
+    with pytest.raises(channelbox.ConnectionClosed) as info:
+        conn.recv(0)
+    assert info.value.close_reason is channelbox.CloseReason.CLOSED_BY_HOST
+    assert str(channelbox.CloseReason.SLOW_CONSUMER) == "slow_consumer"
 
 
 def test_stats_count_sends_and_deliveries(hub):
