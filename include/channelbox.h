@@ -160,11 +160,6 @@ typedef struct cbx_message_view {
 #define CBX_NO_SUCH_CONNECTION 7200
 
 /**
- * The group does not exist.
- */
-#define CBX_NO_SUCH_GROUP 7201
-
-/**
  * No history entry has that offset (never saved, or evicted).
  */
 #define CBX_NO_SUCH_MESSAGE 7202

@@ -23,9 +23,6 @@ pub enum Error {
     /// The connection id is unknown, or belongs to a closed connection.
     #[error("no such connection: {0}")]
     NoSuchConnection(u64),
-    /// The group has no history or members.
-    #[error("no such group: {0}")]
-    NoSuchGroup(String),
     /// No history entry has that offset (never saved, or evicted).
     #[error("no such message: offset {offset} in group {group}")]
     NoSuchMessage {

@@ -9,9 +9,13 @@
 //! Data flows through the modules in this order:
 //!
 //! - [`config`]: limits and policies, parsed from JSON for C and Python hosts.
-//! - [`hub`]: the entry point. [`Hub::open`] gives a [`Connection`];
-//!   [`Hub::group_add`] puts it in a group; [`Hub::group_send`] builds one
-//!   [`Message`] and hands the same `Arc` to every member.
+//! - [`hub`]: the entry point, one file a concern. [`Hub::open`] gives a
+//!   [`Connection`] (`hub/connections`); [`Hub::group_add`] puts it in a
+//!   group; [`Hub::group_send`] (`hub/send`) builds one [`Message`] and
+//!   hands the same `Arc` to every member; `hub/history` and
+//!   `hub/presence` read what the hub keeps; `hub/backend` is the one seam
+//!   between this node's memory and a shared engine.
+//! - `connection`: the [`Connection`] handle a host keeps for one client.
 //! - `group`: a group's members, presence and history under one lock, so
 //!   every member sees one order.
 //! - `history`: the newest saved messages of a group, by offset, bounded by
@@ -19,6 +23,9 @@
 //! - `conn`: each connection's bounded outbound queue and the slow-consumer
 //!   policy; receivers wait on it blocking, async (waker) or through
 //! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts.
+//! - `reaper`: closes connections whose time to live ran out, on a thread.
+//! - [`CloseReason`] (`close`): why a connection was closed, with a code
+//!   every host can match on.
 //! - `engine`: where fan-out across nodes, history and presence live when
 //!   several hubs share them (`"engine": "redis"`); the default in-memory
 //!   engine is the modules above, with nothing in between.
@@ -42,6 +49,7 @@ mod clock;
 mod close;
 pub mod config;
 mod conn;
+mod connection;
 mod engine;
 mod error;
 pub mod ffi;
@@ -52,15 +60,17 @@ pub mod introspect;
 mod message;
 mod presence;
 mod ready;
+mod reaper;
 mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use close::CloseReason;
 pub use config::{Config, EngineKind, SlowConsumer};
 pub use conn::{ConnId, RecvBatch};
+pub use connection::Connection;
 pub use error::{Error, Result};
 pub use history::{HistoryPage, HistoryQuery};
-pub use hub::{Connection, GroupInfo, Hub, HubFuture, SendFuture, SendReport};
+pub use hub::{GroupInfo, Hub, HubFuture, SendFuture, SendReport};
 pub use message::{Kind, Message};
 pub use stats::Stats;
 

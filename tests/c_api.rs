@@ -133,7 +133,10 @@ fn compile(source: &str, cxx: bool) -> PathBuf {
 fn run_with_timeout(mut command: Command, log: &Path, timeout: Duration) -> (bool, String) {
     let stdout = File::create(log.with_extension("stdout")).expect("stdout file");
     let stderr = File::create(log.with_extension("stderr")).expect("stderr file");
+    // cargo's LD_LIBRARY_PATH may list target/<profile>/ (a stale copy,
+    // see `lib_dir`) ahead of the rpath: the library this run built wins.
     let mut child = command
+        .env("LD_LIBRARY_PATH", lib_dir())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)

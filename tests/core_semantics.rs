@@ -844,3 +844,15 @@ fn closing_releases_with_closed_by_host() {
         Error::Closed(CloseReason::ClosedByHost)
     );
 }
+
+#[test]
+#[cfg(not(feature = "redis"))]
+fn the_redis_engine_is_refused_clearly_when_built_without_it() {
+    let config = Config::from_json(r#"{"engine": "redis"}"#).unwrap();
+    match Hub::new(config) {
+        Err(Error::InvalidArgument(why)) => {
+            assert!(why.contains("built without the redis feature"), "{why}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}

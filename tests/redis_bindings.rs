@@ -3,6 +3,7 @@
 //! Each test starts its own `redis-server` on a free loopback port
 //! (`scripts/ensure-redis.sh` installs it); the C test needs `cc`, the
 //! Python one `python3`, and each says so and passes when they are missing.
+#![cfg(feature = "redis")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

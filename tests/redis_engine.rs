@@ -1,6 +1,7 @@
 //! The Redis engine with a real Redis: several `Hub`s (nodes) on one
 //! throw-away `redis-server` each test starts on a free loopback port.
 //! Needs `redis-server` on PATH (`scripts/ensure-redis.sh` installs it).
+#![cfg(feature = "redis")]
 
 use std::net::TcpStream;
 use std::sync::Arc;

@@ -3,14 +3,21 @@
 //! The default engine is the hub's own memory: groups, history and presence
 //! are the structures in `hub`, `group`, `history` and `presence`, and a send
 //! pushes straight into the members' queues. That path has no engine object
-//! at all (the hub holds `Option<Arc<dyn Engine>>` and it is `None`), so the
-//! in-memory hub pays one branch per send and nothing per delivery.
+//! at all (the hub's `Backend` is `Local`; `hub/backend.rs` is the one place
+//! that matches on it), so the in-memory hub pays one branch per operation
+//! and nothing per delivery.
 //!
-//! A shared engine ([`redis`]) implements the three traits below. With one
+//! A shared engine (`redis`) implements the three traits below; the blocking
+//! methods have `_async` twins for async hosts, which await the engine
+//! instead of holding the calling thread. With one
 //! configured, the hub still delivers to its local members itself, but only
 //! what the engine hands back through [`EngineSink`]: a send goes out to the
 //! engine, which orders it, gives it an offset and broadcasts it to every
 //! node, the sending node included, so every node sees one order per group.
+//!
+//! Without the `redis` cargo feature no engine implements the seam; its
+//! types stay, so the hub has one shape either way, and `Backend::Shared` is
+//! never built.
 //!
 //! Engines do their I/O on their own background thread(s); the trait
 //! methods block the caller for at most the engine's timeout and fail with
@@ -27,6 +34,7 @@ use crate::history::{HistoryPage, HistoryQuery};
 use crate::message::{Kind, Message};
 use crate::stats::Stats;
 
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 /// What the engine subscribes to on behalf of local connections.
@@ -40,6 +48,7 @@ pub(crate) enum Topic<'a> {
 
 /// One group send handed to the engine.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct GroupPublish<'a> {
     pub(crate) group: &'a str,
     pub(crate) kind: Kind,
@@ -160,6 +169,7 @@ pub(crate) struct LocalPresence {
 }
 
 /// The hub as the engine sees it: where broadcasts land.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait EngineSink: Send + Sync {
     /// A group message from any node, in the group's one order.
     fn deliver_group(&self, group: &str, kind: Kind, data: Bytes, offset: u64, ts_ms: u64);

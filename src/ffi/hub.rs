@@ -77,7 +77,6 @@ pub extern "C" fn cbx_result_name(result: i32) -> *const c_char {
         CBX_INVALID_JSON => c"CBX_INVALID_JSON",
         CBX_TOO_LARGE => c"CBX_TOO_LARGE",
         CBX_NO_SUCH_CONNECTION => c"CBX_NO_SUCH_CONNECTION",
-        CBX_NO_SUCH_GROUP => c"CBX_NO_SUCH_GROUP",
         CBX_NO_SUCH_MESSAGE => c"CBX_NO_SUCH_MESSAGE",
         CBX_ENGINE_UNAVAILABLE => c"CBX_ENGINE_UNAVAILABLE",
         CBX_PANIC => c"CBX_PANIC",

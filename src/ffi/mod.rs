@@ -1,7 +1,7 @@
 //! The C ABI: a thin skin over the Rust API. Each function converts its
 //! arguments, calls one method of [`crate::Hub`], and converts the result.
 //!
-//! Every exported function runs inside [`boundary`], which catches panics
+//! Every exported function runs inside `boundary()`, which catches panics
 //! (`CBX_PANIC`), records this thread's error message for
 //! `cbx_last_error()`, and maps [`Error`] to a result code. Out-parameters
 //! are written only on success.
@@ -57,8 +57,7 @@ pub const CBX_TOO_LARGE: cbx_result = 7104;
 /// The connection id is unknown or was closed by the host (ids are never
 /// reused).
 pub const CBX_NO_SUCH_CONNECTION: cbx_result = 7200;
-/// The group does not exist.
-pub const CBX_NO_SUCH_GROUP: cbx_result = 7201;
+// 7201 was CBX_NO_SUCH_GROUP, never returned; retired, never reused.
 /// No history entry has that offset (never saved, or evicted).
 pub const CBX_NO_SUCH_MESSAGE: cbx_result = 7202;
 /// The scale-out engine (e.g. Redis) cannot be reached.
@@ -170,7 +169,6 @@ pub(crate) fn code(e: &Error) -> cbx_result {
         Error::InvalidJson(_) => CBX_INVALID_JSON,
         Error::TooLarge(_) => CBX_TOO_LARGE,
         Error::NoSuchConnection(_) => CBX_NO_SUCH_CONNECTION,
-        Error::NoSuchGroup(_) => CBX_NO_SUCH_GROUP,
         Error::NoSuchMessage { .. } => CBX_NO_SUCH_MESSAGE,
         Error::Empty => CBX_EMPTY,
         Error::Closed(_) => CBX_CLOSED,

@@ -205,6 +205,7 @@ pub fn unauthorized() -> Response {
         .into_response()
 }
 
+/// `POST /auth/guest`'s body.
 #[derive(Deserialize)]
 pub struct GuestRequest {
     username: String,

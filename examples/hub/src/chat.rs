@@ -2,7 +2,7 @@
 //! `?since=` recovery), and chat messages. Every other frame type goes to
 //! `features::handle_frame`.
 //!
-//! A message is encoded once, inside `group_send_with`, when its history
+//! A message is encoded once, inside `group_send_with_async`, when its history
 //! offset (the message `id`) is known; every member's queue then holds the
 //! same bytes.
 
@@ -12,9 +12,11 @@ use bytes::Bytes;
 use channelbox::{HistoryQuery, Kind};
 use serde_json::{Map, Value};
 
-use crate::features;
+use crate::error::Refusal;
+use crate::features::{self, ChatRoom};
 use crate::frames::{self, ChatMessage};
-use crate::server::{AppState, Endpoint, Session};
+use crate::server::AppState;
+use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
 
 /// A message about to be sent; `features::on_message` may add fields
@@ -41,43 +43,24 @@ pub struct SentMessage<'a> {
     pub id: u64,
     /// The draft it was built from.
     pub draft: &'a MessageDraft,
-    /// The frame as every member got it.
-    pub frame: &'a Bytes,
     /// How many sockets it was delivered to.
     pub delivered: u64,
 }
 
-/// Why a client frame was refused: sent back as an `error` frame.
-#[derive(Debug)]
-pub struct Refusal {
-    /// `bad_request`, `forbidden`, `muted`, ...
-    pub code: &'static str,
-    /// A human-readable reason.
-    pub detail: String,
-}
-
-impl Refusal {
-    pub fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            detail: detail.into(),
-        }
-    }
-}
-
 /// Serves one `/chat/{room}` socket until it closes.
 pub async fn serve(session: &Session, socket: &mut Socket) {
-    let Endpoint::Chat { group, .. } = &session.endpoint else {
+    let Endpoint::Chat { room: id, group } = &session.endpoint else {
         return;
     };
+    let room = ChatRoom { id, group };
     // Boxed: the join's state (the history frame) is gone once it is sent.
-    let joining = Box::pin(join(session, socket, group));
+    let joining = Box::pin(join(session, socket, id, group));
     if !joining.await {
         return;
     }
-    features::on_join(session);
+    features::on_join(session, room);
     let end = serve_frames(session, socket, |text| {
-        Box::pin(async move { handle_text(session, text.as_str()).await })
+        Box::pin(async move { handle_text(session, room, text.as_str()).await })
     })
     .await;
     leave(session, group).await;
@@ -87,7 +70,7 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
 /// Joins the room, tells it, and sends the joiner its `history` frame
 /// (later copies of what it holds are skipped); false when the socket is
 /// gone.
-async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool {
+async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &Arc<str>) -> bool {
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
     if session.conn.join(group).is_err() {
@@ -95,8 +78,15 @@ async fn join(session: &Session, socket: &mut Socket, group: &Arc<str>) -> bool 
     }
     let joined = format!("{} joined the chat", session.claims.username);
     let upto = send_system(state, group, &joined).await;
-    let history = history_frame(state, group, since, epoch, upto);
+    let history = history_frame(state, group, since, epoch, upto).await;
     socket.skip_saved(group.clone(), upto);
+    if state.hub.config().engine == channelbox::EngineKind::Redis {
+        // Sends report no deliveries on a shared engine: count them here.
+        let (state, room) = (state.clone(), room.clone());
+        socket.count_deliveries(group.clone(), move |n| {
+            state.features.analytics.record_broadcast(&room, n);
+        });
+    }
     if socket.send_now(&history).await.is_err() {
         leave(session, group).await;
         return false;
@@ -133,7 +123,7 @@ pub async fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
 /// The `history` frame for a joiner whose own join notice is `upto`: the
 /// last messages, or exactly those after `since` when the gap is still kept
 /// (same epoch, nothing evicted).
-fn history_frame(
+async fn history_frame(
     state: &AppState,
     group: &str,
     since: Option<u64>,
@@ -149,7 +139,7 @@ fn history_frame(
             before,
             limit: max + 1,
         };
-        if let Ok(page) = hub.history(group, query) {
+        if let Ok(page) = hub.history_async(group, query).await {
             let same_epoch = epoch.map_or(true, |e| e == page.epoch);
             let kept = page.first_offset != 0 && page.first_offset <= since.saturating_add(1);
             if same_epoch && kept && since < before && page.messages.len() <= max {
@@ -162,7 +152,7 @@ fn history_frame(
         before,
         limit: state.config.history_replay,
     };
-    match hub.history(group, query) {
+    match hub.history_async(group, query).await {
         Ok(page) => frames::history(page.epoch, &page.messages, since.map(|_| false)),
         Err(_) => frames::history(0, &[], since.map(|_| false)),
     }
@@ -193,7 +183,7 @@ fn plain_message(text: &str) -> Option<String> {
 }
 
 /// Parses one client frame and dispatches it by `type`.
-async fn handle_text(session: &Session, text: &str) {
+async fn handle_text(session: &Session, room: ChatRoom<'_>, text: &str) {
     if let Some(content) = plain_message(text) {
         let draft = MessageDraft {
             content,
@@ -203,22 +193,22 @@ async fn handle_text(session: &Session, text: &str) {
             client_id: None,
             duplicate_of: None,
         };
-        if let Err(r) = send_message(session, draft).await {
-            session.send_error(r.code, &r.detail);
+        if let Err(r) = send_message(session, room, draft).await {
+            session.refuse(&r);
         }
         return;
     }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty == "message" {
-        if let Err(r) = handle_message(session, &value).await {
-            session.send_error(r.code, &r.detail);
+        if let Err(r) = handle_message(session, room, &value).await {
+            session.refuse(&r);
         }
     } else {
         // Boxed so a large extension future does not grow every session.
@@ -230,13 +220,13 @@ async fn handle_text(session: &Session, text: &str) {
 /// The frame's `type`; a bare `{"message": ..}` is a `message`.
 pub fn frame_type(value: &Value) -> Result<&str, Refusal> {
     let Some(object) = value.as_object() else {
-        return Err(Refusal::new("bad_request", "expected a JSON object"));
+        return Err(Refusal::bad_request("expected a JSON object"));
     };
     match object.get("type") {
         Some(Value::String(ty)) => Ok(ty),
-        Some(_) => Err(Refusal::new("bad_request", "type must be a string")),
+        Some(_) => Err(Refusal::bad_request("type must be a string")),
         None if object.contains_key("message") => Ok("message"),
-        None => Err(Refusal::new("bad_request", "missing field: type")),
+        None => Err(Refusal::bad_request("missing field: type")),
     }
 }
 
@@ -245,31 +235,35 @@ pub fn content_of(value: &Value) -> Result<&str, Refusal> {
     let content = value.get("content").or_else(|| value.get("message"));
     match content {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(Refusal::new("bad_request", "content is empty")),
-        Some(_) => Err(Refusal::new("bad_request", "content must be a string")),
-        None => Err(Refusal::new("bad_request", "missing field: content")),
+        Some(Value::String(_)) => Err(Refusal::bad_request("content is empty")),
+        Some(_) => Err(Refusal::bad_request("content must be a string")),
+        None => Err(Refusal::bad_request("missing field: content")),
     }
 }
 
 /// Reads a `message` frame's fields, then sends it.
-async fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal> {
+async fn handle_message(
+    session: &Session,
+    room: ChatRoom<'_>,
+    value: &Value,
+) -> Result<(), Refusal> {
     let content = content_of(value)?;
     let thread_id = match value.get("thread_id") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
-                .ok_or_else(|| Refusal::new("bad_request", "thread_id must be a message id"))?,
+                .ok_or_else(|| Refusal::bad_request("thread_id must be a message id"))?,
         ),
     };
     let attachments = match value.get("attachments") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Array(_)) => Some(v.clone()),
-        Some(_) => return Err(Refusal::new("bad_request", "attachments must be a list")),
+        Some(_) => return Err(Refusal::bad_request("attachments must be a list")),
     };
     let client_id = match value.get("client_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(Refusal::new("bad_request", "client_id must be a string")),
+        Some(_) => return Err(Refusal::bad_request("client_id must be a string")),
     };
     let draft = MessageDraft {
         content: content.to_owned(),
@@ -279,20 +273,20 @@ async fn handle_message(session: &Session, value: &Value) -> Result<(), Refusal>
         client_id: client_id.map(str::to_owned),
         duplicate_of: None,
     };
-    send_message(session, draft).await
+    send_message(session, room, draft).await
 }
 
 /// Builds, saves and broadcasts a chat message (encoded once, with its id
 /// inside); acks `client_id`.
-async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), Refusal> {
+async fn send_message(
+    session: &Session,
+    room: ChatRoom<'_>,
+    mut draft: MessageDraft,
+) -> Result<(), Refusal> {
     let state = &session.state;
-    let Some(group) = session.room_group() else {
-        return Err(Refusal::new("bad_request", "not a room"));
-    };
-    let client_id = draft.client_id.clone();
-    features::on_message(session, &mut draft)?;
+    features::on_message(session, room, &mut draft).await?;
     if let Some(id) = draft.duplicate_of {
-        if let (Some(client_id), true) = (client_id, id > 0) {
+        if let (Some(client_id), true) = (&draft.client_id, id > 0) {
             session.send_json(&serde_json::json!({
                 "type": "ack", "client_id": client_id, "id": id,
             }));
@@ -303,11 +297,10 @@ async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), 
     let claims = &session.claims;
     let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
     let ts = frames::timestamp(frames::now_ms());
-    let mut sent = None;
     let send = state
         .hub
-        .group_send_with_async(group, Kind::Json, true, |id| {
-            let frame = frames::encode(&ChatMessage {
+        .group_send_with_async(room.group, Kind::Json, true, |id| {
+            frames::encode(&ChatMessage {
                 ty: "message",
                 id,
                 user: &claims.username,
@@ -317,33 +310,24 @@ async fn send_message(session: &Session, mut draft: MessageDraft) -> Result<(), 
                 thread_id: draft.thread_id,
                 attachments: draft.attachments.as_ref(),
                 extra: &draft.extra,
-            });
-            sent = Some(frame.clone());
-            frame
+            })
         });
-    let report = send
-        .await
-        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    let report = send.await?;
     state
         .counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(client_id) = client_id {
+    if let Some(client_id) = &draft.client_id {
         session.send_json(&serde_json::json!({
             "type": "ack", "client_id": client_id, "id": report.offset,
         }));
     }
-    if let Some(frame) = &sent {
-        features::after_message(
-            session,
-            &SentMessage {
-                id: report.offset,
-                draft: &draft,
-                frame,
-                delivered: report.delivered,
-            },
-        );
-    }
+    let sent = SentMessage {
+        id: report.offset,
+        draft: &draft,
+        delivered: report.delivered,
+    };
+    features::after_message(session, room, &sent).await;
     Ok(())
 }
 

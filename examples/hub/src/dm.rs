@@ -14,10 +14,12 @@ use channelbox::{HistoryQuery, Kind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{content_of, frame_type, Refusal};
+use crate::chat::{content_of, frame_type};
+use crate::error::Refusal;
 use crate::features;
 use crate::frames;
-use crate::server::{AppState, Endpoint, Session};
+use crate::server::AppState;
+use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
 
 #[derive(Serialize)]
@@ -32,9 +34,13 @@ struct DirectMessage<'a> {
     timestamp: &'a str,
 }
 
-fn pair_lock<'a>(state: &'a AppState, pair: &str) -> parking_lot::MutexGuard<'a, ()> {
+/// Orders a pair's saves and deliveries against a joiner's replay (held
+/// while the replay is read, so an async lock).
+async fn pair_lock<'a>(state: &'a AppState, pair: &str) -> tokio::sync::MutexGuard<'a, ()> {
     let h = rustc_hash::FxBuildHasher.hash_one(pair);
-    state.dm_locks[h as usize % state.dm_locks.len()].lock()
+    state.dm_locks[h as usize % state.dm_locks.len()]
+        .lock()
+        .await
 }
 
 /// Serves one `/dm/{user_id}` socket until it closes.
@@ -62,7 +68,7 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
     let state = &session.state;
     let sub = &session.claims.sub;
     let page = {
-        let _order = pair_lock(state, pair);
+        let _order = pair_lock(state, pair).await;
         if session.conn.join(&frames::dm_inbox_group(sub)).is_err() {
             return false;
         }
@@ -70,7 +76,7 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
             limit: state.config.history_replay,
             ..HistoryQuery::default()
         };
-        state.hub.history(pair, query)
+        state.hub.history_async(pair, query).await
     };
     let _ = session.conn.join(&frames::notify_group(sub));
     let history = match page {
@@ -83,17 +89,17 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
 async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty != "message" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
     if let Err(r) = send_direct(session, peer, pair, &value).await {
-        session.send_error(r.code, &r.detail);
+        session.refuse(&r);
     }
 }
 
@@ -117,7 +123,7 @@ async fn send_direct(
     let ts = frames::timestamp(frames::now_ms());
     let mut built: Option<Bytes> = None;
     let (saved, inboxes) = {
-        let _order = pair_lock(state, pair);
+        let _order = pair_lock(state, pair).await;
         let mut saved = state
             .hub
             .group_send_with_async(pair, Kind::Json, true, |id| {
@@ -137,7 +143,7 @@ async fn send_direct(
         // (In memory the whole send is done here; with Redis it is pending.)
         let early = (&mut saved).now_or_never();
         if let Some(Err(e)) = early {
-            return Err(Refusal::new("too_large", e.to_string()));
+            return Err(e.into());
         }
         let frame = built.unwrap_or_default();
         let hub = &state.hub;
@@ -161,9 +167,7 @@ async fn send_direct(
         };
         (saved, inboxes)
     };
-    let report = saved
-        .await
-        .map_err(|e| Refusal::new("too_large", e.to_string()))?;
+    let report = saved.await?;
     for inbox in inboxes {
         let _ = inbox.await;
     }

@@ -1,22 +1,46 @@
 //! The channelbox example hub as a library: a WebSocket chat server (rooms,
 //! presence, direct messages, history with recovery) on the channelbox
 //! core. `src/main.rs` is the command line; the tests start the same server
-//! in-process with [`server::run`].
+//! in-process with [`server::run`] and a [`Config::default`].
 //!
-//! Modules, in the order a connection meets them: `server` (accept, route,
-//! upgrade, shared state), `auth` (JWT), `chat` / `presence` / `dm` (the
-//! endpoints), `socket` (one task per socket, batched writes), `frames`
-//! (outbound JSON), `limits` (rate limit), `http` (healthz, stats, metrics,
-//! static files), `features` (the extensions' hooks).
+//! The modules, in the order a connection meets them:
+//!
+//! - [`config`]: the one [`Config`] (flags, environment, defaults) and its
+//!   mapping to the core's configuration.
+//! - [`server`]: the listener, [`server::run`], and the state every task
+//!   shares ([`server::AppState`]).
+//! - [`upgrade`]: routes a socket by its request line (WebSocket or HTTP),
+//!   checks the token, the path and the room, upgrades, and serves the
+//!   session by its endpoint.
+//! - [`auth`]: HS256 tokens and guest logins.
+//! - [`session`]: one WebSocket session as the endpoints see it.
+//! - The WebSocket endpoints: [`chat`] (`/chat/{room}`), [`presence`]
+//!   (`/presence`), [`dm`] (`/dm/{user}`).
+//! - [`socket`]: one task per socket, reading client frames (with the
+//!   [`rate_limit`]) and writing queued frames in batches.
+//! - [`frames`]: the JSON the hub sends, each frame encoded once;
+//!   [`error`]: the `error` frames' codes.
+//! - [`http`]: `/healthz`, `/stats`, `/metrics`, guest login, and the
+//!   browser client of [`assets`].
+//! - [`features`]: the extensions (typing, reactions, edits, threads, read
+//!   receipts, search, mentions, rooms, files, moderation, analytics), one
+//!   module each, reached through the hooks in `features/mod.rs`.
 
 pub mod assets;
 pub mod auth;
 pub mod chat;
+pub mod config;
 pub mod dm;
+pub mod error;
 pub mod features;
 pub mod frames;
 pub mod http;
-pub mod limits;
 pub mod presence;
+pub mod rate_limit;
 pub mod server;
+pub mod session;
 pub mod socket;
+pub mod upgrade;
+
+pub use config::Config;
+pub use error::Refusal;

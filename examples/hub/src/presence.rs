@@ -8,7 +8,7 @@
 //!
 //! With several hubs on one Redis ("shared" mode) "first" and "last" mean
 //! anywhere: every `/presence` socket is in the core group [`PRESENCE_GROUP`]
-//! with its user, so `Hub::is_present` answers for every node. Status frames
+//! with its user, so `Hub::is_present_async` answers for every node. Status frames
 //! are group sends, so they reach every node; each node learns the names and
 //! statuses of other nodes' users from them (a watcher connection in the
 //! group), and keeps each user's last status frame in a history-only group
@@ -26,9 +26,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::chat::frame_type;
+use crate::error::Refusal;
 use crate::features;
 use crate::frames::{self, PRESENCE_GROUP};
-use crate::server::{AppState, Session};
+use crate::server::AppState;
+use crate::session::Session;
 use crate::socket::{serve_frames, Socket};
 
 /// Statuses a client may set (only the hub says `offline`).
@@ -68,8 +70,11 @@ struct Entry {
 /// One entry of the `users` frame.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct UserStatus {
+    /// The user id (`sub`).
     pub id: String,
+    /// The name to show.
     pub username: String,
+    /// `online`, `away` or `busy`.
     pub status: &'static str,
 }
 
@@ -199,7 +204,11 @@ async fn join(session: &Session, socket: &mut Socket) -> bool {
     let shared = shared(state);
     // Shared mode: online anywhere already? (Asked before joining, which
     // makes this socket count.)
-    let elsewhere = shared && state.hub.is_present(PRESENCE_GROUP, &claims.sub);
+    let elsewhere = shared
+        && state
+            .hub
+            .is_present_async(PRESENCE_GROUP, &claims.sub)
+            .await;
     if session.conn.join(PRESENCE_GROUP).is_err()
         || session
             .conn
@@ -247,7 +256,7 @@ async fn join(session: &Session, socket: &mut Socket) -> bool {
     if let Some(send) = send {
         let _ = send.await;
     }
-    let users = if shared { everyone(state) } else { users };
+    let users = if shared { everyone(state).await } else { users };
     let frame = frames::encode(&serde_json::json!({
         "type": "users", "count": users.len(), "users": users,
     }));
@@ -257,8 +266,8 @@ async fn join(session: &Session, socket: &mut Socket) -> bool {
 /// Shared mode: the users online on any node (core presence), with the
 /// names and statuses this node knows (its own users, frames it saw, or
 /// the user's record).
-fn everyone(state: &AppState) -> Vec<UserStatus> {
-    let ids = state.hub.presence(PRESENCE_GROUP);
+async fn everyone(state: &AppState) -> Vec<UserStatus> {
+    let ids = state.hub.presence_async(PRESENCE_GROUP).await;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let local = state
@@ -278,7 +287,7 @@ fn everyone(state: &AppState) -> Vec<UserStatus> {
         });
         let (username, status) = match known {
             Some(k) => k,
-            None => match record(state, &id) {
+            None => match record(state, &id).await {
                 Some((username, status)) => {
                     state.presence.learn(&id, &username, status);
                     (username, status)
@@ -296,12 +305,16 @@ fn everyone(state: &AppState) -> Vec<UserStatus> {
 }
 
 /// Shared mode: a user's last status frame, from their record.
-fn record(state: &AppState, sub: &str) -> Option<(String, &'static str)> {
+async fn record(state: &AppState, sub: &str) -> Option<(String, &'static str)> {
     let query = HistoryQuery {
         limit: 1,
         ..HistoryQuery::default()
     };
-    let page = state.hub.history(&record_group(sub), query).ok()?;
+    let page = state
+        .hub
+        .history_async(&record_group(sub), query)
+        .await
+        .ok()?;
     let (_, username, status) = parse_status(page.messages.last()?.data())?;
     let status = CLIENT_STATUSES.iter().copied().find(|s| *s == status)?;
     Some((username, status))
@@ -353,7 +366,12 @@ async fn disconnect(session: &Session) {
     };
     // Still on another node? Asked without the lock (a Redis round trip);
     // core presence no longer counts this node: the leave above removed it.
-    if shutting_down || state.hub.is_present(PRESENCE_GROUP, &claims.sub) {
+    if shutting_down
+        || state
+            .hub
+            .is_present_async(PRESENCE_GROUP, &claims.sub)
+            .await
+    {
         return;
     }
     let send = {
@@ -424,11 +442,7 @@ pub async fn watch(state: Arc<AppState>) {
                         }
                     }
                 }
-                _ = sweep.tick() => {
-                    // Asks Redis: off the async workers.
-                    let state = state.clone();
-                    let _ = tokio::task::spawn_blocking(move || sweep_vanished(&state)).await;
-                }
+                _ = sweep.tick() => sweep_vanished(&state).await,
             }
         }
     }
@@ -452,14 +466,15 @@ async fn correct_offline(state: &AppState, sub: &str) {
 /// Users this node believes online that core presence has missed twice in a
 /// row (so an `offline` frame still on its way wins) go `offline` for this
 /// node's sockets only: every node tells its own, so nobody hears it twice.
-fn sweep_vanished(state: &AppState) {
+async fn sweep_vanished(state: &AppState) {
     // `Hub::presence` falls back to this node's view while Redis is down:
     // no sweep then (sockets that lost Redis are closed with 1012 anyway).
     let connected = || state.hub.stats().engine_connected == 1;
     if !connected() {
         return;
     }
-    let present: BTreeSet<String> = state.hub.presence(PRESENCE_GROUP).into_iter().collect();
+    let present = state.hub.presence_async(PRESENCE_GROUP).await;
+    let present: BTreeSet<String> = present.into_iter().collect();
     if !connected() {
         return;
     }
@@ -500,20 +515,20 @@ fn sweep_vanished(state: &AppState) {
 async fn handle_text(session: &Session, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return session.send_error("bad_request", "not JSON"),
+        Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),
     };
     let ty = match frame_type(&value) {
         Ok(ty) => ty,
-        Err(r) => return session.send_error(r.code, &r.detail),
+        Err(r) => return session.refuse(&r),
     };
     if ty != "status" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
     let Some(status) = value.get("status").and_then(Value::as_str) else {
-        return session.send_error("bad_request", "missing field: status");
+        return session.refuse(&Refusal::bad_request("missing field: status"));
     };
     let Some(status) = CLIENT_STATUSES.iter().copied().find(|s| *s == status) else {
-        return session.send_error("bad_request", "status must be online, away or busy");
+        return session.refuse(&Refusal::bad_request("status must be online, away or busy"));
     };
     let state = &session.state;
     let claims = &session.claims;

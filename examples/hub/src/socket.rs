@@ -24,8 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::limits::{RateLimit, Verdict};
-use crate::server::{Config, Session};
+use crate::config::Config;
+use crate::error::Refusal;
+use crate::rate_limit::{FrameLimit, Verdict};
+use crate::session::Session;
 
 /// What an endpoint does with one client text frame (boxed, so the
 /// session's future does not carry the handler's state).
@@ -40,12 +42,12 @@ pub async fn serve_frames<'a>(
     mut handle: impl FnMut(Utf8Bytes) -> Handled<'a>,
 ) -> Event {
     let state = &session.state;
-    let mut rate = RateLimit::new(state.config.messages_per_second, state.config.burst);
+    let mut rate = FrameLimit::new(state.config.messages_per_second, state.config.burst);
     loop {
         match socket.next().await {
             Event::Text(text) => match rate.check() {
                 Verdict::Allow => handle(text).await,
-                Verdict::Refuse => session.send_error("rate_limited", "slow down"),
+                Verdict::Refuse => session.refuse(&Refusal::rate_limited("slow down")),
                 Verdict::Close => {
                     state
                         .counters
@@ -57,7 +59,7 @@ pub async fn serve_frames<'a>(
                     };
                 }
             },
-            Event::Binary => session.send_error("bad_request", "frames are JSON text"),
+            Event::Binary => session.refuse(&Refusal::bad_request("frames are JSON text")),
             other => return other,
         }
     }
@@ -107,6 +109,16 @@ pub struct Socket {
     /// tungstenite may hold unsent control frames (a pong): flush them
     /// before writing data frames directly.
     control_pending: bool,
+    /// Counts this group's frames as they are written, where the send
+    /// report cannot (a shared engine delivers when the publication comes
+    /// back); `None` costs the writer nothing.
+    deliveries: Option<Box<Deliveries>>,
+}
+
+/// A group whose written frames are counted, and where the count goes.
+struct Deliveries {
+    group: Arc<str>,
+    record: Box<dyn Fn(u64) + Send + Sync>,
 }
 
 impl Socket {
@@ -118,7 +130,21 @@ impl Socket {
             batch_max: config.write_batch.max(1),
             skip: None,
             control_pending: false,
+            deliveries: None,
         }
+    }
+
+    /// Calls `record` with the number of `group`'s frames each write
+    /// carried to this socket.
+    pub fn count_deliveries(
+        &mut self,
+        group: Arc<str>,
+        record: impl Fn(u64) + Send + Sync + 'static,
+    ) {
+        self.deliveries = Some(Box::new(Deliveries {
+            group,
+            record: Box::new(record),
+        }));
     }
 
     /// Skips live copies of `group`'s saved frames up to `offset` (they were
@@ -226,6 +252,7 @@ impl Socket {
         let size: usize = self.batch.iter().map(|m| m.len() + 10).sum();
         buf.reserve(size);
         let mut skip_over = false;
+        let mut delivered = 0;
         for m in self.batch.drain(..) {
             if let Some((group, upto)) = &self.skip {
                 if m.offset() != 0 && m.group() == Some(&**group) {
@@ -236,10 +263,16 @@ impl Socket {
                     skip_over = true;
                 }
             }
+            if let Some(counted) = &self.deliveries {
+                delivered += u64::from(m.group() == Some(&*counted.group));
+            }
             push_frame(buf, m.kind(), m.data());
         }
         if skip_over {
             self.skip = None;
+        }
+        if let (Some(counted), true) = (&self.deliveries, delivered > 0) {
+            (counted.record)(delivered);
         }
         if self.batch.capacity() > 4 * self.batch_max.min(64) {
             // A burst made it large: do not keep that on an idle socket.

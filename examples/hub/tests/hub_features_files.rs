@@ -1,10 +1,9 @@
 //! Files and analytics over a real hub.
 
-mod hub_features_support;
-use hub_features_support as support;
+mod common;
 
+use common::Hub;
 use serde_json::Value;
-use support::Hub;
 
 #[tokio::test]
 async fn an_upload_comes_back_with_its_content_type() {

@@ -2,13 +2,12 @@
 //! typing, reactions, edits, deletes, read receipts, threads, mentions,
 //! history pages, search, attachments, errors.
 
-mod hub_features_support;
-use hub_features_support as support;
+mod common;
 
 use std::time::Duration;
 
+use common::{saved, Hub};
 use serde_json::json;
-use support::{saved, Hub};
 
 #[tokio::test]
 async fn ack_and_a_resend_with_the_same_client_id_is_stored_once() {
@@ -311,7 +310,7 @@ async fn history_pages_go_back_before_an_id() {
     a.send(json!({"type": "history", "before": ids[5], "limit": 3}))
         .await;
     let page = a.expect("history").await;
-    assert_eq!(support::message_ids(&page), ids[2..5].to_vec());
+    assert_eq!(common::message_ids(&page), ids[2..5].to_vec());
     a.send(json!({"type": "history", "limit": 1000})).await;
     let page = a.expect("history").await;
     assert!(page["messages"].as_array().unwrap().len() <= 200);

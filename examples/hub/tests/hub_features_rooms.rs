@@ -1,11 +1,10 @@
 //! Rooms REST and moderation over a real hub: private rooms, owners and
 //! admins, members, kicks, bans, mutes.
 
-mod hub_features_support;
-use hub_features_support as support;
+mod common;
 
+use common::Hub;
 use serde_json::json;
-use support::Hub;
 
 async fn create(hub: &Hub, token: &str, body: serde_json::Value) -> String {
     let (status, room) = hub.json("POST", "/rooms", token, Some(body)).await;

@@ -2,6 +2,9 @@
 //! edits, deletes and eviction (examples/hub/src/features/search.rs).
 
 use std::collections::HashMap;
+use std::future::ready;
+
+use futures_util::FutureExt;
 
 use channelbox_hub::features::search::{self, SearchIndex};
 use serde_json::{json, Value};
@@ -37,18 +40,38 @@ fn every_word_must_match_case_insensitively_newest_first() {
     store.put(&index, "b", 1, "hello there");
     store.put(&index, "a", 2, "the WORLD says hello!");
     store.put(&index, "a", 3, "nothing here");
-    let hits = index.search("HELLO world", 20, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search(
+            "HELLO world",
+            20,
+            |_| true,
+            |r, i| ready(store.fetch(&r, i)),
+        )
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 2), ("a".into(), 1)]);
-    let hits = index.search("hello", 20, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("hello", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(
         ids(&hits),
         vec![("a".into(), 2), ("b".into(), 1), ("a".into(), 1)]
     );
     assert!(index
-        .search("hello missing", 20, |_| true, |r, i| store.fetch(r, i))
+        .search(
+            "hello missing",
+            20,
+            |_| true,
+            |r, i| ready(store.fetch(&r, i))
+        )
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once")
         .is_empty());
     assert!(index
-        .search("  ", 20, |_| true, |r, i| store.fetch(r, i))
+        .search("  ", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once")
         .is_empty());
 }
 
@@ -59,7 +82,10 @@ fn limit_is_respected() {
     for i in 1..=50 {
         store.put(&index, "a", i, "same words");
     }
-    let hits = index.search("same", 7, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("same", 7, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(hits.len(), 7);
     assert_eq!(hits[0].message["id"], 50);
 }
@@ -73,15 +99,18 @@ fn unreadable_rooms_are_skipped_and_asked_once() {
         store.put(&index, "open", i, "plan");
     }
     let mut asked = Vec::new();
-    let hits = index.search(
-        "plan",
-        100,
-        |room| {
-            asked.push(room.to_string());
-            room != "secret"
-        },
-        |r, i| store.fetch(r, i),
-    );
+    let hits = index
+        .search(
+            "plan",
+            100,
+            |room| {
+                asked.push(room.to_string());
+                room != "secret"
+            },
+            |r, i| ready(store.fetch(&r, i)),
+        )
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(hits.len(), 10);
     assert!(hits.iter().all(|h| h.room == "open"));
     asked.sort();
@@ -100,9 +129,14 @@ fn edits_change_what_matches() {
     );
     index.update("a", 1, "old text", "new words");
     assert!(index
-        .search("old", 20, |_| true, |r, i| store.fetch(r, i))
+        .search("old", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once")
         .is_empty());
-    let hits = index.search("new", 20, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("new", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 1)]);
 }
 
@@ -122,7 +156,10 @@ fn deleted_and_evicted_messages_are_gone() {
     // History evicted 1 and 2.
     store.0.remove(&("a".to_string(), 1));
     store.0.remove(&("a".to_string(), 2));
-    let hits = index.search("word", 20, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("word", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 3)]);
     // The search noticed the eviction and dropped those documents.
     assert_eq!(index.len().0, 2);
@@ -149,13 +186,19 @@ fn compaction_keeps_order_and_results() {
     }
     index.evict_before("a", 100_001);
     assert_eq!(index.len().0, 40_000);
-    let hits = index.search("even common", 3, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("even common", 3, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(
         ids(&hits),
         vec![("a".into(), n), ("a".into(), n - 2), ("a".into(), n - 4)]
     );
     store.put(&index, "a", n + 1, "even newer");
-    let hits = index.search("even", 1, |_| true, |r, i| store.fetch(r, i));
+    let hits = index
+        .search("even", 1, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), n + 1)]);
 }
 
@@ -178,12 +221,15 @@ fn a_search_resumes_past_many_unreadable_postings() {
     for i in 1..=30_000 {
         store.put(&index, "secret", i, "needle");
     }
-    let hits = index.search(
-        "needle",
-        20,
-        |room| room == "open",
-        |r, i| store.fetch(r, i),
-    );
+    let hits = index
+        .search(
+            "needle",
+            20,
+            |room| room == "open",
+            |r, i| ready(store.fetch(&r, i)),
+        )
+        .now_or_never()
+        .expect("an in-memory fetch is ready at once");
     assert_eq!(
         ids(&hits),
         (1..=5)

@@ -3,24 +3,20 @@
 //! recover, 200 concurrent joins all see what follows, and shutdown closes
 //! every socket with 1001. Counts and waits are bounded.
 
-#![allow(dead_code)]
-
-use channelbox_hub::*;
-mod hub_common;
+mod common;
 
 use std::time::Duration;
 
+use common::*;
 use futures_util::{SinkExt, StreamExt};
-use hub_common::*;
 use serde_json::json;
-use server::Config;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
 /// A client with a tiny receive buffer that joins and then never reads.
-async fn stuck_client(hub: &TestHub, path: &str, sub: &str) -> Ws {
+async fn stuck_client(hub: &Hub, path: &str, sub: &str) -> Ws {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(hub.addr).await.unwrap();
@@ -60,10 +56,9 @@ async fn read_marks(mut ws: Ws, n: usize, deadline: tokio::time::Instant) -> usi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_reader_does_not_slow_a_1000_member_room() {
-    let hub = start(Config {
-        messages_per_second: 0,
-        queue_max_bytes: 64 * 1024,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.messages_per_second = 0;
+        c.queue_max_bytes = 64 * 1024;
     })
     .await;
     let _stuck = stuck_client(&hub, "/chat/big", "stuck").await;
@@ -123,11 +118,10 @@ async fn a_stuck_reader_does_not_slow_a_1000_member_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_and_recovers_with_since() {
-    let hub = start(Config {
-        messages_per_second: 0,
-        queue_max_bytes: 64 * 1024,
-        history_max_bytes: 64 << 20,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.messages_per_second = 0;
+        c.queue_max_bytes = 64 * 1024;
+        c.history_max_bytes = 64 << 20;
     })
     .await;
     let mut stuck = stuck_client(&hub, "/chat/slow", "slowpoke").await;
@@ -181,9 +175,8 @@ async fn a_slow_consumer_is_closed_with_4008_and_recovers_with_since() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_joins_all_see_later_messages() {
-    let hub = start(Config {
-        messages_per_second: 0,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.messages_per_second = 0;
     })
     .await;
     let mut joins = Vec::new();
@@ -229,7 +222,7 @@ async fn two_hundred_concurrent_joins_all_see_later_messages() {
 
 #[tokio::test]
 async fn shutdown_closes_every_socket_with_1001() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut chat = connect(&hub, "/chat/bye", &token("a", "a")).await;
     recv_type(&mut chat, "history").await;
     let mut presence = connect(&hub, "/presence", &token("b", "b")).await;

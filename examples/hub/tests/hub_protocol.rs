@@ -1,15 +1,11 @@
 //! The example hub's protocol (PROTOCOL.md), end to end: real WebSocket
 //! clients against the server started in-process on 127.0.0.1:0.
 
-#![allow(dead_code)]
+mod common;
 
-use channelbox_hub::*;
-mod hub_common;
-
+use common::*;
 use futures_util::SinkExt;
-use hub_common::*;
 use serde_json::{json, Value};
-use server::Config;
 use tokio_tungstenite::tungstenite::Message;
 
 fn ids(messages: &Value) -> Vec<u64> {
@@ -23,7 +19,7 @@ fn ids(messages: &Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn join_and_leave_are_saved_and_replayed() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut alice = connect(&hub, "/chat/lobby", &token("alice", "Alice")).await;
     let history = recv_type(&mut alice, "history").await;
     let messages = history["messages"].as_array().unwrap();
@@ -67,7 +63,7 @@ async fn join_and_leave_are_saved_and_replayed() {
 
 #[tokio::test]
 async fn history_replays_the_last_50_of_60_in_order() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut alice = connect(&hub, "/chat/r60", &token("alice", "alice")).await;
     recv_type(&mut alice, "history").await;
     for i in 0..60 {
@@ -91,7 +87,7 @@ async fn history_replays_the_last_50_of_60_in_order() {
 
 #[tokio::test]
 async fn a_message_reaches_every_member_including_the_sender() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut members = Vec::new();
     for i in 0..5 {
         let mut ws = connect(
@@ -138,7 +134,7 @@ async fn a_message_reaches_every_member_including_the_sender() {
 
 #[tokio::test]
 async fn the_user_in_frames_comes_from_the_token() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut ws = connect(&hub, "/chat/who", &token("sam", "sam")).await;
     recv_type(&mut ws, "history").await;
     send(
@@ -157,7 +153,7 @@ async fn the_user_in_frames_comes_from_the_token() {
 
 #[tokio::test]
 async fn presence_counts_users_not_tabs() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let alice_token = token("alice", "Alice");
     let mut watcher = connect(&hub, "/presence", &token("w", "Watcher")).await;
     let users = recv_type(&mut watcher, "users").await;
@@ -213,7 +209,7 @@ async fn presence_counts_users_not_tabs() {
 
 #[tokio::test]
 async fn dms_reach_every_dm_socket_of_both_users_and_are_replayed() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let (alice, bob) = (token("alice", "Alice"), token("bob", "Bob"));
     let mut bob1 = connect(&hub, "/dm/alice", &bob).await;
     let mut bob2 = connect(&hub, "/dm/carol", &bob).await;
@@ -257,7 +253,7 @@ async fn dms_reach_every_dm_socket_of_both_users_and_are_replayed() {
 
 #[tokio::test]
 async fn every_bad_token_is_refused_with_401() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let exp = now() + 3600;
     let header_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
     let payload = {
@@ -310,8 +306,7 @@ async fn every_bad_token_is_refused_with_401() {
         );
         let (status, _) = match token {
             Some(t) => {
-                http(
-                    &hub,
+                hub.http_text(
                     "GET",
                     "/stats",
                     &[("authorization", &format!("Bearer {t}"))],
@@ -319,7 +314,7 @@ async fn every_bad_token_is_refused_with_401() {
                 )
                 .await
             }
-            None => http(&hub, "GET", "/stats", &[], "").await,
+            None => hub.http_text("GET", "/stats", &[], "").await,
         };
         assert_eq!(status, 401, "{what} on /stats");
     }
@@ -331,7 +326,7 @@ async fn every_bad_token_is_refused_with_401() {
 
 #[tokio::test]
 async fn a_token_works_in_the_header_and_in_the_query() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let t = token("qq", "Quinn");
     let mut by_header = connect(&hub, "/chat/t", &t).await;
     recv_type(&mut by_header, "history").await;
@@ -340,7 +335,9 @@ async fn a_token_works_in_the_header_and_in_the_query() {
         .unwrap();
     let history = recv_type(&mut by_query, "history").await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 2);
-    let (status, body) = http(&hub, "GET", &format!("/stats?token={t}"), &[], "").await;
+    let (status, body) = hub
+        .http_text("GET", &format!("/stats?token={t}"), &[], "")
+        .await;
     assert_eq!(status, 200);
     let stats: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["connections"], 2);
@@ -349,7 +346,7 @@ async fn a_token_works_in_the_header_and_in_the_query() {
 
 #[tokio::test]
 async fn since_recovers_the_exact_gap() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let t = token("rita", "rita");
     let mut talker = connect(&hub, "/chat/rec", &token("tom", "tom")).await;
     recv_type(&mut talker, "history").await;
@@ -399,9 +396,8 @@ async fn since_recovers_the_exact_gap() {
 
 #[tokio::test]
 async fn since_past_the_kept_history_is_not_recovered() {
-    let hub = start(Config {
-        history_max_messages: 5,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.history_max_messages = 5;
     })
     .await;
     let mut talker = connect(&hub, "/chat/gone", &token("tom", "tom")).await;
@@ -423,7 +419,7 @@ async fn since_past_the_kept_history_is_not_recovered() {
 
 #[tokio::test]
 async fn bad_frames_get_an_error_and_the_socket_stays() {
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut ws = connect(&hub, "/chat/err", &token("eve", "eve")).await;
     recv_type(&mut ws, "history").await;
     let cases = [
@@ -454,9 +450,8 @@ async fn bad_frames_get_an_error_and_the_socket_stays() {
 
 #[tokio::test]
 async fn an_oversize_frame_closes_with_1009() {
-    let hub = start(Config {
-        max_frame_bytes: 1024,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.max_frame_bytes = 1024;
     })
     .await;
     let mut ws = connect(&hub, "/chat/big", &token("bo", "bo")).await;
@@ -469,10 +464,9 @@ async fn an_oversize_frame_closes_with_1009() {
 
 #[tokio::test]
 async fn a_flood_is_closed_with_4008() {
-    let hub = start(Config {
-        messages_per_second: 50,
-        burst: 100,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.messages_per_second = 50;
+        c.burst = 100;
     })
     .await;
     let mut ws = connect(&hub, "/chat/flood", &token("fl", "fl")).await;
@@ -498,15 +492,21 @@ async fn a_flood_is_closed_with_4008() {
 
 #[tokio::test]
 async fn http_endpoints_answer() {
-    let hub = start(config()).await;
-    let (status, body) = http(&hub, "GET", "/healthz", &[], "").await;
+    let hub = Hub::start().await;
+    let (status, body) = hub.http_text("GET", "/healthz", &[], "").await;
     assert_eq!((status, body.contains("ok")), (200, true));
-    let (status, body) = http(&hub, "GET", "/", &[], "").await;
+    let (status, body) = hub.http_text("GET", "/", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("<html"));
-    assert_eq!(http(&hub, "GET", "/static/js/main.js", &[], "").await.0, 200);
-    assert_eq!(http(&hub, "GET", "/static/style.css", &[], "").await.0, 200);
-    assert_eq!(http(&hub, "GET", "/presences", &[], "").await.0, 404);
+    assert_eq!(
+        hub.http_text("GET", "/static/js/main.js", &[], "").await.0,
+        200
+    );
+    assert_eq!(
+        hub.http_text("GET", "/static/style.css", &[], "").await.0,
+        200
+    );
+    assert_eq!(hub.http_text("GET", "/presences", &[], "").await.0, 404);
 
     let t = token("ops", "ops");
     let mut ws = connect(&hub, "/chat/m", &t).await;
@@ -514,14 +514,18 @@ async fn http_endpoints_answer() {
     send(&mut ws, json!({"message": "count me"})).await;
     recv(&mut ws).await;
     let auth = format!("Bearer {t}");
-    let (status, body) = http(&hub, "GET", "/stats", &[("authorization", &auth)], "").await;
+    let (status, body) = hub
+        .http_text("GET", "/stats", &[("authorization", &auth)], "")
+        .await;
     assert_eq!(status, 200);
     let stats: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["connections"], 1);
     assert_eq!(stats["rooms"], 1);
     assert_eq!(stats["messages"], 1);
     assert!(stats["deliveries"].as_u64().unwrap() >= 2);
-    let (status, body) = http(&hub, "GET", "/metrics", &[("authorization", &auth)], "").await;
+    let (status, body) = hub
+        .http_text("GET", "/metrics", &[("authorization", &auth)], "")
+        .await;
     assert_eq!(status, 200);
     for name in [
         "channelbox_connections 1",
@@ -540,57 +544,56 @@ async fn http_endpoints_answer() {
 
 #[tokio::test]
 async fn demo_mode_issues_guest_tokens() {
-    let hub = start(Config::default()).await;
-    let (status, body) = http(
-        &hub,
-        "POST",
-        "/auth/guest",
-        &[("content-type", "application/json")],
-        r#"{"username":"Gina"}"#,
-    )
-    .await;
+    let hub = Hub::start_with(|c| c.jwt_secret = None).await;
+    let (status, body) = hub
+        .http_text(
+            "POST",
+            "/auth/guest",
+            &[("content-type", "application/json")],
+            r#"{"username":"Gina"}"#,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let reply: Value = serde_json::from_str(&body).unwrap();
     let t = reply["token"].as_str().unwrap();
     let mut ws = connect(&hub, "/chat/demo", t).await;
     let history = recv_type(&mut ws, "history").await;
     assert_eq!(history["messages"][0]["message"], "Gina joined the chat");
-    let (status, _) = http(
-        &hub,
-        "POST",
-        "/auth/guest",
-        &[("content-type", "application/json")],
-        r#"{"username":""}"#,
-    )
-    .await;
+    let (status, _) = hub
+        .http_text(
+            "POST",
+            "/auth/guest",
+            &[("content-type", "application/json")],
+            r#"{"username":""}"#,
+        )
+        .await;
     assert_eq!(status, 400);
     hub.stop().await;
 
     // With a secret, guest login is off unless allowed.
-    let hub = start(config()).await;
-    let (status, _) = http(
-        &hub,
-        "POST",
-        "/auth/guest",
-        &[("content-type", "application/json")],
-        r#"{"username":"x"}"#,
-    )
-    .await;
+    let hub = Hub::start().await;
+    let (status, _) = hub
+        .http_text(
+            "POST",
+            "/auth/guest",
+            &[("content-type", "application/json")],
+            r#"{"username":"x"}"#,
+        )
+        .await;
     assert_eq!(status, 403);
     hub.stop().await;
-    let hub = start(Config {
-        allow_guest: true,
-        ..config()
+    let hub = Hub::start_with(|c| {
+        c.allow_guest = true;
     })
     .await;
-    let (status, _) = http(
-        &hub,
-        "POST",
-        "/auth/guest",
-        &[("content-type", "application/json")],
-        r#"{"username":"x"}"#,
-    )
-    .await;
+    let (status, _) = hub
+        .http_text(
+            "POST",
+            "/auth/guest",
+            &[("content-type", "application/json")],
+            r#"{"username":"x"}"#,
+        )
+        .await;
     assert_eq!(status, 200);
     hub.stop().await;
 }
@@ -598,7 +601,7 @@ async fn demo_mode_issues_guest_tokens() {
 #[tokio::test]
 async fn pings_are_answered_and_frames_keep_flowing() {
     use futures_util::StreamExt;
-    let hub = start(config()).await;
+    let hub = Hub::start().await;
     let mut ws = connect(&hub, "/chat/ping", &token("pi", "pi")).await;
     recv_type(&mut ws, "history").await;
     ws.send(Message::Ping(b"are you there".to_vec().into()))

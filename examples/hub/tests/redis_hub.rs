@@ -5,16 +5,15 @@
 
 use channelbox_hub::*;
 
-mod hub_features_support;
-use hub_features_support as support;
+mod common;
 
 use channelbox_test_support::RedisServer;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Hub;
 use serde_json::json;
-use support::Hub;
 
 async fn node(redis: &RedisServer, name: &str) -> Hub {
     let url = redis.url();
@@ -67,6 +66,35 @@ async fn a_room_spans_two_hubs_with_one_sequence_of_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hub_counts_the_room_deliveries_to_its_own_sockets() {
+    let redis = RedisServer::start();
+    let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
+    let (mut alice, _) = h1.join("counted", &h1.user("alice")).await;
+    let (mut bob, _) = h2.join("counted", &h2.user("bob")).await;
+    alice
+        .expect_where("system", |f| f["message"] == "bob joined the chat")
+        .await;
+    for n in 1..=3 {
+        alice.say(&format!("message {n}")).await;
+        bob.expect_where("message", |f| f["content"] == format!("message {n}"))
+            .await;
+    }
+    let (at_h1, at_h2) = (room_stats(&h1).await, room_stats(&h2).await);
+    // h1 sent the messages; h2 delivered them to bob (his own join notice
+    // came in his history frame), h1 to alice (bob's join notice too).
+    assert_eq!(at_h1["per_room"]["counted"]["messages"], 3, "{at_h1}");
+    assert_eq!(at_h2["per_room"]["counted"]["deliveries"], 3, "{at_h2}");
+    assert_eq!(at_h1["per_room"]["counted"]["deliveries"], 4, "{at_h1}");
+    h1.stop().await;
+    h2.stop().await;
+}
+
+/// A hub's `GET /stats`, as a user sees it.
+async fn room_stats(hub: &Hub) -> serde_json::Value {
+    hub.json("GET", "/stats", &hub.user("ops"), None).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_message_reaches_the_user_on_the_other_hub() {
     let redis = RedisServer::start();
     let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
@@ -98,7 +126,7 @@ async fn a_redis_restart_closes_sockets_with_reconnect_and_they_recover() {
     let mut again = loop {
         if let Ok(c) = h2.ws("/chat/lobby", &h2.user("bob")).await {
             let mut c = c;
-            if let support::Seen::Frame(f) = c.next_within(Duration::from_secs(2)).await {
+            if let common::Seen::Frame(f) = c.next_within(Duration::from_secs(2)).await {
                 if f["type"] == "history" {
                     break c;
                 }
@@ -119,7 +147,7 @@ async fn a_redis_restart_closes_sockets_with_reconnect_and_they_recover() {
 /// Reads frames until `done` says it has seen enough (at most 200 frames,
 /// within `wait`); returns them all.
 async fn frames_until(
-    c: &mut support::Client,
+    c: &mut common::Client,
     wait: Duration,
     done: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
@@ -131,7 +159,7 @@ async fn frames_until(
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match c.next_within(left).await {
-            support::Seen::Frame(f) => seen.push(f),
+            common::Seen::Frame(f) => seen.push(f),
             other => panic!("waiting: {other:?}; seen {seen:?}"),
         }
     }
@@ -148,9 +176,9 @@ async fn presence_first(
     hub: &Hub,
     token: &str,
     user: &str,
-) -> (support::Client, Vec<serde_json::Value>) {
+) -> (common::Client, Vec<serde_json::Value>) {
     let mut c = hub.ws("/presence", token).await.unwrap();
-    let seen = frames_until(&mut c, support::WAIT, |s| {
+    let seen = frames_until(&mut c, common::WAIT, |s| {
         s.iter().any(|f| f["type"] == "users") && s.iter().any(|f| is_status(f, user, "online"))
     })
     .await;
@@ -318,7 +346,7 @@ impl HubProcess {
         let _ = self.child.wait();
     }
 
-    async fn presence(&self, sub: &str) -> support::Client {
+    async fn presence(&self, sub: &str) -> common::Client {
         let token = auth::Auth::new(PROCESS_SECRET.as_bytes(), false).mint(&auth::Claims {
             sub: sub.into(),
             username: sub.to_uppercase(),
@@ -326,11 +354,11 @@ impl HubProcess {
             exp: support_now() + 3600,
         });
         let url = format!("ws://{}/presence?token={token}", self.addr);
-        let (ws, _) = tokio::time::timeout(support::WAIT, tokio_tungstenite::connect_async(url))
+        let (ws, _) = tokio::time::timeout(common::WAIT, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")
             .expect("upgrade");
-        support::Client { ws }
+        common::Client { ws }
     }
 }
 

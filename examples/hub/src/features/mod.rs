@@ -29,27 +29,52 @@
 //! `search`: 20, at most 100, newest first; `thread`: the newest 500
 //! replies. Replies that would not fit one frame drop their oldest entries.
 //!
-//! The modules, one concern each: `messages` (what clients do to messages),
-//! `search` (the inverted index), `rooms` (registry and REST), `moderation`,
-//! `files` (uploads), `analytics` (per-room counters).
+//! The modules, one concern each. Room frames: `typing`, `edits`
+//! (reactions, edits, deletes), `reads` (receipts), `threads`, `history`
+//! (older pages), `search` (the index and its frame), `moderation`. The
+//! message path: `messages` (the hooks around a send), `client_ids`
+//! (resends), `mentions`, `directory` (users seen). HTTP: `rooms` (registry
+//! and REST), `files` (uploads). Shared: `saved` (messages as history keeps
+//! them), `fields` (frame fields), `analytics` (per-room counters).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
+use bytes::Bytes;
+use channelbox::Kind;
 use serde_json::Value;
 
 use crate::auth::Claims;
-pub use crate::chat::Refusal;
 use crate::chat::{MessageDraft, SentMessage};
-use crate::server::{AppState, Session};
+use crate::error::Refusal;
+use crate::server::AppState;
+use crate::session::Session;
 
 pub mod analytics;
+pub mod client_ids;
+pub mod directory;
+pub mod edits;
+pub mod fields;
 pub mod files;
+pub mod history;
+pub mod mentions;
 pub mod messages;
 pub mod moderation;
+pub mod reads;
 pub mod rooms;
+pub mod saved;
 pub mod search;
+pub mod threads;
+pub mod typing;
+
+/// Shards of the per-room maps: two busy rooms rarely share a lock.
+const SHARDS: usize = 64;
+
+fn shard_of<T: std::hash::Hash + ?Sized>(key: &T) -> usize {
+    (rustc_hash::FxBuildHasher.hash_one(key) as usize) % SHARDS
+}
 
 /// The extensions' state.
 #[derive(Debug, Default)]
@@ -60,8 +85,18 @@ pub struct FeatureState {
     pub moderation: moderation::Moderation,
     /// Word -> message ids, for `search`.
     pub search: search::SearchIndex,
-    /// Reads, threads, client ids, typing windows, known users.
-    pub messages: messages::MessageState,
+    /// Users seen, for mentions and admin checks.
+    pub directory: directory::Directory,
+    /// Everyone's last read message per room.
+    pub reads: reads::Reads,
+    /// Reply ids per thread root.
+    pub threads: threads::Threads,
+    /// Recent client ids, so a resend is saved once.
+    pub client_ids: client_ids::ClientIds,
+    /// Each socket's typing allowance.
+    pub typing: typing::Typing,
+    /// One room's saved messages are rewritten one at a time.
+    pub edit_locks: edits::EditLocks,
     /// Per-room traffic counters.
     pub analytics: analytics::Analytics,
 }
@@ -69,16 +104,56 @@ pub struct FeatureState {
 impl FeatureState {
     /// True when `sub` was last seen with the admin role.
     pub fn is_admin(&self, sub: &str) -> bool {
-        self.messages.is_admin(sub)
+        self.directory.is_admin(sub)
     }
 
     /// Forgets what the extensions keep about a deleted room.
     pub fn forget_room(&self, room: &str) {
         self.moderation.forget_room(room);
-        self.messages.forget_room(room);
+        self.reads.forget_room(room);
+        self.threads.forget_room(room);
         self.search.evict_before(room, u64::MAX);
         self.analytics.forget_room(room);
     }
+}
+
+/// The room a `/chat` socket's frames act on.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRoom<'a> {
+    /// The room id, as `/chat/{room}` names it.
+    pub id: &'a str,
+    /// Its core group (`room:<id>`).
+    pub group: &'a str,
+}
+
+impl ChatRoom<'_> {
+    /// The room of a `/chat` session; `None` on `/presence` and `/dm`.
+    pub fn of(session: &Session) -> Option<ChatRoom<'_>> {
+        match &session.endpoint {
+            crate::session::Endpoint::Chat { room, group } => Some(ChatRoom { id: room, group }),
+            _ => None,
+        }
+    }
+
+    /// Sends a frame to the room without saving it; counts the deliveries.
+    pub async fn broadcast(self, session: &Session, frame: Bytes) {
+        let state = &session.state;
+        let send = state
+            .hub
+            .group_send_async(self.group, Kind::Json, frame, false);
+        if let Ok(report) = send.await {
+            state
+                .features
+                .analytics
+                .record_broadcast(self.id, report.delivered);
+        }
+    }
+}
+
+/// True when `sub` may read `room`: admitted by the room and not banned.
+pub fn may_read(state: &AppState, room: &str, sub: &str, admin: bool) -> bool {
+    state.features.rooms.may_read(room, sub, admin)
+        && !state.features.moderation.is_banned(room, sub)
 }
 
 /// Static files served besides the browser client: `(path, content type, body)`.
@@ -95,7 +170,7 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
     let features = &state.features;
     features.rooms.load(&state.config.data_dir);
     features
-        .messages
+        .directory
         .saw(&claims.sub, &claims.username, claims.is_admin());
     if !features
         .rooms
@@ -109,44 +184,49 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
     Ok(())
 }
 
+/// Frame types that act on the room of a `/chat` socket.
+const ROOM_FRAMES: [&str; 12] = [
+    "typing", "reaction", "edit", "delete", "read", "history", "thread", "search", "kick", "ban",
+    "mute", "unban",
+];
+
 /// A client frame of a type the base does not handle.
-pub async fn handle_frame(ctx: &Session, ty: &str, frame: &Value) {
-    let chat_only = |f: fn(&Session, &Value) -> Result<(), Refusal>| {
-        if ctx.room().is_none() {
-            return Err(Refusal::new(
-                "unknown_type",
-                format!("{ty:?} frames are for /chat sockets"),
-            ));
-        }
-        f(ctx, frame)
-    };
-    let result = match ty {
-        "typing" => chat_only(messages::typing),
-        "reaction" => chat_only(messages::reaction),
-        "edit" => chat_only(messages::edit),
-        "delete" => chat_only(messages::delete),
-        "read" => chat_only(messages::read),
-        "history" => chat_only(messages::history),
-        "thread" => chat_only(messages::thread),
-        "search" => chat_only(messages::search),
-        "kick" | "ban" | "mute" | "unban" => {
-            if ctx.room().is_none() {
-                Err(Refusal::new(
-                    "unknown_type",
-                    "moderation frames are for /chat sockets",
-                ))
-            } else {
-                moderation::handle(ctx, ty, frame)
-            }
-        }
-        _ => Err(Refusal::new(
-            "unknown_type",
-            format!("unknown frame type {:?}", truncate(ty, 40)),
-        )),
+pub async fn handle_frame(session: &Session, ty: &str, frame: &Value) {
+    let result = match ChatRoom::of(session) {
+        Some(room) => room_frame(session, room, ty, frame).await,
+        None if ROOM_FRAMES.contains(&ty) => Err(Refusal::unknown_type(format!(
+            "{ty:?} frames are for /chat sockets"
+        ))),
+        None => Err(unknown_type(ty)),
     };
     if let Err(r) = result {
-        ctx.send_error(r.code, &r.detail);
+        session.refuse(&r);
     }
+}
+
+/// A frame on a `/chat` socket, by type.
+async fn room_frame(
+    session: &Session,
+    room: ChatRoom<'_>,
+    ty: &str,
+    frame: &Value,
+) -> Result<(), Refusal> {
+    match ty {
+        "typing" => typing::typing(session, room, frame).await,
+        "reaction" => edits::reaction(session, room, frame).await,
+        "edit" => edits::edit(session, room, frame).await,
+        "delete" => edits::delete(session, room, frame).await,
+        "read" => reads::read(session, room, frame).await,
+        "history" => history::page(session, room, frame).await,
+        "thread" => threads::thread(session, room, frame).await,
+        "search" => search::frame(session, frame).await,
+        "kick" | "ban" | "mute" | "unban" => moderation::handle(session, room, ty, frame).await,
+        _ => Err(unknown_type(ty)),
+    }
+}
+
+fn unknown_type(ty: &str) -> Refusal {
+    Refusal::unknown_type(format!("unknown frame type {:?}", truncate(ty, 40)))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -156,47 +236,33 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Before a chat message is built.
-pub fn on_message(ctx: &Session, draft: &mut MessageDraft) -> Result<(), Refusal> {
-    let decision = messages::before_message(
-        ctx,
-        &draft.content,
-        &mut draft.thread_id,
-        draft.attachments.as_ref(),
-        draft.client_id.as_deref(),
-        &mut draft.extra,
-    )?;
-    match decision {
-        messages::Decision::Send => {}
-        messages::Decision::Duplicate(id) => draft.duplicate_of = Some(id),
-        // Acked when the first copy is saved.
-        messages::Decision::InFlight => draft.duplicate_of = Some(0),
-    }
-    Ok(())
+/// Before a chat message is built (it may be refused, enriched, or found
+/// to be a resend).
+pub async fn on_message(
+    session: &Session,
+    room: ChatRoom<'_>,
+    draft: &mut MessageDraft,
+) -> Result<(), Refusal> {
+    messages::before(session, room, draft).await
 }
 
 /// After a chat message was sent.
-pub fn after_message(ctx: &Session, sent: &SentMessage<'_>) {
-    let draft = sent.draft;
-    messages::after_message(
-        ctx,
-        sent.id,
-        &draft.content,
-        draft.thread_id,
-        draft.client_id.as_deref(),
-        &draft.extra,
-        sent.delivered,
-    );
+pub async fn after_message(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>) {
+    messages::after(session, room, sent).await;
 }
 
 /// After a joiner got its `history` frame: everyone's last read message.
-pub fn on_join(ctx: &Session) {
-    messages::send_reads(ctx);
+pub fn on_join(session: &Session, room: ChatRoom<'_>) {
+    reads::send_reads(session, room.id);
 }
 
 /// When a socket leaves its room.
-pub fn on_leave(ctx: &Session) {
-    ctx.state.features.messages.forget_connection(ctx.conn.id());
+pub fn on_leave(session: &Session) {
+    session
+        .state
+        .features
+        .typing
+        .forget_connection(session.conn.id());
 }
 
 /// Adds per-room messages and deliveries, per-minute rates over the last

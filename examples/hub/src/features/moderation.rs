@@ -12,9 +12,10 @@ use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
-use super::Refusal;
+use super::ChatRoom;
+use crate::error::Refusal;
 use crate::frames;
-use crate::server::Session;
+use crate::session::Session;
 
 /// Close code for a kicked socket (4000-4999 is the application's range;
 /// 4003 is taken by bans and other refusals).
@@ -94,30 +95,24 @@ impl Moderation {
 
 /// `{"type":"kick"|"ban"|"mute"|"unban","user":sub,"duration_s"?:n}` on a
 /// `/chat/{room}` socket.
-pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refusal> {
+pub async fn handle(
+    session: &Session,
+    room: ChatRoom<'_>,
+    action: &str,
+    frame: &Value,
+) -> Result<(), Refusal> {
     let state = &session.state;
-    let (Some(room), Some(group)) = (session.room(), session.room_group()) else {
-        return Err(Refusal::new(
-            "bad_request",
-            "moderation applies to the room of a /chat socket",
-        ));
-    };
+    let ChatRoom { id: room, group } = room;
     let target = match frame.get("user") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
-        _ => {
-            return Err(Refusal::new(
-                "bad_request",
-                "user must be the target's user id",
-            ))
-        }
+        _ => return Err(Refusal::bad_request("user must be the target's user id")),
     };
     let duration = match frame.get("duration_s") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(s) if s > 0 && s <= MAX_DURATION_S => Some(Duration::from_secs(s)),
             _ => {
-                return Err(Refusal::new(
-                    "bad_request",
+                return Err(Refusal::bad_request(
                     "duration_s must be a positive number of seconds",
                 ))
             }
@@ -126,8 +121,7 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
     let claims = &session.claims;
     let owner = state.features.rooms.owner(room);
     if !claims.is_admin() && owner.as_deref() != Some(claims.sub.as_str()) {
-        return Err(Refusal::new(
-            "forbidden",
+        return Err(Refusal::forbidden(
             "only the room's owner or an admin may moderate it",
         ));
     }
@@ -166,21 +160,23 @@ pub fn handle(session: &Session, action: &str, frame: &Value) -> Result<(), Refu
                 None,
             )
         }
-        _ => return Err(Refusal::new("unknown_type", "unknown moderation action")),
+        _ => return Err(Refusal::unknown_type("unknown moderation action")),
     };
     let ts = frames::timestamp(frames::now_ms());
-    let sent = state.hub.group_send_with(group, Kind::Json, true, |id| {
-        frames::encode(&json!({
-            "type": "system",
-            "id": id,
-            "action": action,
-            "user": target,
-            "by": claims.sub,
-            "message": message,
-            "timestamp": ts,
-        }))
-    });
-    if let Ok(report) = sent {
+    let send = state
+        .hub
+        .group_send_with_async(group, Kind::Json, true, |id| {
+            frames::encode(&json!({
+                "type": "system",
+                "id": id,
+                "action": action,
+                "user": target,
+                "by": claims.sub,
+                "message": message,
+                "timestamp": ts,
+            }))
+        });
+    if let Ok(report) = send.await {
         state
             .features
             .analytics

@@ -289,36 +289,26 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     let mut members: BTreeSet<String> = request.members.into_iter().collect();
     members.insert(claims.sub.clone());
     let registry = registry(&state);
-    let mut rooms = registry.rooms.write();
-    let mut id = base.clone();
     // A room id already in use (created, or an open room with history or
     // people in it) gets a random suffix: creating never takes over a room.
-    let taken = |id: &str| {
-        rooms.contains_key(id) || {
-            let group = frames::room_group(id);
-            state
-                .hub
-                .history(
-                    &group,
-                    channelbox::HistoryQuery {
-                        since: u64::MAX,
-                        ..Default::default()
-                    },
-                )
-                .map(|p| p.last_offset > 0)
-                .unwrap_or(true)
-                || !state.hub.presence(&group).is_empty()
-        }
-    };
+    // The core is asked without the registry's lock; the registry is
+    // checked again, and the room put in, under it.
+    let mut id = base.clone();
     let mut tries = 0;
-    while taken(&id) {
+    let mut rooms = loop {
+        if !in_use(&state, &id).await {
+            let rooms = registry.rooms.write();
+            if !rooms.contains_key(&id) {
+                break rooms;
+            }
+        }
         tries += 1;
         if tries > 16 {
             return refuse((StatusCode::CONFLICT, "could not find a free room id"));
         }
         let tag: u32 = rand::thread_rng().gen();
         id = format!("{base}-{tag:08x}");
-    }
+    };
     let room = Room {
         id: id.clone(),
         name,
@@ -331,6 +321,14 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     registry.save();
     tracing::info!(room = %id, owner = %claims.sub, private = room.private, "room created");
     (StatusCode::CREATED, Json(room)).into_response()
+}
+
+/// True when room `id` already saved a message or has people in it (or
+/// the engine cannot say: then it is not taken over either).
+async fn in_use(state: &AppState, id: &str) -> bool {
+    let group = frames::room_group(id);
+    let saved = state.hub.last_offset_async(&group).await;
+    !matches!(saved, Ok(0)) || !state.hub.presence_async(&group).await.is_empty()
 }
 
 async fn list(State(state): State<Arc<AppState>>, claims: Claims) -> Response {
@@ -470,8 +468,11 @@ async fn remove(
     registry.save();
     // The id becomes an open room again: what was said in it must not be
     // readable by whoever joins it next.
+    // The core has no async flush: it waits for Redis off the workers.
+    let flushing = state.clone();
     let group = frames::room_group(&id);
-    let _ = state.hub.history_flush(Some(&group));
+    let flush = tokio::task::spawn_blocking(move || flushing.hub.history_flush(Some(&group)));
+    let _ = flush.await;
     state.features.forget_room(&id);
     for (conn, _) in state.room_sessions(&id) {
         state.close_connection(conn, 4003, "this room was deleted");

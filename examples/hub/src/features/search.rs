@@ -1,5 +1,5 @@
 //! Full-text search over the rooms' messages: an inverted index from word to
-//! the messages that contain it.
+//! the messages that contain it, and the `search` frame that queries it.
 //!
 //! The index keeps ids only (room and history offset). The text a result
 //! shows is read back from the core's history when the query runs, so the
@@ -17,6 +17,13 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{json, Value};
+
+use super::{fields, saved};
+use crate::error::Refusal;
+use crate::frames;
+use crate::server::AppState;
+use crate::session::Session;
 
 /// Longest word indexed, in characters; longer tokens are ignored (they are
 /// hashes and links nobody searches by a prefix of).
@@ -307,14 +314,18 @@ impl SearchIndex {
     /// deleted message or an edit's old words never match.
     ///
     /// The index's read lock is held only to pick candidates, a bounded
-    /// number at a time; texts are fetched with the lock released.
-    pub fn search(
+    /// number at a time; texts are fetched (awaiting the engine) with the
+    /// lock released.
+    pub async fn search<Fetched>(
         &self,
         query: &str,
         limit: usize,
         mut may_read: impl FnMut(&str) -> bool,
-        mut fetch: impl FnMut(&str, u64) -> Option<serde_json::Value>,
-    ) -> Vec<Hit> {
+        mut fetch: impl FnMut(Arc<str>, u64) -> Fetched,
+    ) -> Vec<Hit>
+    where
+        Fetched: std::future::Future<Output = Option<serde_json::Value>>,
+    {
         let wanted = words(query);
         if wanted.is_empty() || limit == 0 {
             return Vec::new();
@@ -374,7 +385,7 @@ impl SearchIndex {
                 }
             }
             for (room, id) in candidates {
-                let Some(message) = fetch(&room, id) else {
+                let Some(message) = fetch(room.clone(), id).await else {
                     evicted.push((room, id));
                     continue;
                 };
@@ -416,4 +427,51 @@ fn still_matches(message: &serde_json::Value, wanted: &[String]) -> bool {
     };
     let have = words(content);
     wanted.iter().all(|w| have.contains(w))
+}
+
+/// Search result counts: by default, and at most.
+const SEARCH_DEFAULT: usize = 20;
+const SEARCH_MAX: usize = 100;
+/// Longest search query, in bytes.
+const MAX_QUERY_BYTES: usize = 512;
+
+/// `{"type":"search","query","limit"?}`: messages from every room the
+/// caller may read, newest first.
+pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
+    let query = fields::text(frame, "query", MAX_QUERY_BYTES)?;
+    let limit = fields::limit(frame, SEARCH_DEFAULT, SEARCH_MAX)?;
+    let state = &session.state;
+    let claims = &session.claims;
+    let state: &AppState = state;
+    let hits = state
+        .features
+        .search
+        .search(
+            query,
+            limit,
+            |room| super::may_read(state, room, &claims.sub, claims.is_admin()),
+            |room, id| async move {
+                let message = saved::saved(state, &frames::room_group(&room), id).await;
+                message.map(Value::Object)
+            },
+        )
+        .await;
+    let messages: Vec<Value> = hits
+        .into_iter()
+        .map(|mut hit| {
+            hit.message["room"] = Value::String(hit.room);
+            hit.message
+        })
+        .collect();
+    // The oldest hits go first when they do not all fit in one frame.
+    let frame = saved::fit(
+        state,
+        messages,
+        |messages| json!({"type": "search_results", "query": query, "messages": messages}),
+        |messages| {
+            messages.pop();
+        },
+    );
+    session.send(frame);
+    Ok(())
 }

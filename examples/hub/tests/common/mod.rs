@@ -1,6 +1,10 @@
-//! Shared by tests/hub_features_*.rs: a real hub on 127.0.0.1:0, tokens,
-//! WebSocket clients and a minimal HTTP client. Every wait is bounded.
-
+//! The hub's test harness, shared by every test file: a real hub on
+//! 127.0.0.1:0 with a throw-away data directory, tokens, WebSocket clients
+//! (a [`Client`] with expectations, or a bare [`Ws`] with the free
+//! functions) and a minimal HTTP client. Every wait is bounded by [`WAIT`].
+//!
+//! Each test file compiles this module on its own and uses a part of it,
+//! so what one file leaves unused is not dead code.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -8,36 +12,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use channelbox_hub::auth::Claims;
-use channelbox_hub::server::{self, AppState, Config};
+use channelbox_hub::server::{self, AppState};
+use channelbox_hub::Config;
 
-/// How long any single wait may take.
-pub const WAIT: Duration = Duration::from_secs(5);
+/// The secret every test hub signs tokens with.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A hub served in-process until [`Hub::stop`].
 pub struct Hub {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Uploads and rooms.json; removed when the hub is dropped.
     _dir: tempfile::TempDir,
 }
 
 impl Hub {
+    /// A hub with the default settings.
     pub async fn start() -> Hub {
         Hub::start_with(|_| {}).await
     }
 
+    /// A hub with the default settings as `change` leaves them.
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
-            jwt_secret: Some("test-secret".into()),
+            jwt_secret: Some(SECRET.into()),
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
@@ -61,15 +77,13 @@ impl Hub {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn({
-            let state = state.clone();
+        let task = tokio::spawn(server::run_with_state(
+            listener,
+            state.clone(),
             async move {
-                let _ = server::run_with_state(listener, state, async move {
-                    let _ = rx.await;
-                })
-                .await;
-            }
-        });
+                let _ = rx.await;
+            },
+        ));
         Hub {
             addr,
             state,
@@ -79,30 +93,47 @@ impl Hub {
         }
     }
 
+    /// Stops the server and waits (bounded) for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("run returned in time")
+                .expect("run did not panic")
+                .expect("run succeeded");
+        }
+    }
+
+    /// `ws://` URL of `path` on this hub.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
     /// A token for `sub` (username = sub unless given), optionally admin.
     pub fn token(&self, sub: &str, username: Option<&str>, admin: bool) -> String {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
         self.state.auth.mint(&Claims {
             sub: sub.into(),
             username: username.unwrap_or(sub).into(),
             roles: if admin { vec!["admin".into()] } else { vec![] },
-            exp,
+            exp: now() + 3600,
         })
     }
 
+    /// A token for user `sub`.
     pub fn user(&self, sub: &str) -> String {
         self.token(sub, None, false)
     }
 
+    /// A token for admin `sub`.
     pub fn admin(&self, sub: &str) -> String {
         self.token(sub, None, true)
     }
 
-    /// Connects to `path` (e.g. `/chat/lobby`); Err(status) when refused.
+    /// Connects to `path` (e.g. `/chat/lobby`) with `?token=`;
+    /// `Err(status)` when refused.
     pub async fn ws(&self, path: &str, token: &str) -> Result<Client, u16> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let url = format!("ws://{}{path}{sep}token={token}", self.addr);
@@ -126,13 +157,12 @@ impl Hub {
         (c, history)
     }
 
-    /// One HTTP request; returns (status, headers text, body bytes).
-    pub async fn http(
+    /// One HTTP/1.1 request with `headers`; returns (status, head, body).
+    pub async fn request(
         &self,
         method: &str,
         path: &str,
-        token: Option<&str>,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String, Vec<u8>) {
         let mut req = format!(
@@ -140,14 +170,11 @@ impl Hub {
             self.addr,
             body.len()
         );
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if let Some(ct) = content_type {
-            req.push_str(&format!("Content-Type: {ct}\r\n"));
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
         }
         req.push_str("\r\n");
-        let fut = async {
+        let exchange = async {
             let mut s = TcpStream::connect(self.addr).await.expect("connect");
             s.write_all(req.as_bytes()).await.expect("write");
             // A server may answer (413) before reading the whole body.
@@ -156,7 +183,7 @@ impl Hub {
             let _ = s.read_to_end(&mut out).await;
             out
         };
-        let raw = tokio::time::timeout(WAIT, fut)
+        let raw = tokio::time::timeout(WAIT, exchange)
             .await
             .expect("http timed out");
         let split = raw
@@ -175,6 +202,38 @@ impl Hub {
         (status, head, body)
     }
 
+    /// An HTTP request with an optional bearer token and content type.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer.as_str()));
+        }
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type", ct));
+        }
+        self.request(method, path, &headers, body).await
+    }
+
+    /// An HTTP request whose answer is text: (status, body).
+    pub async fn http_text(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let (status, _, body) = self.request(method, path, headers, body.as_bytes()).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// An HTTP call with a JSON body and a JSON answer.
     pub async fn json(
         &self,
@@ -191,15 +250,115 @@ impl Hub {
         let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         (status, value)
     }
+}
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// A valid HS256 token for `sub` (username `name`).
+pub fn token(sub: &str, name: &str) -> String {
+    sign(
+        &json!({"sub": sub, "username": name, "exp": now() + 3600}),
+        SECRET,
+    )
+}
+
+pub fn sign(claims: &Value, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Connects with `Authorization: Bearer`.
+pub async fn connect(hub: &Hub, path: &str, token: &str) -> Ws {
+    try_connect(hub, path, Some(token))
+        .await
+        .expect("upgrade accepted")
+}
+
+/// Connects; `Err(status)` when the upgrade is refused.
+pub async fn try_connect(hub: &Hub, path: &str, token: Option<&str>) -> Result<Ws, u16> {
+    let mut request = hub.url(path).into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
         }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        Ok(Err(e)) => panic!("connect failed: {e}"),
+        Err(_) => panic!("connect timed out"),
+    }
+}
+
+/// Frame types of the extensions that a base client ignores.
+const EXTENSION_FRAMES: [&str; 2] = ["reads", "typing"];
+
+/// The next text frame as JSON (pings, pongs and extension frames skipped);
+/// panics on close or after [`WAIT`].
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("no socket error");
+        match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                if !EXTENSION_FRAMES.contains(&v["type"].as_str().unwrap_or("")) {
+                    return v;
+                }
+            }
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
         }
     }
+}
+
+/// Reads until a frame of type `ty` arrives (at most 1000 frames).
+pub async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    for _ in 0..1000 {
+        let v = recv(ws).await;
+        if v["type"] == ty {
+            return v;
+        }
+    }
+    panic!("no {ty} frame");
+}
+
+/// Reads until the socket closes; returns the close code (frames before it
+/// are skipped, at most 100,000).
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    for _ in 0..100_000 {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+    panic!("no close");
+}
+
+/// True when nothing arrives within `ms`.
+pub async fn quiet(ws: &mut Ws, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), ws.next())
+        .await
+        .is_err()
+}
+
+pub async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
@@ -219,7 +378,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 }
 
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: Ws,
 }
 
 /// What a client saw next.

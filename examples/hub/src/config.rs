@@ -1,0 +1,179 @@
+//! The hub's configuration, declared once: clap reads it from flags and
+//! environment variables (`hub --help`), tests start from
+//! [`Config::default`] (the same defaults, no environment) and change what
+//! they test, and [`Config::core`] maps it to the core's
+//! [`channelbox::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// channelbox example hub: WebSocket chat rooms, presence and direct
+/// messages on the channelbox core. HTTP and WebSocket share one port.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "hub", version)]
+pub struct Config {
+    /// Address to listen on (HTTP and WebSocket).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Listen on 127.0.0.1:PORT instead of --listen.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// HS256 secret that signs tokens. Without one the hub runs in demo
+    /// mode: a random secret (said in the log) and `POST /auth/guest` open.
+    #[arg(long, env = "CHANNELBOX_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Allow `POST /auth/guest {"username"}` with a configured secret.
+    #[arg(long)]
+    pub allow_guest: bool,
+    /// Largest WebSocket message a client may send; larger ones close the
+    /// socket with 1009.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Frames a connection may send per second (0 turns the limit off, as
+    /// benchmarks do). Over the limit a frame gets a `rate_limited` error;
+    /// a flood is closed with 4008.
+    #[arg(long, default_value_t = 50)]
+    pub messages_per_second: u32,
+    /// Burst allowed above --messages-per-second.
+    #[arg(long, default_value_t = 100)]
+    pub burst: u32,
+    /// Largest file upload (`POST /files`; 413 above).
+    #[arg(long, default_value_t = 10 << 20)]
+    pub max_file_bytes: usize,
+    /// Bytes a connection's outbound queue may hold; a socket that falls
+    /// further behind is closed with 4008 and recovers with `?since=`.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub queue_max_bytes: usize,
+    /// Messages a connection's outbound queue may hold (same policy).
+    #[arg(long, default_value_t = 10_000)]
+    pub queue_max_messages: usize,
+    /// Messages kept per room's history (0 = no count bound).
+    #[arg(long, default_value_t = 10_000)]
+    pub history_max_messages: usize,
+    /// Bytes kept per room's history; the oldest go first.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub history_max_bytes: usize,
+    /// Seconds a message stays in history (0 = no age bound).
+    #[arg(long, default_value_t = 0)]
+    pub history_ttl_seconds: u64,
+    /// Messages in the `history` frame a joiner gets.
+    #[arg(long, default_value_t = 50)]
+    pub history_replay: usize,
+    /// Most messages a `?since=` recovery replays before it gives up and
+    /// sends the last --history-replay instead (not a flag).
+    #[arg(skip = 10_000usize)]
+    pub recovery_max: usize,
+    /// Bytes read from a socket at a time (tungstenite's read buffer).
+    /// Small keeps idle sockets cheap; chat frames are small, and larger
+    /// ones are still read whole, just in more reads.
+    #[arg(long, default_value_t = 256)]
+    pub read_buffer_bytes: usize,
+    /// Most queued frames written to a socket in one write.
+    #[arg(long, default_value_t = 256)]
+    pub write_batch: usize,
+    /// Directory for uploaded files and the rooms registry (rooms.json).
+    #[arg(long, default_value = "./channelbox-data")]
+    pub data_dir: PathBuf,
+    /// Tokio worker threads (default: one per two CPUs; 1 runs everything
+    /// on one thread).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Share rooms, history, presence and DMs with other hubs through this
+    /// Redis (`redis://127.0.0.1:6379/`); without it the hub runs alone.
+    #[arg(long, env = "CHANNELBOX_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// This hub's name among the hubs on one Redis (default: generated).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// With --redis-url: the users of a hub that dies (and cannot say
+    /// goodbye) go offline on the other hubs within this many seconds.
+    #[arg(long, default_value_t = channelbox::Config::default().presence_ttl_seconds)]
+    pub presence_ttl_seconds: u64,
+}
+
+impl Default for Config {
+    /// The command line's defaults, without reading the environment (a
+    /// test must not pick up the shell's `CHANNELBOX_JWT_SECRET`).
+    fn default() -> Self {
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["hub"])
+            .expect("every flag has a default or is optional");
+        Config::from_arg_matches(&matches).expect("defaults parse")
+    }
+}
+
+impl Config {
+    /// Where to listen: `--port` on 127.0.0.1, else `--listen`.
+    pub fn listen_addr(&self) -> SocketAddr {
+        match self.port {
+            Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+            None => self.listen,
+        }
+    }
+
+    /// The signing secret; an empty one (`CHANNELBOX_JWT_SECRET=`) is none.
+    pub fn jwt_secret(&self) -> Option<&str> {
+        self.jwt_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// The Redis to share with other hubs; an empty URL is none.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// The core's configuration: queues, history, the engine.
+    pub fn core(&self) -> channelbox::Config {
+        let mut core = channelbox::Config {
+            history_max_messages: self.history_max_messages,
+            history_max_bytes: self.history_max_bytes,
+            history_ttl_seconds: self.history_ttl_seconds,
+            queue_max_messages: self.queue_max_messages,
+            queue_max_bytes: self.queue_max_bytes,
+            slow_consumer: channelbox::SlowConsumer::Disconnect,
+            // Frames the hub builds wrap client text (plus a history frame
+            // of up to `recovery_max` entries, which is sent directly).
+            max_payload_bytes: self.max_frame_bytes.saturating_mul(2).max(1 << 20),
+            ..channelbox::Config::default()
+        };
+        if let Some(url) = self.redis_url() {
+            core.engine = channelbox::EngineKind::Redis;
+            core.redis_url = url.to_owned();
+            core.node_name = self.node_name.clone().unwrap_or_default();
+            core.presence_ttl_seconds = self.presence_ttl_seconds;
+        }
+        core
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let config = Config::default();
+        assert_eq!(config.listen_addr(), "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(config.max_frame_bytes, 64 * 1024);
+        assert_eq!(config.messages_per_second, 50);
+        assert_eq!(config.burst, 100);
+        assert_eq!(config.recovery_max, 10_000);
+        assert_eq!(config.data_dir, PathBuf::from("./channelbox-data"));
+        assert_eq!(config.jwt_secret(), None);
+        assert_eq!(config.core().engine, channelbox::EngineKind::Memory);
+    }
+
+    #[test]
+    fn port_overrides_listen_and_empty_secrets_are_none() {
+        let config = Config::parse_from(["hub", "--port", "9000", "--jwt-secret", ""]);
+        assert_eq!(config.listen_addr(), "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.jwt_secret(), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! What clients do to a saved message: reactions, edits (the author) and
+//! deletes (the author, the room's owner or an admin).
+//!
+//! Each rewrites the saved entry in place (same id and timestamp), under a
+//! per-room lock so that two reactions to one message never lose each
+//! other, then tells the room.
+
+use serde_json::{json, Map, Value};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::saved::{author, is_deleted, replace, saved_message};
+use super::{fields, mentions, shard_of, ChatRoom, SHARDS};
+use crate::error::Refusal;
+use crate::frames;
+use crate::session::Session;
+
+/// Distinct emojis on one message.
+const MAX_EMOJIS: usize = 32;
+/// Longest emoji (a few code points with modifiers), in bytes.
+const MAX_EMOJI_BYTES: usize = 32;
+
+/// Serializes read-modify-write of one room's saved messages (held while
+/// the engine answers, hence an async lock).
+#[derive(Debug)]
+pub struct EditLocks {
+    shards: [Mutex<()>; SHARDS],
+}
+
+impl Default for EditLocks {
+    fn default() -> Self {
+        EditLocks {
+            shards: std::array::from_fn(|_| Mutex::new(())),
+        }
+    }
+}
+
+impl EditLocks {
+    async fn lock(&self, group: &str) -> MutexGuard<'_, ()> {
+        self.shards[shard_of(group)].lock().await
+    }
+}
+
+/// `{"type":"reaction","message_id","emoji","op":"add"|"remove"}`.
+pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
+    let id = fields::message_id(frame)?;
+    let emoji = fields::text(frame, "emoji", MAX_EMOJI_BYTES)?;
+    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Refusal::bad_request("emoji must be one emoji"));
+    }
+    let add = match frame.get("op").and_then(Value::as_str) {
+        None | Some("add") => true,
+        Some("remove") => false,
+        Some(_) => return Err(Refusal::bad_request("op must be add or remove")),
+    };
+    let state = &session.state;
+    let sub = session.claims.sub.as_str();
+    let changed = {
+        let _lock = state.features.edit_locks.lock(room.group).await;
+        let mut m = saved_message(state, room.group, id).await?;
+        if is_deleted(&m) {
+            return Err(Refusal::not_found(format!("message {id} was deleted")));
+        }
+        let changed = react(&mut m, emoji, sub, add)?;
+        if changed {
+            replace(state, room.group, id, &m).await?;
+        }
+        changed
+    };
+    if changed {
+        let reaction = json!({
+            "type": "reaction",
+            "message_id": id,
+            "emoji": emoji,
+            "op": if add { "add" } else { "remove" },
+            "user": sub,
+            "username": session.claims.username,
+        });
+        room.broadcast(session, frames::encode(&reaction)).await;
+    }
+    Ok(())
+}
+
+/// Adds or removes `sub`'s `emoji` on message `m`; true when it changed.
+fn react(m: &mut Map<String, Value>, emoji: &str, sub: &str, add: bool) -> Result<bool, Refusal> {
+    let reactions = m
+        .entry("reactions")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !reactions.is_object() {
+        *reactions = Value::Object(Map::new());
+    }
+    let Value::Object(reactions) = reactions else {
+        unreachable!("made an object above");
+    };
+    if add && !reactions.contains_key(emoji) && reactions.len() >= MAX_EMOJIS {
+        return Err(Refusal::too_large(format!(
+            "a message takes at most {MAX_EMOJIS} different emojis"
+        )));
+    }
+    let users = reactions
+        .entry(emoji)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !users.is_array() {
+        *users = Value::Array(Vec::new());
+    }
+    let Value::Array(users) = users else {
+        unreachable!("made an array above");
+    };
+    let had = users.iter().any(|u| u.as_str() == Some(sub));
+    let changed = if add && !had {
+        users.push(Value::String(sub.to_owned()));
+        true
+    } else if !add && had {
+        users.retain(|u| u.as_str() != Some(sub));
+        true
+    } else {
+        false
+    };
+    if users.is_empty() {
+        reactions.remove(emoji);
+    }
+    if reactions.is_empty() {
+        m.remove("reactions");
+    }
+    Ok(changed)
+}
+
+/// `{"type":"edit","message_id","content"}`: the author only.
+pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
+    let id = fields::message_id(frame)?;
+    let state = &session.state;
+    let content = fields::text(frame, "content", state.config.max_frame_bytes)?;
+    let sub = session.claims.sub.as_str();
+    if state.features.moderation.is_muted(room.id, sub) {
+        return Err(Refusal::muted());
+    }
+    let (old, mentioned, before) = {
+        let _lock = state.features.edit_locks.lock(room.group).await;
+        let mut m = saved_message(state, room.group, id).await?;
+        if is_deleted(&m) {
+            return Err(Refusal::not_found(format!("message {id} was deleted")));
+        }
+        if author(&m) != Some(sub) {
+            return Err(Refusal::forbidden("only the author may edit a message"));
+        }
+        let old = m
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mentioned = mentions::resolve(state, content);
+        let before: Vec<String> = m
+            .get("mentions")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.insert("content".into(), Value::String(content.to_owned()));
+        m.insert("edited".into(), Value::Bool(true));
+        if mentioned.is_empty() {
+            m.remove("mentions");
+        } else {
+            m.insert("mentions".into(), json!(mentioned));
+        }
+        replace(state, room.group, id, &m).await?;
+        (old, mentioned, before)
+    };
+    state.features.search.update(room.id, id, &old, content);
+    // Only users the edit newly mentions are told.
+    let added: Vec<&str> = mentioned
+        .iter()
+        .filter(|s| !before.contains(s))
+        .map(String::as_str)
+        .collect();
+    mentions::notify(session, room.id, id, content, &added).await;
+    let mut edited = json!({"type": "edited", "message_id": id, "content": content});
+    if !mentioned.is_empty() {
+        edited["mentions"] = json!(mentioned);
+    }
+    room.broadcast(session, frames::encode(&edited)).await;
+    Ok(())
+}
+
+/// `{"type":"delete","message_id"}`: the author, the room's owner or an admin.
+pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
+    let id = fields::message_id(frame)?;
+    let state = &session.state;
+    let claims = &session.claims;
+    {
+        let _lock = state.features.edit_locks.lock(room.group).await;
+        let m = saved_message(state, room.group, id).await?;
+        if is_deleted(&m) {
+            return Ok(());
+        }
+        let allowed = author(&m) == Some(claims.sub.as_str())
+            || claims.is_admin()
+            || state.features.rooms.owner(room.id).as_deref() == Some(claims.sub.as_str());
+        if !allowed {
+            return Err(Refusal::forbidden(
+                "only the author, the room's owner or an admin may delete a message",
+            ));
+        }
+        // The tombstone keeps who and when, never what.
+        let mut tomb = Map::new();
+        tomb.insert("id".into(), json!(id));
+        tomb.insert("type".into(), json!("message"));
+        for key in ["user", "user_id", "timestamp", "thread_id"] {
+            if let Some(v) = m.get(key) {
+                tomb.insert(key.into(), v.clone());
+            }
+        }
+        tomb.insert("deleted".into(), Value::Bool(true));
+        replace(state, room.group, id, &tomb).await?;
+    }
+    state.features.search.remove(room.id, id);
+    let deleted = json!({"type": "deleted", "message_id": id});
+    room.broadcast(session, frames::encode(&deleted)).await;
+    Ok(())
+}

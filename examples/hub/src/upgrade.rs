@@ -1,0 +1,349 @@
+//! From an accepted socket to a served session: the request line says
+//! WebSocket or HTTP (HTTP goes to axum), the handshake checks the token,
+//! the path and the room's admission (401/403/404 otherwise), and the
+//! upgraded socket is served by its endpoint (`chat`, `presence`, `dm`)
+//! until it closes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::auth::{self, Claims};
+use crate::config::Config;
+use crate::server::AppState;
+use crate::session::{Endpoint, Session, SessionInfo};
+use crate::socket::Socket;
+use crate::{chat, dm, features, frames, presence};
+
+/// A WebSocket route, from the request line.
+#[derive(Debug, PartialEq, Eq)]
+enum WsKind {
+    Chat,
+    Presence,
+    Dm,
+}
+
+/// Longest wait for a complete request line before giving the socket to
+/// axum anyway.
+const PEEK_TRIES: u32 = 50;
+
+/// Sends a socket to the WebSocket path or to axum, by its request line.
+pub(crate) async fn route(
+    state: Arc<AppState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    http_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
+    let _ = stream.set_nodelay(true);
+    // Every large, short-lived step is boxed and every temporary scoped, so
+    // the task's future (held for the socket's whole life) is little more
+    // than the session's.
+    // Boxed futures are made in their own statement: a temporary of the
+    // awaiting statement would keep its (unboxed) size in this future.
+    let peek = Box::pin(peek_route(&stream));
+    let kind = match peek.await {
+        Some(kind) => kind,
+        None => return,
+    };
+    let Some(kind) = kind else {
+        let send = Box::pin(http_tx.send((stream, peer)));
+        let _ = send.await;
+        return;
+    };
+    drop(http_tx);
+    let upgrade = Box::pin(handshake(&state, stream, kind));
+    let opened = match upgrade.await {
+        Some((ws, accepted)) => open_session(state, ws, accepted),
+        None => None,
+    };
+    if let Some((session, socket)) = opened {
+        serve_session(session, socket).await;
+    }
+}
+
+/// Peeks at the request line: `Some(Some(kind))` for a WebSocket route,
+/// `Some(None)` for HTTP, `None` when the socket closed or said nothing.
+async fn peek_route(stream: &TcpStream) -> Option<Option<WsKind>> {
+    let mut head = [0u8; 16];
+    for _ in 0..PEEK_TRIES {
+        let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await;
+        let n = match peeked {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        match ws_kind(&head[..n]) {
+            Some(kind) => return Some(kind),
+            // Not enough bytes yet to tell.
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    Some(None)
+}
+
+/// `Some(Some(kind))` for a WebSocket path, `Some(None)` for anything else,
+/// `None` while the bytes so far could still be either.
+fn ws_kind(head: &[u8]) -> Option<Option<WsKind>> {
+    const ROUTES: [(&[u8], WsKind); 3] = [
+        (b"GET /chat/", WsKind::Chat),
+        (b"GET /presence", WsKind::Presence),
+        (b"GET /dm/", WsKind::Dm),
+    ];
+    let mut undecided = false;
+    for (prefix, kind) in ROUTES {
+        let n = head.len().min(prefix.len());
+        if head[..n] != prefix[..n] {
+            continue;
+        }
+        if head.len() < prefix.len() {
+            undecided = true;
+            continue;
+        }
+        if kind == WsKind::Presence {
+            // `/presence` exactly: then a space, `?` or `/`.
+            return match head.get(prefix.len()) {
+                None => None,
+                Some(b' ' | b'?' | b'/') => Some(Some(kind)),
+                Some(_) => Some(None),
+            };
+        }
+        return Some(Some(kind));
+    }
+    if undecided {
+        None
+    } else {
+        Some(None)
+    }
+}
+
+/// What the handshake callback decided about an upgrade.
+struct Accepted {
+    pub endpoint: Endpoint,
+    pub claims: Claims,
+    /// `?since=`: the last message id the client has.
+    pub since: Option<u64>,
+    /// `?epoch=`: the history epoch `since` belongs to.
+    pub epoch: Option<u64>,
+}
+
+/// The WebSocket settings every socket gets.
+fn ws_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_bytes.max(256))
+        // The hub writes data frames itself (one write per batch); only
+        // control frames go through tungstenite, written at once.
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes))
+}
+
+/// Checks the token and the path, then upgrades; 401/403/404 otherwise.
+async fn handshake(
+    state: &Arc<AppState>,
+    stream: TcpStream,
+    kind: WsKind,
+) -> Option<(WebSocketStream<TcpStream>, Accepted)> {
+    let mut accepted = None;
+    // tungstenite's callback type: its error is the HTTP response itself.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        match admit(state, request, kind) {
+            Ok(a) => {
+                accepted = Some(a);
+                Ok(response)
+            }
+            Err((status, detail)) => {
+                state
+                    .counters
+                    .upgrades_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let body =
+                    serde_json::json!({"error": status.canonical_reason(), "detail": detail});
+                let mut refusal = ErrorResponse::new(Some(body.to_string()));
+                *refusal.status_mut() = status;
+                refusal.headers_mut().insert(
+                    "content-type",
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+                Err(refusal)
+            }
+        }
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config(&state.config)),
+    );
+    match tokio::time::timeout(Duration::from_secs(10), upgrade).await {
+        Ok(Ok(ws)) => accepted.map(|a| (ws, a)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "websocket handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The route, the token and the room's admission, from the request.
+fn admit(
+    state: &AppState,
+    request: &Request,
+    kind: WsKind,
+) -> Result<Accepted, (StatusCode, &'static str)> {
+    let uri = request.uri();
+    let query = uri.query();
+    let claims = state
+        .auth
+        .verify_request(request.headers(), query)
+        .map_err(|auth::Refused(why)| {
+            tracing::debug!(%why, path = %uri.path(), "token refused");
+            (StatusCode::UNAUTHORIZED, "a valid token is required")
+        })?;
+    let path = uri.path();
+    let tail = |prefix: &str| -> Result<String, (StatusCode, &'static str)> {
+        let raw = path.strip_prefix(prefix).unwrap_or("");
+        let id = auth::percent_decode(raw).unwrap_or_default();
+        if id.is_empty() || id.len() > 128 || id.contains('/') || id.chars().any(char::is_control) {
+            return Err((StatusCode::NOT_FOUND, "bad room or user id in the path"));
+        }
+        Ok(id)
+    };
+    let endpoint = match kind {
+        WsKind::Chat => {
+            let room = tail("/chat/")?;
+            features::admit(state, &claims, &room)
+                .map_err(|status| (status, "you may not join this room"))?;
+            Endpoint::Chat {
+                group: frames::room_group(&room).into(),
+                room: room.into(),
+            }
+        }
+        WsKind::Presence => {
+            if path != "/presence" && path != "/presence/" {
+                return Err((StatusCode::NOT_FOUND, "no such endpoint"));
+            }
+            Endpoint::Presence
+        }
+        WsKind::Dm => Endpoint::Dm {
+            peer: tail("/dm/")?.into(),
+        },
+    };
+    let number = |name| {
+        query
+            .and_then(|q| auth::query_param(q, name))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Ok(Accepted {
+        endpoint,
+        claims,
+        since: number("since"),
+        epoch: number("epoch"),
+    })
+}
+
+/// Opens the core connection and registers the session. The socket goes
+/// on the heap: the task's future then holds pointers, not the socket, so
+/// it stays small for the socket's whole life.
+fn open_session(
+    state: Arc<AppState>,
+    ws: WebSocketStream<TcpStream>,
+    accepted: Accepted,
+) -> Option<(Box<Session>, Box<Socket>)> {
+    let Accepted {
+        endpoint,
+        claims,
+        since,
+        epoch,
+    } = accepted;
+    let conn = match state.hub.open(Some(&claims.sub), None) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not open a hub connection");
+            return None;
+        }
+    };
+    let id = conn.id();
+    let claims = Arc::new(claims);
+    state.register(
+        id,
+        SessionInfo {
+            sub: claims.sub.as_str().into(),
+            endpoint: endpoint.clone(),
+        },
+    );
+    state
+        .counters
+        .sessions_opened
+        .fetch_add(1, Ordering::Relaxed);
+    let socket = Box::new(Socket::new(ws, conn.clone(), &state.config));
+    let session = Box::new(Session {
+        state,
+        claims,
+        endpoint,
+        conn,
+        since,
+        epoch,
+    });
+    Some((session, socket))
+}
+
+/// Runs the session's endpoint, then forgets it.
+async fn serve_session(session: Box<Session>, mut socket: Box<Socket>) {
+    let session = &*session;
+    let state = &session.state;
+    tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, endpoint = ?session.endpoint, "session opened");
+    if state.shutting_down.load(Ordering::SeqCst) {
+        socket.close(1001, "server shutting down").await;
+    } else {
+        match session.endpoint {
+            Endpoint::Chat { .. } => chat::serve(session, &mut socket).await,
+            Endpoint::Presence => presence::serve(session, &mut socket).await,
+            Endpoint::Dm { .. } => dm::serve(session, &mut socket).await,
+        }
+    }
+    state.unregister(session.conn.id());
+    let _ = session.conn.close();
+    tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, "session closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket's task holds this future for its whole life: keep it
+    /// small (idle connections are mostly this and tungstenite's buffers).
+    #[tokio::test]
+    async fn a_socket_task_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let state = AppState::new(Config::default()).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let task = route(state, stream, peer, tx);
+        let size = std::mem::size_of_val(&task);
+        println!("socket task future: {size} bytes");
+        assert!(size <= 768, "socket task future is {size} bytes");
+        drop(client);
+    }
+
+    #[test]
+    fn request_lines_route() {
+        assert_eq!(ws_kind(b"GET /chat/a HTTP"), Some(Some(WsKind::Chat)));
+        assert_eq!(ws_kind(b"GET /presence HT"), Some(Some(WsKind::Presence)));
+        assert_eq!(ws_kind(b"GET /presence?to"), Some(Some(WsKind::Presence)));
+        assert_eq!(ws_kind(b"GET /presences H"), Some(None));
+        assert_eq!(ws_kind(b"GET /dm/bob HTTP"), Some(Some(WsKind::Dm)));
+        assert_eq!(ws_kind(b"GET / HTTP/1.1\r\n"), Some(None));
+        assert_eq!(ws_kind(b"POST /auth/guest"), Some(None));
+        assert_eq!(ws_kind(b"GET /ch"), None);
+        assert_eq!(ws_kind(b"GET /presence"), None);
+    }
+}

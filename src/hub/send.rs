@@ -1,0 +1,426 @@
+//! Sends and delivery: group sends (here, or through the shared engine),
+//! user and connection sends, and the push of one message into members'
+//! queues under the slow-consumer policy.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::backend::Backend;
+use super::{Hub, SendFuture, SendReport};
+use crate::conn::{ConnId, ConnState, Push};
+use crate::engine::{self, Engine, GroupPublish};
+use crate::error::{Error, Result};
+use crate::message::{Kind, Message};
+use crate::stats::Counters;
+
+impl Hub {
+    /// Sends a payload to every member of a group, optionally saving it to
+    /// the group's history. The payload is checked against its kind first:
+    /// a refused payload is neither delivered nor saved.
+    ///
+    /// With the Redis engine the group's members on every node receive it,
+    /// in one order; the report's `delivered` is 0 (delivery happens when
+    /// Redis hands the message back, on every node at once), and while
+    /// Redis is unreachable the send fails with `EngineUnavailable`.
+    pub fn group_send(
+        &self,
+        group: &str,
+        kind: Kind,
+        data: impl Into<Bytes>,
+        save_history: bool,
+    ) -> Result<SendReport> {
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        self.send(group, kind, save_history, false, |_| Ok(data))
+    }
+
+    /// Like [`Hub::group_send`], but builds the payload once the history
+    /// offset is known, under the group's lock: a server can put the offset
+    /// (its message id) inside the frame it sends. `build` gets 0 when
+    /// `save_history` is false.
+    ///
+    /// With the Redis engine the offset is assigned inside Redis: `build`
+    /// gets `u64::MAX` (digits `18446744073709551615`), and the first
+    /// occurrence of those digits in the payload is replaced by the real
+    /// offset before anyone receives or saves it. Put the offset early in
+    /// the frame (the example hub's `"id"` comes first).
+    pub fn group_send_with<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send(group, kind, save_history, true, build)
+    }
+
+    /// [`Hub::group_send_with`] for async hosts: with the Redis engine it
+    /// awaits Redis' answer instead of blocking the calling thread (an
+    /// executor thread keeps serving other tasks meanwhile). With the
+    /// in-memory engine it is the same as the blocking call, which never
+    /// waits on I/O. The future does not borrow the hub.
+    pub fn group_send_with_async<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> SendFuture
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send_async(group, kind, save_history, true, build)
+    }
+
+    /// [`Hub::group_send`] for async hosts (see
+    /// [`Hub::group_send_with_async`]).
+    pub fn group_send_async(
+        &self,
+        group: &str,
+        kind: Kind,
+        data: impl Into<Bytes>,
+        save_history: bool,
+    ) -> SendFuture {
+        let data = data.into();
+        let build = |_| {
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send_async(group, kind, save_history, false, build)
+    }
+
+    /// Sends to every connection of a user, wherever they are. Not saved.
+    pub fn user_send(&self, user: &str, kind: Kind, data: impl Into<Bytes>) -> Result<SendReport> {
+        self.check_user(user)?;
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        let sends = &self.inner.counters.direct_sends;
+        match &self.inner.backend {
+            Backend::Local => {
+                let message = Message::new(kind, data, None, 0, self.now_ms());
+                Ok(self.deliver_to_user(user, message, Some(sends)))
+            }
+            Backend::Shared(engine) => {
+                engine.publish_user(user, kind, &data, self.now_ms())?;
+                Counters::add(sends, 1);
+                Ok(SendReport::default())
+            }
+        }
+    }
+
+    /// Sends to one connection. Not saved.
+    pub fn conn_send(&self, id: ConnId, kind: Kind, data: impl Into<Bytes>) -> Result<SendReport> {
+        let conn = self.conn(id)?;
+        let data = data.into();
+        self.check_payload(kind, &data)?;
+        let message = Message::new(kind, data, None, 0, self.now_ms());
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        self.deliver(&conn, &message, &mut report, &mut slow);
+        if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
+            // Nothing happened: it was closed before this send.
+            if let Some(reason) = conn.close_reason() {
+                return Err(Error::Closed(reason));
+            }
+        }
+        self.finish(&report, slow, Some(&self.inner.counters.direct_sends));
+        Ok(report)
+    }
+
+    /// A group send, here or through the shared engine. `placeholder`: the
+    /// payload may carry the placeholder offset for the engine to replace.
+    fn send<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        match &self.inner.backend {
+            Backend::Local => self.send_local(group, kind, save, build),
+            Backend::Shared(engine) => {
+                let publish = self.build_publish(group, kind, save, placeholder, build)?;
+                let offset = engine.publish_group(publish.as_publish(group))?;
+                Ok(self.published(offset))
+            }
+        }
+    }
+
+    /// Starts a send now (builds, checks, hands it to the engine) and
+    /// returns what is left to await.
+    fn send_async<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> SendFuture
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        let engine: &Arc<dyn Engine> = match &self.inner.backend {
+            Backend::Local => return super::ready(self.send_local(group, kind, save, build)),
+            Backend::Shared(engine) => engine,
+        };
+        let publish = match self.build_publish(group, kind, save, placeholder, build) {
+            Ok(publish) => engine.publish_group_async(publish.as_publish(group)),
+            Err(e) => return super::ready(Err(e)),
+        };
+        let hub = self.clone();
+        Box::pin(async move { Ok(hub.published(publish.await?)) })
+    }
+
+    /// Builds the payload of a send through the shared engine: with the
+    /// placeholder offset when saved, and where the placeholder sits.
+    fn build_publish<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        placeholder: bool,
+        build: F,
+    ) -> Result<Built>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        self.check_group(group)?;
+        let given = if save { engine::OFFSET_PLACEHOLDER } else { 0 };
+        let data = build(given)?;
+        let placeholder_at = if placeholder && save {
+            engine::placeholder_at(&data)
+        } else {
+            None
+        };
+        Ok(Built {
+            kind,
+            save,
+            data,
+            placeholder_at,
+            ts_ms: self.now_ms(),
+        })
+    }
+
+    /// A group send the shared engine took: it assigned the offset, saved
+    /// and broadcast; delivery to members (here too) comes back through
+    /// [`Hub::deliver_broadcast`], so `delivered` is 0 in the report.
+    fn published(&self, offset: u64) -> SendReport {
+        Counters::add(&self.inner.counters.group_sends, 1);
+        SendReport {
+            offset,
+            ..SendReport::default()
+        }
+    }
+
+    /// A group send with the in-memory engine: offset, history and fan-out
+    /// under the group's lock.
+    fn send_local<F>(&self, group: &str, kind: Kind, save: bool, build: F) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        self.check_group(group)?;
+        let now = self.now_ms();
+        let mut build = Some(build);
+        loop {
+            let g = if save {
+                self.group_or_create(group)
+            } else {
+                match self.group(group) {
+                    Some(g) => g,
+                    None => {
+                        // Nobody to deliver to and nothing to save; still
+                        // check the payload so bad input is always refused.
+                        let build = build.take().expect("built once");
+                        build(0)?;
+                        Counters::add(&self.inner.counters.group_sends, 1);
+                        return Ok(SendReport::default());
+                    }
+                }
+            };
+            let mut st = g.state.lock();
+            if st.dead {
+                continue;
+            }
+            let offset = if save { st.history.next_offset() } else { 0 };
+            let build = build.take().expect("built once");
+            let data = build(offset)?;
+            let message = Message::new(kind, data, Some(g.name.clone()), offset, now);
+            if save {
+                st.history.push(message.clone(), self.inner.bounds, now);
+            }
+            let mut report = SendReport {
+                offset,
+                ..SendReport::default()
+            };
+            let mut slow = Vec::new();
+            self.fan_out(&st.members, &message, &mut report, &mut slow);
+            drop(st);
+            self.finish(&report, slow, Some(&self.inner.counters.group_sends));
+            return Ok(report);
+        }
+    }
+
+    /// Delivers a broadcast from the shared engine to this node's members.
+    #[cfg(feature = "redis")]
+    pub(super) fn deliver_broadcast(
+        &self,
+        group: &str,
+        kind: Kind,
+        data: Bytes,
+        offset: u64,
+        ts_ms: u64,
+    ) {
+        let Some(g) = self.group(group) else { return };
+        let st = g.state.lock();
+        if st.dead || st.members.is_empty() {
+            return;
+        }
+        let message = Message::new(kind, data, Some(g.name.clone()), offset, ts_ms);
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        self.fan_out(&st.members, &message, &mut report, &mut slow);
+        drop(st);
+        // The sending node counted the send.
+        self.finish(&report, slow, None);
+    }
+
+    /// Delivers a user message to this node's connections of `user`;
+    /// `send` counts it as a send of this node.
+    pub(super) fn deliver_to_user(
+        &self,
+        user: &str,
+        message: Message,
+        send: Option<&AtomicU64>,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        let mut slow = Vec::new();
+        for conn in &self.user_conns(user) {
+            self.deliver(conn, &message, &mut report, &mut slow);
+        }
+        self.finish(&report, slow, send);
+        report
+    }
+
+    /// Pushes one message to every member. The common case (queued, no
+    /// wake-up needed, nothing evicted) only bumps a local counter: this
+    /// loop is the cost of a delivery.
+    #[inline]
+    fn fan_out(
+        &self,
+        members: &[Arc<ConnState>],
+        message: &Message,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        let len = message.len();
+        let mut delivered = 0;
+        for member in members {
+            match member.push_len(message, len) {
+                Push::Queued {
+                    wake: false,
+                    dropped_oldest: 0,
+                } => delivered += 1,
+                other => self.account(member, other, report, slow),
+            }
+        }
+        report.delivered += delivered;
+    }
+
+    #[inline]
+    fn deliver(
+        &self,
+        conn: &Arc<ConnState>,
+        message: &Message,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        self.account(conn, conn.push(message), report, slow);
+    }
+
+    /// Records what one push did: counts, wake-ups, slow consumers.
+    fn account(
+        &self,
+        conn: &Arc<ConnState>,
+        push: Push,
+        report: &mut SendReport,
+        slow: &mut Vec<Arc<ConnState>>,
+    ) {
+        match push {
+            Push::Queued {
+                wake,
+                dropped_oldest,
+            } => {
+                report.delivered += 1;
+                report.dropped += dropped_oldest;
+                if wake {
+                    self.inner.ready.notify(conn);
+                }
+            }
+            Push::Dropped => report.dropped += 1,
+            Push::Disconnected => {
+                report.dropped += 1;
+                report.disconnected += 1;
+                self.inner.ready.notify(conn);
+                slow.push(conn.clone());
+            }
+            Push::Closed => {}
+        }
+    }
+
+    /// Counts what a delivery did (and the send, when it was one of this
+    /// node's: `send` is its counter) and takes slow consumers out of
+    /// their groups.
+    fn finish(&self, report: &SendReport, slow: Vec<Arc<ConnState>>, send: Option<&AtomicU64>) {
+        let c = &self.inner.counters;
+        if let Some(send) = send {
+            Counters::add(send, 1);
+        }
+        Counters::add(&c.deliveries, report.delivered);
+        Counters::add(&c.dropped, report.dropped);
+        Counters::add(&c.slow_consumer_disconnects, report.disconnected);
+        for conn in slow {
+            self.detach(&conn);
+        }
+    }
+}
+
+/// A payload built for the shared engine, owned until it is handed over.
+struct Built {
+    kind: Kind,
+    save: bool,
+    data: Bytes,
+    placeholder_at: Option<usize>,
+    ts_ms: u64,
+}
+
+impl Built {
+    fn as_publish<'a>(&'a self, group: &'a str) -> GroupPublish<'a> {
+        GroupPublish {
+            group,
+            kind: self.kind,
+            save: self.save,
+            data: &self.data,
+            placeholder_at: self.placeholder_at,
+            ts_ms: self.ts_ms,
+        }
+    }
+}
