@@ -5,7 +5,7 @@ subclass whose message is the library's ``cbx_last_error()``, and whose
 :attr:`~ChannelboxError.code` / :attr:`~ChannelboxError.code_name` say which
 code it was. Families also derive from the matching built-in exception, so
 ``except ValueError`` catches bad input and ``except LookupError`` catches
-unknown connections, groups and offsets.
+unknown connections and offsets.
 """
 
 from __future__ import annotations
@@ -77,12 +77,6 @@ class NoSuchConnection(NotFound):
     code = _ffi.CBX_NO_SUCH_CONNECTION
 
 
-class NoSuchGroup(NotFound):
-    """The group does not exist (``CBX_NO_SUCH_GROUP``)."""
-
-    code = _ffi.CBX_NO_SUCH_GROUP
-
-
 class NoSuchMessage(NotFound):
     """No history entry has that offset, never saved or evicted (``CBX_NO_SUCH_MESSAGE``)."""
 
@@ -149,7 +143,6 @@ _BY_CODE: Dict[Optional[int], Type[ChannelboxError]] = {
         InvalidJson,
         TooLarge,
         NoSuchConnection,
-        NoSuchGroup,
         NoSuchMessage,
         Empty,
         ConnectionClosed,
