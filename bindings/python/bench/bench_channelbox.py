@@ -95,8 +95,7 @@ def fanout_rate(n, messages, seconds, mode):
         send_time = drain_time = 0.0
         delivered = 0
         t_end = time.perf_counter() + seconds
-        ptr = hub._enter()
-        try:
+        with hub._native as ptr:
             while time.perf_counter() < t_end:
                 t0 = time.perf_counter()
                 for _ in range(messages):
@@ -124,8 +123,6 @@ def fanout_rate(n, messages, seconds, mode):
                 delivered += got
                 send_time += t1 - t0
                 drain_time += t2 - t1
-        finally:
-            hub._exit()
         stats = hub.stats()
         assert stats["dropped"] == 0 and stats["slow_consumer_disconnects"] == 0
     return {

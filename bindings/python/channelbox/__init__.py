@@ -38,13 +38,12 @@ from .errors import (
     InvalidJson,
     InvalidUtf8,
     NoSuchConnection,
-    NoSuchGroup,
     NoSuchMessage,
     NotFound,
     NullPointer,
     TooLarge,
 )
-from .hub import Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
+from .hub import CloseReason, Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
 
 __all__ = [
     "__version__",
@@ -53,6 +52,7 @@ __all__ = [
     "Connection",
     "Message",
     "Kind",
+    "CloseReason",
     "SendReport",
     "HistoryPage",
     "encode_payload",
@@ -65,7 +65,6 @@ __all__ = [
     "TooLarge",
     "NotFound",
     "NoSuchConnection",
-    "NoSuchGroup",
     "NoSuchMessage",
     "Empty",
     "ConnectionClosed",

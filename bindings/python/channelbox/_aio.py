@@ -24,7 +24,7 @@ import weakref
 from ctypes import byref, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ._ffi import lib
+from ._ffi import CBX_INVALID_ARGUMENT, lib
 from .errors import HubClosed, check
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,14 +70,11 @@ class Readiness:
             raise HubClosed("the hub is closed")
         with self._lock:
             if self._fd is None:
-                ptr = hub._enter()
-                try:
+                with hub._native as ptr:
                     fd = lib.cbx_hub_ready_fd(ptr)
                     if fd < 0:
-                        check(7100)
+                        check(CBX_INVALID_ARGUMENT)
                     self._fd = fd
-                finally:
-                    hub._exit()
             # Our own duplicate: its lifetime is tied to this loop, never to the
             # hub's fd, which cbx_hub_free closes.
             dup = os.dup(self._fd)
@@ -134,21 +131,18 @@ class Readiness:
         hub = self._hub()
         if hub is None:
             return
-        try:
-            ptr = hub._enter()
-        except HubClosed:
-            return
         n = c_size_t()
         ready: List[int] = []
         try:
-            while True:
-                check(lib.cbx_hub_take_ready(ptr, ids, _TAKE, byref(n)))
-                count = n.value
-                ready.extend(ids[:count])
-                if count < _TAKE:
-                    break
-        finally:
-            hub._exit()
+            with hub._native as ptr:
+                while True:
+                    check(lib.cbx_hub_take_ready(ptr, ids, _TAKE, byref(n)))
+                    count = n.value
+                    ready.extend(ids[:count])
+                    if count < _TAKE:
+                        break
+        except HubClosed:
+            return
         if not ready:
             return
         with self._lock:

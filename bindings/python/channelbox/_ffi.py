@@ -43,10 +43,13 @@ CBX_INVALID_UTF8 = 7102
 CBX_INVALID_JSON = 7103
 CBX_TOO_LARGE = 7104
 CBX_NO_SUCH_CONNECTION = 7200
-CBX_NO_SUCH_GROUP = 7201
 CBX_NO_SUCH_MESSAGE = 7202
 CBX_ENGINE_UNAVAILABLE = 7300
 CBX_PANIC = 7999
+
+#: The result codes above by name. A hand copy of the header's: tests/test_ffi.py
+#: checks it against ``cbx_result_name`` and ``include/channelbox.h``.
+RESULTS = {name: value for name, value in globals().items() if name.startswith("CBX_")}
 
 # Payload kinds (cbx_kind).
 CBX_JSON = 1
@@ -55,6 +58,16 @@ CBX_BINARY = 3
 
 # cbx_group_send flags.
 CBX_SAVE_HISTORY = 1
+
+# Why a connection was closed (cbx_close_code).
+CBX_CLOSE_NONE = 0
+CBX_CLOSE_CLOSED_BY_HOST = 1
+CBX_CLOSE_HOST = 2
+CBX_CLOSE_SLOW_CONSUMER = 3
+CBX_CLOSE_EXPIRED = 4
+CBX_CLOSE_HUB_CLOSED = 5
+CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION = 6
+CBX_CLOSE_ENGINE_MISSED_MESSAGES = 7
 
 
 class cbx_send_report(Structure):
@@ -101,7 +114,10 @@ _SIGNATURES = {
         c_int32,
         [hub_p, c_uint64, POINTER(message_p), c_size_t, POINTER(c_size_t)],
     ),
-    "cbx_conn_close_reason": (c_int32, [hub_p, c_uint64, POINTER(c_void_p)]),
+    "cbx_conn_close_reason": (
+        c_int32,
+        [hub_p, c_uint64, POINTER(c_uint32), POINTER(c_uint32), POINTER(c_void_p)],
+    ),
     "cbx_hub_ready_fd": (c_int, [hub_p]),
     "cbx_hub_take_ready": (c_int32, [hub_p, POINTER(c_uint64), c_size_t, POINTER(c_size_t)]),
     "cbx_message_kind": (c_uint32, [message_p]),

@@ -18,19 +18,17 @@ What changes (see the package README for the full list):
   (at most ``MAX_PENDING``), and a socket that fails or times out is removed
   from its groups.
 - A JSON payload is encoded once per ``group_send``; Nexios/Starlette
-  ``WebSocket`` objects get the encoded text frame directly (the same bytes
-  ``send_json`` would send). Any object with ``send_json``/``send_text``/
-  ``send_bytes`` is accepted.
+  ``WebSocket`` objects get the encoded text frame through their public ASGI
+  ``send`` (the same message ``send_json`` would pass it). Any object with
+  ``send_json``/``send_text``/``send_bytes`` is accepted.
 - Joining or leaving during a broadcast, and sweeping expired channels, are safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import sys
 import time
 import typing
 import uuid
@@ -42,7 +40,7 @@ from enum import Enum
 from types import CoroutineType
 
 from .errors import ChannelboxError
-from .hub import Hub, Kind
+from .hub import HistoryPage, Hub, Kind, _dumps
 
 __all__ = [
     "Channel",
@@ -138,14 +136,6 @@ class _GroupCache:
         self.entries: typing.Deque[ChannelMessageDC] = deque()
 
 
-def _entry_payload(entry: typing.Dict[str, typing.Any]) -> typing.Any:
-    if entry["kind"] == "binary":
-        import base64
-
-        return base64.b64decode(entry["payload"])
-    return entry["payload"]
-
-
 class InMemoryHistoryManager(BaseHistoryManager):
     """The default history: kept in a native :class:`channelbox.Hub`, bounded per group.
 
@@ -188,53 +178,59 @@ class InMemoryHistoryManager(BaseHistoryManager):
             self._cache.clear()
         return self._hub
 
-    def _save(self, group_name: str, kind: Kind, data: bytes) -> int:
-        """Saves one encoded payload; returns its offset (0 when it cannot be kept)."""
+    def save_payload(
+        self, group_name: str, payload: typing.Any, kind: typing.Union[Kind, str, int, None] = None
+    ) -> int:
+        """Saves one payload, encoded as :func:`channelbox.encode_payload` does
+        (``kind=Kind.JSON`` with a ``str``: JSON text already encoded, saved as
+        it is). Returns its offset in the group, 0 when it is not kept: a
+        payload the hub refuses (too large, NaN in JSON, not UTF-8) is logged
+        and dropped from history, never raised, as the message is still
+        delivered."""
         if self.history_size <= 0:
             return 0
         try:
-            return self.hub.group_send(str(group_name), data, kind, save_history=True).offset
-        except ChannelboxError as error:  # too large, NaN in JSON: deliver anyway, do not keep
+            return self.hub.group_send(str(group_name), payload, kind, save_history=True).offset
+        except ChannelboxError as error:
             logger.warning("channelbox: message to %r not saved to history: %s", group_name, error)
             return 0
 
     async def save_message(self, group_name: str, message: ChannelMessageDC) -> None:
         """Saves ``message.payload`` (its uuid and time become the hub's)."""
-        kind, data = _encode(message.payload)
-        self._save(group_name, kind, data)
+        self.save_payload(group_name, message.payload)
 
-    def _read(self, group_name: str, page: typing.Optional[typing.Dict[str, typing.Any]] = None) -> typing.List[ChannelMessageDC]:
+    def _read(self, group_name: str, page: typing.Optional[HistoryPage] = None) -> typing.List[ChannelMessageDC]:
         hub = self.hub
         cache = self._cache.get(group_name)
         if page is None:
-            page = hub.history_json(group_name, cache.last_offset if cache else 0, 0)
-        epoch = int(page["epoch"])
+            page = hub.history(group_name, cache.last_offset if cache else 0, 0)
+        epoch = page.epoch
         if cache is None or cache.epoch != epoch:
             if cache is not None and cache.last_offset:
-                page = hub.history_json(group_name, 0, 0)
-                epoch = int(page["epoch"])
+                page = hub.history(group_name, 0, 0)
+                epoch = page.epoch
             cache = self._cache[group_name] = _GroupCache(epoch)
         entries = cache.entries
-        first = page["first_offset"]
+        first = page.first_offset
         while entries and (first == 0 or entries[0].offset < first):
             entries.popleft()
         high = cache.last_offset
         epoch_bits = (epoch & 0xFFFF_FFFF_FFFF_FFFF) << 64
         from_ts = datetime.fromtimestamp
         utc = timezone.utc
-        for entry in page["messages"]:
-            offset = entry["offset"]
+        for message in page.messages:
+            offset = message.offset
             if offset <= high:
                 continue
             entries.append(
                 ChannelMessageDC(
-                    payload=_entry_payload(entry),
+                    payload=message.data,
                     uuid=uuid.UUID(int=epoch_bits | offset, version=4),
-                    created=from_ts(entry["ts_ms"] / 1000, tz=utc),
+                    created=from_ts(message.ts_ms / 1000, tz=utc),
                     offset=offset,
                 )
             )
-        cache.last_offset = max(high, page["last_offset"])
+        cache.last_offset = max(high, page.last_offset)
         if not entries and not cache.last_offset:
             self._cache.pop(group_name, None)
         return list(entries)
@@ -249,7 +245,7 @@ class InMemoryHistoryManager(BaseHistoryManager):
                 return self._read(str(group_name))
             except ChannelboxError:  # a name the hub cannot hold has no history
                 return []
-        pages = self.hub.history_json(None, 0, 0)
+        pages = self.hub.history(None, 0, 0)
         for name in list(self._cache):
             if name not in pages:
                 del self._cache[name]
@@ -290,82 +286,78 @@ class NoOpHistoryManager(BaseHistoryManager):
 # ------------------------------------------------------------------- sending
 
 
-
-def _dumps(payload: typing.Any) -> str:
-    # What Starlette's and Nexios' WebSocket.send_json put in the text frame.
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _encode(payload: typing.Any) -> typing.Tuple[Kind, bytes]:
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return Kind.BINARY, bytes(payload)
-    if isinstance(payload, str):
-        return Kind.TEXT, payload.encode("utf-8", "surrogatepass")
-    return Kind.JSON, _dumps(payload).encode("utf-8", "surrogatepass")
-
-
-_FAST_STATES: typing.Dict[type, typing.Any] = {}
 _KNOWN_WEBSOCKETS = {"nexios.websockets.base", "starlette.websockets"}
+_FRAMES_JSON: typing.Dict[type, bool] = {}
 
 
-def _fast_state(cls: type) -> typing.Any:
-    """For Nexios/Starlette WebSocket classes whose send_json/send are not
-    overridden: the ``WebSocketState.CONNECTED`` of that class, meaning "a
-    pre-encoded text frame can go straight to the ASGI send". Else None."""
+def _sends_json_frames(cls: type) -> bool:
+    """True for Nexios/Starlette WebSocket classes that keep the base
+    ``send_json``: for them ``send_json(payload)`` is exactly
+    ``send({"type": "websocket.send", "text": <payload as JSON>})``, so a
+    frame encoded once can go to each socket's public ``send``."""
     try:
-        return _FAST_STATES[cls]
+        return _FRAMES_JSON[cls]
     except KeyError:
         pass
-    state = None
+    frames = False
     for base in cls.__mro__:
         if base.__name__ == "WebSocket" and base.__module__ in _KNOWN_WEBSOCKETS:
-            module = sys.modules.get(base.__module__)
-            states = getattr(module, "WebSocketState", None)
-            if (
-                states is not None
-                and getattr(cls, "send_json", None) is getattr(base, "send_json", None)
-                and getattr(cls, "send", None) is getattr(base, "send", None)
-            ):
-                state = states.CONNECTED
+            frames = getattr(cls, "send_json", None) is getattr(base, "send_json", None)
             break
-    _FAST_STATES[cls] = state
-    return state
+    _FRAMES_JSON[cls] = frames
+    return frames
 
 
 async def _await(awaitable: typing.Awaitable[typing.Any]) -> typing.Any:
     return await awaitable
 
 
-async def _resume(coro: typing.Coroutine[typing.Any, typing.Any, typing.Any], yielded: typing.Any) -> None:
-    """Drives a coroutine that was started eagerly and suspended on ``yielded``
-    to its end, as the task running it would have."""
-    while True:
-        if yielded is None:  # a bare yield (asyncio.sleep(0))
-            await asyncio.sleep(0)
-        elif getattr(yielded, "_asyncio_future_blocking", None) is None:
-            coro.close()
-            raise RuntimeError(f"send awaited something asyncio cannot wait on: {yielded!r}")
-        else:
-            # What a Task does with a future its coroutine yields: take the
-            # "blocking" mark, then wait for it.
-            yielded._asyncio_future_blocking = False
+class _Resumed:
+    """``await _Resumed(coro, yielded)`` finishes a coroutine that was started
+    by hand (``yielded = coro.send(None)``) and suspended, inside the task
+    that awaits this.
+
+    It does what ``await coro`` would have done from that point: what the
+    coroutine yields goes up to the task unchanged, and what the task sends
+    or throws back (a result, a cancellation) goes down to the coroutine.
+    Only the coroutine protocol (``send``, ``throw``, ``close``) and
+    :func:`asyncio.isfuture` are used, no private attribute of asyncio.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: typing.Coroutine[typing.Any, typing.Any, typing.Any], yielded: typing.Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> typing.Generator[typing.Any, typing.Any, typing.Any]:
+        coro, yielded = self._coro, self._yielded
+        self._yielded = None
+        # A future that resolved before this task took it over: go on at once,
+        # as the coroutine would have under a task of its own. Handing it to
+        # the task would cost a turn of the loop, in which a later send to the
+        # same socket could overtake this one.
+        while asyncio.isfuture(yielded) and yielded.done():
             try:
-                await yielded
-            except asyncio.CancelledError:
-                # Cancelled (timed out): the coroutine sees it as under a task.
-                try:
-                    coro.throw(asyncio.CancelledError())
-                except BaseException:  # noqa: BLE001 - it ended, as it should
-                    pass
-                else:
-                    coro.close()  # it ignored the cancellation
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
                 raise
-            except BaseException:
-                pass  # the coroutine reads the future's outcome itself, below
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            return
+            except BaseException as error:  # noqa: BLE001 - the coroutine's to handle
+                try:
+                    yielded = coro.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 _BACKGROUND: typing.Set["asyncio.Task[typing.Any]"] = set()
@@ -441,25 +433,22 @@ class Channel:
     @websocket.setter
     def websocket(self, websocket: typing.Any) -> None:
         self._ws = websocket
-        self._fast = _fast_state(type(websocket))
+        self._frames_json = _sends_json_frames(type(websocket))
 
-    def _start(self, payload: typing.Any, text: typing.Optional[str]) -> typing.Any:
-        """The send coroutine for one payload (``text``: the JSON frame, if encoded)."""
+    def _start(self, payload: typing.Any, text: typing.Optional[str]) -> typing.Awaitable[typing.Any]:
+        """The send of one payload (``text``: its JSON frame, if already encoded)."""
         pt = self.payload_type
         ws = self._ws
         if pt == "json":
-            fast = self._fast
-            if fast is not None:
-                frame = {"type": "websocket.send", "text": text if text is not None else _dumps(payload)}
-                return ws._send(frame) if ws.application_state is fast else ws.send(frame)
-            aw = ws.send_json(payload)
-        elif pt == "text":
-            aw = ws.send_text(payload)
-        elif pt == "bytes":
-            aw = ws.send_bytes(payload)
-        else:
-            aw = ws.send(payload)
-        return aw if type(aw) is CoroutineType else _await(aw)
+            if self._frames_json:
+                # What send_json would send, without encoding the payload again.
+                return ws.send({"type": "websocket.send", "text": text if text is not None else _dumps(payload)})
+            return ws.send_json(payload)
+        if pt == "text":
+            return ws.send_text(payload)
+        if pt == "bytes":
+            return ws.send_bytes(payload)
+        return ws.send(payload)
 
     async def _send(self, payload: typing.Any) -> None:
         """Sends one payload as Nexios' ``Channel._send`` does (RuntimeError is logged)."""
@@ -575,13 +564,12 @@ class ChannelBox:
         if save_history:
             manager = cls.HISTORY_MANAGER
             if isinstance(manager, InMemoryHistoryManager):
-                if isinstance(payload, (bytes, bytearray, memoryview)):
-                    manager._save(group_name, Kind.BINARY, bytes(payload))
-                elif isinstance(payload, str):
-                    manager._save(group_name, Kind.TEXT, payload.encode("utf-8", "surrogatepass"))
+                if isinstance(payload, (str, bytes, bytearray, memoryview)):
+                    manager.save_payload(group_name, payload)
                 else:
+                    # Encoded here, once: the same text is each socket's frame.
                     text = _dumps(payload)
-                    manager._save(group_name, Kind.JSON, text.encode("utf-8", "surrogatepass"))
+                    manager.save_payload(group_name, text, Kind.JSON)
             else:
                 await manager.save_message(group_name, ChannelMessageDC(payload=payload))
 
@@ -605,20 +593,22 @@ class ChannelBox:
                 backlog.append((payload, text))
                 continue
             if text is None and channel.payload_type == "json":
-                # Once per send, and outside the per-socket try: a payload that
-                # cannot be encoded is the caller's error, not the sockets'.
+                # Once per send, and outside the sends: a payload that cannot be
+                # encoded is the caller's error, not the sockets'.
                 text = _dumps(payload)
             try:
-                if channel._fast is not None and channel.payload_type == "json":
-                    # The pre-encoded frame, straight to the ASGI send: the same
-                    # bytes send_json would send, encoded once for everyone.
-                    ws = channel._ws
-                    if ws.application_state is channel._fast:
-                        coro = ws._send({"type": "websocket.send", "text": text})
-                    else:
-                        coro = ws.send({"type": "websocket.send", "text": text})
+                if channel._frames_json and channel.payload_type == "json":
+                    # The frame encoded once, to the socket's public ASGI send:
+                    # the same bytes send_json would send.
+                    coro = channel._ws.send({"type": "websocket.send", "text": text})
                 else:
                     coro = channel._start(payload, text)
+                    if type(coro) is not CoroutineType:
+                        coro = _await(coro)
+                # Started here and now (sends start in group order), without a
+                # task: most sends never suspend (the ASGI send only fills a
+                # buffer), and a task per socket per message would cost more
+                # than the send.
                 yielded = coro.send(None)
             except StopIteration:
                 channel.created = now
@@ -628,7 +618,7 @@ class ChannelBox:
                     failed = []
                 failed.append((channel, error))
                 continue
-            # It would block: finish it in its own task; nobody waits for it here.
+            # It suspended: it finishes in its own task; nobody waits for it here.
             channel._busy = cls._spawn(channel, coro, yielded)
         if failed:
             for channel, why in failed:
@@ -643,7 +633,8 @@ class ChannelBox:
             if channel._busy is task:
                 channel._busy = None
             if coro.cr_frame is not None:
-                # Cancelled before it ever ran: end the send it was to finish.
+                # Cancelled before it ever ran: end the send it was to finish
+                # as a task would have, with a CancelledError.
                 try:
                     coro.throw(asyncio.CancelledError())
                 except BaseException:  # noqa: BLE001
@@ -669,7 +660,7 @@ class ChannelBox:
 
         handle = loop.call_later(cls.SEND_TIMEOUT, expire)
         try:
-            await _resume(coro, yielded)
+            await _Resumed(coro, yielded)
             channel.created = time.time()
             backlog = channel._backlog
             while backlog:
@@ -695,14 +686,6 @@ class ChannelBox:
     def _drop(cls, channel: Channel, why: typing.Any, close: bool) -> None:
         """Removes a failing channel from every group; closes it when it was only slow."""
         logger.warning("channelbox: removing channel %s from its groups: %s", channel.uuid, why)
-        ws = channel._ws
-        if isinstance(why, OSError) and channel._fast is not None:
-            # What Nexios' WebSocket.send does on OSError.
-            states = type(channel._fast)
-            try:
-                ws.application_state = states.DISCONNECTED
-            except Exception:  # noqa: BLE001
-                pass
         groups = cls.CHANNEL_GROUPS
         for name in list(groups):
             members = groups.get(name)
@@ -715,7 +698,7 @@ class ChannelBox:
         if busy is not None and busy is not asyncio.current_task():
             busy.cancel()
         if close:
-            _background(_close_quietly(ws, cls.SEND_TIMEOUT))
+            _background(_close_quietly(channel._ws, cls.SEND_TIMEOUT))
 
     @classmethod
     async def show_groups(cls) -> typing.Dict[str, typing.Any]:

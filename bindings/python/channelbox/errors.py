@@ -5,14 +5,17 @@ subclass whose message is the library's ``cbx_last_error()``, and whose
 :attr:`~ChannelboxError.code` / :attr:`~ChannelboxError.code_name` say which
 code it was. Families also derive from the matching built-in exception, so
 ``except ValueError`` catches bad input and ``except LookupError`` catches
-unknown connections, groups and offsets.
+unknown connections and offsets.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import TYPE_CHECKING, Dict, Optional, Type
 
 from . import _ffi
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hub import CloseReason
 
 
 class ChannelboxError(Exception):
@@ -74,12 +77,6 @@ class NoSuchConnection(NotFound):
     code = _ffi.CBX_NO_SUCH_CONNECTION
 
 
-class NoSuchGroup(NotFound):
-    """The group does not exist (``CBX_NO_SUCH_GROUP``)."""
-
-    code = _ffi.CBX_NO_SUCH_GROUP
-
-
 class NoSuchMessage(NotFound):
     """No history entry has that offset, never saved or evicted (``CBX_NO_SUCH_MESSAGE``)."""
 
@@ -95,14 +92,30 @@ class Empty(ChannelboxError, TimeoutError):
 class ConnectionClosed(ChannelboxError):
     """The connection is closed and everything queued for it was received (``CBX_CLOSED``).
 
-    :attr:`reason` says why (slow consumer, TTL, ``close_all``, closed by the host).
+    :attr:`close_reason` says why as a :class:`~channelbox.CloseReason`
+    (slow consumer, TTL, ``close_all``, closed by the host; ``None`` when
+    unknown) and :attr:`reason` as the hub's text.
     """
 
     code = _ffi.CBX_CLOSED
 
-    def __init__(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        code: Optional[int] = None,
+        reason: str = "",
+        close_reason: "Optional[CloseReason]" = None,
+    ) -> None:
         super().__init__(message, code)
+        #: The hub's text saying why (the message when it gave none).
         self.reason = reason or message
+        #: Why, as a :class:`~channelbox.CloseReason` (``None`` when unknown).
+        self.close_reason = close_reason
+
+    @property
+    def close_detail(self) -> str:
+        """The hub's text saying why (:attr:`reason`), named as on :class:`~channelbox.Connection`."""
+        return self.reason
 
 
 class HubClosed(ChannelboxError):
@@ -130,7 +143,6 @@ _BY_CODE: Dict[Optional[int], Type[ChannelboxError]] = {
         InvalidJson,
         TooLarge,
         NoSuchConnection,
-        NoSuchGroup,
         NoSuchMessage,
         Empty,
         ConnectionClosed,

@@ -18,7 +18,7 @@ import ctypes
 import enum
 import json
 import threading
-from ctypes import byref, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union, cast, overload
 
@@ -34,7 +34,7 @@ from .errors import (
     error_for,
 )
 
-__all__ = ["Hub", "Connection", "Message", "Kind", "SendReport", "HistoryPage", "Payload"]
+__all__ = ["Hub", "Connection", "Message", "Kind", "CloseReason", "SendReport", "HistoryPage", "Payload"]
 
 #: What a send accepts: bytes-like (binary), str (text) or anything JSON-serialisable.
 Payload = Any
@@ -77,6 +77,46 @@ class Kind(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+class CloseReason(enum.IntEnum):
+    """Why a connection was closed: C's ``CBX_CLOSE_*`` codes.
+
+    :attr:`Connection.close_reason` and :attr:`ConnectionClosed.close_reason
+    <channelbox.ConnectionClosed.close_reason>` give it (``None`` while the
+    connection is open); ``close_detail`` gives the hub's text for people,
+    e.g. ``"slow consumer: outbound queue full (5 messages, 10 bytes)"``.
+    """
+
+    #: The host released it (:meth:`Connection.close`).
+    CLOSED_BY_HOST = _ffi.CBX_CLOSE_CLOSED_BY_HOST
+    #: The host disconnected it with a code of its own (a Rust host's ``Hub::disconnect``).
+    HOST = _ffi.CBX_CLOSE_HOST
+    #: Its queue was full under the ``disconnect`` slow-consumer policy.
+    SLOW_CONSUMER = _ffi.CBX_CLOSE_SLOW_CONSUMER
+    #: Its time to live (``ttl``) ran out.
+    EXPIRED = _ffi.CBX_CLOSE_EXPIRED
+    #: :meth:`Hub.close_all` (or :meth:`Hub.close`) closed it.
+    HUB_CLOSED = _ffi.CBX_CLOSE_HUB_CLOSED
+    #: The shared engine lost its subscription: the client should reconnect and recover by offset.
+    ENGINE_LOST_SUBSCRIPTION = _ffi.CBX_CLOSE_ENGINE_LOST_SUBSCRIPTION
+    #: The shared engine saw messages go missing: the client should reconnect and recover by offset.
+    ENGINE_MISSED_MESSAGES = _ffi.CBX_CLOSE_ENGINE_MISSED_MESSAGES
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_CLOSED_BY_HOST_DETAIL = "closed by the host"
+
+
+def _close_reason(code: int) -> Optional[CloseReason]:
+    if code == _ffi.CBX_CLOSE_NONE:
+        return None
+    try:
+        return CloseReason(code)
+    except ValueError:  # newer than this package (the version check rules it out)
+        return cast(CloseReason, code)
 
 
 _KINDS = {1: Kind.JSON, 2: Kind.TEXT, 3: Kind.BINARY}
@@ -295,6 +335,61 @@ def _history_page(page: Dict[str, Any]) -> HistoryPage:
     )
 
 
+class _NativeHub:
+    """The native ``cbx_hub`` pointer, guarded so that no call outlives it.
+
+    Every native call is made inside ``with native as ptr:``. Entering raises
+    :class:`~channelbox.HubClosed` once the hub is closing and otherwise
+    counts the call as in flight; :meth:`close` frees the hub at once when no
+    call is in flight, or else the last call to leave frees it. So a thread
+    closing the hub never frees it under another thread's call (a blocked
+    :meth:`Connection.recv` included: closing wakes it first).
+
+    One object per hub, entered by any number of threads at once: the state
+    is the in-flight count, not the ``with`` block.
+    """
+
+    __slots__ = ("_ptr", "_lock", "_busy", "closing")
+
+    def __init__(self, ptr: int) -> None:
+        self._ptr: Optional[int] = ptr
+        self._lock = threading.Lock()
+        self._busy = 0
+        #: True once :meth:`close` was called; no native call starts after it.
+        self.closing = False
+
+    def __enter__(self) -> int:
+        with self._lock:
+            if self.closing:
+                raise HubClosed("the hub is closed")
+            self._busy += 1
+            return self._ptr  # type: ignore[return-value]
+
+    def __exit__(self, *exc_info: Any) -> None:
+        with self._lock:
+            self._busy -= 1
+            if self._busy == 0 and self.closing:
+                self._free_locked()
+
+    def close(self) -> bool:
+        """Closes every connection (waking blocked receivers) and frees the hub
+        once no call is in flight. False when it was already closing."""
+        with self._lock:
+            if self.closing:
+                return False
+            self.closing = True
+            if self._ptr is not None:
+                lib.cbx_close_all(self._ptr)  # wakes blocked receivers
+            if self._busy == 0:
+                self._free_locked()
+            return True
+
+    def _free_locked(self) -> None:
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.cbx_hub_free(ptr)
+
+
 class Hub:
     """A channelbox hub: groups, fan-out, bounded history, presence.
 
@@ -311,46 +406,25 @@ class Hub:
     """
 
     def __init__(self, **config: Any) -> None:
-        self._ptr: Optional[int] = None
-        self._lock = threading.Lock()
-        self._busy = 0
-        self._closing = False
+        self._native: Optional[_NativeHub] = None
         try:
             text = json.dumps(config, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise TypeError(f"hub settings must be JSON values: {error}") from None
         ptr = c_void_p()
         check(lib.cbx_hub_new(text.encode("utf-8"), byref(ptr)))
-        self._ptr = ptr.value
+        #: Every native call goes through it: ``with self._native as ptr: ...``.
+        self._native = _NativeHub(ptr.value)
         self._aio = _aio.Readiness(self)
         # Group names seen in received messages, decoded once.
         self._group_names: Dict[bytes, Optional[str]] = {}
 
     # ----- lifecycle -----------------------------------------------------
 
-    def _enter(self) -> int:
-        """Marks a native call in flight and returns the hub pointer."""
-        with self._lock:
-            if self._closing:
-                raise HubClosed("the hub is closed")
-            self._busy += 1
-            return self._ptr  # type: ignore[return-value]
-
-    def _exit(self) -> None:
-        with self._lock:
-            self._busy -= 1
-            if self._busy == 0 and self._closing:
-                self._free_locked()
-
-    def _free_locked(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            lib.cbx_hub_free(ptr)
-
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closing
+        return self._native is None or self._native.closing
 
     def close(self) -> None:
         """Closes every connection and frees the hub. Idempotent.
@@ -360,15 +434,9 @@ class Hub:
         with :class:`~channelbox.HubClosed`; the native hub is freed once no
         call is in flight.
         """
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            if self._ptr is not None:
-                lib.cbx_close_all(self._ptr)  # wakes blocked receivers
-            if self._busy == 0:
-                self._free_locked()
-        self._aio.close()
+        native = self._native
+        if native is not None and native.close():
+            self._aio.close()
 
     def __enter__(self) -> "Hub":
         return self
@@ -378,13 +446,12 @@ class Hub:
 
     def __del__(self) -> None:
         try:
-            if not self._closing and self._ptr is not None:
-                self.close()
+            self.close()
         except Exception:
             pass
 
     def __repr__(self) -> str:
-        return f"<channelbox.Hub {'closed' if self._closing else 'open'}>"
+        return f"<channelbox.Hub {'closed' if self.closed else 'open'}>"
 
     # ----- connections ---------------------------------------------------
 
@@ -404,11 +471,8 @@ class Hub:
                 raise InvalidArgument(f"ttl must be positive, got {ttl}")
             ttl_seconds = min(max(1, int(-(-ttl // 1))), _U32_MAX)
         out = c_uint64()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_open(ptr, user_bytes, ttl_seconds, byref(out)))
-        finally:
-            self._exit()
         return Connection(self, out.value, user)
 
     def connection_close(self, conn: Union["Connection", int]) -> None:
@@ -417,11 +481,8 @@ class Hub:
             conn.close()
             return
         cid = _conn_id(conn)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_close(ptr, cid))
-        finally:
-            self._exit()
         self._aio.wake(cid)
 
     # ----- groups --------------------------------------------------------
@@ -430,21 +491,15 @@ class Hub:
         """Adds a connection to a group (created on first use). Idempotent."""
         cid = _conn_id(conn)
         name = _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_group_add(ptr, cid, name))
-        finally:
-            self._exit()
 
     def group_remove(self, conn: Union["Connection", int], group: str) -> None:
         """Removes a connection from a group; removing a non-member changes nothing."""
         cid = _conn_id(conn)
         name = _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_group_remove(ptr, cid, name))
-        finally:
-            self._exit()
 
     def group_send(
         self,
@@ -463,15 +518,12 @@ class Hub:
         name = _utf8(group, "group")
         kind, data = encode_payload(payload, kind)
         report = _ffi.cbx_send_report()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(
                 lib.cbx_group_send(
                     ptr, name, kind, data, len(data), _ffi.CBX_SAVE_HISTORY if save_history else 0, byref(report)
                 )
             )
-        finally:
-            self._exit()
         return SendReport(report.delivered, report.dropped, report.offset, report.disconnected)
 
     def user_send(self, user: str, payload: Payload, kind: Union[Kind, str, int, None] = None) -> SendReport:
@@ -479,11 +531,8 @@ class Hub:
         name = _utf8(user, "user")
         kind, data = encode_payload(payload, kind)
         report = _ffi.cbx_send_report()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_user_send(ptr, name, kind, data, len(data), byref(report)))
-        finally:
-            self._exit()
         return SendReport(report.delivered, report.dropped, report.offset, report.disconnected)
 
     def conn_send(
@@ -492,11 +541,8 @@ class Hub:
         """Sends a payload to one connection (not saved)."""
         cid = _conn_id(conn)
         kind, data = encode_payload(payload, kind)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_conn_send(ptr, cid, kind, data, len(data)))
-        finally:
-            self._exit()
 
     def groups(self) -> Dict[str, Dict[str, List[Any]]]:
         """Every group with members: ``{"chat_1": {"connections": [ids], "users": ["alice"]}}``.
@@ -512,11 +558,8 @@ class Hub:
 
     def _json(self, function: Any) -> str:
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(function(ptr, byref(out)))
-        finally:
-            self._exit()
         return _take_string(out)
 
     # ----- history -------------------------------------------------------
@@ -549,11 +592,8 @@ class Hub:
             if not 0 <= value <= top:
                 raise InvalidArgument(f"{what} must be between 0 and {top}, got {value}")
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_json(ptr, name, since, limit, byref(out)))
-        finally:
-            self._exit()
         return cast(Dict[str, Any], json.loads(_take_string(out)))
 
     def history_replace(
@@ -569,43 +609,30 @@ class Hub:
         if not 0 <= offset <= _U64_MAX:
             raise InvalidArgument(f"offset {offset} is out of range")
         kind, data = encode_payload(payload, kind)
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_replace(ptr, name, offset, kind, data, len(data)))
-        finally:
-            self._exit()
 
     def history_flush(self, group: Optional[str] = None) -> None:
         """Forgets one group's history (or every group's); its epoch changes."""
         name = None if group is None else _utf8(group, "group")
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_history_flush(ptr, name))
-        finally:
-            self._exit()
 
     def groups_flush(self) -> None:
         """Empties every group; connections stay open and history is kept."""
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_groups_flush(ptr))
-        finally:
-            self._exit()
 
     def close_all(self) -> None:
         """Closes every connection on the hub's side: receivers drain, then see it closed."""
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             check(lib.cbx_close_all(ptr))
-        finally:
-            self._exit()
 
     # ----- receiving (used by Connection) --------------------------------
 
     def _recv(self, cid: int, timeout_ms: int) -> Message:
         out = c_void_p()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             rc = lib.cbx_conn_recv(ptr, cid, timeout_ms, byref(out))
             if rc:
                 if rc == _ffi.CBX_CLOSED:
@@ -626,15 +653,12 @@ class Hub:
                 )
             finally:
                 lib.cbx_message_free(m)
-        finally:
-            self._exit()
 
     def _recv_batch(self, cid: int, cap: int) -> List[Message]:
         """Up to ``cap`` pending messages, ``[]`` when none; ConnectionClosed once drained."""
         slots = (c_void_p * cap)()
         n = c_size_t()
-        ptr = self._enter()
-        try:
+        with self._native as ptr:
             rc = lib.cbx_conn_recv_batch(ptr, cid, slots, cap, byref(n))
             if rc:
                 if rc == _ffi.CBX_EMPTY:
@@ -665,26 +689,23 @@ class Hub:
                 return out
             finally:
                 lib.cbx_messages_free(slots, count)
-        finally:
-            self._exit()
 
     def _closed_error(self, ptr: int, cid: int) -> ConnectionClosed:
-        reason = ""
-        out = c_void_p()
-        if lib.cbx_conn_close_reason(ptr, cid, byref(out)) == _ffi.CBX_OK:
-            reason = _take_string(out)
+        """The ConnectionClosed for ``cid``, saying why (called inside a native call)."""
+        reason: Optional[CloseReason] = None
+        detail = ""
+        code, host_code, text = c_uint32(), c_uint32(), c_void_p()
+        if lib.cbx_conn_close_reason(ptr, cid, byref(code), byref(host_code), byref(text)) == _ffi.CBX_OK:
+            reason, detail = _close_reason(code.value), _take_string(text)
         return ConnectionClosed(
-            f"connection {cid} is closed ({reason or 'closed'})", _ffi.CBX_CLOSED, reason
+            f"connection {cid} is closed ({detail or 'closed'})", _ffi.CBX_CLOSED, detail, reason
         )
 
-    def _close_reason(self, cid: int) -> str:
-        out = c_void_p()
-        ptr = self._enter()
-        try:
-            check(lib.cbx_conn_close_reason(ptr, cid, byref(out)))
-        finally:
-            self._exit()
-        return _take_string(out)
+    def _close_reason(self, cid: int) -> Tuple[Optional[CloseReason], str]:
+        code, host_code, text = c_uint32(), c_uint32(), c_void_p()
+        with self._native as ptr:
+            check(lib.cbx_conn_close_reason(ptr, cid, byref(code), byref(host_code), byref(text)))
+        return _close_reason(code.value), _take_string(text)
 
 
 class Connection:
@@ -718,7 +739,10 @@ class Connection:
     def _check(self) -> None:
         if self._released:
             raise ConnectionClosed(
-                f"connection {self.id} was closed by the host", _ffi.CBX_CLOSED, "closed by the host"
+                f"connection {self.id} was closed by the host",
+                _ffi.CBX_CLOSED,
+                _CLOSED_BY_HOST_DETAIL,
+                CloseReason.CLOSED_BY_HOST,
             )
 
     def join(self, group: str) -> None:
@@ -737,11 +761,19 @@ class Connection:
         self.hub.conn_send(self.id, payload, kind)
 
     @property
-    def close_reason(self) -> Optional[str]:
-        """Why the hub closed it (``None`` while it is open)."""
+    def close_reason(self) -> Optional[CloseReason]:
+        """Why it was closed (``None`` while it is open); see :attr:`close_detail`."""
         if self._released:
-            return "closed by the host"
-        return self.hub._close_reason(self.id) or None
+            return CloseReason.CLOSED_BY_HOST
+        return self.hub._close_reason(self.id)[0]
+
+    @property
+    def close_detail(self) -> Optional[str]:
+        """The hub's text saying why it was closed, for people (``None`` while it is open)."""
+        if self._released:
+            return _CLOSED_BY_HOST_DETAIL
+        reason, detail = self.hub._close_reason(self.id)
+        return None if reason is None else detail
 
     def recv(self, timeout: Optional[float] = None) -> Message:
         """Waits up to ``timeout`` seconds (``None``: forever) for one message.
@@ -829,16 +861,16 @@ class Connection:
             return
         self._released = True
         self._buffer.clear()
-        if self.hub.closed:
+        hub = self.hub
+        if hub.closed:
             return
-        ptr = self.hub._enter()
         try:
-            rc = lib.cbx_conn_close(ptr, self.id)
-            if rc not in (_ffi.CBX_OK, _ffi.CBX_NO_SUCH_CONNECTION):
-                raise error_for(rc)
+            with hub._native as ptr:
+                rc = lib.cbx_conn_close(ptr, self.id)
+                if rc not in (_ffi.CBX_OK, _ffi.CBX_NO_SUCH_CONNECTION):
+                    raise error_for(rc)
         finally:
-            self.hub._exit()
-            self.hub._aio.wake(self.id)
+            hub._aio.wake(self.id)
 
     @property
     def closed(self) -> bool:

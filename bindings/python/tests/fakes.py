@@ -73,6 +73,26 @@ class SlowWebSocket(RecordingWebSocket):
         self.sent.append(("json", data))
 
 
+class GatedWebSocket(RecordingWebSocket):
+    """Every send waits for ``gate`` (as uvicorn's first sends wait for the handshake)."""
+
+    def __init__(self, name="gated"):
+        super().__init__(name)
+        self.gate = asyncio.Event()
+
+    async def send_json(self, data, mode="text"):
+        await self.gate.wait()
+        self.sent.append(("json", data))
+
+
+class FailingLaterWebSocket(RecordingWebSocket):
+    """Every send yields to the loop once, then raises."""
+
+    async def send_json(self, data, mode="text"):
+        await asyncio.sleep(0)
+        raise ConnectionResetError("reset after a while")
+
+
 def nexios_websocket(sent=None, fail=None):
     """A real Nexios WebSocket, accepted, over an ASGI send that records frames."""
     from nexios.websockets import WebSocket

@@ -105,7 +105,8 @@ async def test_ttl_expiry_ends_async_iteration():
         conn = hub.open(ttl=1)
         got = await asyncio.wait_for(_collect(conn), 5)
         assert got == []
-        assert "expired" in conn.close_reason
+        assert conn.close_reason is channelbox.CloseReason.EXPIRED
+        assert "expired" in conn.close_detail
 
 
 async def _collect(conn):

@@ -24,6 +24,8 @@ from channelbox import (
 )
 
 from fakes import (
+    FailingLaterWebSocket,
+    GatedWebSocket,
     HangingWebSocket,
     RaisingWebSocket,
     RecordingWebSocket,
@@ -303,6 +305,27 @@ async def test_a_slow_socket_gets_every_message_in_order():
     assert len((await ChannelBox.show_groups())["g"]) == 2
 
 
+async def test_a_suspended_send_keeps_its_place_before_a_later_send_to_the_same_socket():
+    gated = GatedWebSocket()
+    await join("g", gated)
+    await ChannelBox.group_send("g", 1)
+    assert gated.sent == []  # waiting for the gate, in a task of its own
+    gated.gate.set()  # before that task ever ran
+    await asyncio.create_task(gated.send_json(2))
+    assert gated.sent == [("json", 1), ("json", 2)]
+
+
+async def test_a_socket_that_fails_after_suspending_is_removed_and_not_closed():
+    failing = FailingLaterWebSocket()
+    ok = RecordingWebSocket()
+    await join("g", failing)
+    await join("g", ok)
+    await ChannelBox.group_send("g", 1)
+    await asyncio.sleep(0.01)
+    assert [c.websocket for c in (await ChannelBox.show_groups())["g"]] == [ok]
+    assert ok.sent == [("json", 1)] and not failing.closed
+
+
 async def test_a_socket_with_too_many_messages_waiting_is_dropped():
     ChannelBox.MAX_PENDING = 5
     stuck = HangingWebSocket()
@@ -468,6 +491,19 @@ async def test_a_payload_too_large_for_history_is_still_delivered():
     await ChannelBox.group_send("g", "y" * 500, save_history=True)
     assert ws.sent == [("json", "y" * 500)]
     assert await ChannelBox.show_history("g") == []
+
+
+def test_the_in_memory_manager_saves_encoded_payloads_and_refuses_quietly(caplog):
+    manager = channelbox.InMemoryHistoryManager(history_size=1000)
+    assert manager.save_payload("g", {"a": 1}) == 1
+    assert manager.save_payload("g", '{"b":2}', channelbox.Kind.JSON) == 2  # JSON text, kept as it is
+    assert manager.save_payload("g", "plain") == 3
+    assert manager.save_payload("g", b"\x00") == 4
+    assert manager.save_payload("g", float("nan")) == 0  # not JSON: logged, not kept
+    assert manager.save_payload("g", "x" * 2000) == 0  # larger than the whole history
+    assert manager.save_payload("g", "\ud800") == 0  # not UTF-8
+    assert caplog.text.count("not saved to history") == 3
+    assert [m.payload for m in asyncio.run(manager.get_history("g"))] == [{"a": 1}, {"b": 2}, "plain", b"\x00"]
 
 
 def test_channel_message_defaults_are_per_entry():

@@ -184,6 +184,65 @@ def test_closed_hub_raises_hub_closed_and_never_crashes():
     conn.close()  # releasing a connection of a closed hub is fine
 
 
+def test_every_native_call_on_a_closed_hub_raises_hub_closed():
+    hub = channelbox.Hub()
+    conn = hub.open()
+    hub.close()
+    for call in (
+        lambda: hub.open(),
+        lambda: hub.connection_close(conn.id),
+        lambda: hub.group_add(conn, "g"),
+        lambda: hub.group_remove(conn, "g"),
+        lambda: hub.group_send("g", 1),
+        lambda: hub.user_send("alice", 1),
+        lambda: hub.conn_send(conn, 1),
+        hub.groups,
+        hub.stats,
+        hub.history,
+        lambda: hub.history_json("g"),
+        lambda: hub.history_replace("g", 1, 2),
+        hub.history_flush,
+        hub.groups_flush,
+        hub.close_all,
+        lambda: conn.recv(0),
+        conn.recv_batch,
+        conn.try_recv,
+        lambda: conn.close_reason,
+    ):
+        with pytest.raises(channelbox.HubClosed, match="the hub is closed"):
+            call()
+
+
+def test_closing_the_hub_while_threads_call_it_never_frees_it_under_a_call():
+    hub = channelbox.Hub()
+    conn = hub.open()
+    conn.join("g")
+    outcomes = []
+
+    def hammer():
+        sent = 0
+        try:
+            while True:
+                hub.group_send("g", sent)
+                hub.stats()
+                conn.recv_batch(8)
+                sent += 1
+        except channelbox.ChannelboxError as error:
+            outcomes.append((sent, error))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    hub.close()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(outcomes) == 4
+    assert all(isinstance(error, (channelbox.HubClosed, channelbox.ConnectionClosed)) for _, error in outcomes)
+    assert sum(sent for sent, _ in outcomes) > 0
+
+
 def test_recv_times_out_with_empty(hub):
     conn = hub.open()
     t0 = time.monotonic()
@@ -325,8 +384,10 @@ def test_close_all_drains_then_reports_closed(hub):
     assert conn.recv(0).data == "last words"
     with pytest.raises(channelbox.ConnectionClosed) as info:
         conn.recv(0)
-    assert "close" in info.value.reason
-    assert conn.close_reason
+    assert info.value.close_reason is channelbox.CloseReason.HUB_CLOSED
+    assert info.value.reason == info.value.close_detail == "hub closed all connections"
+    assert conn.close_reason is channelbox.CloseReason.HUB_CLOSED
+    assert conn.close_detail == "hub closed all connections"
     conn.close()
 
 
@@ -341,18 +402,35 @@ def test_slow_consumer_is_disconnected_and_the_group_keeps_flowing():
             assert fast.recv(0).data == i
         assert disconnected == 1
         assert len(slow.recv_batch(100)) == 5
-        with pytest.raises(channelbox.ConnectionClosed, match="slow consumer"):
+        with pytest.raises(channelbox.ConnectionClosed, match="slow consumer") as info:
             slow.recv_batch()
+        assert info.value.close_reason is channelbox.CloseReason.SLOW_CONSUMER
+        assert slow.close_reason is channelbox.CloseReason.SLOW_CONSUMER
+        assert slow.close_detail.startswith("slow consumer: outbound queue full")
+        assert fast.close_reason is None and fast.close_detail is None
         assert hub.stats()["slow_consumer_disconnects"] == 1
 
 
 def test_ttl_closes_the_connection():
     with channelbox.Hub() as hub:
         conn = hub.open(ttl=1)
-        with pytest.raises(channelbox.ConnectionClosed, match="expired"):
+        with pytest.raises(channelbox.ConnectionClosed, match="expired") as info:
             conn.recv(timeout=5)
+        assert info.value.close_reason is channelbox.CloseReason.EXPIRED
         with pytest.raises(channelbox.InvalidArgument):
             hub.open(ttl=-1)
+
+
+def test_close_reason_is_none_while_open_and_closed_by_host_once_released(hub):
+    conn = hub.open()
+    assert (conn.close_reason, conn.close_detail) == (None, None)
+    conn.close()
+    assert conn.close_reason is channelbox.CloseReason.CLOSED_BY_HOST
+    assert conn.close_detail == "closed by the host"
+    with pytest.raises(channelbox.ConnectionClosed) as info:
+        conn.recv(0)
+    assert info.value.close_reason is channelbox.CloseReason.CLOSED_BY_HOST
+    assert str(channelbox.CloseReason.SLOW_CONSUMER) == "slow_consumer"
 
 
 def test_stats_count_sends_and_deliveries(hub):
