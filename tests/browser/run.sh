@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv-browser"
 OUT="$ROOT/target/browser"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-hub}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
   echo "installing chromium" >&2
