@@ -403,6 +403,9 @@ fn cpp_errors_are_exceptions_with_the_c_code() {
 #[test]
 fn cpp_example_hello_builds_and_runs() {
     let output = check("examples/cpp/hello.cpp");
-    assert!(output.contains("sent: offset 1, delivered to 2"), "{output}");
+    assert!(
+        output.contains("sent: offset 1, delivered to 2"),
+        "{output}"
+    );
     assert!(output.contains("error: CBX_INVALID_JSON"), "{output}");
 }

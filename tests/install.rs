@@ -174,7 +174,11 @@ fn c_program_builds_with_pkg_config_and_loads_through_the_soname() {
             .env("LD_LIBRARY_PATH", prefix().join("lib")),
     );
     let expected = format!("{}", prefix().join("lib/libchannelbox.so.0").display());
-    assert!(text(&ldd.stdout).contains(&expected), "{}", text(&ldd.stdout));
+    assert!(
+        text(&ldd.stdout).contains(&expected),
+        "{}",
+        text(&ldd.stdout)
+    );
 }
 
 /// The README's static recipe: `-l:libchannelbox.a` takes the archive, and
