@@ -22,8 +22,9 @@
  *
  * Lifetimes: a `connection` must not outlive the `hub` that opened it (its
  * destructor releases its id on that hub). A `message` outlives everything:
- * its data stays valid until the message is destroyed. Every member
- * function may be called from any thread, as in C.
+ * its data stays valid until the message is destroyed. As in C, a hub's
+ * and a connection's member functions may be called from many threads at
+ * once; destroying, moving or assigning a handle may not race with its use.
  *
  *     channelbox::hub hub(R"({"history_max_messages": 100})");
  *     auto alice = hub.open("alice");

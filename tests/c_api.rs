@@ -409,3 +409,16 @@ fn cpp_example_hello_builds_and_runs() {
     );
     assert!(output.contains("error: CBX_INVALID_JSON"), "{output}");
 }
+
+#[test]
+fn cpp_overhead_example_builds_and_runs() {
+    let output = check("examples/cpp/overhead.cpp");
+    assert!(
+        output.contains("c: 1000 messages, 100000 bytes"),
+        "{output}"
+    );
+    assert!(
+        output.contains("cpp: 1000 messages, 100000 bytes"),
+        "{output}"
+    );
+}
