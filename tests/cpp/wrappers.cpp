@@ -60,6 +60,11 @@ static void group_send_reaches_members_and_saves_history() {
     std::string history = hub.history_json("lobby");
     CHECK(contains(history, R"("offset":1)") && contains(history, R"("n":1)"));
     CHECK(contains(hub.history_json("lobby", 1), R"("messages":[])"));
+    hub.group_send("lobby", cbx::kind::text, "second", cbx::save_history);
+    hub.group_send("lobby", cbx::kind::text, "third", cbx::save_history);
+    std::string newest = hub.history_json("lobby", 0, 1); // limit: the newest one
+    CHECK(contains(newest, R"("third")") && !contains(newest, R"("second")"));
+    CHECK(alice.recv(-1) && alice.recv(-1)); // negative: wait as long as it takes
     CHECK(contains(hub.history_json(), R"("lobby":)"));
 }
 
