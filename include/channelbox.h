@@ -437,9 +437,13 @@ const char *cbx_result_name(int32_t result);
  * `cbx_hub_take_ready` when it is readable. Owned by the hub: do not close
  * it. Returns -1 on error (see `cbx_last_error`).
  *
- * Connections are listed when their queue goes from empty to non-empty
- * (or they close) after the first call to this function; after a
- * connection is taken, receive from it until `CBX_EMPTY`.
+ * The first call creates the fd and lists every connection that already
+ * has messages queued or was closed by the hub, signalling the fd (as
+ * epoll reports an fd that is ready when it is added): connections opened
+ * and sent to before the event loop started are not missed. From then on
+ * a connection is listed when its queue goes from empty to non-empty (or
+ * it closes); after a connection is taken, receive from it until
+ * `CBX_EMPTY`.
  */
 int32_t cbx_hub_ready_fd(struct cbx_hub *hub);
 

@@ -5,6 +5,12 @@
 //! Edge-triggered per connection: a connection is listed when its queue goes
 //! from empty to non-empty (or it closes). After `take`, drain it until it
 //! reports empty; it will be listed again on its next message.
+//!
+//! The fd costs nothing until a host first asks for it. At that moment every
+//! connection that already holds messages (or was closed by the hub) is
+//! listed and the fd signalled, as epoll reports an fd that is ready when it
+//! is added: a host that opens connections before it sets up its event loop
+//! misses nothing.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +27,21 @@ pub(crate) struct Ready {
     /// receive pay nothing for it.
     enabled: AtomicBool,
     fd: OnceLock<OwnedFd>,
+    /// Serialises the fd's creation, so the connections that were ready
+    /// before it existed are listed once, before any caller gets the fd.
+    creating: Mutex<()>,
     list: Mutex<Vec<Arc<ConnState>>>,
 }
 
 impl Ready {
-    /// The eventfd, created on first use.
-    pub(crate) fn fd(&self) -> Result<RawFd> {
+    /// The eventfd, created on first use. On creation every connection
+    /// `existing()` returns that has messages queued or was closed is listed
+    /// (and the fd signalled) before the fd is handed out.
+    pub(crate) fn fd(&self, existing: impl FnOnce() -> Vec<Arc<ConnState>>) -> Result<RawFd> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let _creating = self.creating.lock();
         if let Some(fd) = self.fd.get() {
             return Ok(fd.as_raw_fd());
         }
@@ -41,7 +56,17 @@ impl Ready {
         // SAFETY: `raw` is a fresh fd that we own.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
         let fd = self.fd.get_or_init(|| owned).as_raw_fd();
+        // Enabled before the scan: a message queued from here on is listed
+        // by its own `notify` (its queue lock orders it after this store),
+        // one queued earlier is seen by the scan. `in_ready` keeps a
+        // connection seen by both from being listed twice.
         self.enabled.store(true, Ordering::SeqCst);
+        for conn in existing() {
+            let (messages, _) = conn.pending();
+            if messages > 0 || conn.is_closed() {
+                self.notify(&conn);
+            }
+        }
         Ok(fd)
     }
 

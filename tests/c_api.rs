@@ -4,8 +4,17 @@
 //! for this run, and runs it. A failing program fails its test with the
 //! program's output.
 //!
+//! The C++ programs in `tests/cpp/` (and `examples/cpp/hello.cpp`) test
+//! `include/channelbox.hpp` the same way.
+//!
 //! With `CBX_VALGRIND=1` (and valgrind installed) each program also runs
-//! under valgrind, which must report no error and no definite leak.
+//! under valgrind, which must report no error and no definite leak. With
+//! `CBX_SANITIZE=1` each program is also built with AddressSanitizer and
+//! UndefinedBehaviorSanitizer (`-fsanitize=address,undefined
+//! -fno-sanitize-recover=all`) and run with LeakSanitizer on: any report
+//! fails the test. The Rust library stays uninstrumented (sanitizing it
+//! needs a nightly toolchain), but ASan and LSan intercept its `malloc` and
+//! `free`, so a handle the program leaks or frees twice is still caught.
 //! `CC` and `CXX` choose the compilers (default `cc` and `c++`).
 
 use std::fs::File;
@@ -30,6 +39,14 @@ const CXX_FLAGS: &[&str] = &[
     "-std=c++17",
     "-pthread",
     "-g",
+];
+
+/// Added to build a program with AddressSanitizer and
+/// UndefinedBehaviorSanitizer; the first UB report ends the program.
+const SANITIZE_FLAGS: &[&str] = &[
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
 ];
 
 /// How long one program may run before it counts as hung.
@@ -89,11 +106,17 @@ fn clean_up(exe: &Path) {
     }
 }
 
-/// Compiles one source file into an executable and returns its path.
-fn compile(source: &str, cxx: bool) -> PathBuf {
+/// Compiles one source file into an executable and returns its path: C or
+/// C++ by the file's extension, with the sanitizers when `sanitize`.
+fn compile(source: &str, sanitize: bool) -> PathBuf {
     let source = root().join(source);
+    let cxx = source.extension().is_some_and(|e| e == "cpp");
     let stem = source.file_stem().expect("file name").to_string_lossy();
-    let exe = out_dir().join(format!("{stem}{}", if cxx { "_cpp" } else { "" }));
+    let exe = out_dir().join(format!(
+        "{stem}{}{}",
+        if cxx { "_cpp" } else { "" },
+        if sanitize { "_sanitized" } else { "" }
+    ));
     let lib = lib_dir();
     let (compiler, flags) = if cxx {
         (
@@ -104,8 +127,12 @@ fn compile(source: &str, cxx: bool) -> PathBuf {
         (std::env::var("CC").unwrap_or_else(|_| "cc".into()), C_FLAGS)
     };
     let version = format!("-DCBX_EXPECTED_VERSION=\"{}\"", env!("CARGO_PKG_VERSION"));
+    // The program comes before the library on the command line, so the
+    // sanitizer runtime the compiler adds is first in the link order.
+    let sanitize_flags: &[&str] = if sanitize { SANITIZE_FLAGS } else { &[] };
     let output = Command::new(&compiler)
         .args(flags)
+        .args(sanitize_flags)
         .arg(version)
         .arg("-I")
         .arg(root().join("include"))
@@ -168,11 +195,58 @@ fn valgrind_wanted() -> bool {
     std::env::var("CBX_VALGRIND").is_ok_and(|v| v == "1")
 }
 
+fn sanitize_wanted() -> bool {
+    std::env::var("CBX_SANITIZE").is_ok_and(|v| v == "1")
+}
+
 fn valgrind_available() -> bool {
     Command::new("valgrind")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Builds and runs one program: plainly, under valgrind when
+/// `CBX_VALGRIND=1`, and built with the sanitizers when `CBX_SANITIZE=1`.
+/// Panics with its output when any run fails; returns the plain run's
+/// output.
+fn check(source: &str) -> String {
+    let output = run(&compile(source, false));
+    if sanitize_wanted() {
+        run_sanitized(&compile(source, true));
+    } else {
+        let name = Path::new(source).file_name().expect("file name");
+        println!(
+            "note: {}: sanitizers skipped (set CBX_SANITIZE=1 to run them)",
+            name.to_string_lossy()
+        );
+    }
+    output
+}
+
+/// Runs a program built with the sanitizers: LeakSanitizer on, and any
+/// report (which ends the program with an error) fails the test.
+fn run_sanitized(exe: &Path) {
+    let name = exe
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
+    let mut command = Command::new(exe);
+    command
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1",
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    let (ok, output) = run_with_timeout(command, exe, TIMEOUT);
+    assert!(
+        ok,
+        "{name} failed under AddressSanitizer/UndefinedBehaviorSanitizer ({}):\n{output}",
+        exe.display()
+    );
+    println!("{name}: AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer clean");
+    clean_up(exe);
 }
 
 /// Runs a compiled program (and again under valgrind when asked); panics
@@ -259,27 +333,27 @@ fn every_header_function_is_called_by_a_c_test() {
 
 #[test]
 fn c_bad_input_is_refused_at_every_entry_point() {
-    run(&compile("tests/c/bad_input.c", false));
+    check("tests/c/bad_input.c");
 }
 
 #[test]
 fn c_api_behaves_as_documented() {
-    run(&compile("tests/c/behaviour.c", false));
+    check("tests/c/behaviour.c");
 }
 
 #[test]
 fn c_api_is_safe_from_many_threads() {
-    run(&compile("tests/c/threads.c", false));
+    check("tests/c/threads.c");
 }
 
 #[test]
 fn header_compiles_and_links_as_cpp() {
-    run(&compile("tests/c/cpp_compat.cpp", true));
+    check("tests/c/cpp_compat.cpp");
 }
 
 #[test]
 fn c_example_hello_builds_and_runs() {
-    let output = run(&compile("examples/c/hello.c", false));
+    let output = check("examples/c/hello.c");
     assert!(
         output.contains("sent: offset 1, delivered to 2"),
         "{output}"
@@ -289,15 +363,62 @@ fn c_example_hello_builds_and_runs() {
 
 #[test]
 fn c_json_payload_with_invalid_utf8_is_refused() {
-    run(&compile("tests/c/json_utf8.c", false));
+    check("tests/c/json_utf8.c");
 }
 
 #[test]
 fn c_accepted_json_payloads_are_not_lost_in_history() {
-    run(&compile("tests/c/json_history.c", false));
+    check("tests/c/json_history.c");
 }
 
 #[test]
 fn c_direct_send_that_disconnects_returns_closed() {
-    run(&compile("tests/c/conn_send_closing.c", false));
+    check("tests/c/conn_send_closing.c");
+}
+
+/// Every function the C header declares is wrapped by the C++ header.
+#[test]
+fn every_header_function_is_wrapped_by_the_cpp_header() {
+    let header = std::fs::read_to_string(root().join("include/channelbox.h")).expect("header");
+    let cpp = std::fs::read_to_string(root().join("include/channelbox.hpp")).expect("C++ header");
+    let declared = called_functions(&header);
+    let wrapped = called_functions(&cpp);
+    let missing: Vec<&String> = declared.difference(&wrapped).collect();
+    assert!(
+        missing.is_empty(),
+        "include/channelbox.hpp does not wrap {missing:?}"
+    );
+}
+
+#[test]
+fn cpp_wrappers_behave_as_documented() {
+    check("tests/cpp/wrappers.cpp");
+}
+
+#[test]
+fn cpp_errors_are_exceptions_with_the_c_code() {
+    check("tests/cpp/errors.cpp");
+}
+
+#[test]
+fn cpp_example_hello_builds_and_runs() {
+    let output = check("examples/cpp/hello.cpp");
+    assert!(
+        output.contains("sent: offset 1, delivered to 2"),
+        "{output}"
+    );
+    assert!(output.contains("error: CBX_INVALID_JSON"), "{output}");
+}
+
+#[test]
+fn cpp_overhead_example_builds_and_runs() {
+    let output = check("examples/cpp/overhead.cpp");
+    assert!(
+        output.contains("c: 1000 messages, 100000 bytes"),
+        "{output}"
+    );
+    assert!(
+        output.contains("cpp: 1000 messages, 100000 bytes"),
+        "{output}"
+    );
 }

@@ -90,9 +90,13 @@ pub extern "C" fn cbx_result_name(result: i32) -> *const c_char {
 /// `cbx_hub_take_ready` when it is readable. Owned by the hub: do not close
 /// it. Returns -1 on error (see `cbx_last_error`).
 ///
-/// Connections are listed when their queue goes from empty to non-empty
-/// (or they close) after the first call to this function; after a
-/// connection is taken, receive from it until `CBX_EMPTY`.
+/// The first call creates the fd and lists every connection that already
+/// has messages queued or was closed by the hub, signalling the fd (as
+/// epoll reports an fd that is ready when it is added): connections opened
+/// and sent to before the event loop started are not missed. From then on
+/// a connection is listed when its queue goes from empty to non-empty (or
+/// it closes); after a connection is taken, receive from it until
+/// `CBX_EMPTY`.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_hub_ready_fd(hub: *mut cbx_hub) -> i32 {
     let mut fd = -1;

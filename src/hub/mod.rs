@@ -287,15 +287,17 @@ impl Hub {
     // ----- readiness ---------------------------------------------------
 
     /// The hub's readiness fd (an eventfd): readable while some connection
-    /// has messages pending or was closed. Created on first call.
+    /// has messages pending or was closed. Created on first call, which
+    /// lists every connection that already has messages queued or was
+    /// closed by the hub (as epoll reports an fd that is ready when added).
     pub fn ready_fd(&self) -> Result<RawFd> {
-        self.inner.ready.fd()
+        self.inner.ready.fd(|| self.all_conns())
     }
 
-    /// Takes the ids of connections that became ready since the last call.
-    /// Only connections that went from empty to non-empty (or closed) after
-    /// [`Hub::ready_fd`] was first called are listed; drain each one until
-    /// it is empty.
+    /// Takes the ids of connections that became ready since the last call:
+    /// those that held messages or were closed when [`Hub::ready_fd`] was
+    /// first called, then those that went from empty to non-empty (or
+    /// closed) after it; drain each one until it is empty.
     pub fn take_ready(&self, out: &mut [ConnId]) -> usize {
         self.inner.ready.take(out)
     }

@@ -663,6 +663,56 @@ static void ready_fd_signals_with_poll(void) {
     cbx_hub_free(hub);
 }
 
+/* The fd is created on the first cbx_hub_ready_fd call. Connections that
+ * already hold messages (or were closed by the hub) at that moment are
+ * listed and the fd is readable, as epoll reports an fd that is ready when
+ * it is added; idle connections and released ids are not listed. */
+static void ready_fd_lists_connections_ready_before_it_was_created(void) {
+    cbx_hub *hub = new_hub("{\"queue_max_messages\": 2}");
+    uint64_t queued = open_conn(hub, NULL);
+    uint64_t idle = open_conn(hub, NULL);
+    uint64_t closed = open_conn(hub, NULL);
+    uint64_t released = open_conn(hub, NULL);
+    REQUIRE_OK(cbx_group_add(hub, queued, "early"));
+    REQUIRE_OK(cbx_group_add(hub, idle, "quiet"));
+    REQUIRE_OK(cbx_group_send(hub, "early", CBX_TEXT, BYTES("1"), 0, NULL));
+    REQUIRE_OK(cbx_group_send(hub, "early", CBX_TEXT, BYTES("2"), 0, NULL));
+    /* Released by the host with a message queued: its id is gone. */
+    REQUIRE_OK(cbx_conn_send(hub, released, CBX_TEXT, BYTES("gone")));
+    REQUIRE_OK(cbx_conn_close(hub, released));
+    /* Closed by the hub as a slow consumer, its queue then drained: only
+     * the close is left to report. */
+    REQUIRE_OK(cbx_conn_send(hub, closed, CBX_TEXT, BYTES("a")));
+    REQUIRE_OK(cbx_conn_send(hub, closed, CBX_TEXT, BYTES("b")));
+    CHECK_RC(cbx_conn_send(hub, closed, CBX_TEXT, BYTES("c")), CBX_CLOSED);
+    CHECK(drain(hub, closed) == 2);
+
+    int fd = cbx_hub_ready_fd(hub);
+    REQUIRE(fd >= 0);
+    CHECK(readable(fd));
+    uint64_t ids[8];
+    size_t n = 0;
+    CHECK_RC(cbx_hub_take_ready(hub, ids, 8, &n), CBX_OK);
+    CHECK(n == 2);
+    CHECK((n == 2) && ((ids[0] == queued && ids[1] == closed) ||
+                       (ids[0] == closed && ids[1] == queued)));
+    CHECK(!readable(fd));
+    CHECK(drain(hub, queued) == 2);
+    cbx_message *m = NULL;
+    CHECK_RC(cbx_conn_recv(hub, closed, 0, &m), CBX_CLOSED);
+
+    /* A second call lists nothing anew: the fd is created once. */
+    CHECK(cbx_hub_ready_fd(hub) == fd);
+    CHECK_RC(cbx_hub_take_ready(hub, ids, 8, &n), CBX_OK);
+    CHECK(n == 0);
+    /* And from here on the usual edge applies, to the idle one too. */
+    REQUIRE_OK(cbx_group_send(hub, "quiet", CBX_TEXT, BYTES("3"), 0, NULL));
+    CHECK(readable(fd));
+    CHECK_RC(cbx_hub_take_ready(hub, ids, 8, &n), CBX_OK);
+    CHECK(n == 1 && ids[0] == idle);
+    cbx_hub_free(hub);
+}
+
 static void recv_times_out_with_empty(void) {
     cbx_hub *hub = new_hub(NULL);
     uint64_t c = open_conn(hub, NULL);
@@ -905,6 +955,7 @@ int main(void) {
     RUN(user_send_reaches_every_connection_of_the_user);
     RUN(groups_json_lists_a_user_once);
     RUN(ready_fd_signals_with_poll);
+    RUN(ready_fd_lists_connections_ready_before_it_was_created);
     RUN(recv_times_out_with_empty);
     RUN(recv_batch_and_views_read_many_messages);
     RUN(messages_outlive_the_hub);
