@@ -233,7 +233,8 @@ impl Hub {
         let mut st = g.state.lock();
         let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
         let message = Message::new(kind, data, Some(g.name.clone()), offset, ts);
-        st.history.replace(offset, message.clone());
+        st.history
+            .replace(offset, message.clone(), self.inner.bounds, self.now_ms());
         Ok(message)
     }
 }
