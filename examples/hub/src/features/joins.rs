@@ -1,0 +1,92 @@
+//! Joins as abuse sees them: a reconnect loop must neither flood a room's
+//! history with join and leave notices nor join without end.
+//!
+//! - [`Joins::allow`]: `--joins-per-minute` per user over every room (a
+//!   token bucket per user; idle full buckets are dropped, so the map
+//!   holds only users who joined lately).
+//! - [`Joins::save_notice`]: a user's join or leave notice in a room is
+//!   saved at most once per `--join-notice-window-seconds`; the others go
+//!   to the room live only, so they never push messages out of history.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::rate_limit::RateLimit;
+
+/// Entries kept before a sweep drops the stale ones.
+const SWEEP_AT: usize = 4096;
+
+/// Per-user join allowances and per-(room, user) last saved notices.
+#[derive(Debug, Default)]
+pub struct Joins {
+    /// user id -> their join bucket.
+    rates: Mutex<FxHashMap<String, RateLimit>>,
+    /// (room, user id) -> when their last notice was saved.
+    notices: Mutex<FxHashMap<(String, String), Instant>>,
+}
+
+impl Joins {
+    /// Takes one join from `sub`'s allowance of `per_minute` (0: no
+    /// limit); false when it is spent.
+    pub fn allow(&self, sub: &str, per_minute: u32) -> bool {
+        if per_minute == 0 {
+            return true;
+        }
+        let mut rates = self.rates.lock();
+        if rates.len() >= SWEEP_AT && !rates.contains_key(sub) {
+            rates.retain(|_, bucket| !bucket.is_full());
+        }
+        rates
+            .entry(sub.to_owned())
+            .or_insert_with(|| RateLimit::per_minute(per_minute))
+            .try_take()
+    }
+
+    /// True when `sub`'s notice in `room` should be saved now (none was
+    /// within `window`); records it then.
+    pub fn save_notice(&self, room: &str, sub: &str, window: Duration) -> bool {
+        if window.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        let mut notices = self.notices.lock();
+        if notices.len() >= SWEEP_AT {
+            notices.retain(|_, at| now.duration_since(*at) < window);
+        }
+        let key = (room.to_owned(), sub.to_owned());
+        match notices.get(&key) {
+            Some(at) if now.duration_since(*at) < window => false,
+            _ => {
+                notices.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_saved_once_per_window_per_room_and_user() {
+        let joins = Joins::default();
+        let w = Duration::from_secs(60);
+        assert!(joins.save_notice("a", "u", w));
+        assert!(!joins.save_notice("a", "u", w));
+        assert!(joins.save_notice("a", "v", w));
+        assert!(joins.save_notice("b", "u", w));
+        assert!(joins.save_notice("a", "u", Duration::ZERO));
+    }
+
+    #[test]
+    fn joins_per_minute_is_a_burst_then_refusals() {
+        let joins = Joins::default();
+        assert!((0..5).all(|_| joins.allow("u", 5)));
+        assert!(!joins.allow("u", 5));
+        assert!(joins.allow("v", 5));
+        assert!((0..100).all(|_| joins.allow("u", 0)));
+    }
+}
