@@ -78,7 +78,7 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
     }
     features::joined(session, room);
     let joined = format!("{} joined the chat", session.claims.username);
-    let upto = match send_notice(session, room, group, &joined).await {
+    let upto = match send_notice(session, room, group, true, &joined).await {
         Some(id) => id,
         // Not saved: the history frame holds what was saved before it.
         None => state.hub.last_offset_async(group).await.unwrap_or(0),
@@ -113,22 +113,28 @@ async fn leave(session: &Session, group: &str) {
     {
         let left = format!("{} left the chat", session.claims.username);
         if let Endpoint::Chat { room, .. } = &session.endpoint {
-            send_notice(session, room, group, &left).await;
+            send_notice(session, room, group, false, &left).await;
         }
     }
 }
 
 /// A join or leave notice: saved (its id returned) unless this user's last
-/// one in this room was saved within `--join-notice-window-seconds`; then
+/// one of the kind in this room was saved within `--join-notice-window-seconds`; then
 /// it is delivered live only, without an id, and never pushes messages
 /// out of the room's history.
-async fn send_notice(session: &Session, room: &str, group: &str, message: &str) -> Option<u64> {
+async fn send_notice(
+    session: &Session,
+    room: &str,
+    group: &str,
+    joined: bool,
+    message: &str,
+) -> Option<u64> {
     let state = &session.state;
     let window = std::time::Duration::from_secs(state.config.join_notice_window_seconds);
     if state
         .features
         .joins
-        .save_notice(room, &session.claims.sub, window)
+        .save_notice(room, &session.claims.sub, joined, window)
     {
         return Some(send_system(state, group, message).await).filter(|&id| id > 0);
     }

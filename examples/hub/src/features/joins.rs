@@ -5,7 +5,7 @@
 //!   token bucket per user; idle full buckets are dropped, so the map
 //!   holds only users who joined lately).
 //! - [`Joins::save_notice`]: a user's join or leave notice in a room is
-//!   saved at most once per `--join-notice-window-seconds`; the others go
+//!   saved at most once per `--join-notice-window-seconds` (each kind); the others go
 //!   to the room live only, so they never push messages out of history.
 
 use std::time::{Duration, Instant};
@@ -23,8 +23,8 @@ const SWEEP_AT: usize = 4096;
 pub struct Joins {
     /// user id -> their join bucket.
     rates: Mutex<FxHashMap<String, RateLimit>>,
-    /// (room, user id) -> when their last notice was saved.
-    notices: Mutex<FxHashMap<(String, String), Instant>>,
+    /// (room, user id, join or leave) -> when their last such notice was saved.
+    notices: Mutex<FxHashMap<(String, String, bool), Instant>>,
 }
 
 impl Joins {
@@ -44,9 +44,9 @@ impl Joins {
             .try_take()
     }
 
-    /// True when `sub`'s notice in `room` should be saved now (none was
-    /// within `window`); records it then.
-    pub fn save_notice(&self, room: &str, sub: &str, window: Duration) -> bool {
+    /// True when `sub`'s join (`joined`) or leave notice in `room` should
+    /// be saved now (no such notice was within `window`); records it then.
+    pub fn save_notice(&self, room: &str, sub: &str, joined: bool, window: Duration) -> bool {
         if window.is_zero() {
             return true;
         }
@@ -55,7 +55,7 @@ impl Joins {
         if notices.len() >= SWEEP_AT {
             notices.retain(|_, at| now.duration_since(*at) < window);
         }
-        let key = (room.to_owned(), sub.to_owned());
+        let key = (room.to_owned(), sub.to_owned(), joined);
         match notices.get(&key) {
             Some(at) if now.duration_since(*at) < window => false,
             _ => {
@@ -74,11 +74,13 @@ mod tests {
     fn notices_are_saved_once_per_window_per_room_and_user() {
         let joins = Joins::default();
         let w = Duration::from_secs(60);
-        assert!(joins.save_notice("a", "u", w));
-        assert!(!joins.save_notice("a", "u", w));
-        assert!(joins.save_notice("a", "v", w));
-        assert!(joins.save_notice("b", "u", w));
-        assert!(joins.save_notice("a", "u", Duration::ZERO));
+        assert!(joins.save_notice("a", "u", true, w));
+        assert!(!joins.save_notice("a", "u", true, w));
+        assert!(joins.save_notice("a", "u", false, w));
+        assert!(!joins.save_notice("a", "u", false, w));
+        assert!(joins.save_notice("a", "v", true, w));
+        assert!(joins.save_notice("b", "u", true, w));
+        assert!(joins.save_notice("a", "u", true, Duration::ZERO));
     }
 
     #[test]
