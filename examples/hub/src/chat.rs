@@ -118,10 +118,10 @@ async fn leave(session: &Session, group: &str) {
     }
 }
 
-/// A join or leave notice: saved (its id returned) unless this user's last
-/// one of the kind in this room was saved within `--join-notice-window-seconds`; then
-/// it is delivered live only, without an id, and never pushes messages
-/// out of the room's history.
+/// A join or leave notice: saved (its id returned) while this user's
+/// notices of the kind in this room stay within `--join-notices-per-minute`;
+/// over it, delivered live only, without an id, so they never push
+/// messages out of the room's history.
 async fn send_notice(
     session: &Session,
     room: &str,
@@ -130,11 +130,11 @@ async fn send_notice(
     message: &str,
 ) -> Option<u64> {
     let state = &session.state;
-    let window = std::time::Duration::from_secs(state.config.join_notice_window_seconds);
+    let per_minute = state.config.join_notices_per_minute;
     if state
         .features
         .joins
-        .save_notice(room, &session.claims.sub, joined, window)
+        .save_notice(room, &session.claims.sub, joined, per_minute)
     {
         return Some(send_system(state, group, message).await).filter(|&id| id > 0);
     }

@@ -88,11 +88,12 @@ pub struct Config {
     #[arg(long)]
     pub node_name: Option<String>,
     // Room- and message-level limits (issue 12).
-    /// Join and leave notices of one user in one room are saved in the
-    /// room's history at most once per this many seconds; the others are
-    /// delivered live only (a reconnect loop never pushes messages out).
-    #[arg(long, default_value_t = 60)]
-    pub join_notice_window_seconds: u64,
+    /// Join (and, apart, leave) notices of one user in one room saved in
+    /// the room's history per minute, with bursts of as many (0 = save
+    /// all); the others are delivered live only, so a reconnect loop never
+    /// pushes messages out of history.
+    #[arg(long, default_value_t = 3)]
+    pub join_notices_per_minute: u32,
     /// WebSocket joins (`/chat`) one user may make per minute, over all
     /// rooms (0 = no limit); more are refused with 429.
     #[arg(long, default_value_t = 120)]
@@ -105,7 +106,7 @@ pub struct Config {
     pub max_rooms_joined_per_user: usize,
     /// Members a created room may list, and distinct users connected to
     /// any one room at once.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 10_000)]
     pub max_room_members: usize,
     /// Most rooms `GET /rooms` returns per page (`?limit=`, `?after=`).
     #[arg(long, default_value_t = 200)]
@@ -116,7 +117,8 @@ pub struct Config {
     pub stats_top_rooms: usize,
     /// A room nobody created (and a DM conversation) whose last socket
     /// left this many seconds ago, and that saw no message since, loses
-    /// its history (0 = keep it as long as the history bounds allow).
+    /// its history (0 = keep it as long as the history bounds allow). Off
+    /// with --redis-url (use --history-ttl-seconds there).
     #[arg(long, default_value_t = 24 * 3600)]
     pub idle_room_history_seconds: u64,
     /// Bans and mutes kept per room; over it, the oldest expiring one

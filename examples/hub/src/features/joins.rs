@@ -4,11 +4,10 @@
 //! - [`Joins::allow`]: `--joins-per-minute` per user over every room (a
 //!   token bucket per user; idle full buckets are dropped, so the map
 //!   holds only users who joined lately).
-//! - [`Joins::save_notice`]: a user's join or leave notice in a room is
-//!   saved at most once per `--join-notice-window-seconds` (each kind); the others go
-//!   to the room live only, so they never push messages out of history.
-
-use std::time::{Duration, Instant};
+//! - [`Joins::save_notice`]: a user's join (or leave) notices in a room are
+//!   saved at `--join-notices-per-minute` (a bucket per room, user and
+//!   kind); the others go to the room live only, so they never push
+//!   messages out of history.
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -23,8 +22,8 @@ const SWEEP_AT: usize = 4096;
 pub struct Joins {
     /// user id -> their join bucket.
     rates: Mutex<FxHashMap<String, RateLimit>>,
-    /// (room, user id, join or leave) -> when their last such notice was saved.
-    notices: Mutex<FxHashMap<(String, String, bool), Instant>>,
+    /// (room, user id, join or leave) -> their notice bucket.
+    notices: Mutex<FxHashMap<(String, String, bool), RateLimit>>,
 }
 
 impl Joins {
@@ -45,24 +44,20 @@ impl Joins {
     }
 
     /// True when `sub`'s join (`joined`) or leave notice in `room` should
-    /// be saved now (no such notice was within `window`); records it then.
-    pub fn save_notice(&self, room: &str, sub: &str, joined: bool, window: Duration) -> bool {
-        if window.is_zero() {
+    /// be saved now: within `per_minute` (0: always).
+    pub fn save_notice(&self, room: &str, sub: &str, joined: bool, per_minute: u32) -> bool {
+        if per_minute == 0 {
             return true;
         }
-        let now = Instant::now();
         let mut notices = self.notices.lock();
-        if notices.len() >= SWEEP_AT {
-            notices.retain(|_, at| now.duration_since(*at) < window);
-        }
         let key = (room.to_owned(), sub.to_owned(), joined);
-        match notices.get(&key) {
-            Some(at) if now.duration_since(*at) < window => false,
-            _ => {
-                notices.insert(key, now);
-                true
-            }
+        if notices.len() >= SWEEP_AT && !notices.contains_key(&key) {
+            notices.retain(|_, bucket| !bucket.is_full());
         }
+        notices
+            .entry(key)
+            .or_insert_with(|| RateLimit::per_minute(per_minute))
+            .try_take()
     }
 }
 
@@ -71,16 +66,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notices_are_saved_once_per_window_per_room_and_user() {
+    fn notices_are_saved_at_their_rate_per_room_user_and_kind() {
         let joins = Joins::default();
-        let w = Duration::from_secs(60);
-        assert!(joins.save_notice("a", "u", true, w));
-        assert!(!joins.save_notice("a", "u", true, w));
-        assert!(joins.save_notice("a", "u", false, w));
-        assert!(!joins.save_notice("a", "u", false, w));
-        assert!(joins.save_notice("a", "v", true, w));
-        assert!(joins.save_notice("b", "u", true, w));
-        assert!(joins.save_notice("a", "u", true, Duration::ZERO));
+        assert!(joins.save_notice("a", "u", true, 2));
+        assert!(joins.save_notice("a", "u", true, 2));
+        assert!(!joins.save_notice("a", "u", true, 2));
+        assert!(joins.save_notice("a", "u", false, 2));
+        assert!(joins.save_notice("a", "v", true, 2));
+        assert!(joins.save_notice("b", "u", true, 2));
+        assert!(joins.save_notice("a", "u", true, 0));
     }
 
     #[test]

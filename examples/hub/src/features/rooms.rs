@@ -602,6 +602,8 @@ async fn remove(
 /// so that `--idle-room-history-seconds` later they are flushed: a new
 /// room id or DM target cannot keep up to `--history-max-bytes` forever.
 /// Created rooms keep their history (their owner chose to keep them).
+/// With `--redis-url` this is off (another hub may be using the room); the
+/// core's `--history-ttl-seconds` bounds histories there.
 #[derive(Debug, Default)]
 pub struct IdleHistories {
     /// core group -> (room id for a room, idle since).
@@ -614,7 +616,9 @@ impl IdleHistories {
     /// `group` went idle now (`room`: its room id, `None` for a DM pair).
     pub fn idle_since_now(&self, state: &Arc<AppState>, group: &str, room: Option<&str>) {
         let ttl = state.config.idle_room_history_seconds;
-        if ttl == 0 {
+        // On a shared engine the room may be busy on another hub, which this
+        // one cannot see: there `--history-ttl-seconds` bounds histories.
+        if ttl == 0 || state.hub.config().engine == channelbox::EngineKind::Redis {
             return;
         }
         self.idle.lock().insert(
