@@ -33,7 +33,10 @@ type Until = Option<Instant>;
 /// room -> user id -> (until when, order set). Read on every join and
 /// message, so lookups borrow `&str` keys and take a read lock only.
 #[derive(Debug, Default)]
-struct Sanctions(RwLock<FxHashMap<String, FxHashMap<String, (Until, u64)>>>);
+struct Sanctions(RwLock<FxHashMap<String, RoomSanctions>>);
+
+/// One room's sanctions: user id -> (until when, order set).
+type RoomSanctions = FxHashMap<String, (Until, u64)>;
 
 /// Orders sanctions by when they were set (to evict the oldest first).
 static SET_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
