@@ -490,7 +490,8 @@ async fn a_burst_of_rooms_is_saved_in_few_writes() {
 }
 
 /// A room nobody created loses its history once nobody has been in it for
-/// `--idle-room-history-seconds`; a created room keeps it.
+/// `--idle-room-history-seconds`, and a DM conversation once its last
+/// message is that old; a created room keeps its history.
 #[tokio::test]
 async fn idle_ad_hoc_histories_expire_and_created_rooms_keep_theirs() {
     let hub = Hub::start_with(|c| c.idle_room_history_seconds = 1).await;
@@ -508,15 +509,31 @@ async fn idle_ad_hoc_histories_expire_and_created_rooms_keep_theirs() {
             .map(|p| p.messages.len())
             .unwrap_or(0)
     };
+    // A DM conversation, too, once its last message is old enough.
+    let mut dm = hub.ws("/dm/bob", &olga).await.expect("dm");
+    dm.expect("history").await;
+    dm.say("psst").await;
+    let pair = channelbox_hub::frames::dm_pair_group("olga", "bob");
+    let dms = || {
+        hub.state
+            .hub
+            .history(&pair, channelbox::HistoryQuery::default())
+            .map(|p| p.messages.len())
+            .unwrap_or(0)
+    };
+    assert_eq!(dms(), 1);
     let mut gone = false;
     for _ in 0..100 {
-        if messages("adhoc") == 0 {
+        if messages("adhoc") == 0 && dms() == 0 {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gone, "the idle ad-hoc room still keeps its history");
+    assert!(
+        gone,
+        "an idle ad-hoc room or DM conversation still keeps its history"
+    );
     assert!(messages(&kept_id) > 0);
 }
 
