@@ -420,6 +420,46 @@ async fn the_room_list_is_paged() {
     assert_eq!(ids(&page), ["a"]);
 }
 
+/// A page of rooms also stops at about 1 MiB: rooms with long member lists
+/// come a few at a time, never in one huge answer.
+#[tokio::test]
+async fn a_page_of_rooms_with_long_member_lists_stays_small() {
+    let hub = Hub::start().await;
+    let olga = hub.user("olga");
+    // Each room lists 5,000 members of 100 bytes: about 0.5 MB.
+    let members: Vec<String> = (0..5_000).map(|i| format!("{i:0>100}")).collect();
+    for name in ["a", "b", "c", "d", "e"] {
+        let (status, _) = create(&hub, &olga, json!({"name": name, "members": members})).await;
+        assert_eq!(status, 201);
+    }
+    let mut all = Vec::new();
+    let mut after = String::new();
+    for _ in 0..10 {
+        let (status, head, body) = hub
+            .http(
+                "GET",
+                &format!("/rooms?after={after}"),
+                Some(&olga),
+                None,
+                b"",
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            body.len() <= (1 << 20) + (600 << 10),
+            "{} bytes",
+            body.len()
+        );
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        all.extend(ids(&page));
+        match head.lines().find_map(|l| l.strip_prefix("x-next-after: ")) {
+            Some(n) => after = n.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(all, ["a", "b", "c", "d", "e"]);
+}
+
 /// `/stats` and `/metrics` name the `--stats-top-rooms` busiest rooms only,
 /// however many rooms abuse makes.
 #[tokio::test]

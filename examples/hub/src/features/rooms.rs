@@ -422,8 +422,8 @@ async fn in_use(state: &AppState, id: &str) -> bool {
 }
 
 /// `GET /rooms?after=<id>&limit=<n>`: a page of the rooms the caller may
-/// see, by id; when more follow, the `x-next-after` header holds the
-/// `after` of the next page.
+/// see, by id, at most `--rooms-page-max` rooms and about 1 MiB; when more
+/// follow, the `x-next-after` header holds the `after` of the next page.
 async fn list(
     State(state): State<Arc<AppState>>,
     claims: Claims,
@@ -431,8 +431,18 @@ async fn list(
 ) -> Response {
     let max = state.config.rooms_page_max.max(1);
     let limit = page.limit.unwrap_or(max).clamp(1, max);
-    let (rooms, more) =
-        registry(&state).visible(&claims, page.after.as_deref().unwrap_or(""), limit);
+    let after = page.after.as_deref().unwrap_or("");
+    let (mut rooms, mut more) = registry(&state).visible(&claims, after, limit);
+    // Member lists can be long: a page also stops at PAGE_MAX_BYTES (it
+    // always holds one room, so paging moves on).
+    let mut bytes = 0;
+    if let Some(cut) = rooms.iter().position(|room| {
+        bytes += serde_json::to_vec(room).map_or(0, |v| v.len() + 1);
+        bytes > PAGE_MAX_BYTES
+    }) {
+        rooms.truncate(cut.max(1));
+        more = true;
+    }
     let next = rooms.last().map(|r| r.id.clone()).filter(|_| more);
     let mut response = Json(rooms).into_response();
     if let Some(next) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
@@ -440,6 +450,9 @@ async fn list(
     }
     response
 }
+
+/// Most bytes of rooms one `GET /rooms` page holds (besides `?limit=`).
+const PAGE_MAX_BYTES: usize = 1 << 20;
 
 /// `GET /rooms`' paging parameters.
 #[derive(Deserialize)]
