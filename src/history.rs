@@ -136,13 +136,23 @@ impl History {
     }
 
     /// Replaces the entry at `offset` with a message that carries the same
-    /// offset; false when no such entry is kept.
-    pub(crate) fn replace(&mut self, offset: u64, message: Message) -> bool {
+    /// offset, then evicts as a push does: a replacement that grew the
+    /// history past its byte bound drops the oldest entries (possibly the
+    /// replaced one itself when it is the oldest). False when no such
+    /// entry is kept.
+    pub(crate) fn replace(
+        &mut self,
+        offset: u64,
+        message: Message,
+        bounds: Bounds,
+        now_ms: u64,
+    ) -> bool {
         let Some(i) = self.index_of(offset) else {
             return false;
         };
         self.bytes = self.bytes - self.entries[i].len() + message.len();
         self.entries[i] = message;
+        self.evict(bounds, now_ms);
         true
     }
 
@@ -250,5 +260,31 @@ mod tests {
         assert_eq!(offsets(&p), (16..=25).collect::<Vec<_>>());
         assert_eq!((p.first_offset, p.last_offset), (16, 25));
         assert_eq!(h.bytes(), 100);
+    }
+
+    #[test]
+    fn a_replacement_that_grows_past_the_byte_bound_evicts_the_oldest() {
+        let mut h = History::new();
+        let b = Bounds {
+            max_bytes: 100,
+            ..NO_BOUNDS
+        };
+        fill(&mut h, 10, 10, b, 0);
+        assert_eq!(h.bytes(), 100);
+        // Offset 9 grows from 10 to 45 bytes: 35 too many, so the four
+        // oldest (10 bytes each) go, as a send of 35 bytes would do.
+        let big = Message::new(Kind::Binary, Bytes::from(vec![2u8; 45]), None, 9, 0);
+        assert!(h.replace(9, big, b, 0));
+        let p = h.read("g", HistoryQuery::default());
+        assert_eq!(offsets(&p), (5..=10).collect::<Vec<_>>());
+        assert!(h.bytes() <= 100, "{} bytes kept", h.bytes());
+        assert_eq!(h.get(9).map(Message::len), Some(45));
+        // A replacement of an entry no longer kept changes nothing.
+        let gone = Message::new(Kind::Binary, Bytes::from(vec![3u8; 500]), None, 1, 0);
+        assert!(!h.replace(1, gone, b, 0));
+        assert_eq!(
+            offsets(&h.read("g", HistoryQuery::default())),
+            (5..=10).collect::<Vec<_>>()
+        );
     }
 }

@@ -233,7 +233,8 @@ impl Hub {
         let mut st = g.state.lock();
         let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
         let message = Message::new(kind, data, Some(g.name.clone()), offset, ts);
-        st.history.replace(offset, message.clone());
+        st.history
+            .replace(offset, message.clone(), self.inner.bounds, self.now_ms());
         Ok(message)
     }
 }
@@ -260,5 +261,37 @@ fn no_such_message(group: &str, offset: u64) -> Error {
     Error::NoSuchMessage {
         group: group.to_owned(),
         offset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Hub, Kind};
+
+    /// A replacement that grows a history past `history_max_bytes` evicts
+    /// the oldest entries at once, as a send would: the bound holds right
+    /// after the call, before any read (C and Python callers of
+    /// `cbx_history_replace` get the same).
+    #[test]
+    fn a_growing_replacement_keeps_the_byte_bound() {
+        let hub = Hub::new(Config {
+            history_max_bytes: 1000,
+            ..Config::default()
+        })
+        .unwrap();
+        for _ in 0..10 {
+            hub.group_send("g", Kind::Binary, vec![0u8; 50], true)
+                .unwrap();
+        }
+        assert_eq!(hub.stats().history_bytes, 500);
+        for offset in 1..=10 {
+            // Each entry grows from 50 to 400 bytes, one after the other.
+            let _ = hub.history_replace("g", offset, Kind::Binary, vec![1u8; 400]);
+            let bytes = hub.stats().history_bytes;
+            assert!(bytes <= 1000, "{bytes} bytes after replacing {offset}");
+        }
+        // The newest entries are kept, the oldest went.
+        assert_eq!(hub.history_get("g", 10).unwrap().len(), 400);
+        assert!(hub.history_get("g", 1).is_err());
     }
 }

@@ -100,11 +100,12 @@ impl Auth {
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(Refused("sub is empty or too long".into()));
         }
-        if claims.username.is_empty() {
-            claims.username = claims.sub.clone();
-        } else if claims.username.len() > MAX_USERNAME_BYTES {
+        if claims.username.len() > MAX_USERNAME_BYTES {
             return Err(Refused("username is too long".into()));
         }
+        // Invisible and direction-changing characters never reach a frame.
+        claims.username = crate::features::names::display_name(&claims.username, usize::MAX)
+            .unwrap_or_else(|_| claims.sub.clone());
         Ok(claims)
     }
 
@@ -230,13 +231,20 @@ pub async fn guest(
     let Ok(Json(request)) = body else {
         return error(StatusCode::BAD_REQUEST, "expected {\"username\": \"...\"}");
     };
-    let username = request.username.trim();
-    if username.is_empty() || username.len() > 64 || username.chars().any(char::is_control) {
+    let max = state.config.max_display_name_chars;
+    let Ok(username) = crate::features::names::display_name(&request.username, max) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "username must be 1-64 printable characters",
+            "username must be 1 to --max-display-name-chars printable characters",
+        );
+    };
+    if crate::features::names::taken_by_a_user(&state, &username) {
+        return error(
+            StatusCode::CONFLICT,
+            "that name belongs to a user of this hub: pick another",
         );
     }
+    let username = username.as_str();
     let tag: u32 = rand::thread_rng().gen();
     let slug: String = username
         .chars()

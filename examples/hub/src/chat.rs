@@ -76,8 +76,13 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
     if session.conn.join(group).is_err() {
         return false;
     }
+    features::joined(session, room);
     let joined = format!("{} joined the chat", session.claims.username);
-    let upto = send_system(state, group, &joined).await;
+    let upto = match send_notice(session, room, group, true, &joined).await {
+        Some(id) => id,
+        // Not saved: the history frame holds what was saved before it.
+        None => state.hub.last_offset_async(group).await.unwrap_or(0),
+    };
     let history = history_frame(state, group, since, epoch, upto).await;
     socket.skip_saved(group.clone(), upto);
     if state.hub.config().engine == channelbox::EngineKind::Redis {
@@ -98,14 +103,48 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
 async fn leave(session: &Session, group: &str) {
     let _ = session.conn.leave(group);
     features::on_leave(session);
+    if let Endpoint::Chat { room, .. } = &session.endpoint {
+        features::left(session, room);
+    }
     let state = &session.state;
     if !state
         .shutting_down
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         let left = format!("{} left the chat", session.claims.username);
-        send_system(state, group, &left).await;
+        if let Endpoint::Chat { room, .. } = &session.endpoint {
+            send_notice(session, room, group, false, &left).await;
+        }
     }
+}
+
+/// A join or leave notice: saved (its id returned) while this user's
+/// notices of the kind in this room stay within `--join-notices-per-minute`;
+/// over it, delivered live only, without an id, so they never push
+/// messages out of the room's history.
+async fn send_notice(
+    session: &Session,
+    room: &str,
+    group: &str,
+    joined: bool,
+    message: &str,
+) -> Option<u64> {
+    let state = &session.state;
+    let per_minute = state.config.join_notices_per_minute;
+    if state
+        .features
+        .joins
+        .save_notice(room, &session.claims.sub, joined, per_minute)
+    {
+        return Some(send_system(state, group, message).await).filter(|&id| id > 0);
+    }
+    let ts = frames::timestamp(frames::now_ms());
+    let notice = serde_json::json!({"type": "system", "message": message, "timestamp": ts});
+    let send = state
+        .hub
+        .group_send_async(group, Kind::Json, frames::encode(&notice), false);
+    let _ = send.await;
+    None
 }
 
 /// Saves and broadcasts a system notice; returns its id. Async sends
@@ -140,7 +179,10 @@ async fn history_frame(
             limit: max + 1,
         };
         if let Ok(page) = hub.history_async(group, query).await {
-            let same_epoch = epoch.map_or(true, |e| e == page.epoch);
+            // Only the epoch the group has now: an epoch it never issued
+            // (or one from before a flush) recovers nothing. A client
+            // without an epoch (older clients) is taken to mean this one.
+            let same_epoch = epoch.map_or(true, |e| e == page.epoch) && page.epoch != 0;
             let kept = page.first_offset != 0 && page.first_offset <= since.saturating_add(1);
             if same_epoch && kept && since < before && page.messages.len() <= max {
                 return frames::history(page.epoch, &page.messages, Some(true));

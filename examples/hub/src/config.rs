@@ -87,6 +87,51 @@ pub struct Config {
     /// This hub's name among the hubs on one Redis (default: generated).
     #[arg(long)]
     pub node_name: Option<String>,
+    // Room- and message-level limits (issue 12).
+    /// Join (and, apart, leave) notices of one user in one room saved in
+    /// the room's history per minute, with bursts of as many (0 = save
+    /// all); the others are delivered live only, so a reconnect loop never
+    /// pushes messages out of history.
+    #[arg(long, default_value_t = 3)]
+    pub join_notices_per_minute: u32,
+    /// WebSocket joins (`/chat`) one user may make per minute, over all
+    /// rooms (0 = no limit); more are refused with 429.
+    #[arg(long, default_value_t = 120)]
+    pub joins_per_minute: u32,
+    /// Rooms one user may create with `POST /rooms` (admins: no limit).
+    #[arg(long, default_value_t = 20)]
+    pub max_rooms_per_user: usize,
+    /// Distinct rooms one user may have open sockets in at once.
+    #[arg(long, default_value_t = 50)]
+    pub max_rooms_joined_per_user: usize,
+    /// Members a created room may list, and distinct users connected to
+    /// any one room at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_room_members: usize,
+    /// Most rooms `GET /rooms` returns per page (`?limit=`, `?after=`).
+    #[arg(long, default_value_t = 200)]
+    pub rooms_page_max: usize,
+    /// Rooms listed one by one in `/stats` and `/metrics` (the busiest by
+    /// messages); the rest are only counted in the totals.
+    #[arg(long, default_value_t = 20)]
+    pub stats_top_rooms: usize,
+    /// A room nobody created (and a DM conversation) whose last socket
+    /// left this many seconds ago, and that saw no message since, loses
+    /// its history (0 = keep it as long as the history bounds allow). Off
+    /// with --redis-url (use --history-ttl-seconds there).
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub idle_room_history_seconds: u64,
+    /// Bans and mutes kept per room; over it, the oldest expiring one
+    /// goes first, then the oldest permanent one.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_bans_per_room: usize,
+    /// Users the hub remembers (names for mentions, the admin role); over
+    /// it, the least recently seen are forgotten.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_remembered_users: usize,
+    /// Longest display name, in characters (after normalisation).
+    #[arg(long, default_value_t = 64)]
+    pub max_display_name_chars: usize,
     /// With --redis-url: the users of a hub that dies (and cannot say
     /// goodbye) go offline on the other hubs within this many seconds.
     #[arg(long, default_value_t = channelbox::Config::default().presence_ttl_seconds)]

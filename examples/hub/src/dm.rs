@@ -171,6 +171,8 @@ async fn send_direct(
     for inbox in inboxes {
         let _ = inbox.await;
     }
+    // The conversation's history expires once it is idle long enough.
+    state.features.idle.idle_since_now(state, pair, None);
     state
         .counters
         .direct_messages

@@ -34,6 +34,20 @@ impl RateLimit {
         }
     }
 
+    /// `per_minute` a minute, with bursts of as many.
+    pub fn per_minute(per_minute: u32) -> RateLimit {
+        let mut bucket = RateLimit::new(0, per_minute);
+        bucket.rate = f64::from(per_minute) / 60.0;
+        bucket
+    }
+
+    /// True when the bucket would be full now (nothing taken lately): it
+    /// can be dropped and made anew without changing what it allows.
+    pub fn is_full(&self) -> bool {
+        self.rate == 0.0
+            || self.tokens + self.last.elapsed().as_secs_f64() * self.rate >= self.burst
+    }
+
     /// Takes one token; false when none is left.
     pub fn try_take(&mut self) -> bool {
         if self.rate == 0.0 {

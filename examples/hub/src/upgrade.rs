@@ -235,16 +235,20 @@ fn admit(
             peer: tail("/dm/")?.into(),
         },
     };
-    let number = |name| {
-        query
-            .and_then(|q| auth::query_param(q, name))
-            .and_then(|v| v.parse::<u64>().ok())
+    // `?since=` and `?epoch=` are numbers or absent: anything else is a
+    // bad request, never "no epoch" (which would recover across epochs).
+    let number = |name| match query.and_then(|q| auth::query_param(q, name)) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| (StatusCode::BAD_REQUEST, "since and epoch must be numbers")),
     };
     Ok(Accepted {
         endpoint,
         claims,
-        since: number("since"),
-        epoch: number("epoch"),
+        since: number("since")?,
+        epoch: number("epoch")?,
     })
 }
 

@@ -61,7 +61,8 @@ async fn rooms_are_created_listed_shown_changed_and_deleted() {
         hub.json("GET", &format!("/rooms/{id}"), &hub.user("eve"), None)
             .await
             .0,
-        403
+        // Issue 12: a private room is "no such room" to a non-member.
+        404
     );
     assert_eq!(hub.json("GET", "/rooms/nope", &olga, None).await.0, 404);
 

@@ -117,11 +117,15 @@ impl Analytics {
     /// "top_rooms": [{room, messages_last_hour, messages}]}`. Only rooms
     /// for which `visible` is true are named (a private room's traffic is
     /// no business of a non-member); the per-minute totals count them all.
-    pub fn snapshot(&self, visible: &dyn Fn(&str) -> bool) -> Value {
+    ///
+    /// `rooms` names the `top` busiest visible rooms only (by messages in
+    /// the last hour, then in total), so the answer stays small however
+    /// many rooms exist; `rooms_total` counts them all.
+    pub fn snapshot(&self, visible: &dyn Fn(&str) -> bool, top_n: usize) -> Value {
         let now = now_minute();
         let mut series = [(0u64, 0u64); MINUTES];
         let mut rooms = serde_json::Map::new();
-        let mut top: Vec<(u64, u64, String)> = Vec::new();
+        let mut top: Vec<(u64, u64, u64, String)> = Vec::new();
         for shard in &self.shards {
             for (room, c) in shard.lock().iter() {
                 for m in &c.minutes {
@@ -136,19 +140,23 @@ impl Analytics {
                     continue;
                 }
                 let recent = c.recent_messages(now);
-                rooms.insert(
-                    room.clone(),
-                    json!({
-                        "messages": c.messages,
-                        "deliveries": c.deliveries,
-                        "messages_last_hour": recent,
-                    }),
-                );
-                top.push((recent, c.messages, room.clone()));
+                top.push((recent, c.messages, c.deliveries, room.clone()));
             }
         }
-        top.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        top.truncate(TOP);
+        let rooms_total = top.len();
+        top.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.3.cmp(&b.3)));
+        top.truncate(top_n);
+        for (recent, messages, deliveries, room) in &top {
+            rooms.insert(
+                room.clone(),
+                json!({
+                    "messages": messages,
+                    "deliveries": deliveries,
+                    "messages_last_hour": recent,
+                }),
+            );
+        }
+        top.truncate(TOP.min(top_n));
         let per_minute: Vec<Value> = series
             .iter()
             .enumerate()
@@ -166,12 +174,13 @@ impl Analytics {
             .fold((0, 0), |acc, s| (acc.0 + s.0, acc.1 + s.1));
         json!({
             "rooms": rooms,
+            "rooms_total": rooms_total,
             "per_minute": per_minute,
             "messages_last_hour": last_hour.0,
             "deliveries_last_hour": last_hour.1,
             "top_rooms": top
                 .into_iter()
-                .map(|(recent, total, room)| json!({
+                .map(|(recent, total, _, room)| json!({
                     "room": room,
                     "messages_last_hour": recent,
                     "messages": total,
@@ -183,7 +192,8 @@ impl Analytics {
     /// Prometheus lines: per-room totals and the last full minute's rates.
     /// Rooms for which `visible` is false are left out of the per-room
     /// series (the last-minute totals count them).
-    pub fn metrics(&self, out: &mut String, visible: &dyn Fn(&str) -> bool) {
+    /// Only the `top_n` rooms with the most messages get per-room series.
+    pub fn metrics(&self, out: &mut String, visible: &dyn Fn(&str) -> bool, top_n: usize) {
         let now = now_minute();
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
         let (mut last_m, mut last_d) = (0u64, 0u64);
@@ -199,6 +209,8 @@ impl Analytics {
                 }
             }
         }
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+        rows.truncate(top_n);
         rows.sort();
         let _ = writeln!(
             out,

@@ -10,6 +10,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 struct Known {
     username: String,
     admin: bool,
+    /// When last seen, in [`Users::clock`] ticks (the least recent go first).
+    seen: u64,
 }
 
 /// The users seen so far.
@@ -18,6 +20,42 @@ struct Users {
     by_sub: FxHashMap<String, Known>,
     /// Lowercased username and sub -> subs.
     by_name: FxHashMap<String, FxHashSet<String>>,
+    /// Counts sightings.
+    clock: u64,
+}
+
+impl Users {
+    /// Forgets `sub` and its names.
+    fn forget(&mut self, sub: &str) {
+        if let Some(k) = self.by_sub.remove(sub) {
+            for name in [k.username.to_lowercase(), sub.to_lowercase()] {
+                if let Some(set) = self.by_name.get_mut(&name) {
+                    set.remove(sub);
+                    if set.is_empty() {
+                        self.by_name.remove(&name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets the least recently seen eighth (at least one) when over `max`.
+    fn bound(&mut self, max: usize) {
+        if self.by_sub.len() <= max.max(1) {
+            return;
+        }
+        let mut by_age: Vec<(u64, String)> = self
+            .by_sub
+            .iter()
+            .map(|(sub, k)| (k.seen, sub.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.by_sub.len() - max.max(1);
+        let drop = excess.max(max / 8).min(by_age.len());
+        for (_, sub) in by_age.into_iter().take(drop) {
+            self.forget(&sub);
+        }
+    }
 }
 
 /// Who has been seen, by user id and by name.
@@ -27,23 +65,25 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Remembers who `sub` is (from a verified token).
-    pub fn saw(&self, sub: &str, username: &str, admin: bool) {
+    /// Remembers who `sub` is (from a verified token); at most `max` users
+    /// are kept (`--max-remembered-users`), the least recently seen go.
+    pub fn saw(&self, sub: &str, username: &str, admin: bool, max: usize) {
         let mut users = self.users.lock();
-        if let Some(k) = users.by_sub.get(sub) {
+        users.clock += 1;
+        let now = users.clock;
+        if let Some(k) = users.by_sub.get_mut(sub) {
+            k.seen = now;
             if k.username == username && k.admin == admin {
                 return;
             }
-            let old = k.username.to_lowercase();
-            if let Some(set) = users.by_name.get_mut(&old) {
-                set.remove(sub);
-            }
         }
+        users.forget(sub);
         users.by_sub.insert(
             sub.to_owned(),
             Known {
                 username: username.to_owned(),
                 admin,
+                seen: now,
             },
         );
         for name in [username.to_lowercase(), sub.to_lowercase()] {
@@ -53,6 +93,17 @@ impl Directory {
                 .or_default()
                 .insert(sub.to_owned());
         }
+        users.bound(max);
+    }
+
+    /// Users remembered now.
+    pub fn len(&self) -> usize {
+        self.users.lock().by_sub.len()
+    }
+
+    /// True when no user is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// True when `sub` was last seen with the admin role.
@@ -77,5 +128,37 @@ impl Directory {
             }
         }
         (subs, unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_seen_are_forgotten_over_the_cap() {
+        let d = Directory::default();
+        for i in 0..10 {
+            d.saw(&format!("u{i}"), &format!("name{i}"), false, 10);
+        }
+        // u0 is seen again: u1 is now the least recent.
+        d.saw("u0", "name0", true, 10);
+        d.saw("u10", "name10", false, 10);
+        assert_eq!(d.len(), 10);
+        assert!(d.is_admin("u0"));
+        let names = ["name1".to_string(), "name0".to_string()];
+        let (subs, unknown) = d.lookup(&names);
+        assert_eq!(subs, vec!["u0".to_string()]);
+        assert_eq!(unknown, vec!["name1"]);
+    }
+
+    #[test]
+    fn a_new_name_replaces_the_old_one() {
+        let d = Directory::default();
+        d.saw("u", "old", false, 10);
+        d.saw("u", "new", false, 10);
+        let names = ["new".to_string(), "old".to_string()];
+        let (subs, unknown) = d.lookup(&names);
+        assert_eq!((subs, unknown), (vec!["u".to_string()], vec!["old"]));
     }
 }

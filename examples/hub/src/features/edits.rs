@@ -54,6 +54,10 @@ pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> R
     };
     let state = &session.state;
     let sub = session.claims.sub.as_str();
+    // A mute silences everything a user adds to the room, reactions too.
+    if state.features.moderation.is_muted(room.id, sub) {
+        return Err(Refusal::muted());
+    }
     let changed = {
         let _lock = state.features.edit_locks.lock(room.group).await;
         let mut m = saved_message(state, room.group, id).await?;

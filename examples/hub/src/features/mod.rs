@@ -59,9 +59,12 @@ pub mod edits;
 pub mod fields;
 pub mod files;
 pub mod history;
+pub mod joins;
 pub mod mentions;
 pub mod messages;
 pub mod moderation;
+pub mod names;
+pub mod occupancy;
 pub mod reads;
 pub mod rooms;
 pub mod saved;
@@ -99,6 +102,13 @@ pub struct FeatureState {
     pub edit_locks: edits::EditLocks,
     /// Per-room traffic counters.
     pub analytics: analytics::Analytics,
+    /// Join rates per user and the join/leave notices saved lately.
+    pub joins: joins::Joins,
+    /// Open sockets by user and room, for the join caps.
+    pub occupancy: occupancy::Occupancy,
+    /// Ad-hoc rooms and DM conversations by when they went idle, so their
+    /// history can expire.
+    pub idle: rooms::IdleHistories,
 }
 
 impl FeatureState {
@@ -165,13 +175,18 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// May `claims` join `room`? 403 for a private room the caller is not a
-/// member of, and for a banned user.
+/// member of, and for a banned user; 429 over `--joins-per-minute`, for a
+/// user already in `--max-rooms-joined-per-user` rooms, and for a room
+/// with `--max-room-members` users connected (admins pass both caps).
 pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
     let features = &state.features;
     features.rooms.load(&state.config.data_dir);
-    features
-        .directory
-        .saw(&claims.sub, &claims.username, claims.is_admin());
+    features.directory.saw(
+        &claims.sub,
+        &claims.username,
+        claims.is_admin(),
+        state.config.max_remembered_users,
+    );
     if !features
         .rooms
         .may_read(room, &claims.sub, claims.is_admin())
@@ -180,6 +195,22 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
     }
     if features.moderation.is_banned(room, &claims.sub) {
         return Err(StatusCode::FORBIDDEN);
+    }
+    let config = &state.config;
+    if !features.joins.allow(&claims.sub, config.joins_per_minute) {
+        return Err(StatusCode::TOO_MANY_REQUESTS);
+    }
+    let (max_rooms, max_users) = if claims.is_admin() {
+        (usize::MAX, usize::MAX)
+    } else {
+        (config.max_rooms_joined_per_user, config.max_room_members)
+    };
+    if features
+        .occupancy
+        .check(room, &claims.sub, max_rooms, max_users)
+        .is_err()
+    {
+        return Err(StatusCode::TOO_MANY_REQUESTS);
     }
     Ok(())
 }
@@ -256,6 +287,25 @@ pub fn on_join(session: &Session, room: ChatRoom<'_>) {
     reads::send_reads(session, room.id);
 }
 
+/// A `/chat` socket joined `room` (counted for the join caps).
+pub fn joined(session: &Session, room: &str) {
+    let features = &session.state.features;
+    features.occupancy.joined(room, &session.claims.sub);
+    features.idle.active(&crate::frames::room_group(room));
+}
+
+/// A `/chat` socket left `room`; the last one out starts the room's idle
+/// clock (see [`rooms::IdleHistories`]).
+pub fn left(session: &Session, room: &str) {
+    let features = &session.state.features;
+    if features.occupancy.left(room, &session.claims.sub) && features.rooms.get(room).is_none() {
+        let group = crate::frames::room_group(room);
+        features
+            .idle
+            .idle_since_now(&session.state, &group, Some(room));
+    }
+}
+
 /// When a socket leaves its room.
 pub fn on_leave(session: &Session) {
     session
@@ -274,12 +324,14 @@ pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
             .rooms
             .may_read(room, &caller.sub, caller.is_admin())
     };
-    let Value::Object(traffic) = state.features.analytics.snapshot(&visible) else {
+    let top_n = state.config.stats_top_rooms;
+    let Value::Object(traffic) = state.features.analytics.snapshot(&visible, top_n) else {
         return;
     };
     let Some(out) = stats.as_object_mut() else {
         return;
     };
+    let mut omitted = 0;
     for (key, value) in traffic {
         if key == "rooms" {
             // Merged into the base's `per_room` (connections per room).
@@ -300,11 +352,13 @@ pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
                         entry.extend(counters);
                     }
                 }
+                omitted = bound_per_room(per_room, top_n);
             }
         } else {
             out.insert(key, value);
         }
     }
+    out.insert("per_room_omitted".into(), Value::from(omitted));
 }
 
 /// Adds the per-room counters to the `GET /metrics` text.
@@ -315,5 +369,35 @@ pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
             .rooms
             .may_read(room, &caller.sub, caller.is_admin())
     };
-    state.features.analytics.metrics(out, &visible);
+    let top_n = state.config.stats_top_rooms;
+    state.features.analytics.metrics(out, &visible, top_n);
+}
+
+/// Keeps the `top_n` busiest entries of `/stats`' `per_room` (by messages
+/// in the last hour, then connections, then id) and counts the rest in
+/// `/stats`' `per_room_omitted`; returns how many.
+fn bound_per_room(per_room: &mut serde_json::Map<String, Value>, top_n: usize) -> usize {
+    if per_room.len() <= top_n {
+        return 0;
+    }
+    let number = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let mut ranked: Vec<(u64, u64, String)> = per_room
+        .iter()
+        .map(|(room, v)| {
+            (
+                number(v, "messages_last_hour"),
+                number(v, "connections"),
+                room.clone(),
+            )
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let keep: std::collections::HashSet<String> = ranked
+        .into_iter()
+        .take(top_n)
+        .map(|(_, _, room)| room)
+        .collect();
+    let before = per_room.len();
+    per_room.retain(|room, _| keep.contains(room));
+    before - per_room.len()
 }

@@ -30,27 +30,54 @@ const MAX_DURATION_S: u64 = 10 * 365 * 24 * 3600;
 /// Until when a sanction holds (`None`: until lifted).
 type Until = Option<Instant>;
 
-/// room -> user id -> until when. Read on every join and message, so
-/// lookups borrow `&str` keys and take a read lock only.
+/// room -> user id -> (until when, order set). Read on every join and
+/// message, so lookups borrow `&str` keys and take a read lock only.
 #[derive(Debug, Default)]
-struct Sanctions(RwLock<FxHashMap<String, FxHashMap<String, Until>>>);
+struct Sanctions(RwLock<FxHashMap<String, RoomSanctions>>);
+
+/// One room's sanctions: user id -> (until when, order set).
+type RoomSanctions = FxHashMap<String, (Until, u64)>;
+
+/// Orders sanctions by when they were set (to evict the oldest first).
+static SET_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Sanctions {
     fn active(&self, room: &str, sub: &str) -> bool {
         match self.0.read().get(room).and_then(|users| users.get(sub)) {
             None => false,
-            Some(None) => true,
-            Some(Some(until)) => *until > Instant::now(),
+            Some((None, _)) => true,
+            Some((Some(until), _)) => *until > Instant::now(),
         }
     }
 
-    fn set(&self, room: &str, sub: &str, until: Until) {
+    /// Sets a sanction; a room holds at most `max` (`--max-bans-per-room`):
+    /// over it the one that ends first goes, permanent ones last and the
+    /// oldest of them first.
+    fn set(&self, room: &str, sub: &str, until: Until, max: usize) {
         let now = Instant::now();
+        let order = SET_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.0.write();
         let users = map.entry(room.to_owned()).or_default();
         // Expired entries go whenever the room's list changes.
-        users.retain(|_, u| u.map_or(true, |t| t > now));
-        users.insert(sub.to_owned(), until);
+        users.retain(|_, (u, _)| u.map_or(true, |t| t > now));
+        if !users.contains_key(sub) {
+            while users.len() >= max.max(1) {
+                let first = users
+                    .iter()
+                    .min_by_key(|(_, (u, order))| (u.is_none(), *u, *order))
+                    .map(|(s, _)| s.clone());
+                match first {
+                    Some(s) => users.remove(&s),
+                    None => break,
+                };
+            }
+        }
+        users.insert(sub.to_owned(), (until, order));
+    }
+
+    /// Sanctions kept for `room` (expired ones included until the next set).
+    fn len(&self, room: &str) -> usize {
+        self.0.read().get(room).map_or(0, |u| u.len())
     }
 
     fn lift(&self, room: &str, sub: &str) {
@@ -84,6 +111,11 @@ impl Moderation {
     /// True while `sub` is muted in `room`.
     pub fn is_muted(&self, room: &str, sub: &str) -> bool {
         self.mutes.active(room, sub)
+    }
+
+    /// Bans kept for `room`.
+    pub fn bans_kept(&self, room: &str) -> usize {
+        self.bans.len(room)
     }
 
     /// Forgets every sanction of a deleted room.
@@ -133,7 +165,12 @@ pub async fn handle(
             Some((KICK_CLOSE_CODE, "kicked from the room")),
         ),
         "ban" => {
-            moderation.bans.set(room, &target, until(duration));
+            moderation.bans.set(
+                room,
+                &target,
+                until(duration),
+                state.config.max_bans_per_room,
+            );
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
                 format!("{target} was banned by {}{how_long}", claims.username),
@@ -142,7 +179,12 @@ pub async fn handle(
         }
         "mute" => {
             let d = duration.unwrap_or(DEFAULT_MUTE);
-            moderation.mutes.set(room, &target, until(Some(d)));
+            moderation.mutes.set(
+                room,
+                &target,
+                until(Some(d)),
+                state.config.max_bans_per_room,
+            );
             (
                 format!(
                     "{target} was muted by {} for {}s",
@@ -191,4 +233,30 @@ pub async fn handle(
     }
     tracing::info!(room, action, target = %target, by = %claims.sub, "moderation");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_room_evicts_the_soonest_ending_then_the_oldest_permanent() {
+        let s = Sanctions::default();
+        let later = Some(Instant::now() + Duration::from_secs(3600));
+        let sooner = Some(Instant::now() + Duration::from_secs(60));
+        s.set("r", "perm1", None, 3);
+        s.set("r", "long", later, 3);
+        s.set("r", "short", sooner, 3);
+        s.set("r", "perm2", None, 3);
+        assert!(!s.active("r", "short") && s.active("r", "long"));
+        s.set("r", "perm3", None, 3);
+        assert!(!s.active("r", "long"));
+        s.set("r", "perm4", None, 3);
+        assert!(!s.active("r", "perm1"));
+        assert!(s.active("r", "perm2") && s.active("r", "perm3") && s.active("r", "perm4"));
+        assert_eq!(s.len("r"), 3);
+        // Setting one already there never evicts another.
+        s.set("r", "perm4", None, 3);
+        assert!(s.active("r", "perm2"));
+    }
 }

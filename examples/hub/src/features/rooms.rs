@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,8 +25,6 @@ use crate::server::AppState;
 
 /// Longest room name, in characters.
 const MAX_NAME_CHARS: usize = 80;
-/// Most members a room lists.
-const MAX_MEMBERS: usize = 10_000;
 /// Longest user id in a member list (the token's limit).
 const MAX_SUB_BYTES: usize = 128;
 
@@ -65,18 +63,76 @@ impl Room {
 /// Every created room, by id; kept in `<data dir>/rooms.json` so that a
 /// private room stays private across restarts (its history may outlive
 /// the process in a durable engine, and its members rejoin it by id).
+///
+/// Changes are saved off the workers: a change marks the registry dirty
+/// and wakes one writer task, which waits [`SAVE_DEBOUNCE`] (so a burst of
+/// changes is one write), then writes the whole registry on a blocking
+/// thread to a temporary file and renames it over `rooms.json` (a crash
+/// leaves the old file or the new one, never half of one). Dropping the
+/// registry (the hub stopping) writes what is still unsaved.
 #[derive(Debug, Default)]
 pub struct Registry {
-    rooms: RwLock<FxHashMap<String, Room>>,
+    rooms: Arc<RwLock<FxHashMap<String, Room>>>,
     /// Where the registry is saved; set by the first [`Registry::load`].
     file: OnceLock<PathBuf>,
-    /// One save at a time, each writing the registry as it is then.
-    saving: Mutex<()>,
+    /// Shared with the writer task.
+    saver: Arc<Saver>,
+}
+
+/// The writer task's side of the registry.
+#[derive(Debug, Default)]
+struct Saver {
+    /// Wakes the writer (a wake-up while it writes is kept for the next round).
+    wake: tokio::sync::Notify,
+    /// Changed since the last write began.
+    dirty: std::sync::atomic::AtomicBool,
+    /// One write at a time.
+    writing: Mutex<()>,
+    /// Writes done (for tests and logs).
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// How long a change waits for more before the registry is written.
+pub const SAVE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Saver {
+    /// Writes the registry as it is now, if it changed (blocking).
+    fn write(&self, rooms: &RwLock<FxHashMap<String, Room>>, path: &FsPath) {
+        use std::sync::atomic::Ordering;
+        let _one = self.writing.lock();
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut list: Vec<Room> = rooms.read().values().cloned().collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        let result = (|| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&list).unwrap_or_default())?;
+            std::fs::rename(&tmp, path)
+        })();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = result {
+            // Try again with the next change.
+            self.dirty.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, path = %path.display(), "could not save rooms");
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(path) = self.file.get() {
+            self.saver.write(&self.rooms, path);
+        }
+    }
 }
 
 impl Registry {
     /// Reads the saved registry from `data_dir` the first time it is
-    /// called; later calls do nothing.
+    /// called (and starts the writer task); later calls do nothing.
     pub fn load(&self, data_dir: &FsPath) {
         self.file.get_or_init(|| {
             let path = data_dir.join("rooms.json");
@@ -96,28 +152,47 @@ impl Registry {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::error!(error = %e, path = %path.display(), "could not read the rooms file"),
             }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (rooms, saver, file) = (self.rooms.clone(), self.saver.clone(), path.clone());
+                runtime.spawn(async move {
+                    loop {
+                        saver.wake.notified().await;
+                        tokio::time::sleep(SAVE_DEBOUNCE).await;
+                        let (rooms, writer, file) = (rooms.clone(), saver.clone(), file.clone());
+                        let _ = tokio::task::spawn_blocking(move || writer.write(&rooms, &file))
+                            .await;
+                        if Arc::strong_count(&saver) == 1 {
+                            // The registry is gone (it wrote the rest).
+                            return;
+                        }
+                    }
+                });
+            }
             path
         });
     }
 
-    /// Writes the registry to its file (after every change; changes are
-    /// rare). A failure is logged: the hub keeps serving from memory.
+    /// Marks the registry changed: the writer task saves it soon, off the
+    /// workers (see [`Registry`]).
     fn save(&self) {
-        let Some(path) = self.file.get() else { return };
-        let _one = self.saving.lock();
-        let mut list: Vec<Room> = self.rooms.read().values().cloned().collect();
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-        let result = (|| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&list).unwrap_or_default())?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, path = %path.display(), "could not save rooms");
-        }
+        self.saver
+            .dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.saver.wake.notify_one();
+    }
+
+    /// Times the registry was written to its file.
+    pub fn writes(&self) -> u64 {
+        self.saver.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Rooms `sub` owns.
+    pub fn owned_by(&self, sub: &str) -> usize {
+        self.rooms
+            .read()
+            .values()
+            .filter(|r| r.owner == sub)
+            .count()
     }
 
     /// The room `id`, if it was created.
@@ -139,17 +214,23 @@ impl Registry {
     }
 
     /// Rooms `claims` may see, sorted by id: public ones and private ones
-    /// it belongs to (admins see all).
-    pub fn visible(&self, claims: &Claims) -> Vec<Room> {
-        let mut out: Vec<Room> = self
-            .rooms
-            .read()
-            .values()
-            .filter(|r| r.admits(claims))
-            .cloned()
+    /// it belongs to (admins see all); at most `limit` with an id after
+    /// `after`, and whether more follow.
+    pub fn visible(&self, claims: &Claims, after: &str, limit: usize) -> (Vec<Room>, bool) {
+        let rooms = self.rooms.read();
+        let mut ids: Vec<&String> = rooms
+            .iter()
+            .filter(|(id, r)| id.as_str() > after && r.admits(claims))
+            .map(|(id, _)| id)
             .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        ids.sort_unstable();
+        let more = ids.len() > limit;
+        let page = ids
+            .into_iter()
+            .take(limit)
+            .filter_map(|id| rooms.get(id).cloned())
+            .collect();
+        (page, more)
     }
 }
 
@@ -211,8 +292,8 @@ fn check_name(name: &str) -> Result<String, Refusal> {
     Ok(name.to_owned())
 }
 
-fn check_members(list: &[String]) -> Result<(), Refusal> {
-    if list.len() > MAX_MEMBERS {
+fn check_members(list: &[String], max: usize) -> Result<(), Refusal> {
+    if list.len() > max {
         return Err((StatusCode::BAD_REQUEST, "too many members"));
     }
     if list
@@ -282,8 +363,17 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
         Ok(n) => n,
         Err(e) => return refuse(e),
     };
-    if let Err(e) = check_members(&request.members) {
+    let max_members = state.config.max_room_members;
+    if let Err(e) = check_members(&request.members, max_members.saturating_sub(1)) {
         return refuse(e);
+    }
+    if !claims.is_admin()
+        && registry(&state).owned_by(&claims.sub) >= state.config.max_rooms_per_user
+    {
+        return refuse((
+            StatusCode::TOO_MANY_REQUESTS,
+            "you own as many rooms as --max-rooms-per-user allows",
+        ));
     }
     let base = slug(&name);
     let mut members: BTreeSet<String> = request.members.into_iter().collect();
@@ -331,8 +421,44 @@ async fn in_use(state: &AppState, id: &str) -> bool {
     !matches!(saved, Ok(0)) || !state.hub.presence_async(&group).await.is_empty()
 }
 
-async fn list(State(state): State<Arc<AppState>>, claims: Claims) -> Response {
-    Json(registry(&state).visible(&claims)).into_response()
+/// `GET /rooms?after=<id>&limit=<n>`: a page of the rooms the caller may
+/// see, by id, at most `--rooms-page-max` rooms and about 1 MiB; when more
+/// follow, the `x-next-after` header holds the `after` of the next page.
+async fn list(
+    State(state): State<Arc<AppState>>,
+    claims: Claims,
+    Query(page): Query<Page>,
+) -> Response {
+    let max = state.config.rooms_page_max.max(1);
+    let limit = page.limit.unwrap_or(max).clamp(1, max);
+    let after = page.after.as_deref().unwrap_or("");
+    let (mut rooms, mut more) = registry(&state).visible(&claims, after, limit);
+    // Member lists can be long: a page also stops at PAGE_MAX_BYTES (it
+    // always holds one room, so paging moves on).
+    let mut bytes = 0;
+    if let Some(cut) = rooms.iter().position(|room| {
+        bytes += serde_json::to_vec(room).map_or(0, |v| v.len() + 1);
+        bytes > PAGE_MAX_BYTES
+    }) {
+        rooms.truncate(cut.max(1));
+        more = true;
+    }
+    let next = rooms.last().map(|r| r.id.clone()).filter(|_| more);
+    let mut response = Json(rooms).into_response();
+    if let Some(next) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert("x-next-after", next);
+    }
+    response
+}
+
+/// Most bytes of rooms one `GET /rooms` page holds (besides `?limit=`).
+const PAGE_MAX_BYTES: usize = 1 << 20;
+
+/// `GET /rooms`' paging parameters.
+#[derive(Deserialize)]
+struct Page {
+    after: Option<String>,
+    limit: Option<usize>,
 }
 
 async fn show(
@@ -341,10 +467,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Response {
     match registry(&state).get(&id) {
+        // A private room is "no such room" to whoever it does not admit:
+        // the answer never tells that it exists.
         None => refuse((StatusCode::NOT_FOUND, "no such room")),
-        Some(room) if !room.admits(&claims) => {
-            refuse((StatusCode::FORBIDDEN, "this room is private"))
-        }
+        Some(room) if !room.admits(&claims) => refuse((StatusCode::NOT_FOUND, "no such room")),
         Some(_) if state.features.moderation.is_banned(&id, &claims.sub) => {
             refuse((StatusCode::FORBIDDEN, "you are banned from this room"))
         }
@@ -425,12 +551,15 @@ async fn members(
         Ok(r) => r,
         Err(e) => return refuse(e),
     };
-    if let Err(e) = check_members(&request.add).and(check_members(&request.remove)) {
+    let max_members = state.config.max_room_members;
+    if let Err(e) =
+        check_members(&request.add, max_members).and(check_members(&request.remove, max_members))
+    {
         return refuse(e);
     }
     let result = change(&state, &claims, &id, |room| {
         for sub in request.add {
-            if room.members.len() < MAX_MEMBERS {
+            if room.members.len() < max_members {
                 room.members.insert(sub);
             }
         }
@@ -479,6 +608,91 @@ async fn remove(
     }
     tracing::info!(room = %id, by = %claims.sub, "room deleted");
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Histories of rooms nobody created and of DM conversations, by when
+/// they went idle (the last socket left the room; the last DM was sent),
+/// so that `--idle-room-history-seconds` later they are flushed: a new
+/// room id or DM target cannot keep up to `--history-max-bytes` forever.
+/// Created rooms keep their history (their owner chose to keep them).
+/// With `--redis-url` this is off (another hub may be using the room); the
+/// core's `--history-ttl-seconds` bounds histories there.
+#[derive(Debug, Default)]
+pub struct IdleHistories {
+    /// core group -> (room id for a room, idle since).
+    idle: Mutex<FxHashMap<String, (Option<String>, std::time::Instant)>>,
+    /// The sweeper task, started on first use.
+    sweeper: OnceLock<()>,
+}
+
+impl IdleHistories {
+    /// `group` went idle now (`room`: its room id, `None` for a DM pair).
+    pub fn idle_since_now(&self, state: &Arc<AppState>, group: &str, room: Option<&str>) {
+        let ttl = state.config.idle_room_history_seconds;
+        // On a shared engine the room may be busy on another hub, which this
+        // one cannot see: there `--history-ttl-seconds` bounds histories.
+        if ttl == 0 || state.hub.config().engine == channelbox::EngineKind::Redis {
+            return;
+        }
+        self.idle.lock().insert(
+            group.to_owned(),
+            (room.map(str::to_owned), std::time::Instant::now()),
+        );
+        self.sweeper.get_or_init(|| {
+            let weak = Arc::downgrade(state);
+            let every = std::time::Duration::from_secs((ttl / 4).clamp(1, 60));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(state) = weak.upgrade() else { return };
+                    sweep(&state).await;
+                }
+            });
+        });
+    }
+
+    /// `group` is in use again.
+    pub fn active(&self, group: &str) {
+        self.idle.lock().remove(group);
+    }
+}
+
+/// Flushes the histories idle for `--idle-room-history-seconds`.
+pub async fn sweep(state: &Arc<AppState>) {
+    let ttl = std::time::Duration::from_secs(state.config.idle_room_history_seconds);
+    let due: Vec<(String, Option<String>)> = {
+        let mut idle = state.features.idle.idle.lock();
+        let mut due = Vec::new();
+        idle.retain(|group, (room, since)| {
+            if since.elapsed() < ttl {
+                return true;
+            }
+            due.push((group.clone(), room.clone()));
+            false
+        });
+        due
+    };
+    for (group, room) in due {
+        if let Some(room) = &room {
+            let created = state.features.rooms.get(room).is_some();
+            if created || !state.room_sessions(room).is_empty() {
+                continue;
+            }
+        }
+        let flushing = state.clone();
+        let target = group.clone();
+        let flush = tokio::task::spawn_blocking(move || flushing.hub.history_flush(Some(&target)));
+        let _ = flush.await;
+        if let Some(room) = &room {
+            state.features.search.evict_before(room, u64::MAX);
+            state.features.threads.forget_room(room);
+            state.features.reads.forget_room(room);
+            state.features.analytics.forget_room(room);
+        }
+        tracing::info!(group = %group, "idle history flushed");
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use channelbox::Kind;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Refusal;
@@ -84,21 +85,144 @@ pub async fn first_kept(state: &AppState, group: &str) -> Option<u64> {
     })
 }
 
-/// Encodes `build(messages)`, dropping messages with `shrink` until the
-/// frame fits the hub's largest payload (else the send would be refused
-/// and the client would get nothing).
+/// Which entries a reply gives up first when it does not fit one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    /// The last ones (a newest-first list drops its oldest).
+    FromTheEnd,
+    /// The ones after the first, in order (a thread keeps its root and
+    /// drops its oldest replies).
+    AfterTheFirst,
+}
+
+/// Encodes `messages` into the frame `build` makes of them, dropping
+/// entries in `trim`'s order until it fits the hub's largest payload
+/// (else the send would be refused and the client would get nothing).
+///
+/// Linear in the entries: each is encoded once, the frame's size is the
+/// envelope's plus the entries' and their commas, and the frame is built
+/// once from the entries kept. Meant for `spawn_blocking` when the entries
+/// are large (see [`fit_off_worker`]).
 pub fn fit(
-    state: &AppState,
-    mut messages: Vec<Value>,
-    build: impl Fn(&[Value]) -> Value,
-    shrink: impl Fn(&mut Vec<Value>),
+    max: usize,
+    messages: Vec<Value>,
+    build: impl Fn(&[Box<RawValue>]) -> Bytes,
+    trim: Trim,
 ) -> Bytes {
-    let max = state.hub.config().max_payload_bytes;
-    loop {
-        let frame = frames::encode(&build(&messages));
-        if frame.len() <= max || messages.len() <= 1 {
-            return frame;
+    let mut encoded: Vec<Box<RawValue>> = messages
+        .iter()
+        .filter_map(|m| serde_json::value::to_raw_value(m).ok())
+        .collect();
+    drop(messages);
+    let envelope = build(&[]).len();
+    let size = |entries: &[Box<RawValue>]| {
+        envelope
+            + entries.iter().map(|e| e.get().len()).sum::<usize>()
+            + entries.len().saturating_sub(1)
+    };
+    let mut total = size(&encoded);
+    if total > max && encoded.len() > 1 {
+        // How many to drop, counted in trim order, without re-encoding.
+        let order: Vec<usize> = match trim {
+            Trim::FromTheEnd => (1..encoded.len()).rev().collect(),
+            Trim::AfterTheFirst => (1..encoded.len()).collect(),
+        };
+        let mut dropped = 0;
+        for &i in &order {
+            if total <= max {
+                break;
+            }
+            total -= encoded[i].get().len() + 1;
+            dropped += 1;
         }
-        shrink(&mut messages);
+        match trim {
+            Trim::FromTheEnd => encoded.truncate(encoded.len() - dropped),
+            Trim::AfterTheFirst => {
+                encoded.drain(1..1 + dropped);
+            }
+        }
+    }
+    build(&encoded)
+}
+
+/// Large replies encoded at once (the others wait their turn).
+static FITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Entries read back from history between two yields to the worker:
+/// reading and parsing hundreds of near-64 KiB messages never holds the
+/// worker for long (the memory engine answers without ever yielding).
+pub const READS_PER_YIELD: usize = 16;
+
+/// [`fit`] on a blocking thread: encoding a large reply (a search or a
+/// thread of near-64 KiB messages is megabytes of JSON) never holds the
+/// worker that serves other sockets.
+pub async fn fit_off_worker<B>(
+    state: &AppState,
+    messages: Vec<Value>,
+    build: B,
+    trim: Trim,
+) -> Bytes
+where
+    B: Fn(&[Box<RawValue>]) -> Bytes + Send + 'static,
+{
+    let max = state.hub.config().max_payload_bytes;
+    // Bounded: a burst of heavy searches queues here instead of taking
+    // every blocking thread (and their memory) at once.
+    let _turn = FITS.acquire().await;
+    let job = tokio::task::spawn_blocking(move || fit(max, messages, build, trim));
+    job.await.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn frame(entries: &[Box<RawValue>]) -> Bytes {
+        frames::encode(&json!({"type": "t", "messages": entries}))
+    }
+
+    fn ids(frame: &Bytes) -> Vec<u64> {
+        let v: Value = serde_json::from_slice(frame).unwrap();
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn entries(n: u64, text_bytes: usize) -> Vec<Value> {
+        (1..=n)
+            .map(|id| json!({"id": id, "content": "x".repeat(text_bytes)}))
+            .collect()
+    }
+
+    #[test]
+    fn a_reply_that_fits_is_whole_and_exactly_as_encoded() {
+        let list = entries(5, 10);
+        let out = fit(1 << 20, list.clone(), frame, Trim::FromTheEnd);
+        assert_eq!(out, frames::encode(&json!({"type": "t", "messages": list})));
+    }
+
+    #[test]
+    fn too_large_drops_in_trim_order_and_ends_within_the_bound() {
+        // Each entry is about 1,010 bytes: 4 fit in 4 KiB, 5 do not.
+        let max = 4096;
+        let newest_first = fit(max, entries(10, 990), frame, Trim::FromTheEnd);
+        assert!(newest_first.len() <= max);
+        assert_eq!(ids(&newest_first), vec![1, 2, 3, 4]);
+        let thread = fit(max, entries(10, 990), frame, Trim::AfterTheFirst);
+        assert!(thread.len() <= max);
+        assert_eq!(ids(&thread), vec![1, 8, 9, 10]);
+        // The computed size is the real one: one more entry would not fit.
+        let one_more = frames::encode(&json!({"type": "t", "messages": entries(5, 990)}));
+        assert!(one_more.len() > max);
+    }
+
+    #[test]
+    fn one_entry_is_kept_even_when_too_large() {
+        let out = fit(100, entries(3, 1000), frame, Trim::FromTheEnd);
+        assert_eq!(ids(&out), vec![1]);
     }
 }

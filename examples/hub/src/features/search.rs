@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{fields, saved};
 use crate::error::Refusal;
@@ -443,6 +443,8 @@ pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
     let state = &session.state;
     let claims = &session.claims;
     let state: &AppState = state;
+    // Reads so far: every few, the worker is given back (see READS_PER_YIELD).
+    let fetched = std::sync::atomic::AtomicUsize::new(0);
     let hits = state
         .features
         .search
@@ -450,9 +452,16 @@ pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
             query,
             limit,
             |room| super::may_read(state, room, &claims.sub, claims.is_admin()),
-            |room, id| async move {
-                let message = saved::saved(state, &frames::room_group(&room), id).await;
-                message.map(Value::Object)
+            |room, id| {
+                let n = fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let pause = n % saved::READS_PER_YIELD == saved::READS_PER_YIELD - 1;
+                async move {
+                    if pause {
+                        tokio::task::yield_now().await;
+                    }
+                    let message = saved::saved(state, &frames::room_group(&room), id).await;
+                    message.map(Value::Object)
+                }
             },
         )
         .await;
@@ -464,14 +473,29 @@ pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
         })
         .collect();
     // The oldest hits go first when they do not all fit in one frame.
-    let frame = saved::fit(
+    let query: Box<str> = query.into();
+    let frame = saved::fit_off_worker(
         state,
         messages,
-        |messages| json!({"type": "search_results", "query": query, "messages": messages}),
-        |messages| {
-            messages.pop();
+        move |messages| {
+            crate::frames::encode(&SearchResults {
+                ty: "search_results",
+                query: &query,
+                messages,
+            })
         },
-    );
+        saved::Trim::FromTheEnd,
+    )
+    .await;
     session.send(frame);
     Ok(())
+}
+
+/// The `search_results` frame.
+#[derive(serde::Serialize)]
+struct SearchResults<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    query: &'a str,
+    messages: &'a [Box<serde_json::value::RawValue>],
 }

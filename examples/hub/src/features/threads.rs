@@ -4,7 +4,7 @@
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{fields, saved, shard_of, ChatRoom, SHARDS};
 use crate::error::Refusal;
@@ -91,20 +91,37 @@ pub async fn thread(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
     let root = saved::saved_message(state, room.group, id).await?;
     let replies = state.features.threads.replies(room.id, id, THREAD_MAX);
     let mut messages = vec![Value::Object(root)];
-    for reply in replies {
+    for (n, reply) in replies.into_iter().enumerate() {
+        if n % saved::READS_PER_YIELD == saved::READS_PER_YIELD - 1 {
+            tokio::task::yield_now().await;
+        }
         if let Some(m) = saved::saved(state, room.group, reply).await {
             messages.push(Value::Object(m));
         }
     }
     // The newest replies are kept when the whole thread does not fit.
-    let frame = saved::fit(
+    let frame = saved::fit_off_worker(
         state,
         messages,
-        |messages| json!({"type": "thread", "message_id": id, "messages": messages}),
-        |messages| {
-            messages.remove(1.min(messages.len() - 1));
+        move |messages| {
+            crate::frames::encode(&ThreadFrame {
+                ty: "thread",
+                message_id: id,
+                messages,
+            })
         },
-    );
+        saved::Trim::AfterTheFirst,
+    )
+    .await;
     session.send(frame);
     Ok(())
+}
+
+/// The `thread` frame.
+#[derive(serde::Serialize)]
+struct ThreadFrame<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    message_id: u64,
+    messages: &'a [Box<serde_json::value::RawValue>],
 }

@@ -1,5 +1,5 @@
 //! Typing notices: `{"type":"typing","state":bool}` tells the room and
-//! saves nothing; each socket may send 2 a second.
+//! saves nothing; each socket may send 2 a second; a muted user none.
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -44,6 +44,15 @@ pub async fn typing(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(Refusal::bad_request("state must be true or false")),
     };
+    // Muted users do not tell the room they are typing either.
+    if session
+        .state
+        .features
+        .moderation
+        .is_muted(room.id, &session.claims.sub)
+    {
+        return Err(Refusal::muted());
+    }
     if !session.state.features.typing.allow(session.conn.id()) {
         return Err(Refusal::rate_limited(
             "typing notices are limited to 2 a second",

@@ -4,7 +4,7 @@
 import { loadOlder } from './chat.js';
 import { editBox, startEdit } from './edit.js';
 import { renderAttachments } from './files.js';
-import { authorSub, isMe, isMine, nameOf, toSub } from './identity.js';
+import { authorSub, isMe, isMine, labelOf, toSub } from './identity.js';
 import { mentionsMe } from './mentions.js';
 import { deleteMessage, sortedMain, toggleReaction, visibleInMain } from './messages.js';
 import { isMod, openUserMenu } from './moderation.js';
@@ -135,11 +135,13 @@ export function renderMessageEl(r, m, where) {
   if (!m.deleted && !mine && mentionsMe(m)) cls.push('mentions-me');
   if (where === 'thread') cls.push('thread-item');
   const node = h('div', { class: cls.join(' '), dataset: Object.assign({ day }, idAttr) });
-  const name = m.user !== undefined ? String(m.user) : 'unknown';
+  // The menu acts on the author's id; the name is only a label.
+  const sub = authorSub(m);
+  const name = m.user !== undefined ? labelOf(sub, m.user) : 'unknown';
 
   const author = h('button', {
-    type: 'button', class: 'author', text: name,
-    on: { click: (e) => openUserMenu(e.currentTarget, authorSub(m), name) },
+    type: 'button', class: 'author', text: name, dataset: { sub: sub || '' },
+    on: { click: (e) => openUserMenu(e.currentTarget, sub, name) },
   });
   const head = h('div', { class: 'msg-head' },
     author,
@@ -166,7 +168,7 @@ export function renderMessageEl(r, m, where) {
       const mineR = users.some((u) => toSub(u) === state.me.sub || isMe(u));
       reactions.append(h('button', {
         type: 'button', class: `reaction${mineR ? ' mine reacted' : ''}`, dataset: { emoji },
-        title: users.map((u) => nameOf(toSub(u))).join(', '),
+        title: users.map((u) => labelOf(toSub(u))).join(', '),
         'aria-pressed': mineR ? 'true' : 'false',
         on: { click: () => toggleReaction(r, m.id, emoji) },
       }, h('span', { class: 'emoji', text: emoji }), h('span', { class: 'count', text: users.length })));
