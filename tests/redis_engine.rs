@@ -286,6 +286,33 @@ fn history_bounds_apply_across_nodes() {
 }
 
 #[test]
+fn a_growing_replacement_keeps_the_byte_bound_in_redis() {
+    let redis = RedisServer::start();
+    let hub = Hub::new(config(&redis, "a", r#""history_max_bytes": 1000"#)).unwrap();
+    for _ in 0..10 {
+        hub.group_send("room", Kind::Binary, vec![0u8; 50], true)
+            .unwrap();
+    }
+    let bytes_key = || -> u64 {
+        redis::cmd("GET")
+            .arg("cbx:g:room:bytes")
+            .query(&mut redis.raw())
+            .unwrap()
+    };
+    assert_eq!(bytes_key(), 500);
+    for offset in 1..=10 {
+        // Each entry grows from 50 to 400 bytes, one after the other; the
+        // oldest entries go at once, as after a send.
+        let _ = hub.history_replace("room", offset, Kind::Binary, vec![1u8; 400]);
+        let bytes = bytes_key();
+        assert!(bytes <= 1000, "{bytes} bytes after replacing {offset}");
+    }
+    let page = hub.history("room", HistoryQuery::default()).unwrap();
+    assert_eq!(offsets(&page.messages), vec![9, 10]);
+    assert!(page.messages.iter().all(|m| m.len() == 400));
+}
+
+#[test]
 fn a_node_that_dies_without_goodbye_drops_out_within_the_presence_ttl() {
     let redis = RedisServer::start();
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));

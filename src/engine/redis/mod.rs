@@ -429,13 +429,16 @@ fn replace_op(group: &str, offset: u64, kind: Kind, data: Bytes) -> impl Op<Opti
     let group = group.to_owned();
     move |s: Arc<Shared>| -> EngineFuture<Option<Message>> {
         Box::pin(async move {
+            let b = s.bounds;
             let mut inv = s.scripts.replace.prepare_invoke();
             inv.key(s.keys.group(&group, "log"))
                 .key(s.keys.group(&group, "bytes"))
                 .key(s.keys.group(&group, "edits"))
                 .arg(offset)
                 .arg(kind_code(kind))
-                .arg(&data[..]);
+                .arg(&data[..])
+                .arg(b.max_messages)
+                .arg(b.max_bytes);
             let ts: Option<String> = s
                 .commands
                 .run(|mut c| async move { inv.invoke_async(&mut c).await })

@@ -140,9 +140,11 @@ end
 return out
 "#;
 
-/// Replaces one history entry.
-/// KEYS: log, bytes, edits. ARGV: offset, kind, payload.
-/// Returns the entry's ts_ms, or nil when no entry has that offset.
+/// Replaces one history entry, then re-applies the count and byte bounds
+/// (a grown entry evicts the oldest, as a send does; age is left to reads).
+/// KEYS: log, bytes, edits. ARGV: offset, kind, payload, max messages,
+/// max bytes. Returns the entry's ts_ms, or nil when no entry has that
+/// offset.
 const REPLACE: &str = r#"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
 if not e then return false end
@@ -156,6 +158,7 @@ local oldlen = #d
 if old then oldlen = #old - 1 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ARGV[3])
 redis.call('INCRBY', KEYS[2], #ARGV[3] - oldlen)
+trim(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), 0, 0)
 return t
 "#;
 
@@ -172,7 +175,7 @@ impl Scripts {
         Scripts {
             send: Script::new(&format!("{TRIM}{SEND}")),
             read: Script::new(&format!("{TRIM}{READ}")),
-            replace: Script::new(REPLACE),
+            replace: Script::new(&format!("{TRIM}{REPLACE}")),
         }
     }
 }
