@@ -119,9 +119,14 @@ impl Target {
     /// Stops the server; the C server must exit cleanly (and, under
     /// valgrind, with no error and no definite leak).
     pub async fn stop(self) {
+        self.stop_with(libc::SIGTERM).await;
+    }
+
+    /// Stops the server; the C server with `signal` (SIGTERM or SIGINT).
+    pub async fn stop_with(self, signal: libc::c_int) {
         match self.server {
             Server::Rust(hub) => hub.stop().await,
-            Server::C(c) => c.stop().await,
+            Server::C(c) => c.stop(signal).await,
         }
     }
 }
@@ -219,10 +224,7 @@ struct Missing(String);
 /// Builds `examples/c-server/chat-server` once per test process.
 fn c_server_binary() -> Result<PathBuf, Missing> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(build_c_server)
-        .clone()
-        .map_err(Missing)
+    BUILT.get_or_init(build_c_server).clone().map_err(Missing)
 }
 
 fn build_c_server() -> Result<PathBuf, String> {
@@ -327,11 +329,11 @@ async fn start_c_server(exe: &Path) -> Target {
 }
 
 impl CServer {
-    /// SIGTERM, then the exit status: 0, or valgrind's report.
-    async fn stop(mut self) {
+    /// `signal`, then the exit status: 0, or valgrind's report.
+    async fn stop(mut self, signal: libc::c_int) {
         let pid = self.child.id().expect("running") as libc::pid_t;
         // SAFETY: signals our own child process.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, signal) };
         let status = tokio::time::timeout(PROCESS_WAIT, self.child.wait())
             .await
             .expect("chat-server stopped in time")
@@ -344,7 +346,10 @@ impl CServer {
             }
             None => String::new(),
         };
-        assert!(status.success(), "chat-server exited with {status}\n{report}");
+        assert!(
+            status.success(),
+            "chat-server exited with {status}\n{report}"
+        );
         if self.valgrind_log.is_some() {
             assert!(
                 report.contains("ERROR SUMMARY: 0 errors"),
