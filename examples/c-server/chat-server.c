@@ -73,6 +73,7 @@ struct session {
     char *first_frame;       /* `history` or `users`: written before the queue */
     unsigned char *rx;       /* the message being received, in fragments */
     size_t rx_len;
+    bool joined;             /* the endpoint's join was counted or told */
     bool choked;             /* stopped writing with frames still queued */
     UT_hash_handle hh;       /* in server.sessions, keyed by conn */
 };
@@ -186,21 +187,21 @@ static bool next_id(const char *group, uint64_t *id) {
     return found;
 }
 
-/* Saves `frame` (consumed; it must carry `id`) to `group` and delivers it
+/* Saves `frame` (which carries `id`) to `group`'s history and delivers it
  * to the group's members. */
-static cbx_result save_and_send(const char *group, uint64_t id, char *frame) {
+static cbx_result save_and_send(const char *group, uint64_t id, const char *frame) {
     cbx_send_report report;
-    cbx_result rc = frame ? cbx_group_send(server.hub, group, CBX_JSON,
-                                           (const uint8_t *)frame, strlen(frame),
-                                           CBX_SAVE_HISTORY, &report)
-                          : CBX_INVALID_ARGUMENT;
-    if (rc == CBX_OK && report.offset != id)
+    if (!frame)
+        return CBX_INVALID_ARGUMENT; /* out of memory while encoding */
+    cbx_result rc = cbx_group_send(server.hub, group, CBX_JSON,
+                                   (const uint8_t *)frame, strlen(frame),
+                                   CBX_SAVE_HISTORY, &report);
+    if (!checked(rc, "cbx_group_send"))
+        return rc;
+    if (report.offset != id)
         fprintf(stderr, "chat-server: %s: saved as %llu, not %llu\n", group,
                 (unsigned long long)report.offset, (unsigned long long)id);
-    else if (rc != CBX_OK && frame)
-        checked(rc, "cbx_group_send");
-    free(frame);
-    return rc;
+    return CBX_OK;
 }
 
 /* Sends a frame (consumed) to one socket through its queue, so it keeps
@@ -369,10 +370,11 @@ static void system_notice(const char *group, const char *username,
     timestamp(ts);
     if (!next_id(group, &id))
         return;
-    save_and_send(group, id,
-                  encode(json_pack("{s:s,s:I,s:s,s:s}", "type", "system", "id",
+    char *frame = encode(json_pack("{s:s,s:I,s:s,s:s}", "type", "system", "id",
                                    (json_int_t)id, "message", text,
-                                   "timestamp", ts)));
+                                   "timestamp", ts));
+    save_and_send(group, id, frame);
+    free(frame);
 }
 
 static void room_group(const struct session *s, char *out, size_t len) {
@@ -385,6 +387,7 @@ static bool chat_join(struct session *s) {
     char group[8 + MAX_ID_BYTES];
     room_group(s, group, sizeof group);
     system_notice(group, s->who.username, "joined");
+    s->joined = true;
     s->first_frame = history_frame(group);
     return s->first_frame && CBX(cbx_group_add(server.hub, s->conn, group));
 }
@@ -414,6 +417,7 @@ static void chat_say(struct session *s, json_t *content) {
                                    s->who.username, "user_id", user_id,
                                    "content", content, "timestamp", ts));
     cbx_result rc = save_and_send(group, id, frame);
+    free(frame);
     if (rc != CBX_OK)
         refuse_send(s, rc);
 }
@@ -467,6 +471,7 @@ static bool presence_join(struct session *s) {
         u->status = "online";
         HASH_ADD_KEYPTR(hh, server.online, u->id, strlen(u->id), u);
     }
+    s->joined = true;
     if (++u->sockets == 1)
         broadcast_status(u, "online");
     s->first_frame = users_frame();
@@ -546,24 +551,20 @@ static void dm_send(struct session *s, json_t *content) {
         "{s:s,s:I,s:s,s:s,s:s,s:O,s:s}", "type", "direct_message", "id",
         (json_int_t)id, "from", s->who.username, "from_id", s->who.sub, "to",
         s->target, "content", content, "timestamp", ts));
-    char *copy = frame ? strdup(frame) : NULL;
     cbx_result rc = save_and_send(pair, id, frame);
-    if (rc != CBX_OK) {
-        free(copy);
-        return refuse_send(s, rc);
-    }
-    if (copy) {
-        size_t len = strlen(copy);
+    if (rc == CBX_OK) {
         inbox_group(s->target, inbox, sizeof inbox);
-        CBX(cbx_group_send(server.hub, inbox, CBX_JSON, (const uint8_t *)copy,
-                           len, 0, NULL));
+        CBX(cbx_group_send(server.hub, inbox, CBX_JSON, (const uint8_t *)frame,
+                           strlen(frame), 0, NULL));
         if (strcmp(s->target, s->who.sub) != 0) {
             inbox_group(s->who.sub, inbox, sizeof inbox);
             CBX(cbx_group_send(server.hub, inbox, CBX_JSON,
-                               (const uint8_t *)copy, len, 0, NULL));
+                               (const uint8_t *)frame, strlen(frame), 0, NULL));
         }
+    } else {
+        refuse_send(s, rc);
     }
-    free(copy);
+    free(frame);
 }
 
 /* ---- client frames ---------------------------------------------------- */
@@ -701,6 +702,27 @@ static int write_queued(struct session *s) {
     return 0;
 }
 
+/* LWS_CALLBACK_CLOSED (also for every socket when the server stops): the
+ * endpoint's leave, then the connection and the session's memory. */
+static void close_session(struct session *s) {
+    if (!s->open) {
+        identity_clear(&s->who);
+        return;
+    }
+    if (s->joined && s->endpoint == CHAT)
+        chat_leave(s);
+    else if (s->joined && s->endpoint == PRESENCE)
+        presence_leave(s);
+    HASH_DEL(server.sessions, s);
+    CBX(cbx_conn_close(server.hub, s->conn));
+    s->open = false;
+    identity_clear(&s->who);
+    free(s->first_frame);
+    free(s->rx);
+    s->first_frame = NULL;
+    s->rx = NULL;
+}
+
 /* LWS_CALLBACK_ESTABLISHED: a channelbox connection for the socket, then
  * the endpoint's join. */
 static int open_session(struct lws *wsi, struct session *s) {
@@ -716,33 +738,20 @@ static int open_session(struct lws *wsi, struct session *s) {
     bool joined = s->endpoint == CHAT       ? chat_join(s)
                   : s->endpoint == PRESENCE ? presence_join(s)
                                             : dm_join(s);
-    if (s->endpoint == PRESENCE && !joined)
-        presence_leave(s); /* it may have been counted */
-    if (!joined)
+    if (!joined) {
+        close_session(s); /* undoes what the join did */
         return -1;
+    }
     lws_callback_on_writable(wsi);
     return 0;
 }
 
-/* LWS_CALLBACK_CLOSED (also for every socket when the server stops): the
- * endpoint's leave, then the connection and the session's memory. */
-static void close_session(struct session *s) {
-    if (!s->open) {
-        identity_clear(&s->who);
-        return;
-    }
-    if (s->endpoint == CHAT)
-        chat_leave(s);
-    else if (s->endpoint == PRESENCE)
-        presence_leave(s);
-    HASH_DEL(server.sessions, s);
-    CBX(cbx_conn_close(server.hub, s->conn));
-    s->open = false;
-    identity_clear(&s->who);
-    free(s->first_frame);
-    free(s->rx);
-    s->first_frame = NULL;
-    s->rx = NULL;
+static int handle_message(struct session *s, const void *data, size_t len) {
+    if (lws_frame_is_binary(s->wsi))
+        refuse(s, "bad_request", "frames are JSON text");
+    else
+        handle_text(s, data, len);
+    return 0;
 }
 
 /* LWS_CALLBACK_RECEIVE: collects a message's fragments; a message over
@@ -756,20 +765,22 @@ static int receive(struct session *s, const void *in, size_t len) {
                          (unsigned char *)reason, sizeof reason - 1);
         return -1;
     }
-    if (!s->rx)
-        s->rx = malloc(server.max_frame_bytes ? server.max_frame_bytes : 1);
-    if (!s->rx)
+    /* Most messages come in one piece: handled in place, no copy. */
+    if (s->rx_len == 0 && lws_is_final_fragment(s->wsi))
+        return handle_message(s, in, len);
+    unsigned char *grown = realloc(s->rx, s->rx_len + len);
+    if (!grown)
         return -1;
+    s->rx = grown;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (!lws_is_final_fragment(s->wsi))
         return 0;
-    if (lws_frame_is_binary(s->wsi))
-        refuse(s, "bad_request", "frames are JSON text");
-    else
-        handle_text(s, s->rx, s->rx_len);
+    int rc = handle_message(s, s->rx, s->rx_len);
+    free(s->rx); /* an idle socket keeps no buffer */
+    s->rx = NULL;
     s->rx_len = 0;
-    return 0;
+    return rc;
 }
 
 /* Answers an upgrade with 401 or 404 and the Rust hub's JSON body. The
