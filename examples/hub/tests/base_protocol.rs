@@ -546,3 +546,25 @@ async fn the_c_server_stops_on_sigint_with_sockets_open() {
     t.stop_with(libc::SIGINT).await;
     drop(open);
 }
+
+/// Text that is not UTF-8 is a protocol error libwebsockets closes with
+/// 1007 (the Rust hub drops such a socket without a close frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_c_server_closes_text_that_is_not_utf8_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let Some(t) = Target::c().await else { return };
+    let mut ws = t.ws("/chat/utf8", &token("ute", "ute")).await;
+    assert_eq!(ws.frame().await["type"], "history");
+    let bad = Frame::message(
+        &b"{\"message\":\"\xff\xfe\"}"[..],
+        OpCode::Data(Data::Text),
+        true,
+    );
+    ws.ws
+        .send(tokio_tungstenite::tungstenite::Message::Frame(bad))
+        .await
+        .unwrap();
+    assert_eq!(ws.close_code().await, Some(1007));
+    t.stop().await;
+}
