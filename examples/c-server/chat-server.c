@@ -51,6 +51,7 @@ enum {
     MAX_TOKEN_BYTES = 4096,
     DRAIN_MAX = 256,         /* frames per writable callback, for fairness */
     CLOSE_GRACE_SECS = 10,   /* a closed, stuck socket gets this long */
+    MAX_KEPT_OUT_BYTES = 1 << 20, /* the write buffer kept between frames */
 };
 
 enum endpoint { CHAT, PRESENCE, DM };
@@ -196,8 +197,8 @@ static cbx_result save_and_send(const char *group, uint64_t id, const char *fram
     cbx_result rc = cbx_group_send(server.hub, group, CBX_JSON,
                                    (const uint8_t *)frame, strlen(frame),
                                    CBX_SAVE_HISTORY, &report);
-    if (!checked(rc, "cbx_group_send"))
-        return rc;
+    if (rc != CBX_OK)
+        return rc; /* the caller tells the client, or logs */
     if (report.offset != id)
         fprintf(stderr, "chat-server: %s: saved as %llu, not %llu\n", group,
                 (unsigned long long)report.offset, (unsigned long long)id);
@@ -218,7 +219,8 @@ static void refuse(struct session *s, const char *code, const char *detail) {
     send_to(s, error_frame(code, detail));
 }
 
-/* A refused send as an error frame: what the Rust hub's Refusal says. */
+/* A refused send as an error frame, as the Rust hub's Refusal says it;
+ * called right after the failed call, while cbx_last_error() is its. */
 static void refuse_send(struct session *s, cbx_result rc) {
     const char *code = rc == CBX_TOO_LARGE ? "too_large"
                      : rc == CBX_INVALID_ARGUMENT || rc == CBX_INVALID_JSON ||
@@ -268,8 +270,8 @@ static bool verify_token(const char *token, struct identity *who) {
         goto out;
     if (json_object_get(claims, "aud"))
         goto out;
-    if (!json_is_integer(exp) || json_integer_value(exp) < 0 ||
-        json_integer_value(exp) + LEEWAY_SECS < (json_int_t)time(NULL))
+    if (!json_is_integer(exp) ||
+        json_integer_value(exp) < (json_int_t)time(NULL) - LEEWAY_SECS)
         goto out;
     /* Strings with a NUL inside are refused by json_loads, so strdup is whole. */
     const char *display = name && json_string_length(name) > 0
@@ -373,7 +375,7 @@ static void system_notice(const char *group, const char *username,
     char *frame = encode(json_pack("{s:s,s:I,s:s,s:s}", "type", "system", "id",
                                    (json_int_t)id, "message", text,
                                    "timestamp", ts));
-    save_and_send(group, id, frame);
+    checked(save_and_send(group, id, frame), "save_and_send");
     free(frame);
 }
 
@@ -407,8 +409,10 @@ static void chat_say(struct session *s, json_t *content) {
     uint64_t id;
     room_group(s, group, sizeof group);
     timestamp(ts);
-    if (!next_id(group, &id))
-        return refuse(s, "unavailable", "history is not readable");
+    if (!next_id(group, &id)) {
+        refuse(s, "unavailable", "history is not readable");
+        return;
+    }
     /* `user_id` only when it differs from `user`, as in the Rust hub. */
     const char *user_id =
         strcmp(s->who.sub, s->who.username) != 0 ? s->who.sub : NULL;
@@ -498,8 +502,10 @@ static void presence_set(struct session *s, json_t *frame) {
     static const char *const statuses[] = {"online", "away", "busy"};
     const char *status = json_string_value(json_object_get(frame, "status"));
     struct online_user *u;
-    if (!status)
-        return refuse(s, "bad_request", "missing field: status");
+    if (!status) {
+        refuse(s, "bad_request", "missing field: status");
+        return;
+    }
     for (size_t i = 0; i < 3; i++) {
         if (strcmp(status, statuses[i]) != 0)
             continue;
@@ -545,8 +551,10 @@ static void dm_send(struct session *s, json_t *content) {
     uint64_t id;
     pair_group(s->who.sub, s->target, pair, sizeof pair);
     timestamp(ts);
-    if (!next_id(pair, &id))
-        return refuse(s, "unavailable", "history is not readable");
+    if (!next_id(pair, &id)) {
+        refuse(s, "unavailable", "history is not readable");
+        return;
+    }
     char *frame = encode(json_pack(
         "{s:s,s:I,s:s,s:s,s:s,s:O,s:s}", "type", "direct_message", "id",
         (json_int_t)id, "from", s->who.username, "from_id", s->who.sub, "to",
@@ -638,8 +646,15 @@ static bool write_frame(struct lws *wsi, const void *data, size_t len, bool bina
         server.out_cap = LWS_PRE + len;
     }
     memcpy(server.out + LWS_PRE, data, len);
-    return lws_write(wsi, server.out + LWS_PRE, len,
-                     binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) >= (int)len;
+    int written = lws_write(wsi, server.out + LWS_PRE, len,
+                            binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    if (server.out_cap > MAX_KEPT_OUT_BYTES) {
+        /* A large history frame passed: do not keep its buffer. */
+        free(server.out);
+        server.out = NULL;
+        server.out_cap = 0;
+    }
+    return written >= (int)len;
 }
 
 /* The hub closed the connection: 4008 for a slow consumer (its queue
