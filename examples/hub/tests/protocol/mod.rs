@@ -72,7 +72,12 @@ impl Target {
             Err(Missing(why)) => {
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true");
                 assert!(!ci, "CI=true and the C server cannot be built: {why}");
-                eprintln!("\n*** SKIPPED: the C chat server cannot be built: {why} ***\n");
+                // Straight to stderr: the harness captures `eprintln!`.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("\n*** SKIPPED: the C chat server cannot be built: {why} ***\n")
+                        .as_bytes(),
+                );
                 return None;
             }
         };
