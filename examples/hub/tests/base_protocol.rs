@@ -568,3 +568,31 @@ async fn the_c_server_closes_text_that_is_not_utf8_with_1007() {
     assert_eq!(ws.close_code().await, Some(1007));
     t.stop().await;
 }
+
+/// `CHANNELBOX_JWT_SECRET` works as `--jwt-secret` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_c_server_reads_its_secret_from_the_environment() {
+    let Some(t) = Target::c_with_secret_from(protocol::Secret::Env).await else {
+        return;
+    };
+    let mut ws = t.ws("/chat/env", &token("eni", "eni")).await;
+    assert_eq!(ws.frame().await["type"], "history");
+    let forged = sign(&json!({"sub": "m", "exp": now() + 60}), "not-the-secret");
+    assert_eq!(t.try_ws("/chat/env", &forged).await.err(), Some(401));
+    t.stop().await;
+}
+
+/// Without a secret there is no server (no demo mode): exit status 2.
+#[test]
+fn the_c_server_refuses_to_start_without_a_secret() {
+    let Some(exe) = protocol::c_server_exe() else {
+        return;
+    };
+    let out = std::process::Command::new(exe)
+        .args(["--port", "0"])
+        .env_remove("CHANNELBOX_JWT_SECRET")
+        .output()
+        .expect("run chat-server");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a JWT secret is required"));
+}

@@ -67,21 +67,14 @@ impl Target {
     /// The C server, or `None` (after saying why) when its libraries are
     /// not installed and this is not CI.
     pub async fn c() -> Option<Target> {
-        let exe = match c_server_binary() {
-            Ok(exe) => exe,
-            Err(Missing(why)) => {
-                let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-                assert!(!ci, "CI=true and the C server cannot be built: {why}");
-                // Straight to stderr: the harness captures `eprintln!`.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    format!("\n*** SKIPPED: the C chat server cannot be built: {why} ***\n")
-                        .as_bytes(),
-                );
-                return None;
-            }
-        };
-        Some(start_c_server(&exe).await)
+        Target::c_with_secret_from(Secret::Flag).await
+    }
+
+    /// The C server given its secret by `--jwt-secret` or by
+    /// `CHANNELBOX_JWT_SECRET`.
+    pub async fn c_with_secret_from(secret: Secret) -> Option<Target> {
+        let exe = c_server_exe()?;
+        Some(start_c_server(&exe, secret).await)
     }
 
     /// `ws://addr/path`.
@@ -223,6 +216,33 @@ impl Client {
     }
 }
 
+/// How the C server is given [`SECRET`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// `--jwt-secret`.
+    Flag,
+    /// `CHANNELBOX_JWT_SECRET`.
+    Env,
+}
+
+/// The C server's binary, built if need be; `None` (after saying why) when
+/// its libraries are missing and this is not CI.
+pub fn c_server_exe() -> Option<PathBuf> {
+    match c_server_binary() {
+        Ok(exe) => Some(exe),
+        Err(Missing(why)) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!ci, "CI=true and the C server cannot be built: {why}");
+            // Straight to stderr: the harness captures `eprintln!`.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("\n*** SKIPPED: the C chat server cannot be built: {why} ***\n").as_bytes(),
+            );
+            None
+        }
+    }
+}
+
 /// Why the C server cannot be built here (a missing tool or library).
 struct Missing(String);
 
@@ -274,16 +294,12 @@ fn valgrind_wanted() -> bool {
 
 /// Starts the server on a free port (`--port 0`) and reads the port from
 /// the line it prints once it listens.
-async fn start_c_server(exe: &Path) -> Target {
+async fn start_c_server(exe: &Path, secret: Secret) -> Target {
     let queue = QUEUE_MAX_BYTES.to_string();
-    let args = [
-        "--port",
-        "0",
-        "--jwt-secret",
-        SECRET,
-        "--queue-max-bytes",
-        &queue,
-    ];
+    let mut args = vec!["--port", "0", "--queue-max-bytes", &queue];
+    if secret == Secret::Flag {
+        args.extend(["--jwt-secret", SECRET]);
+    }
     let mut valgrind_log = None;
     let mut command = if valgrind_wanted() {
         let log = std::env::temp_dir().join(format!(
@@ -305,6 +321,9 @@ async fn start_c_server(exe: &Path) -> Target {
     } else {
         Command::new(exe)
     };
+    if secret == Secret::Env {
+        command.env("CHANNELBOX_JWT_SECRET", SECRET);
+    }
     let mut child = command
         .args(args)
         .stdout(Stdio::piped())
