@@ -636,7 +636,7 @@ static void handle_text(struct session *s, const unsigned char *text, size_t len
 /* Writes one WebSocket frame. lws wants LWS_PRE free bytes before the
  * payload for the frame header, so the hub's bytes are copied once into
  * the server's write buffer. A write the socket cannot take whole is
- * buffered by lws (and lws_send_pipe_choked says so). */
+ * buffered by lws (and lws_partial_buffered says so). */
 static bool write_frame(struct lws *wsi, const void *data, size_t len, bool binary) {
     if (LWS_PRE + len > server.out_cap) {
         unsigned char *bigger = realloc(server.out, LWS_PRE + len);
@@ -678,10 +678,13 @@ static int close_for_hub(struct session *s) {
 
 /* LWS_CALLBACK_SERVER_WRITEABLE: the first frame, then what the hub queued,
  * until CBX_EMPTY (the hub lists the connection again on its next message)
- * or until the socket is full (lws calls back when it drained). */
+ * or until a write did not go out whole. lws keeps the rest of that write
+ * and says so with lws_partial_buffered() (no syscall); it calls back once
+ * the socket drained, and writing resumes where it stopped. */
 static int write_queued(struct session *s) {
+    if (s->choked) /* it drained: no more grace timeout (see on_ready) */
+        lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
     s->choked = false;
-    lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
     if (s->first_frame) {
         bool written = write_frame(s->wsi, s->first_frame,
                                    strlen(s->first_frame), false);
@@ -691,7 +694,7 @@ static int write_queued(struct session *s) {
             return -1;
     }
     for (int n = 0; n < DRAIN_MAX; n++) {
-        if (lws_send_pipe_choked(s->wsi)) {
+        if (lws_partial_buffered(s->wsi)) {
             s->choked = true;
             lws_callback_on_writable(s->wsi);
             return 0;
