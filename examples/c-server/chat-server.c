@@ -749,8 +749,10 @@ static int open_session(struct lws *wsi, struct session *s) {
      * gives the socket a fresh session after it, so read the request again. */
     if (admit(wsi, s) != 0)
         return -1;
-    if (!CBX(cbx_conn_open(server.hub, s->who.sub, 0, &s->conn)))
+    if (!CBX(cbx_conn_open(server.hub, s->who.sub, 0, &s->conn))) {
+        identity_clear(&s->who);
         return -1;
+    }
     s->open = true;
     HASH_ADD(hh, server.sessions, conn, sizeof s->conn, s);
     bool joined = s->endpoint == CHAT       ? chat_join(s)
@@ -764,6 +766,7 @@ static int open_session(struct lws *wsi, struct session *s) {
     return 0;
 }
 
+/* A whole client message: JSON text, or a refused binary one. */
 static int handle_message(struct session *s, const void *data, size_t len) {
     if (lws_frame_is_binary(s->wsi))
         refuse(s, "bad_request", "frames are JSON text");
@@ -775,8 +778,6 @@ static int handle_message(struct session *s, const void *data, size_t len) {
 /* LWS_CALLBACK_RECEIVE: collects a message's fragments; a message over
  * --max-frame-bytes closes the socket with 1009. */
 static int receive(struct session *s, const void *in, size_t len) {
-    if (lws_is_first_fragment(s->wsi))
-        s->rx_len = 0;
     if (s->rx_len + len > server.max_frame_bytes) {
         static const char reason[] = "frame too large";
         lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
