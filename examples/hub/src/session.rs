@@ -44,6 +44,9 @@ pub struct Session {
     pub since: Option<u64>,
     /// `?epoch=`: the history epoch `since` belongs to.
     pub epoch: Option<u64>,
+    /// Counts this socket against `--max-connections-per-user` until the
+    /// session ends.
+    pub(crate) _user_slot: crate::server::UserSlot,
 }
 
 impl Session {
