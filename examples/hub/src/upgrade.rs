@@ -44,34 +44,42 @@ pub(crate) async fn route(
     peer: SocketAddr,
     router: axum::Router,
 ) {
+    // Everything before the session is boxed and gone once the session
+    // starts: the task's future, held for the socket's whole life, is
+    // little more than the session's.
+    let accept = Box::pin(accept(state, stream, peer, router));
+    let opened = accept.await;
+    if let Some((session, socket)) = opened {
+        serve_session(session, socket).await;
+    }
+}
+
+/// From an accepted socket to an open session: `None` for HTTP (served
+/// here to the end), refused upgrades, and sockets that stalled or were
+/// cut.
+async fn accept(
+    state: Arc<AppState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+) -> Option<(Box<Session>, Box<Socket>)> {
     let _ = stream.set_nodelay(true);
     let slot = state.pending.enter();
     let deadline = Instant::now() + Duration::from_millis(state.config.header_timeout_ms.max(1));
-    // Every large, short-lived step is boxed and every temporary scoped, so
-    // the task's future (held for the socket's whole life) is little more
-    // than the session's.
-    // Boxed futures are made in their own statement: a temporary of the
-    // awaiting statement would keep its (unboxed) size in this future.
-    let peek = Box::pin(peek_route(&stream, deadline));
     let kind = tokio::select! {
-        kind = peek => kind,
+        kind = peek_route(&stream, deadline) => kind?,
         _ = slot.cut() => {
             cut(&state);
-            None
+            return None;
         }
     };
     let Some(kind) = kind else {
-        return;
-    };
-    let Some(kind) = kind else {
-        let serve = Box::pin(http::serve_connection(state, stream, peer, router, slot));
-        serve.await;
-        return;
+        http::serve_connection(state, stream, peer, router, slot).await;
+        return None;
     };
     drop(router);
-    let upgrade = Box::pin(handshake(&state, stream, kind, deadline));
     let upgraded = tokio::select! {
-        upgraded = upgrade => upgraded,
+        upgraded = handshake(&state, stream, kind, deadline) => upgraded,
         _ = slot.cut() => {
             cut(&state);
             None
@@ -79,13 +87,8 @@ pub(crate) async fn route(
     };
     slot.admit(&state);
     drop(slot);
-    let opened = match upgraded {
-        Some((ws, accepted)) => open_session(state, ws, accepted),
-        None => None,
-    };
-    if let Some((session, socket)) = opened {
-        serve_session(session, socket).await;
-    }
+    let (ws, accepted) = upgraded?;
+    open_session(state, ws, accepted)
 }
 
 /// Counts a pending socket cut to make room for a newer one.
