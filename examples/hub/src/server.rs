@@ -418,6 +418,8 @@ pub async fn run_with_state(
     drop(listener);
     state.shutting_down.store(true, Ordering::SeqCst);
     state.stop.send_replace(true);
+    // Sockets still in their headers or handshake have nothing to finish.
+    while state.pending.evict_oldest() {}
     state.hub.close_all();
     let drained = state.wait_drained(Duration::from_secs(5)).await;
     tracing::info!(drained, "hub stopped");

@@ -220,12 +220,12 @@ async fn a_request_trickling_its_body_is_cut_after_the_body_timeout() {
     hub.stop().await;
 }
 
-/// Opens `n` sockets that stall in their request headers, alternating the
-/// HTTP path, the WebSocket path and silence.
-async fn stalled_sockets(hub: &Hub, n: usize) -> Vec<TcpStream> {
+/// Opens `n` sockets to `addr` that stall in their request headers,
+/// alternating the HTTP path, the WebSocket path and silence.
+async fn stalled_sockets(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = TcpStream::connect(hub.addr).await.expect("connect");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
         let head: &[u8] = match i % 3 {
             0 => GET_HEALTHZ_HEAD_START,
             1 => b"GET /chat/lobby HTTP/1.1\r\nHost: hub\r\n",
@@ -237,32 +237,62 @@ async fn stalled_sockets(hub: &Hub, n: usize) -> Vec<TcpStream> {
     held
 }
 
-/// With an open-files limit of 400 for the whole process (clients and
-/// hub), 250 stalled sockets would take the hub's last descriptors; the
-/// pending cap cuts the oldest instead, so `/healthz` and a join still
-/// work. Runs in a child process: the limit must not touch other tests.
+const LOW_NOFILE_TEST: &str =
+    "stalled_connections_do_not_starve_healthz_or_joins_under_a_low_open_files_limit";
+
+/// 300 stalled sockets against a hub whose process may open 128 files:
+/// without a cap they would take its last descriptors; the pending cap
+/// cuts the oldest instead, so `/healthz` and a join still work. The hub
+/// runs in a child process (this test again, with `CBX_LOW_NOFILE`): the
+/// limit is its own, and the stalled sockets' client ends are not in it.
 #[test]
 fn stalled_connections_do_not_starve_healthz_or_joins_under_a_low_open_files_limit() {
-    const NAME: &str =
-        "stalled_connections_do_not_starve_healthz_or_joins_under_a_low_open_files_limit";
-    if std::env::var_os("CBX_LOW_NOFILE").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env("CBX_LOW_NOFILE", "400")
-            .output()
-            .expect("run the child test");
-        assert!(
-            out.status.success(),
-            "child failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
-        return;
+    if std::env::var_os("CBX_LOW_NOFILE").is_some() {
+        return low_nofile_hub();
     }
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            LOW_NOFILE_TEST,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CBX_LOW_NOFILE", "128")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the child test");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        // The harness may print the test's name on the same line.
+        .find_map(|l| l.split_once("HUB ").map(|(_, a)| a.trim().parse().unwrap()))
+        .expect("the child's hub address");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt.block_on(async {
+        let held = stalled_sockets(addr, 300).await;
+        // Let the hub accept (and cut) them all.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        held
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    drop(stdin);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    drop(held);
+    assert!(status.success(), "child failed:\n{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("1 passed")), "{rest:?}");
+}
+
+/// The child's half: a hub limited to 128 open files; once the parent
+/// holds its stalled sockets, `/healthz` and a join must work.
+fn low_nofile_hub() {
     let limit = libc::rlimit {
-        rlim_cur: 400,
-        rlim_max: 400,
+        rlim_cur: 128,
+        rlim_max: 128,
     };
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -276,9 +306,9 @@ fn stalled_connections_do_not_starve_healthz_or_joins_under_a_low_open_files_lim
             c.max_pending_connections = 64;
         })
         .await;
-        let _held = stalled_sockets(&hub, 250).await;
-        // Let the hub accept (and cut) them all.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("HUB {}", hub.addr);
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).unwrap();
         assert!(hub.state.pending.len() <= 64);
         let (status, body) = hub.http_text("GET", "/healthz", &[], "").await;
         assert_eq!(status, 200, "{body}");
