@@ -146,6 +146,14 @@ impl AppState {
         out
     }
 
+    /// True when the open session `id` was opened with an admin token.
+    pub fn session_is_admin(&self, id: u64) -> bool {
+        self.registry[id as usize % REGISTRY_SHARDS]
+            .lock()
+            .get(&id)
+            .is_some_and(|info| info.admin)
+    }
+
     /// Rooms with at least one open session, with their socket counts.
     pub fn rooms(&self) -> FxHashMap<Arc<str>, usize> {
         let mut out: FxHashMap<Arc<str>, usize> = FxHashMap::default();

@@ -83,4 +83,7 @@ pub struct SessionInfo {
     pub sub: Arc<str>,
     /// Where it is connected (a room, for kicks and bans).
     pub endpoint: Endpoint,
+    /// This socket's own token has the admin role (not the user's last
+    /// token: each socket keeps the rights it was opened with).
+    pub admin: bool,
 }

@@ -319,6 +319,7 @@ fn open_session(
         SessionInfo {
             sub: claims.sub.as_str().into(),
             endpoint: endpoint.clone(),
+            admin: claims.is_admin(),
         },
     );
     state

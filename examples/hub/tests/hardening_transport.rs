@@ -468,6 +468,32 @@ fn secrets_shorter_than_32_bytes_are_flagged() {
 }
 
 #[tokio::test]
+async fn a_socket_keeps_the_rights_of_its_own_token() {
+    let hub = Hub::start().await;
+    let carol = hub.user("carol");
+    let (status, room) = hub
+        .json("POST", "/rooms", &carol, Some(json!({"name": "team"})))
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["id"].as_str().unwrap().to_owned();
+    // Bob joins with a plain token, then opens another socket as an admin.
+    let (mut plain, _) = hub.join(&id, &hub.user("bob")).await;
+    let (_admin, _) = hub.join("lobby", &hub.admin("bob")).await;
+    // The room turns private: bob's plain socket is no longer admitted.
+    let (status, body) = hub
+        .json(
+            "PATCH",
+            &format!("/rooms/{id}"),
+            &carol,
+            Some(json!({"private": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(plain.expect_close().await, Some(4003));
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     let hub = Hub::start().await;
     let mut s = raw_ws(&hub, "/chat/lobby", &hub.user("mallory")).await;
