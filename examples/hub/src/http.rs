@@ -314,6 +314,8 @@ struct Snapshot {
     direct_messages: u64,
     upgrades_refused: u64,
     rate_limit_closes: u64,
+    pending_evictions: u64,
+    pending: usize,
     uptime_s: f64,
 }
 
@@ -334,6 +336,8 @@ fn snapshot(state: &AppState) -> Snapshot {
         direct_messages: c.direct_messages.load(Relaxed),
         upgrades_refused: c.upgrades_refused.load(Relaxed),
         rate_limit_closes: c.rate_limit_closes.load(Relaxed),
+        pending_evictions: c.pending_evictions.load(Relaxed),
+        pending: state.pending.len(),
         uptime_s: state.started.elapsed().as_secs_f64(),
     }
 }
@@ -360,6 +364,8 @@ async fn stats(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
         "slow_consumer_disconnects": s.core.slow_consumer_disconnects,
         "rate_limit_disconnects": s.rate_limit_closes,
         "upgrades_refused": s.upgrades_refused,
+        "pending_connections": s.pending,
+        "pending_evictions": s.pending_evictions,
         "history_messages": s.core.history_messages,
         "history_bytes": s.core.history_bytes,
         "queued_messages": s.core.queued_messages,
@@ -456,6 +462,18 @@ async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response
         "counter",
         "WebSocket upgrades refused (401/403/404).",
         s.upgrades_refused.to_string(),
+    );
+    metric(
+        "pending_connections",
+        "gauge",
+        "Connections still in their request headers or handshake.",
+        s.pending.to_string(),
+    );
+    metric(
+        "pending_evictions_total",
+        "counter",
+        "Pending connections cut to stay under --max-pending-connections.",
+        s.pending_evictions.to_string(),
     );
     metric(
         "history_messages",

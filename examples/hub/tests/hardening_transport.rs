@@ -310,6 +310,12 @@ fn low_nofile_hub() {
         let mut go = String::new();
         std::io::stdin().read_line(&mut go).unwrap();
         assert!(hub.state.pending.len() <= 64);
+        let (status, stats) = hub.json("GET", "/stats", &hub.user("ops"), None).await;
+        assert_eq!(status, 200);
+        assert!(
+            stats["pending_evictions"].as_u64().unwrap() >= 300 - 64,
+            "{stats}"
+        );
         let (status, body) = hub.http_text("GET", "/healthz", &[], "").await;
         assert_eq!(status, 200, "{body}");
         let (mut alice, history) = hub.join("lobby", &hub.user("alice")).await;
