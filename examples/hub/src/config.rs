@@ -214,6 +214,29 @@ mod tests {
     }
 
     #[test]
+    fn transport_limits_have_their_documented_defaults() {
+        let config = Config::default();
+        assert_eq!(config.header_timeout_ms, 10_000);
+        assert_eq!(config.body_timeout_ms, 60_000);
+        assert_eq!(config.idle_timeout_ms, 60_000);
+        assert_eq!(config.max_pending_connections, 512);
+        assert_eq!(
+            config.ping_interval(),
+            Some(std::time::Duration::from_secs(25))
+        );
+        assert_eq!(config.max_connections_per_user, 100);
+        assert_eq!(config.guest_tokens_per_minute, 10);
+        assert_eq!(config.max_uploads_in_flight, 8);
+        let off = Config::parse_from(["hub", "--ping-interval", "0"]);
+        assert_eq!(off.ping_interval(), None);
+        let fast = Config::parse_from(["hub", "--ping-interval", "0.5"]);
+        assert_eq!(
+            fast.ping_interval(),
+            Some(std::time::Duration::from_millis(500))
+        );
+    }
+
+    #[test]
     fn port_overrides_listen_and_empty_secrets_are_none() {
         let config = Config::parse_from(["hub", "--port", "9000", "--jwt-secret", ""]);
         assert_eq!(config.listen_addr(), "127.0.0.1:9000".parse().unwrap());
