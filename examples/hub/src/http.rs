@@ -90,8 +90,13 @@ pub(crate) async fn serve_connection(
             return;
         }
     }
+    // A request in progress may finish; a socket still in its headers is
+    // cut at once (shutdown cuts every pending socket).
     conn.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    tokio::select! {
+        _ = tokio::time::timeout(Duration::from_secs(5), conn) => {}
+        _ = slot.cut() => {}
+    }
 }
 
 /// A socket that fails once no byte moved either way for `limit`.

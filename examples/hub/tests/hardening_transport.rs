@@ -329,6 +329,19 @@ fn low_nofile_hub() {
 }
 
 #[tokio::test]
+async fn shutdown_does_not_wait_for_stalled_sockets() {
+    let hub = Hub::start_with(|c| c.header_timeout_ms = 60_000).await;
+    let _held = stalled_sockets(hub.addr, 6).await;
+    while hub.state.pending.len() < 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    hub.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+#[tokio::test]
 async fn a_client_that_never_answers_pings_is_closed_with_1001() {
     let hub = Hub::start_with(|c| c.ping_interval = 0.2).await;
     let mut s = raw_ws(&hub, "/presence", &hub.user("ghost")).await;
