@@ -255,6 +255,13 @@ pub(crate) struct UserSlot {
     sub: Arc<str>,
 }
 
+impl UserSlot {
+    /// The user id this slot counts.
+    pub(crate) fn sub(&self) -> &Arc<str> {
+        &self.sub
+    }
+}
+
 impl Drop for UserSlot {
     fn drop(&mut self) {
         let mut per_user = self.state.per_user.lock();

@@ -317,7 +317,8 @@ fn open_session(
     state.register(
         id,
         SessionInfo {
-            sub: claims.sub.as_str().into(),
+            // Shared with the user's slot count: one allocation per user.
+            sub: user_slot.sub().clone(),
             endpoint: endpoint.clone(),
             admin: claims.is_admin(),
         },
