@@ -2,12 +2,15 @@
 //! and guest tokens in demo mode.
 //!
 //! Every refusal (no token, malformed, wrong signature, `alg: none`, another
-//! algorithm, expired, no `exp`) is the same HTTP 401, decided before a
-//! WebSocket upgrade; the claims then name the user in every frame.
+//! algorithm, expired, no `exp`, `nbf` in the future) is the same HTTP 401,
+//! decided before a WebSocket upgrade; the claims then name the user in
+//! every frame. Guest tokens are limited per client IP and minute.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +30,16 @@ const GUEST_TTL_SECS: u64 = 24 * 3600;
 const MAX_SUB_BYTES: usize = 100;
 /// Longest `username` accepted.
 const MAX_USERNAME_BYTES: usize = 128;
+/// Secrets shorter than this are logged as weak: HS256 wants a key at
+/// least as long as its 32-byte hash (RFC 7518, 3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A warning for a secret shorter than [`MIN_SECRET_BYTES`].
+pub fn weak_secret(secret: &[u8]) -> Option<&'static str> {
+    (secret.len() < MIN_SECRET_BYTES).then_some(
+        "the JWT secret is shorter than 32 bytes: tokens signed with it can be forged by brute force; use a long random secret",
+    )
+}
 
 /// The claims of a verified token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +82,17 @@ pub struct Auth {
     validation: Validation,
     /// `POST /auth/guest` answers (demo mode or `--allow-guest`).
     pub allow_guest: bool,
+    /// `--guest-tokens-per-minute` per client IP (0 = no cap).
+    pub guest_per_minute: u32,
+    /// Guest tokens minted per IP in the current minute.
+    guests: parking_lot::Mutex<GuestWindow>,
+}
+
+/// Guest tokens per IP in a one-minute window; the map is emptied when a
+/// new window starts, so it holds at most one minute's callers.
+struct GuestWindow {
+    started: Instant,
+    minted: rustc_hash::FxHashMap<IpAddr, u32>,
 }
 
 impl Auth {
@@ -77,13 +101,38 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
             decoding: DecodingKey::from_secret(secret),
             encoding: EncodingKey::from_secret(secret),
             validation,
             allow_guest,
+            guest_per_minute: 0,
+            guests: parking_lot::Mutex::new(GuestWindow {
+                started: Instant::now(),
+                minted: Default::default(),
+            }),
         }
+    }
+
+    /// Counts a guest token for `ip`; false when it already had its
+    /// `--guest-tokens-per-minute`.
+    pub fn take_guest(&self, ip: IpAddr) -> bool {
+        if self.guest_per_minute == 0 {
+            return true;
+        }
+        let mut window = self.guests.lock();
+        if window.started.elapsed() >= Duration::from_secs(60) {
+            window.started = Instant::now();
+            window.minted.clear();
+        }
+        let n = window.minted.entry(ip).or_default();
+        if *n >= self.guest_per_minute {
+            return false;
+        }
+        *n += 1;
+        true
     }
 
     /// A random secret for demo mode, as hex (printable in the log).
@@ -141,6 +190,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name && !v.is_empty()).then_some(v)
+        })
 }
 
 /// The percent-decoded value of `name` in a query string.
@@ -216,6 +278,7 @@ pub struct GuestRequest {
 /// token without roles, for demo mode or `--allow-guest`.
 pub async fn guest(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<GuestRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let error = |status: StatusCode, detail: &str| {
@@ -231,6 +294,13 @@ pub async fn guest(
     let Ok(Json(request)) = body else {
         return error(StatusCode::BAD_REQUEST, "expected {\"username\": \"...\"}");
     };
+    if !state.auth.take_guest(peer.ip()) {
+        tracing::info!(ip = %peer.ip(), "guest tokens: per-minute limit reached");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many guest tokens from this address: try again in a minute",
+        );
+    }
     let max = state.config.max_display_name_chars;
     let Ok(username) = crate::features::names::display_name(&request.username, max) else {
         return error(
@@ -245,14 +315,15 @@ pub async fn guest(
         );
     }
     let username = username.as_str();
-    let tag: u32 = rand::thread_rng().gen();
+    // 64 random bits: guessing another guest's id is out of reach.
+    let tag: u64 = rand::thread_rng().gen();
     let slug: String = username
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         .take(32)
         .collect();
     let sub = format!(
-        "guest-{}{:08x}",
+        "guest-{}{:016x}",
         if slug.is_empty() {
             String::new()
         } else {

@@ -136,6 +136,43 @@ pub struct Config {
     /// goodbye) go offline on the other hubs within this many seconds.
     #[arg(long, default_value_t = channelbox::Config::default().presence_ttl_seconds)]
     pub presence_ttl_seconds: u64,
+
+    // Transport and auth limits (issue 12). Each one bounds what a client
+    // can hold without logging in or while misbehaving.
+    /// Milliseconds a connection may take to send a request's headers (a
+    /// WebSocket handshake's too), and to start its next request on a
+    /// keep-alive connection; then it is closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a request may take to send its whole body; then the
+    /// request fails (408 for uploads) and its connection closes.
+    #[arg(long, default_value_t = 60_000)]
+    pub body_timeout_ms: u64,
+    /// Milliseconds an HTTP connection may move no byte in either direction
+    /// (a client that stops reading a response, or sends nothing) before it
+    /// is closed.
+    #[arg(long, default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Connections still in their request headers or WebSocket handshake
+    /// kept at once; a new one over the cap cuts the oldest, so stalled
+    /// sockets cannot use up the open-files limit.
+    #[arg(long, default_value_t = 512)]
+    pub max_pending_connections: usize,
+    /// Seconds between the hub's pings on an idle WebSocket (0 = none); a
+    /// socket that answers two in a row with nothing is closed with 1001.
+    #[arg(long, default_value_t = 25.0)]
+    pub ping_interval: f64,
+    /// WebSockets one user (token `sub`) may hold at once; more are refused
+    /// with HTTP 429 before the upgrade (0 = no cap).
+    #[arg(long, default_value_t = 100)]
+    pub max_connections_per_user: usize,
+    /// Guest tokens `POST /auth/guest` mints per client IP per minute
+    /// (429 above; 0 = no cap).
+    #[arg(long, default_value_t = 10)]
+    pub guest_tokens_per_minute: u32,
+    /// Uploads (`POST /files`) receiving at once; more get 503.
+    #[arg(long, default_value_t = 8)]
+    pub max_uploads_in_flight: usize,
 }
 
 impl Default for Config {
@@ -162,6 +199,12 @@ impl Config {
     /// The signing secret; an empty one (`CHANNELBOX_JWT_SECRET=`) is none.
     pub fn jwt_secret(&self) -> Option<&str> {
         self.jwt_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// `--ping-interval` as a duration; `None` when pings are off.
+    pub fn ping_interval(&self) -> Option<std::time::Duration> {
+        (self.ping_interval.is_finite() && self.ping_interval > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(self.ping_interval.min(86_400.0)))
     }
 
     /// The Redis to share with other hubs; an empty URL is none.
@@ -213,6 +256,29 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./channelbox-data"));
         assert_eq!(config.jwt_secret(), None);
         assert_eq!(config.core().engine, channelbox::EngineKind::Memory);
+    }
+
+    #[test]
+    fn transport_limits_have_their_documented_defaults() {
+        let config = Config::default();
+        assert_eq!(config.header_timeout_ms, 10_000);
+        assert_eq!(config.body_timeout_ms, 60_000);
+        assert_eq!(config.idle_timeout_ms, 60_000);
+        assert_eq!(config.max_pending_connections, 512);
+        assert_eq!(
+            config.ping_interval(),
+            Some(std::time::Duration::from_secs(25))
+        );
+        assert_eq!(config.max_connections_per_user, 100);
+        assert_eq!(config.guest_tokens_per_minute, 10);
+        assert_eq!(config.max_uploads_in_flight, 8);
+        let off = Config::parse_from(["hub", "--ping-interval", "0"]);
+        assert_eq!(off.ping_interval(), None);
+        let fast = Config::parse_from(["hub", "--ping-interval", "0.5"]);
+        assert_eq!(
+            fast.ping_interval(),
+            Some(std::time::Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -537,6 +537,10 @@ async fn handle_text(session: &Session, text: &str) {
         let Some(entry) = users.get_mut(&claims.sub) else {
             return;
         };
+        if entry.status == status {
+            // Nothing changed: a repeated status is not news to anyone.
+            return;
+        }
         entry.status = status;
         if shared(state) {
             state.presence.learn(&claims.sub, &entry.username, status);

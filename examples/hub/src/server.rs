@@ -4,10 +4,13 @@
 //! Each accepted socket gets one task, which `upgrade` routes by its
 //! request line: a WebSocket is upgraded right there by tokio-tungstenite
 //! (small buffers, no HTTP server state kept per socket); anything else is
-//! handed to the axum router (`http.rs` and `features::routes()`), served
-//! by hyper, through `HandedOff`.
+//! served by hyper on the same task with the axum router (`http.rs` and
+//! `features::routes()`), under the header, body and idle timeouts.
+//! Until its request headers are in, a socket counts as pending
+//! ([`Pending`]): at most `--max-pending-connections`, the oldest cut
+//! first, so stalled sockets cannot take every file descriptor.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +18,8 @@ use std::time::Duration;
 use channelbox::{CloseReason, Hub};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -40,6 +43,8 @@ pub struct Counters {
     pub slow_closes: AtomicU64,
     /// Sockets closed with 4008 for flooding.
     pub rate_limit_closes: AtomicU64,
+    /// Pending sockets cut to make room (`--max-pending-connections`).
+    pub pending_evictions: AtomicU64,
 }
 
 /// State shared by every task.
@@ -70,6 +75,15 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// The random secret of demo mode (logged once at start).
     pub demo_secret: Option<String>,
+    /// Sockets still in their headers or handshake, oldest first.
+    pub pending: Pending,
+    /// Open WebSockets per user, for `--max-connections-per-user`.
+    per_user: Mutex<FxHashMap<Arc<str>, usize>>,
+    /// Uploads receiving now, at most `--max-uploads-in-flight`.
+    pub uploads: Semaphore,
+    /// Set to true when shutdown begins: HTTP connections finish their
+    /// request and close.
+    pub stop: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -82,8 +96,17 @@ impl AppState {
             .map(str::to_owned)
             .or_else(|| demo_secret.clone());
         let allow_guest = config.allow_guest || demo_secret.is_some();
-        let auth = Auth::new(secret.unwrap_or_default().as_bytes(), allow_guest);
+        let secret = secret.unwrap_or_default();
+        if let Some(warning) = crate::auth::weak_secret(secret.as_bytes()) {
+            tracing::warn!(bytes = secret.len(), "{warning}");
+        }
+        let mut auth = Auth::new(secret.as_bytes(), allow_guest);
+        auth.guest_per_minute = config.guest_tokens_per_minute;
         Ok(Arc::new(AppState {
+            pending: Pending::new(config.max_pending_connections),
+            per_user: Mutex::default(),
+            uploads: Semaphore::new(config.max_uploads_in_flight),
+            stop: watch::Sender::new(false),
             hub,
             auth,
             features: features::FeatureState::default(),
@@ -121,6 +144,14 @@ impl AppState {
             }
         }
         out
+    }
+
+    /// True when the open session `id` was opened with an admin token.
+    pub fn session_is_admin(&self, id: u64) -> bool {
+        self.registry[id as usize % REGISTRY_SHARDS]
+            .lock()
+            .get(&id)
+            .is_some_and(|info| info.admin)
     }
 
     /// Rooms with at least one open session, with their socket counts.
@@ -178,6 +209,26 @@ impl AppState {
             .remove(&id);
     }
 
+    /// Takes one of `sub`'s WebSocket slots; `None` when the user already
+    /// holds `--max-connections-per-user`.
+    pub(crate) fn user_slot(self: &Arc<Self>, sub: &str) -> Option<UserSlot> {
+        let cap = self.config.max_connections_per_user;
+        let mut per_user = self.per_user.lock();
+        let key: Arc<str> = match per_user.get_key_value(sub) {
+            Some((k, _)) => k.clone(),
+            None => sub.into(),
+        };
+        let n = per_user.entry(key.clone()).or_default();
+        if cap > 0 && *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            state: self.clone(),
+            sub: key,
+        })
+    }
+
     fn live_guard(self: &Arc<Self>) -> LiveGuard {
         self.live.fetch_add(1, Ordering::SeqCst);
         LiveGuard(self.clone())
@@ -195,6 +246,112 @@ impl AppState {
                 return self.live.load(Ordering::SeqCst) == 0;
             }
         }
+    }
+}
+
+/// One of a user's WebSocket slots, given back when dropped.
+pub(crate) struct UserSlot {
+    state: Arc<AppState>,
+    sub: Arc<str>,
+}
+
+impl UserSlot {
+    /// The user id this slot counts.
+    pub(crate) fn sub(&self) -> &Arc<str> {
+        &self.sub
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut per_user = self.state.per_user.lock();
+        if let Some(n) = per_user.get_mut(&self.sub) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.sub);
+            }
+        }
+    }
+}
+
+/// Sockets that have not finished their request headers (HTTP) or their
+/// handshake (WebSocket), oldest first. Over the cap, a newcomer cuts the
+/// oldest: a slow-loris holds at most `cap` descriptors, and fresh
+/// requests (`/healthz`, a join) still get in.
+pub struct Pending {
+    /// `--max-pending-connections` (0 = no cap).
+    cap: usize,
+    /// Ids in arrival order.
+    next: AtomicU64,
+    /// Each pending socket's signal to give up.
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Pending {
+    fn new(cap: usize) -> Pending {
+        Pending {
+            cap,
+            next: AtomicU64::new(0),
+            waiting: Mutex::default(),
+        }
+    }
+
+    /// Registers a socket as pending, cutting the oldest over the cap.
+    pub(crate) fn enter(&self) -> PendingSlot {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let cut = Arc::new(Notify::new());
+        let mut waiting = self.waiting.lock();
+        if self.cap > 0 && waiting.len() >= self.cap {
+            if let Some((_, oldest)) = waiting.pop_first() {
+                oldest.notify_one();
+            }
+        }
+        waiting.insert(id, cut.clone());
+        PendingSlot { id, cut }
+    }
+
+    /// Cuts the oldest pending socket (accept ran out of descriptors).
+    fn evict_oldest(&self) -> bool {
+        match self.waiting.lock().pop_first() {
+            Some((_, oldest)) => {
+                oldest.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The socket `id` got its request in: it is no longer pending.
+    pub(crate) fn admit(&self, id: u64) {
+        self.waiting.lock().remove(&id);
+    }
+
+    /// Sockets pending now.
+    pub fn len(&self) -> usize {
+        self.waiting.lock().len()
+    }
+
+    /// True when no socket is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A pending socket's place in [`Pending`].
+pub(crate) struct PendingSlot {
+    pub id: u64,
+    cut: Arc<Notify>,
+}
+
+impl PendingSlot {
+    /// Resolves when a newer socket cut this one.
+    pub async fn cut(&self) {
+        self.cut.notified().await
+    }
+
+    /// Leaves the pending set (the request or handshake is in).
+    pub fn admit(&self, state: &AppState) {
+        state.pending.admit(self.id);
     }
 }
 
@@ -236,21 +393,7 @@ pub async fn run_with_state(
     }
     tracing::info!(%addr, "channelbox hub listening");
 
-    // HTTP requests go to axum through a channel-backed listener.
-    let (http_tx, http_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(1024);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let router = http::router(state.clone());
-    let mut stop_http = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(HandedOff { rx: http_rx, addr }, router).with_graceful_shutdown(
-            async move {
-                let _ = stop_http.wait_for(|s| *s).await;
-            },
-        );
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
 
     // With Redis: presence across hubs (see `presence::watch`).
     if state.hub.config().engine == channelbox::EngineKind::Redis {
@@ -263,17 +406,23 @@ pub async fn run_with_state(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let state = state.clone();
-                    let http_tx = http_tx.clone();
+                    let router = router.clone();
                     let guard = state.live_guard();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        upgrade::route(state, stream, peer, http_tx).await;
+                        upgrade::route(state, stream, peer, router).await;
                     });
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
+                    // Out of file descriptors and the like: free one held
+                    // by a stalled socket if there is one, else wait.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if state.pending.evict_oldest() {
+                        state.counters.pending_evictions.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             },
             _ = &mut shutdown => break,
@@ -283,34 +432,11 @@ pub async fn run_with_state(
     tracing::info!("shutting down: closing every WebSocket with 1001");
     drop(listener);
     state.shutting_down.store(true, Ordering::SeqCst);
-    let _ = stop_tx.send(true);
+    state.stop.send_replace(true);
+    // Sockets still in their headers or handshake have nothing to finish.
+    while state.pending.evict_oldest() {}
     state.hub.close_all();
     let drained = state.wait_drained(Duration::from_secs(5)).await;
-    drop(http_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     tracing::info!(drained, "hub stopped");
     Ok(())
-}
-
-/// The listener axum serves: sockets the router task handed over.
-struct HandedOff {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for HandedOff {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        match self.rx.recv().await {
-            Some(pair) => pair,
-            // Shutting down: graceful shutdown stops accepting first.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
 }

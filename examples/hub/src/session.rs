@@ -44,6 +44,9 @@ pub struct Session {
     pub since: Option<u64>,
     /// `?epoch=`: the history epoch `since` belongs to.
     pub epoch: Option<u64>,
+    /// Counts this socket against `--max-connections-per-user` until the
+    /// session ends.
+    pub(crate) _user_slot: crate::server::UserSlot,
 }
 
 impl Session {
@@ -80,4 +83,7 @@ pub struct SessionInfo {
     pub sub: Arc<str>,
     /// Where it is connected (a room, for kicks and bans).
     pub endpoint: Endpoint,
+    /// This socket's own token has the admin role (not the user's last
+    /// token: each socket keeps the rights it was opened with).
+    pub admin: bool,
 }

@@ -7,6 +7,11 @@
 //! unmasked) into one buffer that lives only until the kernel took it. An
 //! idle socket keeps no write buffer, and a busy room costs one `sendto`
 //! per socket per batch instead of one per frame.
+//!
+//! Every `--ping-interval` the socket pings its client; a client that sent
+//! nothing (no pong, no frame) through two pings in a row is gone, and the
+//! socket is closed with 1001. Closes are prompt: the close frame, then FIN,
+//! then at most [`CLOSE_DRAIN`] for the client's answer.
 
 use std::future::Future;
 use std::io;
@@ -34,8 +39,9 @@ use crate::session::Session;
 pub type Handled<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Serves client frames until the socket ends, writing queued frames
-/// meanwhile: rate limit (`rate_limited` errors, then 4008), binary frames
-/// refused, text frames to `handle`. Returns how the socket ended.
+/// meanwhile: rate limit on every data frame, text or binary
+/// (`rate_limited` errors, then 4008), binary frames refused, text frames
+/// to `handle`. Returns how the socket ended.
 pub async fn serve_frames<'a>(
     session: &'a Session,
     socket: &mut Socket,
@@ -44,23 +50,30 @@ pub async fn serve_frames<'a>(
     let state = &session.state;
     let mut rate = FrameLimit::new(state.config.messages_per_second, state.config.burst);
     loop {
-        match socket.next().await {
-            Event::Text(text) => match rate.check() {
-                Verdict::Allow => handle(text).await,
-                Verdict::Refuse => session.refuse(&Refusal::rate_limited("slow down")),
-                Verdict::Close => {
-                    state
-                        .counters
-                        .rate_limit_closes
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Event::Closed {
-                        code: 4008,
-                        reason: "rate limited".into(),
-                    };
-                }
-            },
-            Event::Binary => session.refuse(&Refusal::bad_request("frames are JSON text")),
-            other => return other,
+        let event = socket.next().await;
+        if !matches!(event, Event::Text(_) | Event::Binary) {
+            return event;
+        }
+        match rate.check() {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                session.refuse(&Refusal::rate_limited("slow down"));
+                continue;
+            }
+            Verdict::Close => {
+                state
+                    .counters
+                    .rate_limit_closes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Event::Closed {
+                    code: 4008,
+                    reason: "rate limited".into(),
+                };
+            }
+        }
+        match event {
+            Event::Text(text) => handle(text).await,
+            _ => session.refuse(&Refusal::bad_request("frames are JSON text")),
         }
     }
 }
@@ -75,8 +88,15 @@ thread_local! {
 /// Largest write buffer a thread keeps between batches.
 const MAX_KEPT_WRITE_BUF: usize = 1 << 20;
 
-/// How long a socket may take to send its close frame and hear back.
+/// How long a socket may take to send its close frame (and how long a
+/// write blocked by a client that stopped reading outlives the hub's
+/// decision to drop it).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a closed socket (close frame and FIN sent) waits for the
+/// client's answer, so unread data does not turn the close into a reset.
+pub const CLOSE_DRAIN: Duration = Duration::from_millis(250);
+/// Pings a client may leave unanswered; at the next one it is closed.
+const MAX_UNANSWERED_PINGS: u8 = 2;
 /// How often a blocked write checks whether the hub gave up on the socket.
 const STALL_CHECK: Duration = Duration::from_millis(250);
 
@@ -113,6 +133,16 @@ pub struct Socket {
     /// report cannot (a shared engine delivers when the publication comes
     /// back); `None` costs the writer nothing.
     deliveries: Option<Box<Deliveries>>,
+    /// The next ping (`--ping-interval`); `None` when pings are off.
+    ping: Option<Ping>,
+}
+
+/// The heartbeat of one socket.
+struct Ping {
+    every: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Pings sent since the client last sent anything.
+    unanswered: u8,
 }
 
 /// A group whose written frames are counted, and where the count goes.
@@ -131,7 +161,39 @@ impl Socket {
             skip: None,
             control_pending: false,
             deliveries: None,
+            ping: config.ping_interval().map(|every| Ping {
+                every,
+                timer: Box::pin(tokio::time::sleep(every)),
+                unanswered: 0,
+            }),
         }
+    }
+
+    /// Waits for the next ping time (forever when pings are off).
+    async fn ping_due(ping: &mut Option<Ping>) {
+        match ping {
+            Some(p) => p.timer.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A ping is due: the frame to write, or the close event for a client
+    /// that left the last [`MAX_UNANSWERED_PINGS`] unanswered.
+    fn ping_now(&mut self) -> Result<(Vec<u8>, usize), Event> {
+        let Some(ping) = &mut self.ping else {
+            return Ok((Vec::new(), 0));
+        };
+        if ping.unanswered >= MAX_UNANSWERED_PINGS {
+            return Err(Event::Closed {
+                code: 1001,
+                reason: "ping timeout".into(),
+            });
+        }
+        ping.unanswered += 1;
+        let next = tokio::time::Instant::now() + ping.every;
+        ping.timer.as_mut().reset(next);
+        // An unmasked ping with no payload, written like data frames.
+        Ok((vec![0x89, 0x00], 0))
     }
 
     /// Calls `record` with the number of `group`'s frames each write
@@ -170,7 +232,12 @@ impl Socket {
                         Err(_) => return Event::Gone,
                     }
                 }
+                _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
+                    Ok(frame) => frame,
+                    Err(event) => return event,
+                },
                 frame = self.ws.next() => match frame {
+                    Some(Ok(message)) if self.answered(&message) => continue,
                     Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
                     Some(Ok(WsMessage::Binary(_))) => return Event::Binary,
                     // tungstenite answers pings itself (sent on the next read
@@ -182,6 +249,10 @@ impl Socket {
                     Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
                     Some(Ok(WsMessage::Close(_))) | None => return Event::Gone,
                     Some(Err(WsError::Capacity(_))) => return Event::TooBig,
+                    Some(Err(WsError::Utf8(_))) => return Event::Closed {
+                        code: 1007,
+                        reason: "text frame is not UTF-8".into(),
+                    },
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
                         return Event::Gone;
@@ -194,6 +265,15 @@ impl Socket {
                 return Event::Gone;
             }
         }
+    }
+
+    /// The client sent `message`, so it is alive: the ping count starts
+    /// over. True for a pong, which needs nothing more.
+    fn answered(&mut self, message: &WsMessage) -> bool {
+        if let Some(ping) = &mut self.ping {
+            ping.unanswered = 0;
+        }
+        matches!(message, WsMessage::Pong(_))
     }
 
     /// Writes one frame now, ahead of anything still queued (the `history`
@@ -309,9 +389,9 @@ impl Socket {
         }
     }
 
-    /// Sends a close frame with `code`, waits briefly for the client's
-    /// answer (reading and discarding, so no unread data turns the close
-    /// into a reset), then drops the socket.
+    /// Sends a close frame with `code` and a FIN, waits at most
+    /// [`CLOSE_DRAIN`] for the client's answer (reading and discarding, so
+    /// no unread data turns the close into a reset), then drops the socket.
     pub async fn close(&mut self, code: u16, reason: &str) {
         let close = Box::pin(self.close_inner(code, reason));
         close.await
@@ -328,8 +408,11 @@ impl Socket {
         }
         let drain = async {
             use tokio::io::AsyncReadExt;
-            let mut scratch = vec![0u8; 512];
             let stream = self.ws.get_mut();
+            // The server ends the TCP connection first (RFC 6455, 7.1.1):
+            // the client sees the end at once, whether it answers or not.
+            let _ = stream.shutdown().await;
+            let mut scratch = vec![0u8; 512];
             loop {
                 match stream.read(&mut scratch).await {
                     Ok(0) | Err(_) => break,
@@ -337,7 +420,7 @@ impl Socket {
                 }
             }
         };
-        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+        let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
     }
 
     /// Closes as [`Event::Closed`], [`Event::TooBig`] or after a flood says.

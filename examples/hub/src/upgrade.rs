@@ -1,8 +1,10 @@
 //! From an accepted socket to a served session: the request line says
-//! WebSocket or HTTP (HTTP goes to axum), the handshake checks the token,
-//! the path and the room's admission (401/403/404 otherwise), and the
-//! upgraded socket is served by its endpoint (`chat`, `presence`, `dm`)
-//! until it closes.
+//! WebSocket or HTTP (HTTP goes to hyper and axum, `http::serve_connection`),
+//! the handshake checks the token, the path, the user's socket count (429)
+//! and the room's admission (401/403/404 otherwise), and the upgraded
+//! socket is served by its endpoint (`chat`, `presence`, `dm`) until it
+//! closes. Request line and handshake together get `--header-timeout-ms`,
+//! and the socket counts as pending (`server::Pending`) until upgraded.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,17 +13,17 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{self, Claims};
 use crate::config::Config;
-use crate::server::AppState;
+use crate::server::{AppState, UserSlot};
 use crate::session::{Endpoint, Session, SessionInfo};
 use crate::socket::Socket;
-use crate::{chat, dm, features, frames, presence};
+use crate::{chat, dm, features, frames, http, presence};
 
 /// A WebSocket route, from the request line.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,50 +33,80 @@ enum WsKind {
     Dm,
 }
 
-/// Longest wait for a complete request line before giving the socket to
-/// axum anyway.
+/// Most peeks for a complete request line before giving the socket to
+/// hyper anyway.
 const PEEK_TRIES: u32 = 50;
 
-/// Sends a socket to the WebSocket path or to axum, by its request line.
+/// Sends a socket to the WebSocket path or to hyper, by its request line.
 pub(crate) async fn route(
     state: Arc<AppState>,
     stream: TcpStream,
     peer: SocketAddr,
-    http_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+    router: axum::Router,
 ) {
-    let _ = stream.set_nodelay(true);
-    // Every large, short-lived step is boxed and every temporary scoped, so
-    // the task's future (held for the socket's whole life) is little more
-    // than the session's.
-    // Boxed futures are made in their own statement: a temporary of the
-    // awaiting statement would keep its (unboxed) size in this future.
-    let peek = Box::pin(peek_route(&stream));
-    let kind = match peek.await {
-        Some(kind) => kind,
-        None => return,
-    };
-    let Some(kind) = kind else {
-        let send = Box::pin(http_tx.send((stream, peer)));
-        let _ = send.await;
-        return;
-    };
-    drop(http_tx);
-    let upgrade = Box::pin(handshake(&state, stream, kind));
-    let opened = match upgrade.await {
-        Some((ws, accepted)) => open_session(state, ws, accepted),
-        None => None,
-    };
+    // Everything before the session is boxed and gone once the session
+    // starts: the task's future, held for the socket's whole life, is
+    // little more than the session's.
+    let accept = Box::pin(accept(state, stream, peer, router));
+    let opened = accept.await;
     if let Some((session, socket)) = opened {
         serve_session(session, socket).await;
     }
 }
 
+/// From an accepted socket to an open session: `None` for HTTP (served
+/// here to the end), refused upgrades, and sockets that stalled or were
+/// cut.
+async fn accept(
+    state: Arc<AppState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+) -> Option<(Box<Session>, Box<Socket>)> {
+    let _ = stream.set_nodelay(true);
+    let slot = state.pending.enter();
+    let deadline = Instant::now() + Duration::from_millis(state.config.header_timeout_ms.max(1));
+    let kind = tokio::select! {
+        kind = peek_route(&stream, deadline) => kind?,
+        _ = slot.cut() => {
+            cut(&state);
+            return None;
+        }
+    };
+    let Some(kind) = kind else {
+        http::serve_connection(state, stream, peer, router, slot).await;
+        return None;
+    };
+    drop(router);
+    let upgraded = tokio::select! {
+        upgraded = handshake(&state, stream, kind, deadline) => upgraded,
+        _ = slot.cut() => {
+            cut(&state);
+            None
+        }
+    };
+    slot.admit(&state);
+    drop(slot);
+    let (ws, accepted) = upgraded?;
+    open_session(state, ws, accepted)
+}
+
+/// Counts a pending socket cut to make room for a newer one.
+pub(crate) fn cut(state: &AppState) {
+    state
+        .counters
+        .pending_evictions
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!("pending socket cut: --max-pending-connections reached");
+}
+
 /// Peeks at the request line: `Some(Some(kind))` for a WebSocket route,
-/// `Some(None)` for HTTP, `None` when the socket closed or said nothing.
-async fn peek_route(stream: &TcpStream) -> Option<Option<WsKind>> {
+/// `Some(None)` for HTTP, `None` when the socket closed or said nothing
+/// before `deadline`.
+async fn peek_route(stream: &TcpStream, deadline: Instant) -> Option<Option<WsKind>> {
     let mut head = [0u8; 16];
     for _ in 0..PEEK_TRIES {
-        let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await;
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
         let n = match peeked {
             Ok(Ok(n)) if n > 0 => n,
             _ => return None,
@@ -131,6 +163,8 @@ struct Accepted {
     pub since: Option<u64>,
     /// `?epoch=`: the history epoch `since` belongs to.
     pub epoch: Option<u64>,
+    /// One of the user's `--max-connections-per-user` slots.
+    pub user_slot: UserSlot,
 }
 
 /// The WebSocket settings every socket gets.
@@ -144,11 +178,13 @@ fn ws_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(config.max_frame_bytes))
 }
 
-/// Checks the token and the path, then upgrades; 401/403/404 otherwise.
+/// Checks the token and the path, then upgrades by `deadline`;
+/// 401/403/404/429 otherwise.
 async fn handshake(
     state: &Arc<AppState>,
     stream: TcpStream,
     kind: WsKind,
+    deadline: Instant,
 ) -> Option<(WebSocketStream<TcpStream>, Accepted)> {
     let mut accepted = None;
     // tungstenite's callback type: its error is the HTTP response itself.
@@ -181,7 +217,7 @@ async fn handshake(
         callback,
         Some(ws_config(&state.config)),
     );
-    match tokio::time::timeout(Duration::from_secs(10), upgrade).await {
+    match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => accepted.map(|a| (ws, a)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "websocket handshake failed");
@@ -193,7 +229,7 @@ async fn handshake(
 
 /// The route, the token and the room's admission, from the request.
 fn admit(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: &Request,
     kind: WsKind,
 ) -> Result<Accepted, (StatusCode, &'static str)> {
@@ -244,11 +280,19 @@ fn admit(
             .map(Some)
             .map_err(|_| (StatusCode::BAD_REQUEST, "since and epoch must be numbers")),
     };
+    let since = number("since")?;
+    let epoch = number("epoch")?;
+    // Last, so a refused upgrade never holds a slot.
+    let user_slot = state.user_slot(&claims.sub).ok_or((
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many connections for this user",
+    ))?;
     Ok(Accepted {
         endpoint,
         claims,
-        since: number("since")?,
-        epoch: number("epoch")?,
+        since,
+        epoch,
+        user_slot,
     })
 }
 
@@ -265,6 +309,7 @@ fn open_session(
         claims,
         since,
         epoch,
+        user_slot,
     } = accepted;
     let conn = match state.hub.open(Some(&claims.sub), None) {
         Ok(c) => c,
@@ -278,8 +323,10 @@ fn open_session(
     state.register(
         id,
         SessionInfo {
-            sub: claims.sub.as_str().into(),
+            // Shared with the user's slot count: one allocation per user.
+            sub: user_slot.sub().clone(),
             endpoint: endpoint.clone(),
+            admin: claims.is_admin(),
         },
     );
     state
@@ -294,6 +341,7 @@ fn open_session(
         conn,
         since,
         epoch,
+        _user_slot: user_slot,
     });
     Some((session, socket))
 }
@@ -330,8 +378,8 @@ mod tests {
         let client = TcpStream::connect(addr).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
         let state = AppState::new(Config::default()).unwrap();
-        let (tx, _rx) = mpsc::channel(1);
-        let task = route(state, stream, peer, tx);
+        let router = http::router(state.clone());
+        let task = route(state, stream, peer, router);
         let size = std::mem::size_of_val(&task);
         println!("socket task future: {size} bytes");
         assert!(size <= 768, "socket task future is {size} bytes");

@@ -1,6 +1,13 @@
-//! Attachments: `POST /files` stores a raw body on disk under a random
+//! Attachments: `POST /files` streams a raw body to disk under a random
 //! 128-bit id; `GET /files/{id}` serves it back to any signed-in user with
 //! the `Content-Type` it was uploaded with.
+//!
+//! An upload never sits in memory: its body goes frame by frame to a temp
+//! file, within `--body-timeout-ms` (408 after), and at most
+//! `--max-uploads-in-flight` are received at once (503 above). Downloads
+//! take the token from `Authorization`, from the `cbx_files` cookie the
+//! browser client sets (path `/files`, so `<img src>` needs no token in
+//! its URL), or from `?token=`.
 //!
 //! No client string ever reaches the filesystem: the path is the data
 //! directory plus 32 hex digits the hub generated, and a request's id is
@@ -9,7 +16,7 @@
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,12 +25,14 @@ use axum::{Json, Router};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Claims;
+use crate::auth::{self, Claims};
 use crate::server::AppState;
 
 /// Longest `Content-Type` kept.
 const MAX_TYPE_BYTES: usize = 200;
 const FALLBACK_TYPE: &str = "application/octet-stream";
+/// The cookie the browser client keeps its token in for `GET /files/{id}`.
+pub const TOKEN_COOKIE: &str = "cbx_files";
 
 /// What is kept next to a file's bytes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,27 +88,55 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-async fn write_file(dir: &FsPath, id: &str, data: &[u8], meta: &Meta) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
-    let tmp = dir.join(format!("{id}.tmp"));
-    tokio::fs::write(&tmp, data).await?;
-    tokio::fs::rename(&tmp, dir.join(id)).await?;
-    // The meta file is written last: its presence means the file is whole.
-    let meta = serde_json::to_vec(meta).unwrap_or_default();
-    tokio::fs::write(dir.join(format!("{id}.meta")), meta).await
+/// Why an upload's body was not stored.
+enum Failed {
+    TooLarge,
+    TimedOut,
+    Read,
+    Store(std::io::Error),
 }
 
-/// True when reading a body failed because it went over the limit
-/// (`http_body_util::LengthLimitError`, somewhere in the error's chain).
-fn over_limit(e: &axum::Error) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cause {
-        if c.to_string().contains("length limit exceeded") {
-            return true;
+/// Streams `body` into `<dir>/<id>.tmp`, at most `max` bytes, then moves it
+/// to `<dir>/<id>` and writes the meta file (last: its presence means the
+/// file is whole). Returns the size; the temp file is gone on failure.
+async fn store(dir: &FsPath, id: &str, body: Body, max: usize) -> Result<usize, Failed> {
+    use tokio::io::AsyncWriteExt;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(Failed::Store)?;
+    let tmp = dir.join(format!("{id}.tmp"));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(Failed::Store)?;
+        let mut body = std::pin::pin!(body);
+        let mut size = 0usize;
+        while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            let frame = frame.map_err(|e| {
+                if crate::http::body_timed_out(&e) {
+                    Failed::TimedOut
+                } else {
+                    Failed::Read
+                }
+            })?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            size += chunk.len();
+            if size > max {
+                return Err(Failed::TooLarge);
+            }
+            file.write_all(&chunk).await.map_err(Failed::Store)?;
         }
-        cause = c.source();
+        file.flush().await.map_err(Failed::Store)?;
+        tokio::fs::rename(&tmp, dir.join(id))
+            .await
+            .map_err(Failed::Store)?;
+        Ok(size)
     }
-    false
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
 }
 
 async fn upload(
@@ -119,36 +156,54 @@ async fn upload(
             &format!("files are limited to {max} bytes"),
         );
     }
-    let data = match axum::body::to_bytes(body, max).await {
-        Ok(d) => d,
-        Err(e) => {
-            let too_large = over_limit(&e);
-            return if too_large {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("files are limited to {max} bytes"),
-                )
-            } else {
-                error(StatusCode::BAD_REQUEST, "could not read the body")
-            };
-        }
+    let Ok(_receiving) = state.uploads.try_acquire() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads in progress: try again shortly",
+        );
     };
     let bytes: [u8; 16] = rand::thread_rng().gen();
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = files_dir(&state);
+    let size = match store(&dir, &id, body, max).await {
+        Ok(size) => size,
+        Err(Failed::TooLarge) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("files are limited to {max} bytes"),
+            )
+        }
+        Err(Failed::TimedOut) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the upload was not received in time",
+            )
+        }
+        Err(Failed::Read) => return error(StatusCode::BAD_REQUEST, "could not read the body"),
+        Err(Failed::Store(e)) => {
+            tracing::error!(error = %e, "could not store an upload");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not store the file",
+            );
+        }
+    };
     let meta = Meta {
         content_type: content_type(&headers),
-        size: data.len(),
+        size,
         owner: claims.sub.clone(),
         uploaded_ms: crate::frames::now_ms(),
     };
-    if let Err(e) = write_file(&files_dir(&state), &id, &data, &meta).await {
-        tracing::error!(error = %e, "could not store an upload");
+    let meta_bytes = serde_json::to_vec(&meta).unwrap_or_default();
+    if let Err(e) = tokio::fs::write(dir.join(format!("{id}.meta")), meta_bytes).await {
+        tracing::error!(error = %e, "could not store an upload's meta");
+        let _ = tokio::fs::remove_file(dir.join(&id)).await;
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not store the file",
         );
     }
-    tracing::info!(file = %id, size = data.len(), owner = %claims.sub, "file uploaded");
+    tracing::info!(file = %id, size, owner = %claims.sub, "file uploaded");
     (
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -163,9 +218,21 @@ async fn upload(
 
 async fn download(
     State(state): State<Arc<AppState>>,
-    _claims: Claims,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Response {
+    let signed_in =
+        state
+            .auth
+            .verify_request(&headers, uri.query())
+            .or_else(|_| match auth::cookie(&headers, TOKEN_COOKIE) {
+                Some(token) => state.auth.verify(token),
+                None => Err(auth::Refused("no token".into())),
+            });
+    if signed_in.is_err() {
+        return auth::unauthorized();
+    }
     if !is_file_id(&id) {
         return error(StatusCode::NOT_FOUND, "no such file");
     }

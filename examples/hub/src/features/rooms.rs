@@ -504,7 +504,8 @@ fn change(
     registry.save();
     if room.private {
         for (conn, sub) in state.room_sessions(id) {
-            let admin = state.features.is_admin(&sub);
+            // The rights of this socket's own token, not the user's last.
+            let admin = state.session_is_admin(conn);
             if !room.admits_sub(&sub, admin) {
                 state.close_connection(conn, 4003, "you are no longer a member of this room");
             }

@@ -1,4 +1,7 @@
 // HTTP calls to the hub with the token, and the URLs that carry it.
+// File links carry no token: the hub reads it from the `cbx_files` cookie,
+// sent only to /files on this site (the token stays out of URLs, logs and
+// Referer headers).
 
 import { sessionExpired } from './session.js';
 import { state } from './state.js';
@@ -10,7 +13,11 @@ export function wsUrl(path, extra = '') {
   return `${proto}//${location.host}${path}?token=${enc(state.token)}${extra}`;
 }
 
-export const fileUrl = (id) => `/files/${enc(id)}?token=${enc(state.token)}`;
+export function fileUrl(id) {
+  const secure = location.protocol === 'https:' ? '; Secure' : '';
+  document.cookie = `cbx_files=${enc(state.token || '')}; Path=/files; SameSite=Strict${secure}`;
+  return `/files/${enc(id)}`;
+}
 
 export async function api(method, path, body, opts = {}) {
   const headers = { Authorization: `Bearer ${state.token}` };
