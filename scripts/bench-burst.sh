@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fan-out under bursts through the C ABI, one command:
+# `scripts/bench-burst.sh [--quick]`.
+#
+# Builds the release library and examples/bench_burst.c against it, runs
+# the timed table (1000 members, 100 B, queue depths 1, 10, 64, 256), then
+# counts instructions per delivery under callgrind, for the sends and for
+# the drain separately (stable on a shared, noisy machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=${1:-}
+
+echo "# channelbox burst benchmark, $(date -u +%FT%TZ)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "rustc: $(rustc --version); cc: $(cc --version | head -1)"
+echo
+cargo build --release --quiet -p channelbox
+bin=target/release/bench_burst
+cc -O2 -Wall -Wextra -std=c11 -Iinclude examples/bench_burst.c -o "$bin" \
+  -Ltarget/release -lchannelbox -Wl,-rpath,"$PWD/target/release"
+"$bin" $QUICK
+
+if command -v valgrind >/dev/null; then
+  echo
+  echo "callgrind, instructions per delivery (send) and per message (drain):"
+  echo
+  echo "| depth | queues | send | drain |"
+  echo "|---:|:---|---:|---:|"
+  ir() {
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \
+      "$bin" --callgrind "$1" "$2" "$3" 2>&1 | awk '/Collected/ {print $4}'
+  }
+  for depth in 1 10 64 256; do
+    for mode in fresh reused; do
+      s=$(ir send "$mode" "$depth")
+      d=$(ir drain "$mode" "$depth")
+      awk -v n=$((depth * 1000)) -v s="$s" -v d="$d" -v depth="$depth" -v mode="$mode" \
+        'BEGIN { printf "| %d | %s | %.1f | %.1f |\n", depth, mode, s / n, d / n }'
+    done
+  done
+fi
