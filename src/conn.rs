@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rustc_hash::FxHashSet;
 
 use crate::close::CloseReason;
@@ -22,6 +22,11 @@ use crate::message::Message;
 /// A connection's id: never reused within a hub, so a stale id is always
 /// detected rather than aliasing a newer connection.
 pub type ConnId = u64;
+
+/// Slots a queue gets when the connection opens (8 bytes each): the first
+/// message to a new connection then needs no allocation inside the
+/// group's send, which holds the group's lock.
+const QUEUE_SLOTS_AT_OPEN: usize = 4;
 
 /// What happened to one message offered to one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +50,7 @@ pub(crate) struct Limits {
 }
 
 #[derive(Debug, Default)]
-struct Queue {
+pub(crate) struct Queue {
     items: VecDeque<Message>,
     /// Payload bytes in `items`, what `max_bytes` bounds.
     bytes: usize,
@@ -53,6 +58,10 @@ struct Queue {
     closed: Option<CloseReason>,
     /// Threads blocked in `recv` (so a push knows to signal the condvar).
     blocked: u32,
+    /// An async receiver found the queue empty and registered its waker:
+    /// the next push wakes it. Without it every push to an empty queue
+    /// would pay the waker's atomics, task or no task.
+    task_waiting: bool,
 }
 
 /// The state of one connection, shared by the hub's maps and the groups it
@@ -87,7 +96,10 @@ impl ConnState {
             id,
             user,
             expires_at_ms,
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                items: VecDeque::with_capacity(QUEUE_SLOTS_AT_OPEN),
+                ..Queue::default()
+            }),
             cond: Condvar::new(),
             waker: AtomicWaker::new(),
             in_ready: AtomicBool::new(false),
@@ -104,9 +116,57 @@ impl ConnState {
 
     /// [`ConnState::push`] with the payload length computed once per send
     /// rather than once per member.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_len(&self, message: &Message, len: usize) -> Push {
+        match self.try_push(message, len) {
+            Ok(wake) => Push::Queued {
+                wake,
+                dropped_oldest: 0,
+            },
+            Err(q) => self.push_slow(q, message, len),
+        }
+    }
+
+    /// The common case of a push, inlined into the fan-out loop since it
+    /// is the cost of a delivery: open, room left within the bounds and
+    /// the slots it has. A lock, a slot, a reference count, and a look at
+    /// whether anyone waits when the queue was empty. `Ok(wake)`: queued,
+    /// `wake` when the queue was empty. `Err`: the rest is up to
+    /// [`ConnState::push_slow`], given the lock still held (so that the
+    /// fast path hands nothing bigger than a register back).
+    #[inline(always)]
+    pub(crate) fn try_push(
+        &self,
+        message: &Message,
+        len: usize,
+    ) -> std::result::Result<bool, MutexGuard<'_, Queue>> {
         let mut q = self.queue.lock();
+        let limits = self.limits;
+        let n = q.items.len();
+        if q.closed.is_some()
+            || n >= q.items.capacity()
+            || (n > 0 && (n >= limits.max_messages || q.bytes + len > limits.max_bytes))
+        {
+            return Err(q);
+        }
+        q.items.push_back(message.clone());
+        q.bytes += len;
+        let wake = n == 0;
+        if wake && (q.blocked > 0 || q.task_waiting) {
+            self.wake_waiting(q);
+        }
+        Ok(wake)
+    }
+
+    /// [`ConnState::push_len`] for an empty, full or closed queue, or one
+    /// whose slots are all taken.
+    #[inline(never)]
+    pub(crate) fn push_slow(
+        &self,
+        mut q: MutexGuard<'_, Queue>,
+        message: &Message,
+        len: usize,
+    ) -> Push {
         if q.closed.is_some() {
             return Push::Closed;
         }
@@ -126,7 +186,7 @@ impl ConnState {
                     });
                     let blocked = q.blocked > 0;
                     drop(q);
-                    self.wake_readers(blocked);
+                    self.wake_readers(blocked, true);
                     return Push::Disconnected;
                 }
                 SlowConsumer::DropOldest => {
@@ -140,12 +200,20 @@ impl ConnState {
             }
         }
         let wake = q.items.is_empty();
+        if q.items.len() == q.items.capacity() {
+            // A burst is filling it: grow fourfold (within the bound)
+            // rather than double, fewer copies while the group is locked.
+            let room = q.items.len().saturating_mul(3).max(QUEUE_SLOTS_AT_OPEN);
+            let room = room.min(limits.max_messages.saturating_sub(q.items.len()).max(1));
+            q.items.reserve(room);
+        }
         q.items.push_back(message.clone());
         q.bytes += len;
         let blocked = wake && q.blocked > 0;
+        let task = wake && std::mem::take(&mut q.task_waiting);
         drop(q);
         if wake {
-            self.wake_readers(blocked);
+            self.wake_readers(blocked, task);
         }
         Push::Queued {
             wake,
@@ -153,11 +221,24 @@ impl ConnState {
         }
     }
 
-    fn wake_readers(&self, blocked: bool) {
+    /// Wakes whoever waits on a queue that just stopped being empty.
+    #[cold]
+    #[inline(never)]
+    fn wake_waiting(&self, mut q: MutexGuard<'_, Queue>) {
+        let blocked = q.blocked > 0;
+        let task = std::mem::take(&mut q.task_waiting);
+        drop(q);
+        self.wake_readers(blocked, task);
+    }
+
+    /// Wakes blocked threads (`blocked`) and the async task (`task`).
+    fn wake_readers(&self, blocked: bool, task: bool) {
         if blocked {
             self.cond.notify_all();
         }
-        self.waker.wake();
+        if task {
+            self.waker.wake();
+        }
     }
 
     /// Closes the queue; returns false when it was already closed.
@@ -169,7 +250,7 @@ impl ConnState {
         q.closed = Some(reason);
         let blocked = q.blocked > 0;
         drop(q);
-        self.wake_readers(blocked);
+        self.wake_readers(blocked, true);
         true
     }
 
@@ -250,9 +331,12 @@ impl ConnState {
         out: &mut Vec<Message>,
         max: usize,
     ) -> Poll<Result<usize>> {
-        match self.try_recv_batch(out, max) {
-            Ok(0) if max > 0 => {}
-            other => return Poll::Ready(other),
+        {
+            let mut q = self.queue.lock();
+            match Self::drain(&mut q, out, max) {
+                Ok(0) if max > 0 => q.task_waiting = true,
+                other => return Poll::Ready(other),
+            }
         }
         self.waker.register(cx.waker());
         // A push between the first check and the registration would have
@@ -337,6 +421,62 @@ mod tests {
                 bytes: 20
             }))
         );
+    }
+
+    /// A waker that counts its wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn async_receiver_that_found_the_queue_empty_is_woken_once_by_the_next_push() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        let counter = Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        c.push(&msg(1));
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(2)));
+        // Not waiting any more: pushes to the empty queue wake nobody.
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Waiting again (queue drained first): the next push wakes it.
+        assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn closing_wakes_a_waiting_async_receiver() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        let counter = Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        assert!(c.close(CloseReason::ClosedByHost));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_burst_grows_the_slots_but_never_past_the_message_bound() {
+        let c = conn(10, 1 << 20, SlowConsumer::DropNewest);
+        for _ in 0..10 {
+            assert!(matches!(c.push(&msg(1)), Push::Queued { .. }));
+        }
+        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        let q = c.queue.lock();
+        assert_eq!(q.items.len(), 10);
+        // 4 slots at open, then 16 would pass the bound: 10 it is.
+        assert!(q.items.capacity() >= 10 && q.items.capacity() < 16);
     }
 
     #[test]
