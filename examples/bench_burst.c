@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
     memset(b.payload, 'x', PAYLOAD);
     if (argc == 5 && strcmp(argv[1], "--callgrind") == 0)
         return run_callgrind(&b, argv[2], argv[3], atoi(argv[4]));
-    int rounds = 9;
+    int rounds = 15;
     if (argc == 2 && strcmp(argv[1], "--quick") == 0) rounds = 3;
     else if (argc != 1) {
         fprintf(stderr,
