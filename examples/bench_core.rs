@@ -190,10 +190,15 @@ fn bytes_per_history_message(n: usize, payload: usize) -> f64 {
 }
 
 fn main() {
-    if let Some(n) = std::env::args().skip_while(|a| a != "--callgrind").nth(1) {
-        // Fixed work for `valgrind --tool=callgrind`: N sends to 1000 members.
-        let n: usize = n.parse().expect("--callgrind N");
-        callgrind(n);
+    let mut args = std::env::args().skip_while(|a| a != "--callgrind").skip(1);
+    if let Some(n) = args.next() {
+        // Fixed work for `valgrind --tool=callgrind`: N sends to MEMBERS
+        // members (1000 unless given).
+        let n: usize = n.parse().expect("--callgrind N [MEMBERS]");
+        let members = args
+            .next()
+            .map_or(1000, |m| m.parse().expect("--callgrind N [MEMBERS]"));
+        callgrind(n, members);
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
@@ -242,12 +247,12 @@ fn main() {
     }
 }
 
-/// `n` history-less sends of 100 B to a group of 1000, drained every 10
-/// sends: run twice with different `n` under callgrind and divide the
+/// `n` history-less sends of 100 B to a group of `members`, drained every
+/// 10 sends: run twice with different `n` under callgrind and divide the
 /// difference by the extra deliveries for instructions per delivery.
-fn callgrind(n: usize) {
+fn callgrind(n: usize, members: usize) {
     let hub = Hub::new(big_queues()).unwrap();
-    let conns: Vec<_> = (0..1000)
+    let conns: Vec<_> = (0..members)
         .map(|_| {
             let c = hub.open(None, None).unwrap();
             c.join("g").unwrap();

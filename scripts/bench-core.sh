@@ -6,7 +6,8 @@
 #    heap per idle connection and per history message.
 # 2. Nexios' own ChannelBox.group_send to 1000 no-op channels, measured by
 #    shared/bench/inproc/nexios_inproc.py in the same run, and the ratio.
-# 3. Instructions per delivery under callgrind (stable on a noisy machine).
+# 3. Instructions per delivery under callgrind (stable on a noisy machine),
+#    for groups of 1, 1000 and 10,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${1:-}
@@ -44,8 +45,16 @@ if command -v valgrind >/dev/null; then
   echo
   b=target/release/examples/bench_core
   ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-      --toggle-collect='channelbox::hub::Hub::group_send*' "$b" --callgrind "$1" 2>&1 \
+      --toggle-collect='*Hub*::group_send*' "$b" --callgrind "$1" "$2" 2>&1 \
       | awk '/Collected/ {print $4}'; }
-  a=$(ir 100); z=$(ir 600)
-  echo "callgrind: $(( (z - a) / 500000 )) instructions per delivery (group of 1000, 100 B, no history)"
+  # members, then two send counts: the difference divided by the extra
+  # deliveries is the cost of one delivery.
+  for spec in "1 10000 60000" "1000 100 600" "10000 10 60"; do
+    set -- $spec
+    a=$(ir "$2" "$1"); z=$(ir "$3" "$1")
+    echo "callgrind: $(( (z - a) / (($3 - $2) * $1) )) instructions per delivery (group of $1, 100 B, no history)"
+  done
 fi
+
+echo
+echo "Bursts through the C ABI (queue depths 1 to 256): scripts/bench-burst.sh"

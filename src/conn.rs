@@ -5,13 +5,13 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rustc_hash::FxHashSet;
 
 use crate::close::CloseReason;
@@ -22,6 +22,11 @@ use crate::message::Message;
 /// A connection's id: never reused within a hub, so a stale id is always
 /// detected rather than aliasing a newer connection.
 pub type ConnId = u64;
+
+/// Slots a queue gets when the connection opens (8 bytes each): the first
+/// message to a new connection then needs no allocation inside the
+/// group's send, which holds the group's lock.
+const QUEUE_SLOTS_AT_OPEN: usize = 4;
 
 /// What happened to one message offered to one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +49,33 @@ pub(crate) struct Limits {
     pub(crate) policy: SlowConsumer,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    items: VecDeque<Message>,
-    /// Payload bytes in `items`, what `max_bytes` bounds.
-    bytes: usize,
-    /// Set once; the reason is what receivers are told after draining.
-    closed: Option<CloseReason>,
-    /// Threads blocked in `recv` (so a push knows to signal the condvar).
-    blocked: u32,
+/// The byte bound as the queue counts it. A payload's length always fits
+/// an `isize` (Rust allocations do); a bound past that is as good as none.
+fn max_room(max_bytes: usize) -> isize {
+    isize::try_from(max_bytes).unwrap_or(isize::MAX)
 }
+
+/// What a push reads and writes, and nothing else: with its lock it is 64
+/// bytes, one cache line (see [`QueueLine`]), so a delivery to a member
+/// touches one line of the member's state, not three.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    items: VecDeque<Message>,
+    /// Payload bytes `items` may still take: `max_bytes` minus what it
+    /// holds, so a push compares with one field rather than two. Below
+    /// zero while an empty queue's one message is over the bound.
+    room_bytes: isize,
+    /// `Limits::max_messages`, copied here to share the line.
+    max_messages: usize,
+    /// Set once; the reason is what receivers are told after draining.
+    /// Boxed: one word on the hot line, set at most once a connection.
+    closed: Option<Box<CloseReason>>,
+}
+
+/// The queue and its lock on a cache line of their own.
+#[derive(Debug)]
+#[repr(align(64))]
+struct QueueLine(Mutex<Queue>);
 
 /// The state of one connection, shared by the hub's maps and the groups it
 /// is a member of.
@@ -63,7 +85,16 @@ pub(crate) struct ConnState {
     pub(crate) user: Option<Arc<str>>,
     /// Absolute expiry in ms since the epoch (Nexios' `expires`).
     pub(crate) expires_at_ms: Option<u64>,
-    queue: Mutex<Queue>,
+    queue: QueueLine,
+    /// Threads blocked in `recv` (so a push knows to signal the condvar).
+    /// Changed and read only under the queue's lock (atomic only to live
+    /// off its cache line).
+    blocked: AtomicU32,
+    /// An async receiver found the queue empty and registered its waker:
+    /// the next push wakes it. Without it every push to an empty queue
+    /// would pay the waker's atomics, task or no task. Changed and read
+    /// only under the queue's lock.
+    task_waiting: AtomicBool,
     /// Wakes blocking receivers.
     cond: Condvar,
     /// Wakes the async receiver.
@@ -87,7 +118,14 @@ impl ConnState {
             id,
             user,
             expires_at_ms,
-            queue: Mutex::new(Queue::default()),
+            queue: QueueLine(Mutex::new(Queue {
+                items: VecDeque::with_capacity(QUEUE_SLOTS_AT_OPEN),
+                room_bytes: max_room(limits.max_bytes),
+                max_messages: limits.max_messages,
+                closed: None,
+            })),
+            blocked: AtomicU32::new(0),
+            task_waiting: AtomicBool::new(false),
             cond: Condvar::new(),
             waker: AtomicWaker::new(),
             in_ready: AtomicBool::new(false),
@@ -104,35 +142,82 @@ impl ConnState {
 
     /// [`ConnState::push`] with the payload length computed once per send
     /// rather than once per member.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_len(&self, message: &Message, len: usize) -> Push {
-        let mut q = self.queue.lock();
+        match self.try_push(message, len) {
+            Ok(wake) => Push::Queued {
+                wake,
+                dropped_oldest: 0,
+            },
+            Err(q) => self.push_slow(q, message, len),
+        }
+    }
+
+    /// The common case of a push, inlined into the fan-out loop since it
+    /// is the cost of a delivery: open, room left within the bounds and
+    /// the slots it has. A lock, a slot, a reference count, and a look at
+    /// whether anyone waits when the queue was empty. `Ok(wake)`: queued,
+    /// `wake` when the queue was empty. `Err`: the rest is up to
+    /// [`ConnState::push_slow`], given the lock still held (so that the
+    /// fast path hands nothing bigger than a register back).
+    #[inline(always)]
+    pub(crate) fn try_push(
+        &self,
+        message: &Message,
+        len: usize,
+    ) -> std::result::Result<bool, MutexGuard<'_, Queue>> {
+        let mut q = self.queue.0.lock();
+        let n = q.items.len();
+        if q.closed.is_some()
+            || n >= q.items.capacity()
+            || (n > 0 && (n >= q.max_messages || len as isize > q.room_bytes))
+        {
+            return Err(q);
+        }
+        q.items.push_back(message.clone());
+        q.room_bytes -= len as isize;
+        let wake = n == 0;
+        if wake && self.anyone_waiting() {
+            self.wake_waiting(q);
+        }
+        Ok(wake)
+    }
+
+    /// [`ConnState::push_len`] for an empty, full or closed queue, or one
+    /// whose slots are all taken.
+    #[inline(never)]
+    pub(crate) fn push_slow(
+        &self,
+        mut q: MutexGuard<'_, Queue>,
+        message: &Message,
+        len: usize,
+    ) -> Push {
         if q.closed.is_some() {
             return Push::Closed;
         }
         let limits = self.limits;
         let fits = |q: &Queue| {
             q.items.is_empty()
-                || (q.items.len() < limits.max_messages && q.bytes + len <= limits.max_bytes)
+                || (q.items.len() < limits.max_messages && len as isize <= q.room_bytes)
         };
         let mut dropped_oldest = 0;
         if !fits(&q) {
             match limits.policy {
                 SlowConsumer::DropNewest => return Push::Dropped,
                 SlowConsumer::Disconnect => {
-                    q.closed = Some(CloseReason::SlowConsumer {
+                    q.closed = Some(Box::new(CloseReason::SlowConsumer {
                         messages: q.items.len(),
-                        bytes: q.bytes,
-                    });
-                    let blocked = q.blocked > 0;
+                        bytes: self.queued_bytes(&q),
+                    }));
+                    let blocked = self.blocked.load(Ordering::Relaxed) > 0;
                     drop(q);
-                    self.wake_readers(blocked);
+                    self.wake_readers(blocked, true);
                     return Push::Disconnected;
                 }
                 SlowConsumer::DropOldest => {
                     while !fits(&q) {
                         if let Some(old) = q.items.pop_front() {
-                            q.bytes -= old.len();
+                            q.room_bytes += old.len() as isize;
                             dropped_oldest += 1;
                         }
                     }
@@ -140,12 +225,20 @@ impl ConnState {
             }
         }
         let wake = q.items.is_empty();
+        if q.items.len() == q.items.capacity() {
+            // A burst is filling it: grow fourfold (within the bound)
+            // rather than double, fewer copies while the group is locked.
+            let room = q.items.len().saturating_mul(3).max(QUEUE_SLOTS_AT_OPEN);
+            let room = room.min(limits.max_messages.saturating_sub(q.items.len()).max(1));
+            q.items.reserve(room);
+        }
         q.items.push_back(message.clone());
-        q.bytes += len;
-        let blocked = wake && q.blocked > 0;
+        q.room_bytes -= len as isize;
+        let blocked = wake && self.blocked.load(Ordering::Relaxed) > 0;
+        let task = wake && self.task_waiting.swap(false, Ordering::Relaxed);
         drop(q);
         if wake {
-            self.wake_readers(blocked);
+            self.wake_readers(blocked, task);
         }
         Push::Queued {
             wake,
@@ -153,46 +246,71 @@ impl ConnState {
         }
     }
 
-    fn wake_readers(&self, blocked: bool) {
+    /// True when a thread or a task waits for this queue (read under its
+    /// lock, which orders every change).
+    #[inline(always)]
+    fn anyone_waiting(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed) > 0 || self.task_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes waiting (under the lock).
+    fn queued_bytes(&self, q: &Queue) -> usize {
+        (max_room(self.limits.max_bytes) - q.room_bytes) as usize
+    }
+
+    /// Wakes whoever waits on a queue that just stopped being empty.
+    #[cold]
+    #[inline(never)]
+    fn wake_waiting(&self, q: MutexGuard<'_, Queue>) {
+        let blocked = self.blocked.load(Ordering::Relaxed) > 0;
+        let task = self.task_waiting.swap(false, Ordering::Relaxed);
+        drop(q);
+        self.wake_readers(blocked, task);
+    }
+
+    /// Wakes blocked threads (`blocked`) and the async task (`task`).
+    fn wake_readers(&self, blocked: bool, task: bool) {
         if blocked {
             self.cond.notify_all();
         }
-        self.waker.wake();
+        if task {
+            self.waker.wake();
+        }
     }
 
     /// Closes the queue; returns false when it was already closed.
     pub(crate) fn close(&self, reason: CloseReason) -> bool {
-        let mut q = self.queue.lock();
+        let mut q = self.queue.0.lock();
         if q.closed.is_some() {
             return false;
         }
-        q.closed = Some(reason);
-        let blocked = q.blocked > 0;
+        q.closed = Some(Box::new(reason));
+        let blocked = self.blocked.load(Ordering::Relaxed) > 0;
         drop(q);
-        self.wake_readers(blocked);
+        self.wake_readers(blocked, true);
         true
     }
 
     /// True once closed (it may still hold messages to drain).
     pub(crate) fn is_closed(&self) -> bool {
-        self.queue.lock().closed.is_some()
+        self.queue.0.lock().closed.is_some()
     }
 
     /// Why it was closed, if it was.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        self.queue.lock().closed.clone()
+        self.queue.0.lock().closed.as_deref().cloned()
     }
 
     /// Messages and bytes waiting.
     pub(crate) fn pending(&self) -> (usize, usize) {
-        let q = self.queue.lock();
-        (q.items.len(), q.bytes)
+        let q = self.queue.0.lock();
+        (q.items.len(), self.queued_bytes(&q))
     }
 
     /// Moves up to `max` pending messages into `out`. `Ok(0)`: nothing yet;
     /// `Err(Closed)`: closed and drained.
     pub(crate) fn try_recv_batch(&self, out: &mut Vec<Message>, max: usize) -> Result<usize> {
-        let mut q = self.queue.lock();
+        let mut q = self.queue.0.lock();
         Self::drain(&mut q, out, max)
     }
 
@@ -200,13 +318,13 @@ impl ConnState {
         let n = q.items.len().min(max);
         if n == 0 {
             return match &q.closed {
-                Some(reason) if max > 0 => Err(Error::Closed(reason.clone())),
+                Some(reason) if max > 0 => Err(Error::Closed(CloseReason::clone(reason))),
                 _ => Ok(0),
             };
         }
         out.reserve(n);
         for message in q.items.drain(..n) {
-            q.bytes -= message.len();
+            q.room_bytes += message.len() as isize;
             out.push(message);
         }
         Ok(n)
@@ -221,13 +339,13 @@ impl ConnState {
         timeout: Option<Duration>,
     ) -> Result<usize> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut q = self.queue.lock();
+        let mut q = self.queue.0.lock();
         loop {
             let n = Self::drain(&mut q, out, max)?;
             if n > 0 || max == 0 {
                 return Ok(n);
             }
-            q.blocked += 1;
+            self.blocked.fetch_add(1, Ordering::Relaxed);
             let timed_out = match deadline {
                 Some(d) => self.cond.wait_until(&mut q, d).timed_out(),
                 None => {
@@ -235,7 +353,7 @@ impl ConnState {
                     false
                 }
             };
-            q.blocked -= 1;
+            self.blocked.fetch_sub(1, Ordering::Relaxed);
             if timed_out {
                 let n = Self::drain(&mut q, out, max)?;
                 return if n > 0 { Ok(n) } else { Err(Error::Empty) };
@@ -250,9 +368,12 @@ impl ConnState {
         out: &mut Vec<Message>,
         max: usize,
     ) -> Poll<Result<usize>> {
-        match self.try_recv_batch(out, max) {
-            Ok(0) if max > 0 => {}
-            other => return Poll::Ready(other),
+        {
+            let mut q = self.queue.0.lock();
+            match Self::drain(&mut q, out, max) {
+                Ok(0) if max > 0 => self.task_waiting.store(true, Ordering::Relaxed),
+                other => return Poll::Ready(other),
+            }
         }
         self.waker.register(cx.waker());
         // A push between the first check and the registration would have
@@ -337,6 +458,84 @@ mod tests {
                 bytes: 20
             }))
         );
+    }
+
+    /// A waker that counts its wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn async_receiver_that_found_the_queue_empty_is_woken_once_by_the_next_push() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        let counter = Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        c.push(&msg(1));
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(2)));
+        // Not waiting any more: pushes to the empty queue wake nobody.
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Waiting again (queue drained first): the next push wakes it.
+        assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        c.push(&msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn closing_wakes_a_waiting_async_receiver() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        let counter = Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        assert!(c.close(CloseReason::ClosedByHost));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_burst_grows_the_slots_but_never_past_the_message_bound() {
+        let c = conn(10, 1 << 20, SlowConsumer::DropNewest);
+        for _ in 0..10 {
+            assert!(matches!(c.push(&msg(1)), Push::Queued { .. }));
+        }
+        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        let q = c.queue.0.lock();
+        assert_eq!(q.items.len(), 10);
+        // 4 slots at open, then 16 would pass the bound: 10 it is.
+        assert!(q.items.capacity() >= 10 && q.items.capacity() < 16);
+    }
+
+    #[test]
+    fn a_queue_and_its_lock_fill_one_cache_line() {
+        assert_eq!(std::mem::size_of::<QueueLine>(), 64);
+        assert_eq!(std::mem::align_of::<QueueLine>(), 64);
+    }
+
+    #[test]
+    fn an_oversized_message_fits_an_empty_queue_and_is_counted_exactly() {
+        let c = conn(10, 25, SlowConsumer::DropNewest);
+        assert!(matches!(c.push(&msg(40)), Push::Queued { wake: true, .. }));
+        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        assert_eq!(c.pending(), (1, 40));
+        let mut out = Vec::new();
+        assert_eq!(c.try_recv_batch(&mut out, 10), Ok(1));
+        assert_eq!(c.pending(), (0, 0));
+        // The bound is whole again: 25 bytes, not 25 + 40.
+        assert!(matches!(c.push(&msg(20)), Push::Queued { .. }));
+        assert_eq!(c.push(&msg(6)), Push::Dropped);
+        assert!(matches!(c.push(&msg(5)), Push::Queued { .. }));
+        assert_eq!(c.pending(), (2, 25));
     }
 
     #[test]

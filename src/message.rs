@@ -4,7 +4,8 @@
 //! the group's history hold the same `Arc`, and the payload bytes themselves
 //! are a `Bytes` that a server can hand to its socket writer without a copy.
 
-use std::sync::Arc;
+use std::ffi::{CStr, CString};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -67,6 +68,21 @@ pub(crate) struct Envelope {
     pub(crate) offset: u64,
     /// Milliseconds since the Unix epoch when the hub accepted it.
     pub(crate) ts_ms: u64,
+    /// The group name NUL-terminated, made on a C host's first ask: once a
+    /// message, not once a delivery. (`OnceLock`, 24 bytes: once_cell's
+    /// one-pointer `OnceBox` saves 16 but moves the envelope into the
+    /// allocator's size class of a 100 B payload, and a send to a group of
+    /// 1 then costs 30 instructions more in malloc.)
+    c_group: OnceLock<CString>,
+}
+
+impl Envelope {
+    /// The group name as a C string, `""` for direct and user sends (and
+    /// for a name with a NUL inside, which C could not read anyway).
+    pub(crate) fn group_c(&self) -> &CStr {
+        self.c_group
+            .get_or_init(|| CString::new(self.group.as_deref().unwrap_or("")).unwrap_or_default())
+    }
 }
 
 impl Message {
@@ -83,6 +99,7 @@ impl Message {
             group,
             offset,
             ts_ms,
+            c_group: OnceLock::new(),
         }))
     }
 

@@ -1,9 +1,21 @@
 //! Connections: open, close, direct send and receive.
 
+use std::cell::RefCell;
 use std::ffi::c_char;
 use std::time::Duration;
 
 use super::*;
+use crate::message::Message;
+
+thread_local! {
+    /// The batch `cbx_conn_recv_batch` moves messages through, kept so that
+    /// a receive allocates nothing once it has seen its largest batch.
+    static RECV_BATCH: RefCell<Vec<Message>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread keeps at most this many slots of `RECV_BATCH` (32 KiB) between
+/// calls: a rare huge batch is not held forever.
+const KEPT_BATCH_CAPACITY: usize = 4096;
 
 /// Opens a connection for one client socket the host owns. `user` (NULL for
 /// none) is who it belongs to, for presence and `cbx_user_send`.
@@ -77,7 +89,7 @@ pub unsafe extern "C" fn cbx_conn_recv(
         let out = out_ptr(out, "out")?;
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         let message = hub.recv(conn, timeout)?;
-        *out = cbx_message::boxed(message);
+        *out = cbx_message::into_raw(message);
         Ok(())
     })
 }
@@ -101,16 +113,22 @@ pub unsafe extern "C" fn cbx_conn_recv_batch(
         if cap == 0 {
             return Err(Error::InvalidArgument("cap is 0".into()));
         }
-        let mut batch = Vec::new();
-        let n = hub.try_recv_batch(conn, &mut batch, cap)?;
-        if n == 0 {
-            return Err(Error::Empty);
-        }
-        for (i, message) in batch.into_iter().enumerate() {
-            *out_messages.add(i) = cbx_message::boxed(message);
-        }
-        *n_out = n;
-        Ok(())
+        RECV_BATCH.with(|batch| {
+            let mut batch = batch.borrow_mut();
+            batch.clear();
+            let n = hub.try_recv_batch(conn, &mut batch, cap)?;
+            if n == 0 {
+                return Err(Error::Empty);
+            }
+            for (i, message) in batch.drain(..).enumerate() {
+                *out_messages.add(i) = cbx_message::into_raw(message);
+            }
+            if batch.capacity() > KEPT_BATCH_CAPACITY {
+                *batch = Vec::new();
+            }
+            *n_out = n;
+            Ok(())
+        })
     })
 }
 

@@ -1,31 +1,42 @@
 //! Messages handed to the host: read-only accessors and one free function.
 
-use std::cell::OnceCell;
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
+use std::sync::Arc;
 
 use super::*;
-use crate::message::Message;
+use crate::message::{Envelope, Message};
 
 /// A received message. Owned by the host: free with `cbx_message_free`.
 /// Its data stays valid until then, whatever happens to the hub.
+///
+/// The pointer handed out is the message's shared body itself (one
+/// reference of its `Arc`): receiving allocates nothing and freeing is a
+/// reference-count decrement.
 pub struct cbx_message {
-    pub(crate) message: Message,
-    /// The group name as a C string, made on first ask.
-    group: OnceCell<CString>,
+    /// Never made: a `*cbx_message` is a `*Envelope` under a C name.
+    _opaque: [u8; 0],
 }
 
 impl cbx_message {
-    pub(crate) fn boxed(message: Message) -> *mut cbx_message {
-        Box::into_raw(Box::new(cbx_message {
-            message,
-            group: OnceCell::new(),
-        }))
+    /// Hands one reference to the host.
+    pub(crate) fn into_raw(message: Message) -> *mut cbx_message {
+        Arc::into_raw(message.0).cast_mut().cast()
     }
 
-    fn group_ptr(&self) -> *const c_char {
-        self.group
-            .get_or_init(|| CString::new(self.message.group().unwrap_or("")).unwrap_or_default())
-            .as_ptr()
+    /// Takes back the reference `into_raw` handed out.
+    ///
+    /// # Safety
+    /// `m` came from `into_raw` and is not used again.
+    unsafe fn from_raw(m: *mut cbx_message) -> Message {
+        Message(Arc::from_raw(m.cast_const().cast::<Envelope>()))
+    }
+
+    /// The body behind a pointer from `into_raw` (NULL: None).
+    ///
+    /// # Safety
+    /// `m` is NULL or came from `into_raw` and was not freed.
+    unsafe fn body<'a>(m: *const cbx_message) -> Option<&'a Envelope> {
+        m.cast::<Envelope>().as_ref()
     }
 }
 
@@ -51,7 +62,7 @@ pub struct cbx_message_view {
 /// The message's kind; 0 for a NULL message.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_message_kind(m: *const cbx_message) -> cbx_kind {
-    boundary_value(0, || m.as_ref().map_or(0, |m| kind_code(m.message.kind())))
+    boundary_value(0, || cbx_message::body(m).map_or(0, |m| kind_code(m.kind)))
 }
 
 /// The payload bytes, with their length in `*len` (when `len` is not NULL).
@@ -59,8 +70,8 @@ pub unsafe extern "C" fn cbx_message_kind(m: *const cbx_message) -> cbx_kind {
 #[no_mangle]
 pub unsafe extern "C" fn cbx_message_data(m: *const cbx_message, len: *mut usize) -> *const u8 {
     boundary_value(std::ptr::null(), || {
-        let (ptr, n) = match m.as_ref() {
-            Some(m) => (m.message.data().as_ptr(), m.message.len()),
+        let (ptr, n) = match cbx_message::body(m) {
+            Some(m) => (m.data.as_ptr(), m.data.len()),
             None => (std::ptr::null(), 0),
         };
         if !len.is_null() {
@@ -75,20 +86,20 @@ pub unsafe extern "C" fn cbx_message_data(m: *const cbx_message, len: *mut usize
 #[no_mangle]
 pub unsafe extern "C" fn cbx_message_group(m: *const cbx_message) -> *const c_char {
     boundary_value(c"".as_ptr(), || {
-        m.as_ref().map_or(c"".as_ptr(), cbx_message::group_ptr)
+        cbx_message::body(m).map_or(c"".as_ptr(), |m| m.group_c().as_ptr())
     })
 }
 
 /// The message's history offset in its group, 0 when it was not saved.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_message_offset(m: *const cbx_message) -> u64 {
-    boundary_value(0, || m.as_ref().map_or(0, |m| m.message.offset()))
+    boundary_value(0, || cbx_message::body(m).map_or(0, |m| m.offset))
 }
 
 /// When the hub accepted the message, in ms since the Unix epoch.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_message_ts_ms(m: *const cbx_message) -> u64 {
-    boundary_value(0, || m.as_ref().map_or(0, |m| m.message.ts_ms()))
+    boundary_value(0, || cbx_message::body(m).map_or(0, |m| m.ts_ms))
 }
 
 /// Fills `views[i]` for each of the `n` messages: one call instead of five
@@ -114,16 +125,15 @@ pub unsafe extern "C" fn cbx_message_views(
         // Grown as the messages are read, not reserved for `n` up front.
         let mut filled = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let m = m
-                .as_ref()
+            let m = cbx_message::body(*m)
                 .ok_or_else(|| Error::InvalidArgument(format!("messages[{i}] is NULL")))?;
             filled.push(cbx_message_view {
-                kind: kind_code(m.message.kind()),
-                data: m.message.data().as_ptr(),
-                len: m.message.len(),
-                group: m.group_ptr(),
-                offset: m.message.offset(),
-                ts_ms: m.message.ts_ms(),
+                kind: kind_code(m.kind),
+                data: m.data.as_ptr(),
+                len: m.data.len(),
+                group: m.group_c().as_ptr(),
+                offset: m.offset,
+                ts_ms: m.ts_ms,
             });
         }
         std::ptr::copy_nonoverlapping(filled.as_ptr(), views, n);
@@ -136,7 +146,7 @@ pub unsafe extern "C" fn cbx_message_views(
 pub unsafe extern "C" fn cbx_message_free(m: *mut cbx_message) {
     boundary_value((), || {
         if !m.is_null() {
-            drop(Box::from_raw(m));
+            drop(cbx_message::from_raw(m));
         }
     })
 }
@@ -152,7 +162,7 @@ pub unsafe extern "C" fn cbx_messages_free(messages: *mut *mut cbx_message, n: u
         }
         for m in std::slice::from_raw_parts_mut(messages, n) {
             if !m.is_null() {
-                drop(Box::from_raw(*m));
+                drop(cbx_message::from_raw(*m));
                 *m = std::ptr::null_mut();
             }
         }

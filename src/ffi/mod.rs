@@ -137,19 +137,34 @@ pub struct cbx_hub {
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// This thread's last error as NUL-terminated bytes. A `Vec` rather
+    /// than a `CString` so that setting it reuses the buffer: hosts that
+    /// drain until `CBX_EMPTY` set an error on every last call.
+    static LAST_ERROR: RefCell<Vec<u8>> = RefCell::new(vec![0]);
 }
 
-fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+fn set_last_error(message: &dyn std::fmt::Display) {
+    use std::io::Write;
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        e.clear();
+        // Writing to a Vec cannot fail.
+        let _ = write!(e, "{message}");
+        if e.contains(&0) {
+            let escaped = String::from_utf8_lossy(&e).replace('\0', "\\0");
+            e.clear();
+            e.extend_from_slice(escaped.as_bytes());
+        }
+        e.push(0);
+    });
 }
 
 fn clear_last_error() {
     LAST_ERROR.with(|e| {
         let mut e = e.borrow_mut();
-        if !e.as_bytes().is_empty() {
-            *e = CString::default();
+        if e.len() > 1 {
+            e.clear();
+            e.push(0);
         }
     });
 }
@@ -157,7 +172,7 @@ fn clear_last_error() {
 /// The pointer to this thread's last error message (valid until the next
 /// call on this thread).
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.with(|e| e.borrow().as_ptr().cast())
 }
 
 /// The result code for an error.
@@ -195,11 +210,11 @@ pub(crate) fn boundary<F: FnOnce() -> Result<(), Error>>(f: F) -> cbx_result {
             CBX_OK
         }
         Ok(Err(e)) => {
-            set_last_error(&e.to_string());
+            set_last_error(&e);
             code(&e)
         }
         Err(payload) => {
-            set_last_error(&format!(
+            set_last_error(&format_args!(
                 "internal error (panic): {}",
                 panic_message(&*payload)
             ));

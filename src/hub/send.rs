@@ -320,9 +320,10 @@ impl Hub {
         report
     }
 
-    /// Pushes one message to every member. The common case (queued, no
-    /// wake-up needed, nothing evicted) only bumps a local counter: this
-    /// loop is the cost of a delivery.
+    /// Pushes one message to every member. The common case (queued,
+    /// nothing evicted) only bumps a local counter, and lists the member
+    /// as ready when its queue was empty: this loop is the cost of a
+    /// delivery.
     #[inline]
     fn fan_out(
         &self,
@@ -332,14 +333,20 @@ impl Hub {
         slow: &mut Vec<Arc<ConnState>>,
     ) {
         let len = message.len();
+        let ready = &self.inner.ready;
         let mut delivered = 0;
         for member in members {
-            match member.push_len(message, len) {
-                Push::Queued {
-                    wake: false,
-                    dropped_oldest: 0,
-                } => delivered += 1,
-                other => self.account(member, other, report, slow),
+            match member.try_push(message, len) {
+                Ok(wake) => {
+                    delivered += 1;
+                    if wake {
+                        ready.notify(member);
+                    }
+                }
+                Err(q) => {
+                    let push = member.push_slow(q, message, len);
+                    self.account(member, push, report, slow);
+                }
             }
         }
         report.delivered += delivered;
