@@ -285,7 +285,8 @@ async fn join(
     Ok(ws)
 }
 
-/// A reader: joins once, follows to the end; returns its room and last id.
+/// A reader: joins once, follows until `stop`; returns its room, last id and socket (still
+/// open, so no reader's leave notice reaches the others before all have stopped).
 async fn reader(
     c: Common,
     room: String,
@@ -294,7 +295,7 @@ async fn reader(
     joined: oneshot::Sender<Result<(), String>>,
     mut stop: watch::Receiver<bool>,
     publish: Option<(f64, Instant, u32)>,
-) -> Option<(String, u64)> {
+) -> Option<(String, u64, Ws)> {
     let mut pos = Position::default();
     let mut ws = match join(&c, &room, &user, &mut pos, &sh, true).await {
         Ok(ws) => {
@@ -315,10 +316,9 @@ async fn reader(
     if ended {
         sh.counters.reader_drops.fetch_add(1, Relaxed);
         sh.error(format!("{user}: the hub ended a reader's socket"));
-    } else {
-        let _ = ws.close(None).await;
+        return None;
     }
-    pos.last.map(|last| (room, last))
+    pos.last.map(|last| (room, last, ws))
 }
 
 /// A room's publisher: sends `per_s` messages a second (from `start_at` until `stop`, then
@@ -572,11 +572,13 @@ pub async fn run_soak(a: SoakArgs) -> Value {
         let _ = p.await;
     }
     let mut last_by_room: Vec<(String, u64)> = Vec::new();
+    let mut sockets = Vec::new();
     sleep(Duration::from_secs(3)).await;
     let _ = stop_readers_tx.send(true);
     for r in readers {
-        if let Ok(Some(x)) = r.await {
-            last_by_room.push(x);
+        if let Ok(Some((room, last, ws))) = r.await {
+            last_by_room.push((room, last));
+            sockets.push(ws);
         }
     }
     // Every reader of a room must have reached the room's last id.
@@ -588,6 +590,9 @@ pub async fn run_soak(a: SoakArgs) -> Value {
     }
     for (room, last) in &last_by_room {
         tail_lost += highest[room.as_str()] - last;
+    }
+    for mut ws in sockets {
+        let _ = ws.close(None).await;
     }
     sleep(Duration::from_secs(2)).await;
     samples.push(sample(pid, t0, &sh, "after closing"));
