@@ -423,14 +423,43 @@ async fn churner(
     }
 }
 
+/// The hub's own gauges from `GET /stats` (connections, history kept, queued), to tell a
+/// leak from history filling up to its bound; `None` when it does not answer in 2 s.
+async fn hub_stats(c: &Common) -> Option<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = c.url.strip_prefix("ws://")?.split('/').next()?.to_owned();
+    let token = wire::mint_jwt(c.jwt_secret.as_deref()?, "soak-stats");
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect(authority.as_str()).await.ok()?;
+        let req = format!(
+            "GET /stats HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.take(1 << 20).read_to_end(&mut buf).await.ok()?;
+        let at = wire::find(&buf, b"\r\n\r\n")?;
+        let v: Value = serde_json::from_slice(&buf[at + 4..]).ok()?;
+        Some(json!({
+            "connections": v["connections"],
+            "history_messages": v["history_messages"],
+            "history_bytes": v["history_bytes"],
+            "queued_bytes": v["queued_bytes"],
+        }))
+    };
+    tokio::time::timeout(Duration::from_secs(2), get).await.ok().flatten()
+}
+
 /// Open fds of process `pid`.
 fn fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
-fn sample(pid: Option<u32>, t0: Instant, sh: &Shared, label: &str) -> Value {
+async fn sample(c: &Common, t0: Instant, sh: &Shared, label: &str) -> Value {
+    let pid = c.server_pid;
+    let hub = hub_stats(c).await;
     let c = &sh.counters;
     json!({
+        "hub": hub,
         "t_s": t0.elapsed().as_secs(),
         "at": label,
         "server_rss_kb": pid.and_then(procfs::proc_rss_kb),
@@ -473,9 +502,8 @@ pub async fn run_soak(a: SoakArgs) -> Value {
         latencies: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
     });
-    let pid = a.c.server_pid;
     let t0 = Instant::now();
-    let mut samples = vec![sample(pid, t0, &sh, "before connecting")];
+    let mut samples = vec![sample(&a.c, t0, &sh, "before connecting").await];
     let (stop_tx, stop_rx) = watch::channel(false);
     let (stop_readers_tx, stop_readers_rx) = watch::channel(false);
 
@@ -541,7 +569,7 @@ pub async fn run_soak(a: SoakArgs) -> Value {
     let _ = interval(t0, &sh); // connecting's latencies are not the run's
     let run_start = Instant::now();
     let end = run_start + Duration::from_secs(a.duration);
-    samples.push(sample(pid, t0, &sh, "start"));
+    samples.push(sample(&a.c, t0, &sh, "start").await);
     let mut intervals = Vec::new();
     let mut next_sample = run_start + Duration::from_secs(a.sample_secs);
     let mut next_interval = run_start + Duration::from_secs(a.interval_secs);
@@ -555,7 +583,8 @@ pub async fn run_soak(a: SoakArgs) -> Value {
             next_interval += Duration::from_secs(a.interval_secs);
         }
         if Instant::now() >= next_sample || Instant::now() >= end {
-            let s = sample(pid, t0, &sh, if Instant::now() >= end { "end" } else { "run" });
+            let at = if Instant::now() >= end { "end" } else { "run" };
+            let s = sample(&a.c, t0, &sh, at).await;
             eprintln!("soak: {s}");
             samples.push(s);
             next_sample += Duration::from_secs(a.sample_secs);
@@ -595,7 +624,7 @@ pub async fn run_soak(a: SoakArgs) -> Value {
         let _ = ws.close(None).await;
     }
     sleep(Duration::from_secs(2)).await;
-    samples.push(sample(pid, t0, &sh, "after closing"));
+    samples.push(sample(&a.c, t0, &sh, "after closing").await);
 
     let c = &sh.counters;
     let g = |x: &AtomicU64| x.load(Relaxed);
