@@ -53,7 +53,11 @@ fn main() {
     let cli = Cli::parse();
     let (limit, quiet, threads) = match cli.cmd.common() {
         // The soak prints its own progress on stderr; the table is for the other modes.
-        Some(c) => (c.timeout.max(1), c.quiet || matches!(cli.cmd, Cmd::Soak(_)), c.threads),
+        Some(c) => (
+            c.timeout.max(1),
+            c.quiet || matches!(cli.cmd, Cmd::Soak(_)),
+            c.threads,
+        ),
         None => {
             if let Cmd::Report(r) = &cli.cmd {
                 print!("{}", report::markdown::report(&r.files));

@@ -163,7 +163,10 @@ impl Position {
         };
         if frame.get("recovered") != Some(&Value::Bool(true)) {
             self.last = ids.last().copied();
-            return Err(format!("since={since}: not recovered ({} messages)", ids.len()));
+            return Err(format!(
+                "since={since}: not recovered ({} messages)",
+                ids.len()
+            ));
         }
         self.last = Some(since);
         let mut seen = Seen::default();
@@ -409,7 +412,10 @@ async fn churner(
             .gen_range(a.stay_min_s * 1000..=(a.stay_max_s.max(a.stay_min_s) * 1000));
         let until = Instant::now() + Duration::from_millis(stay_ms);
         let mut leave = stop.clone();
-        let followed = timeout_at(until.into(), follow(&mut ws, &mut pos, &sh, false, &mut leave));
+        let followed = timeout_at(
+            until.into(),
+            follow(&mut ws, &mut pos, &sh, false, &mut leave),
+        );
         match followed.await {
             Ok(true) => {
                 c.churner_drops.fetch_add(1, Relaxed);
@@ -430,7 +436,9 @@ async fn hub_stats(c: &Common) -> Option<Value> {
     let authority = c.url.strip_prefix("ws://")?.split('/').next()?.to_owned();
     let token = wire::mint_jwt(c.jwt_secret.as_deref()?, "soak-stats");
     let get = async {
-        let mut s = tokio::net::TcpStream::connect(authority.as_str()).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(authority.as_str())
+            .await
+            .ok()?;
         let req = format!(
             "GET /stats HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
         );
@@ -446,7 +454,10 @@ async fn hub_stats(c: &Common) -> Option<Value> {
             "queued_bytes": v["queued_bytes"],
         }))
     };
-    tokio::time::timeout(Duration::from_secs(2), get).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(2), get)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Open fds of process `pid`.
@@ -494,7 +505,10 @@ pub async fn run_soak(a: SoakArgs) -> Value {
         return json!({ "error": e });
     }
     let run_id = wire::random_u32();
-    let prefix = a.c.room_prefix.clone().unwrap_or_else(|| format!("soak-{run_id:08x}-"));
+    let prefix =
+        a.c.room_prefix
+            .clone()
+            .unwrap_or_else(|| format!("soak-{run_id:08x}-"));
     let room = |i: usize| format!("{prefix}{}", i % a.rooms);
     let sh = Arc::new(Shared {
         prefix: wire::marker_prefix(run_id).into_bytes(),
@@ -550,7 +564,10 @@ pub async fn run_soak(a: SoakArgs) -> Value {
             sh.error(e);
         }
     }
-    eprintln!("soak: {ok}/{} readers and {} publishers in; churners joining", a.readers, a.rooms);
+    eprintln!(
+        "soak: {ok}/{} readers and {} publishers in; churners joining",
+        a.readers, a.rooms
+    );
     let args = Arc::new(a.clone());
     let churners: Vec<_> = (0..a.churners)
         .map(|i| {
@@ -667,9 +684,27 @@ mod tests {
         let mut p = Position::default();
         assert_eq!(p.live(5), Seen::default());
         assert_eq!(p.live(6), Seen::default());
-        assert_eq!(p.live(9), Seen { missing: 2, repeated: 0 });
-        assert_eq!(p.live(9), Seen { missing: 0, repeated: 1 });
-        assert_eq!(p.live(3), Seen { missing: 0, repeated: 1 });
+        assert_eq!(
+            p.live(9),
+            Seen {
+                missing: 2,
+                repeated: 0
+            }
+        );
+        assert_eq!(
+            p.live(9),
+            Seen {
+                missing: 0,
+                repeated: 1
+            }
+        );
+        assert_eq!(
+            p.live(3),
+            Seen {
+                missing: 0,
+                repeated: 1
+            }
+        );
         assert_eq!(p.last, Some(9));
     }
 
@@ -689,7 +724,13 @@ mod tests {
         assert_eq!(p.history(&whole, Some(10)), Ok(Seen::default()));
         assert_eq!(p.last, Some(13));
         let gap = json!({"type":"history","recovered":true,"messages":[{"id":15}]});
-        assert_eq!(p.history(&gap, Some(13)), Ok(Seen { missing: 1, repeated: 0 }));
+        assert_eq!(
+            p.history(&gap, Some(13)),
+            Ok(Seen {
+                missing: 1,
+                repeated: 0
+            })
+        );
         let lost = json!({"type":"history","recovered":false,"messages":[{"id":40}]});
         assert!(p.history(&lost, Some(15)).is_err());
         assert_eq!(p.last, Some(40));
