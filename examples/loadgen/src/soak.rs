@@ -498,7 +498,12 @@ pub async fn run_soak(a: SoakArgs) -> Value {
         return json!({ "error": format!(
             "--timeout {} must be at least --duration + 60 ({})", a.c.timeout, a.duration + 60) });
     }
-    if a.rooms == 0 || !(a.rate > 0.0) || a.sample_secs == 0 || a.interval_secs == 0 {
+    if a.rooms == 0
+        || !a.rate.is_finite()
+        || a.rate <= 0.0
+        || a.sample_secs == 0
+        || a.interval_secs == 0
+    {
         return json!({ "error": "--rooms, --rate, --sample-secs and --interval-secs must be > 0" });
     }
     if let Err(e) = Target::new(&a.c) {
