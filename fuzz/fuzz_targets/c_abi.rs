@@ -125,9 +125,11 @@ enum Op {
         kind: u32,
         data: Payload,
     },
+    /// `wait == 255` waits 1 ms (rarely: a wait on an empty queue costs
+    /// the whole millisecond).
     Recv {
         conn: ConnRef,
-        wait_1ms: bool,
+        wait: u8,
     },
     RecvBatch {
         conn: ConnRef,
@@ -437,12 +439,12 @@ impl Host {
                 };
                 check(cbx_conn_send(hub, self.conn(conn), kind % 5, p, len));
             }
-            Op::Recv { conn, wait_1ms } => {
+            Op::Recv { conn, wait } => {
                 let mut m: *mut cbx_message = null_mut();
                 let r = check(cbx_conn_recv(
                     hub,
                     self.conn(conn),
-                    i32::from(*wait_1ms),
+                    i32::from(*wait == 255),
                     &mut m,
                 ));
                 if r == CBX_OK {
