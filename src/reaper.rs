@@ -27,6 +27,9 @@ pub(crate) trait Sweeper: Send + 'static {
 pub(crate) struct Reaper {
     state: Mutex<ReaperState>,
     cond: Condvar,
+    /// Joined by `shutdown`, so a freed hub leaves no thread behind (a C
+    /// host may unload the library right after `cbx_hub_free`).
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -54,9 +57,10 @@ impl Reaper {
             let spawned = std::thread::Builder::new()
                 .name("channelbox-ttl".into())
                 .spawn(move || reaper.run(sweeper));
-            if spawned.is_err() {
+            match spawned {
+                Ok(handle) => *self.thread.lock() = Some(handle),
                 // Expiry still happens on explicit sweeps.
-                st.started = false;
+                Err(_) => st.started = false,
             }
         }
         drop(st);
@@ -77,10 +81,17 @@ impl Reaper {
         due
     }
 
-    /// Ends the thread (the hub is being dropped).
+    /// Ends the thread (the hub is being dropped) and waits for it, unless
+    /// this is that thread (its sweep held the last handle on the hub).
     pub(crate) fn shutdown(&self) {
         self.state.lock().shutdown = true;
         self.cond.notify_all();
+        let handle = self.thread.lock().take();
+        if let Some(handle) = handle {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
     }
 
     fn run(&self, sweeper: impl Sweeper) {

@@ -45,6 +45,7 @@ pub unsafe extern "C" fn cbx_hub_free(hub: *mut cbx_hub) {
         if !hub.is_null() {
             let hub = Box::from_raw(hub);
             hub.hub.close_all();
+            hub.hub.stop_reaper();
             drop(hub);
         }
     })

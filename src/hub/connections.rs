@@ -96,6 +96,15 @@ impl Hub {
         Ok(())
     }
 
+    /// Ends the TTL thread and waits for it, from the caller's thread: the
+    /// thread may be holding the hub for a moment (its clock, a sweep), and
+    /// if that were the last handle the hub would end on the thread itself,
+    /// which cannot wait for itself. `cbx_hub_free` calls it first, so no
+    /// thread of the hub outlives the free.
+    pub(crate) fn stop_reaper(&self) {
+        self.inner.reaper.shutdown();
+    }
+
     /// Closes every connection on the hub's side (receivers drain, then see
     /// it closed) and empties every group.
     pub fn close_all(&self) {

@@ -225,7 +225,7 @@ fn plain_message(text: &str) -> Option<String> {
 }
 
 /// Parses one client frame and dispatches it by `type`.
-async fn handle_text(session: &Session, room: ChatRoom<'_>, text: &str) {
+pub(crate) async fn handle_text(session: &Session, room: ChatRoom<'_>, text: &str) {
     if let Some(content) = plain_message(text) {
         let draft = MessageDraft {
             content,

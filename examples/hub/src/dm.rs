@@ -86,7 +86,7 @@ async fn join(session: &Session, socket: &mut Socket, pair: &str) -> bool {
     socket.send_now(&history).await.is_ok()
 }
 
-async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
+pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),

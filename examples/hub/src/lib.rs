@@ -34,6 +34,7 @@ pub mod dm;
 pub mod error;
 pub mod features;
 pub mod frames;
+pub mod fuzzing;
 pub mod http;
 pub mod presence;
 pub mod rate_limit;

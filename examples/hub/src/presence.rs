@@ -512,7 +512,7 @@ async fn sweep_vanished(state: &AppState) {
     }
 }
 
-async fn handle_text(session: &Session, text: &str) {
+pub(crate) async fn handle_text(session: &Session, text: &str) {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => return session.refuse(&Refusal::bad_request("not JSON")),

@@ -24,6 +24,9 @@ pub enum Cmd {
     Idle(IdleArgs),
     /// One of the BENCHMARKS.md scenarios with its preset sizes (a, b, c, d, e).
     Scenario(ScenarioArgs),
+    /// Soak: readers, rejoining churners and steady publishing for minutes; server RSS, fds,
+    /// latency per interval and lost messages (see `soak.rs`).
+    Soak(crate::soak::SoakArgs),
     /// Print a markdown table from result files (one JSON line each, as printed on stdout).
     Report(ReportArgs),
 }
@@ -35,6 +38,7 @@ impl Cmd {
             Cmd::Fanout(a) => Some(&a.c),
             Cmd::Idle(a) => Some(&a.c),
             Cmd::Scenario(a) => Some(&a.c),
+            Cmd::Soak(a) => Some(&a.c),
             Cmd::Report(_) => None,
         }
     }

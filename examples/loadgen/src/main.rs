@@ -11,6 +11,8 @@
 //!   (fixed `--rate` or saturation), subscribers count deliveries, detect loss,
 //!   duplicates and reordering, and record publisher-send -> subscriber-receive latency.
 //! * `idle`: open N idle connections, hold them, report the server's RSS delta per connection.
+//! * `soak`: readers, rejoining churners and publishers for minutes: the server's RSS and fds over
+//!   time, latency p99 per interval, messages lost for connected and for rejoining readers.
 //!
 //! Protocol adapters (`--protocol`): `seed` (the JSON chat protocol), `socketio`
 //! (Engine.IO v4 / Socket.IO v5 over a raw websocket), `rawws` (plain text broadcast).
@@ -37,6 +39,7 @@ mod idle;
 mod procfs;
 mod report;
 mod scenarios;
+mod soak;
 mod stats;
 mod wire;
 
@@ -49,7 +52,12 @@ fn main() {
     clock::start();
     let cli = Cli::parse();
     let (limit, quiet, threads) = match cli.cmd.common() {
-        Some(c) => (c.timeout.max(1), c.quiet, c.threads),
+        // The soak prints its own progress on stderr; the table is for the other modes.
+        Some(c) => (
+            c.timeout.max(1),
+            c.quiet || matches!(cli.cmd, Cmd::Soak(_)),
+            c.threads,
+        ),
         None => {
             if let Cmd::Report(r) = &cli.cmd {
                 print!("{}", report::markdown::report(&r.files));
@@ -105,6 +113,7 @@ async fn run(cmd: Cmd, limit: u64) -> Value {
             Cmd::Fanout(a) => fanout::run_fanout(a).await,
             Cmd::Idle(a) => idle::run_idle(a).await,
             Cmd::Scenario(a) => scenarios::run_scenario(a).await,
+            Cmd::Soak(a) => soak::run_soak(a).await,
             Cmd::Report(_) => unreachable!("report measures nothing"),
         }
     };
