@@ -88,7 +88,11 @@ impl FrameHarness {
                 }
             }
         };
+        let Some(user_slot) = state.user_slot(&claims.sub) else {
+            return Vec::new();
+        };
         let session = Session {
+            _user_slot: user_slot,
             state: Arc::clone(&state),
             claims: Arc::new(claims),
             endpoint,
