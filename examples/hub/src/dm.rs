@@ -107,8 +107,9 @@ pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text:
 ///
 /// The three sends are started under the pair's lock, in order (so a
 /// joiner's replay, read under the same lock, either has the DM or gets it
-/// live, never both), and awaited after it: with Redis the lock is never
-/// held, and the worker never blocked, while Redis answers.
+/// live, never both). With Redis the saved send is awaited under the lock
+/// (the live copies need the id Redis assigns); the inbox copies are
+/// awaited after it. The worker never blocks while Redis answers.
 async fn send_direct(
     session: &Session,
     peer: &str,
@@ -121,31 +122,39 @@ async fn send_direct(
     let claims = &session.claims;
     let content = content_of(value)?;
     let ts = frames::timestamp(frames::now_ms());
+    let encode = |id: u64| {
+        frames::encode(&DirectMessage {
+            ty: "direct_message",
+            id,
+            from: &claims.username,
+            from_id: &claims.sub,
+            to: peer,
+            content,
+            timestamp: &ts,
+        })
+    };
     let mut built: Option<Bytes> = None;
-    let (saved, inboxes) = {
+    let (report, inboxes) = {
         let _order = pair_lock(state, pair).await;
         let mut saved = state
             .hub
             .group_send_with_async(pair, Kind::Json, true, |id| {
-                let frame = frames::encode(&DirectMessage {
-                    ty: "direct_message",
-                    id,
-                    from: &claims.username,
-                    from_id: &claims.sub,
-                    to: peer,
-                    content,
-                    timestamp: &ts,
-                });
+                let frame = encode(id);
                 built = Some(frame.clone());
                 frame
             });
-        // A refused DM (too large) is refused at once: deliver nothing.
-        // (In memory the whole send is done here; with Redis it is pending.)
-        let early = (&mut saved).now_or_never();
-        if let Some(Err(e)) = early {
-            return Err(e.into());
-        }
-        let frame = built.unwrap_or_default();
+        // In memory the whole send is done here, and the frame carries its
+        // id. With a shared engine (Redis) the id is assigned there: wait
+        // for it under the pair's lock (only this pair's next DM waits), so
+        // the live copies carry the real id, the same as the replay. A
+        // refused DM (too large) is refused at once: deliver nothing.
+        let (report, frame) = match (&mut saved).now_or_never() {
+            Some(done) => (done?, built.unwrap_or_default()),
+            None => {
+                let report = saved.await?;
+                (report, encode(report.offset))
+            }
+        };
         let hub = &state.hub;
         let mut inboxes = vec![hub.group_send_async(
             &frames::dm_inbox_group(peer),
@@ -161,13 +170,8 @@ async fn send_direct(
                 false,
             ));
         }
-        let saved: channelbox::SendFuture = match early {
-            Some(done) => Box::pin(std::future::ready(done)),
-            None => saved,
-        };
-        (saved, inboxes)
+        (report, inboxes)
     };
-    let report = saved.await?;
     for inbox in inboxes {
         let _ = inbox.await;
     }

@@ -106,6 +106,22 @@ async fn a_direct_message_reaches_the_user_on_the_other_hub() {
     let dm = bob.expect("direct_message").await;
     assert_eq!(dm["content"], "psst");
     assert_eq!(dm["from"], "alice");
+    // The live copies carry the id Redis assigned (not the engine's
+    // placeholder), the same id the replay shows, on both hubs.
+    let own = alice.expect("direct_message").await;
+    let id = dm["id"].as_u64().unwrap();
+    assert!((1..1_000_000).contains(&id), "live DM id {id}");
+    assert_eq!(own["id"], dm["id"]);
+    let mut again = h2.ws("/dm/alice", &h2.user("bob")).await.unwrap();
+    let replay = again.expect("history").await;
+    let replayed = replay["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["content"] == "psst")
+        .expect("the DM is in the replay")
+        .clone();
+    assert_eq!(replayed["id"], dm["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
