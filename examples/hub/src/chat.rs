@@ -160,8 +160,11 @@ pub async fn send_system(state: &AppState, group: &str, message: &str) -> u64 {
 }
 
 /// The `history` frame for a joiner whose own join notice is `upto`: the
-/// last messages, or exactly those after `since` when the gap is still kept
-/// (same epoch, nothing evicted).
+/// last messages, or exactly the entries after `since` when the gap is
+/// still kept (same epoch, nothing evicted). A recovery replays update
+/// events (edits, deletes, reactions) with the messages, in id order, so
+/// the client's copies of older messages converge; the last messages leave
+/// them out (each message already shows its current state).
 async fn history_frame(
     state: &AppState,
     group: &str,
@@ -189,13 +192,9 @@ async fn history_frame(
             }
         }
     }
-    let query = HistoryQuery {
-        since: 0,
-        before,
-        limit: state.config.history_replay,
-    };
-    match hub.history_async(group, query).await {
-        Ok(page) => frames::history(page.epoch, &page.messages, since.map(|_| false)),
+    let last = features::saved::messages_before(state, group, before, state.config.history_replay);
+    match last.await {
+        Ok((epoch, messages)) => frames::history(epoch, &messages, since.map(|_| false)),
         Err(_) => frames::history(0, &[], since.map(|_| false)),
     }
 }

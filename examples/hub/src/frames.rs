@@ -141,6 +141,110 @@ pub fn system(id: u64, message: &str, ts: &str) -> Bytes {
     })
 }
 
+/// The `type`s of update events: an edit, a delete or a reaction, saved to
+/// the room's history with an id of its own (and sent live as saved), so a
+/// client that recovers with `?since=` learns of changes to messages it
+/// already holds. Each carries the message's resulting state, not only the
+/// change, so applying one twice, or an older one after a newer one's
+/// message was re-read, is harmless.
+pub const UPDATE_TYPES: [&str; 3] = ["edited", "deleted", "reaction"];
+
+/// True for a saved update event. The hub writes every one through the
+/// builders below, `type` first, so its opening bytes say what it is and a
+/// page of history is sorted without parsing each entry.
+pub fn is_update(data: &[u8]) -> bool {
+    const OPENINGS: [&[u8]; 3] = [
+        b"{\"type\":\"edited\",",
+        b"{\"type\":\"deleted\",",
+        b"{\"type\":\"reaction\",",
+    ];
+    OPENINGS.iter().any(|opening| data.starts_with(opening))
+}
+
+/// `{"type":"edited","id","message_id","content","mentions"?}`: message
+/// `message_id` now reads `content` (and mentions exactly `mentions`).
+pub fn edited(id: u64, message_id: u64, content: &str, mentions: &[String]) -> Bytes {
+    #[derive(Serialize)]
+    struct Edited<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        // `id` right after `type`: with Redis its digits are the
+        // placeholder the engine replaces (the first occurrence).
+        id: u64,
+        message_id: u64,
+        content: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        mentions: &'a [String],
+    }
+    encode(&Edited {
+        ty: "edited",
+        id,
+        message_id,
+        content,
+        mentions,
+    })
+}
+
+/// `{"type":"deleted","id","message_id"}`: message `message_id` is a
+/// tombstone now.
+pub fn deleted(id: u64, message_id: u64) -> Bytes {
+    #[derive(Serialize)]
+    struct Deleted {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        id: u64,
+        message_id: u64,
+    }
+    encode(&Deleted {
+        ty: "deleted",
+        id,
+        message_id,
+    })
+}
+
+/// One reaction added or removed, and what it left.
+pub struct Reaction<'a> {
+    /// The message reacted to.
+    pub message_id: u64,
+    /// The emoji.
+    pub emoji: &'a str,
+    /// `add` or `remove`.
+    pub op: &'static str,
+    /// Who reacted (their `sub`).
+    pub user: &'a str,
+    /// Their display name.
+    pub username: &'a str,
+    /// The message's whole reaction set after this one (`{}` when none is
+    /// left): a client replaces its set with it.
+    pub reactions: &'a serde_json::Value,
+}
+
+/// `{"type":"reaction","id","message_id","emoji","op","user","username","reactions"}`.
+pub fn reaction(id: u64, r: &Reaction<'_>) -> Bytes {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        id: u64,
+        message_id: u64,
+        emoji: &'a str,
+        op: &'static str,
+        user: &'a str,
+        username: &'a str,
+        reactions: &'a serde_json::Value,
+    }
+    encode(&Frame {
+        ty: "reaction",
+        id,
+        message_id: r.message_id,
+        emoji: r.emoji,
+        op: r.op,
+        user: r.user,
+        username: r.username,
+        reactions: r.reactions,
+    })
+}
+
 /// `{"type":"error","code":..,"detail":..}`.
 pub fn error(code: &str, detail: &str) -> Bytes {
     #[derive(Serialize)]
@@ -186,6 +290,50 @@ pub fn history(epoch: u64, messages: &[Message], recovered: Option<bool>) -> Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_events_are_known_by_their_opening_and_nothing_else_is() {
+        let reactions = serde_json::json!({"👍": ["bob"]});
+        let r = Reaction {
+            message_id: 3,
+            emoji: "👍",
+            op: "add",
+            user: "bob",
+            username: "Bob",
+            reactions: &reactions,
+        };
+        let updates = [
+            edited(9, 3, "new", &["carol".into()]),
+            edited(9, 3, "new", &[]),
+            deleted(10, 3),
+            reaction(11, &r),
+        ];
+        for frame in &updates {
+            assert!(is_update(frame), "{}", String::from_utf8_lossy(frame));
+            let v: serde_json::Value = serde_json::from_slice(frame).unwrap();
+            assert!(UPDATE_TYPES.contains(&v["type"].as_str().unwrap()));
+            assert_eq!(v["message_id"], 3);
+        }
+        // With Redis the id is the engine's placeholder, replaced at its
+        // first occurrence: it must come before any client text.
+        let placeholder = edited(u64::MAX, 3, "18446744073709551615", &[]);
+        let text = String::from_utf8_lossy(&placeholder);
+        assert!(text.starts_with("{\"type\":\"edited\",\"id\":18446744073709551615,"));
+        let message = ChatMessage {
+            ty: "message",
+            id: 1,
+            user: "edited",
+            user_id: None,
+            content: "{\"type\":\"edited\",",
+            timestamp: "t",
+            thread_id: None,
+            attachments: None,
+            extra: &serde_json::Map::new(),
+        };
+        assert!(!is_update(&encode(&message)));
+        assert!(!is_update(&system(2, "{\"type\":\"deleted\",", "t")));
+        assert!(!is_update(br#"{"id":1,"type":"edited"}"#));
+    }
 
     #[test]
     fn timestamps_are_iso_8601_utc() {

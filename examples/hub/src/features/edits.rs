@@ -1,10 +1,16 @@
 //! What clients do to a saved message: reactions, edits (the author) and
 //! deletes (the author, the room's owner or an admin).
 //!
-//! Each rewrites the saved entry in place (same id and timestamp), under a
-//! per-room lock so that two reactions to one message never lose each
-//! other, then tells the room.
+//! Each rewrites the saved entry in place (same id and timestamp), so a
+//! joiner's `history` frame shows the current state, then saves an update
+//! event with an id of its own (`edited`, `deleted`, `reaction`: see
+//! `frames::UPDATE_TYPES`) that the room gets live and a client recovering
+//! with `?since=` gets in its replay. Both happen under a per-room lock, so
+//! two reactions to one message never lose each other and the events keep
+//! the order of the rewrites they describe.
 
+use bytes::Bytes;
+use channelbox::Kind;
 use serde_json::{json, Map, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -58,30 +64,46 @@ pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> R
     if state.features.moderation.is_muted(room.id, sub) {
         return Err(Refusal::muted());
     }
-    let changed = {
-        let _lock = state.features.edit_locks.lock(room.group).await;
-        let mut m = saved_message(state, room.group, id).await?;
-        if is_deleted(&m) {
-            return Err(Refusal::not_found(format!("message {id} was deleted")));
-        }
-        let changed = react(&mut m, emoji, sub, add)?;
-        if changed {
-            replace(state, room.group, id, &m).await?;
-        }
-        changed
-    };
-    if changed {
-        let reaction = json!({
-            "type": "reaction",
-            "message_id": id,
-            "emoji": emoji,
-            "op": if add { "add" } else { "remove" },
-            "user": sub,
-            "username": session.claims.username,
-        });
-        room.broadcast(session, frames::encode(&reaction)).await;
+    let _lock = state.features.edit_locks.lock(room.group).await;
+    let mut m = saved_message(state, room.group, id).await?;
+    if is_deleted(&m) {
+        return Err(Refusal::not_found(format!("message {id} was deleted")));
     }
+    if !react(&mut m, emoji, sub, add)? {
+        return Ok(());
+    }
+    replace(state, room.group, id, &m).await?;
+    let reactions = m.get("reactions").cloned().unwrap_or_else(|| json!({}));
+    let reaction = frames::Reaction {
+        message_id: id,
+        emoji,
+        op: if add { "add" } else { "remove" },
+        user: sub,
+        username: &session.claims.username,
+        reactions: &reactions,
+    };
+    save_update(session, room, |event| frames::reaction(event, &reaction)).await?;
     Ok(())
+}
+
+/// Saves an update event to the room's history and sends it to the room
+/// (the saved bytes, its id inside); returns the id. Called under the
+/// room's edit lock, after the rewrite it describes.
+async fn save_update(
+    session: &Session,
+    room: ChatRoom<'_>,
+    build: impl FnOnce(u64) -> Bytes,
+) -> Result<u64, Refusal> {
+    let state = &session.state;
+    let send = state
+        .hub
+        .group_send_with_async(room.group, Kind::Json, true, build);
+    let report = send.await?;
+    state
+        .features
+        .analytics
+        .record_broadcast(room.id, report.delivered);
+    Ok(report.offset)
 }
 
 /// Adds or removes `sub`'s `emoji` on message `m`; true when it changed.
@@ -137,7 +159,7 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
     if state.features.moderation.is_muted(room.id, sub) {
         return Err(Refusal::muted());
     }
-    let (old, mentioned, before) = {
+    let (old, mentioned, before, saved) = {
         let _lock = state.features.edit_locks.lock(room.group).await;
         let mut m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
@@ -170,9 +192,16 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
             m.insert("mentions".into(), json!(mentioned));
         }
         replace(state, room.group, id, &m).await?;
-        (old, mentioned, before)
+        let saved = save_update(session, room, |event| {
+            frames::edited(event, id, content, &mentioned)
+        })
+        .await;
+        (old, mentioned, before, saved)
     };
+    // The message changed even when its event could not be saved (the
+    // engine is down): the index follows the text, then the error goes out.
     state.features.search.update(room.id, id, &old, content);
+    saved?;
     // Only users the edit newly mentions are told.
     let added: Vec<&str> = mentioned
         .iter()
@@ -180,11 +209,6 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         .map(String::as_str)
         .collect();
     mentions::notify(session, room.id, id, content, &added).await;
-    let mut edited = json!({"type": "edited", "message_id": id, "content": content});
-    if !mentioned.is_empty() {
-        edited["mentions"] = json!(mentioned);
-    }
-    room.broadcast(session, frames::encode(&edited)).await;
     Ok(())
 }
 
@@ -218,9 +242,8 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
         }
         tomb.insert("deleted".into(), Value::Bool(true));
         replace(state, room.group, id, &tomb).await?;
+        state.features.search.remove(room.id, id);
+        save_update(session, room, |event| frames::deleted(event, id)).await?;
     }
-    state.features.search.remove(room.id, id);
-    let deleted = json!({"type": "deleted", "message_id": id});
-    room.broadcast(session, frames::encode(&deleted)).await;
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! Paging back: `{"type":"history","before"?,"limit"?}` answers a page of
-//! older messages, oldest first.
+//! older messages, oldest first. Update events (edits, deletes, reactions
+//! saved with ids of their own) are left out: the messages they changed
+//! already show the result, and a page is topped up with older messages so
+//! it stays full.
 
-use channelbox::HistoryQuery;
 use serde_json::Value;
 
-use super::{fields, ChatRoom};
+use super::{fields, saved, ChatRoom};
 use crate::error::Refusal;
 use crate::frames;
 use crate::session::Session;
@@ -22,12 +24,8 @@ pub async fn page(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
             .ok_or_else(|| Refusal::bad_request("before must be a message id"))?,
     };
     let limit = fields::limit(frame, PAGE_DEFAULT, PAGE_MAX)?;
-    let query = HistoryQuery {
-        since: 0,
-        before,
-        limit,
-    };
-    let page = session.state.hub.history_async(room.group, query).await?;
-    session.send(frames::history(page.epoch, &page.messages, None));
+    let (epoch, messages) =
+        saved::messages_before(&session.state, room.group, before, limit).await?;
+    session.send(frames::history(epoch, &messages, None));
     Ok(())
 }

@@ -3,9 +3,14 @@
 //!
 //! The hub keeps ids (threads, reads, client ids, the search index), never
 //! a second copy of the text: every feature reads it back from here.
+//!
+//! A room's history also holds update events (edits, deletes, reactions
+//! saved with ids of their own, see `frames::UPDATE_TYPES`): a `?since=`
+//! recovery replays them, [`messages_before`] (a join's last messages, a
+//! `history` page) leaves them out.
 
 use bytes::Bytes;
-use channelbox::Kind;
+use channelbox::{HistoryQuery, Kind, Message};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -83,6 +88,63 @@ pub async fn first_kept(state: &AppState, group: &str) -> Option<u64> {
         0 => u64::MAX,
         first => first,
     })
+}
+
+/// Entries read at most per history read while a page is topped up past
+/// update events (a first read asks for exactly the page).
+const TOP_UP_MAX: usize = 1024;
+
+/// The newest `limit` messages of `group` with an id below `before` (0:
+/// no bound), oldest first, with the history's epoch; update events are
+/// left out, and older entries read instead, so the page is full unless
+/// history starts first. `limit` 0 means every kept message. Reads stop
+/// at the start of history, so the work is bounded by the history's own
+/// bounds; the worker yields between reads.
+pub async fn messages_before(
+    state: &AppState,
+    group: &str,
+    before: u64,
+    limit: usize,
+) -> channelbox::Result<(u64, Vec<Message>)> {
+    let mut kept: Vec<Message> = Vec::new();
+    let (mut bound, mut ask) = (before, limit);
+    let mut epoch = None;
+    loop {
+        let query = HistoryQuery {
+            since: 0,
+            before: bound,
+            limit: ask,
+        };
+        let page = state.hub.history_async(group, query).await?;
+        if *epoch.get_or_insert(page.epoch) != page.epoch {
+            // Flushed between two reads: what came first is all there is.
+            break;
+        }
+        let read = page.messages.len();
+        let oldest = page.messages.first().map(Message::offset);
+        let mut found: Vec<Message> = page
+            .messages
+            .into_iter()
+            .filter(|m| !frames::is_update(m.data()))
+            .collect();
+        if limit > 0 {
+            let want = limit - kept.len();
+            found.drain(..found.len().saturating_sub(want));
+        }
+        found.append(&mut kept);
+        kept = found;
+        let start_reached = match oldest {
+            None => true,
+            Some(oldest) => oldest <= page.first_offset || read < ask,
+        };
+        if limit == 0 || kept.len() >= limit || start_reached {
+            break;
+        }
+        bound = oldest.unwrap_or(0);
+        ask = ((limit - kept.len()) * 2).clamp(64, TOP_UP_MAX);
+        tokio::task::yield_now().await;
+    }
+    Ok((epoch.unwrap_or(0), kept))
 }
 
 /// Which entries a reply gives up first when it does not fit one frame.
