@@ -44,6 +44,7 @@ pub const CLIENT: &[(&str, &str, &str)] = &[
     asset!("js/room-details.js", JS),
     asset!("js/chat.js", JS),
     asset!("js/messages.js", JS),
+    asset!("js/updates.js", JS),
     asset!("js/message-list.js", JS),
     asset!("js/outbox.js", JS),
     asset!("js/composer.js", JS),

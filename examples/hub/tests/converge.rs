@@ -313,5 +313,8 @@ async fn threads_search_and_stats_never_count_update_events() {
     assert_eq!(status, 200);
     assert_eq!(stats["messages"], 2, "{stats}");
     assert_eq!(stats["per_room"]["lab"]["messages"], 2, "{stats}");
+    // The core's count is of saved entries: two join notices, two
+    // messages and the two events.
+    assert_eq!(stats["history_messages"], 6, "{stats}");
     hub.stop().await;
 }

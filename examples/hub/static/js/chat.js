@@ -7,7 +7,7 @@ import { renderDmList } from './dm.js';
 import { isMine } from './identity.js';
 import { onMention } from './mentions.js';
 import { appendMessageEl, appendTransient, focusMessage, renderRoomMessages, updateMessageEl } from './message-list.js';
-import { normMessage, oldestId, onDeleted, onEdited, onReaction, storeMessage } from './messages.js';
+import { normMessage, oldestId, storeMessage } from './messages.js';
 import { announceModeration } from './moderation.js';
 import { matchPending, onAck, sendPending, updatePendingEl } from './outbox.js';
 import { renderPresence } from './presence.js';
@@ -19,6 +19,7 @@ import { currentRoom, roomState, state } from './state.js';
 import { save, STORAGE } from './storage.js';
 import { onThread, renderThread } from './threads.js';
 import { clearTyping, onTyping, typingJustSent } from './typing.js';
+import { applyUpdate, isUpdate } from './updates.js';
 import { closeView, renderHeader } from './views.js';
 import { $ } from './ui/dom.js';
 import { setConnStatus, showNotice, updateTitle } from './ui/status.js';
@@ -116,9 +117,9 @@ function onChatFrame(r, conn, f) {
     case 'system': return onLiveMessage(r, normMessage(f));
     case 'ack': return onAck(r, f);
     case 'typing': return onTyping(r, f);
-    case 'reaction': return onReaction(r, f);
-    case 'edited': return onEdited(r, f);
-    case 'deleted': return onDeleted(r, f);
+    case 'reaction':
+    case 'edited':
+    case 'deleted': return applyUpdate(r, f);
     case 'read': return onRead(r, f);
     case 'thread': return onThread(r, f);
     case 'search_results': return renderSearchResults(f);
@@ -138,7 +139,13 @@ function onHistory(r, conn, f) {
     const epoch = f.epoch === undefined || f.epoch === null ? null : String(f.epoch);
     const epochChanged = epoch !== null && r.epoch !== null && epoch !== r.epoch;
     if (f.recovered === true && !epochChanged) {
+      // What was missed, in id order: messages, and update events to
+      // messages already held (edits, deletes, reactions).
       for (const m of msgs) {
+        if (isUpdate(m)) {
+          applyUpdate(r, m);
+          continue;
+        }
         matchPending(r, m);
         storeMessage(r, m);
       }
@@ -148,6 +155,7 @@ function onHistory(r, conn, f) {
       r.replies.clear();
       r.lastId = null;
       for (const m of msgs) {
+        if (isUpdate(m)) continue; // a fresh join's history has none
         matchPending(r, m);
         storeMessage(r, m);
       }
@@ -172,7 +180,10 @@ function onHistory(r, conn, f) {
   }
   // A page of older messages (or any later history reply): merge by id, keep the scroll anchor.
   const before = box.scrollHeight - box.scrollTop;
-  for (const m of msgs) storeMessage(r, m);
+  for (const m of msgs) {
+    if (isUpdate(m)) applyUpdate(r, m);
+    else storeMessage(r, m);
+  }
   if (r.loadingOlder) {
     r.loadingOlder = false;
     if (msgs.length < (r.pageLimit || 50)) r.noMore = true;
