@@ -147,6 +147,15 @@ async fn away_client_converges(a_hub: &Hub, b_hub: &Hub, room: &str) -> Vec<Valu
     }
     assert_eq!(view, once, "applying the replay again changed the view");
 
+    // Recovery refused (an epoch the room never had): the last messages,
+    // without update events.
+    let path = format!("/chat/{room}?since={last}&epoch=12345");
+    let mut refused = a_hub.ws(&path, &alice_token).await.expect("rejoin");
+    let fallback = refused.expect("history").await;
+    assert_eq!(fallback["recovered"], false, "{fallback}");
+    assert!(!entries(&fallback).iter().any(is_update), "{fallback}");
+    assert!(ids(entries(&fallback)).contains(&m4), "{fallback}");
+
     // A fresh joiner sees the same messages, and no update events.
     let (_carol, fresh) = b_hub.join(room, &b_hub.user("carol")).await;
     assert!(!entries(&fresh).iter().any(is_update), "{fresh}");
