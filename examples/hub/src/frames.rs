@@ -202,7 +202,7 @@ pub fn deleted(id: u64, message_id: u64) -> Bytes {
     })
 }
 
-/// One reaction added or removed, and what it left.
+/// One reaction added or removed.
 pub struct Reaction<'a> {
     /// The message reacted to.
     pub message_id: u64,
@@ -214,12 +214,12 @@ pub struct Reaction<'a> {
     pub user: &'a str,
     /// Their display name.
     pub username: &'a str,
-    /// The message's whole reaction set after this one (`{}` when none is
-    /// left): a client replaces its set with it.
-    pub reactions: &'a serde_json::Value,
 }
 
-/// `{"type":"reaction","id","message_id","emoji","op","user","username","reactions"}`.
+/// `{"type":"reaction","id","message_id","emoji","op","user","username"}`:
+/// the resulting state of one (user, emoji) pair, so the event has a fixed
+/// size whatever the message's reaction count, and replaying events in id
+/// order over any earlier state ends in the current one.
 pub fn reaction(id: u64, r: &Reaction<'_>) -> Bytes {
     #[derive(Serialize)]
     struct Frame<'a> {
@@ -231,7 +231,6 @@ pub fn reaction(id: u64, r: &Reaction<'_>) -> Bytes {
         op: &'static str,
         user: &'a str,
         username: &'a str,
-        reactions: &'a serde_json::Value,
     }
     encode(&Frame {
         ty: "reaction",
@@ -241,7 +240,6 @@ pub fn reaction(id: u64, r: &Reaction<'_>) -> Bytes {
         op: r.op,
         user: r.user,
         username: r.username,
-        reactions: r.reactions,
     })
 }
 
@@ -293,14 +291,12 @@ mod tests {
 
     #[test]
     fn update_events_are_known_by_their_opening_and_nothing_else_is() {
-        let reactions = serde_json::json!({"👍": ["bob"]});
         let r = Reaction {
             message_id: 3,
             emoji: "👍",
             op: "add",
             user: "bob",
             username: "Bob",
-            reactions: &reactions,
         };
         let updates = [
             edited(9, 3, "new", &["carol".into()]),

@@ -50,7 +50,23 @@ fn apply(view: &mut View, entry: &Value) {
             m.insert("deleted".into(), json!(true));
         }
         _ => {
-            m.insert("reactions".into(), entry["reactions"].clone());
+            // One (user, emoji) pair's resulting state.
+            let (emoji, user) = (entry["emoji"].as_str().unwrap(), &entry["user"]);
+            let reactions = m.entry("reactions").or_insert_with(|| json!({}));
+            let set = reactions.as_object_mut().unwrap();
+            let mut users: Vec<Value> = set
+                .get(emoji)
+                .and_then(Value::as_array)
+                .map(|u| u.iter().filter(|x| *x != user).cloned().collect())
+                .unwrap_or_default();
+            if entry["op"] != "remove" {
+                users.push(user.clone());
+            }
+            if users.is_empty() {
+                set.remove(emoji);
+            } else {
+                set.insert(emoji.to_owned(), Value::Array(users));
+            }
         }
     }
 }
@@ -183,9 +199,16 @@ async fn a_client_back_from_away_gets_edits_deletes_and_reactions_in_id_order() 
         let id = event["id"].as_u64().unwrap();
         assert_eq!(&common::saved(&hub, "away", id), event);
     }
-    // The reaction events carry the whole set it left, `{}` when empty.
-    assert_eq!(live[3]["reactions"], json!({"👍": ["bob"], "🎉": ["bob"]}));
-    assert_eq!(live[4]["reactions"], json!({"👍": ["bob"]}));
+    // A reaction event is one pair's state, of a fixed size: no set.
+    assert!(live[3].get("reactions").is_none(), "{}", live[3]);
+    assert_eq!(
+        (
+            live[3]["emoji"].as_str(),
+            live[3]["op"].as_str(),
+            live[3]["user"].as_str()
+        ),
+        (Some("🎉"), Some("add"), Some("bob"))
+    );
     assert_eq!(
         (live[4]["emoji"].as_str(), live[4]["op"].as_str()),
         (Some("🎉"), Some("remove"))
@@ -325,5 +348,28 @@ async fn threads_search_and_stats_never_count_update_events() {
     // The core's count is of saved entries: two join notices, two
     // messages and the two events.
     assert_eq!(stats["history_messages"], 6, "{stats}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_reaction_event_does_not_grow_with_the_messages_reactors() {
+    let hub = Hub::start().await;
+    let (mut alice, _) = hub.join("popular", &hub.user("alice")).await;
+    let target = alice.say("react to me").await;
+    let mut sizes = Vec::new();
+    for i in 0..20 {
+        let (mut fan, _) = hub.join("popular", &hub.user(&format!("fan{i:02}"))).await;
+        fan.send(json!({"type": "reaction", "message_id": target, "emoji": "👍"}))
+            .await;
+        let event = fan.expect("reaction").await;
+        sizes.push(serde_json::to_vec(&event).unwrap().len());
+    }
+    // Twenty reactors on the message, yet the twentieth event is the size
+    // of the first (give or take the digits of its id): it carries one
+    // pair, not the set.
+    let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+    assert!(max - min <= 2, "{sizes:?}");
+    let saved = common::saved(&hub, "popular", target);
+    assert_eq!(saved["reactions"]["👍"].as_array().map(Vec::len), Some(20));
     hub.stop().await;
 }

@@ -73,14 +73,12 @@ pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> R
         return Ok(());
     }
     replace(state, room.group, id, &m).await?;
-    let reactions = m.get("reactions").cloned().unwrap_or_else(|| json!({}));
     let reaction = frames::Reaction {
         message_id: id,
         emoji,
         op: if add { "add" } else { "remove" },
         user: sub,
         username: &session.claims.username,
-        reactions: &reactions,
     };
     save_update(session, room, |event| frames::reaction(event, &reaction)).await?;
     Ok(())

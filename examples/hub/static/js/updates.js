@@ -1,8 +1,9 @@
 // Update events: an edit, a delete or a reaction, which the hub saves to the
 // room's history with an id of its own and sends live as saved. A ?since=
 // recovery replays the ones missed while away, among the messages, in id
-// order. Each carries the message's resulting state (the new text, the
-// tombstone, the whole reaction set), so applying one twice is harmless.
+// order. Each carries a resulting state (the new text, the tombstone, one
+// user's reaction with one emoji present or not), so applying one twice, or
+// replaying events over a copy that already has them, is harmless.
 // A message this client does not hold is left alone: history shows it as it
 // is now when it is loaded.
 
@@ -39,11 +40,13 @@ export function applyUpdate(r, f) {
     else delete m.mentions;
   } else {
     if (f.user !== undefined && f.username !== undefined) state.knownNames[String(f.user)] = String(f.username);
-    const set = f.reactions && typeof f.reactions === 'object' ? f.reactions : {};
-    m.reactions = {};
-    for (const [emoji, users] of Object.entries(set)) {
-      if (Array.isArray(users) && users.length) m.reactions[emoji] = users.slice();
-    }
+    if (!f.emoji || f.user === undefined) return;
+    const who = String(f.user);
+    m.reactions = m.reactions && typeof m.reactions === 'object' ? m.reactions : {};
+    const list = (m.reactions[f.emoji] || []).filter((x) => String(x) !== who);
+    if (f.op !== 'remove') list.push(who);
+    if (list.length) m.reactions[f.emoji] = list;
+    else delete m.reactions[f.emoji];
   }
   if (f.type !== 'reaction' && state.editing === id) state.editing = null;
   if (currentRoom() === r) updateMessageEl(r, id);
