@@ -293,6 +293,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     router
         .merge(features::routes())
+        .merge(features::directory::routes())
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
