@@ -8,7 +8,7 @@ import { isMine } from './identity.js';
 import { onMention } from './mentions.js';
 import { appendMessageEl, appendTransient, focusMessage, renderRoomMessages, updateMessageEl } from './message-list.js';
 import { normMessage, oldestId, onDeleted, onEdited, onReaction, storeMessage } from './messages.js';
-import { announceModeration } from './moderation.js';
+import { announceModeration, onMutedError } from './moderation.js';
 import { matchPending, onAck, sendPending, updatePendingEl } from './outbox.js';
 import { renderPresence } from './presence.js';
 import { onRead, onReads, scheduleRead } from './reads.js';
@@ -86,7 +86,6 @@ export function openRoom(id, focusId) {
         return 'stop';
       }
       if (!opened && fails >= 2) checkRoomAccess(id, conn);
-      if (!opened && fails >= 3) showNotice('The hub is not letting us into this room right now; still trying…', 'retry');
       return undefined;
     },
   });
@@ -242,6 +241,7 @@ export function onErrorFrame(r, f) {
   if (/typing/i.test(detail) || typingJustSent()) {
     if (code === 'rate_limited') return;
   }
+  if (code === 'muted' && r) onMutedError(r);
   // A message the hub refused: the newest unacknowledged one gets a Retry.
   if (r && ['muted', 'forbidden', 'too_large', 'rate_limited'].includes(code)) {
     const now = Date.now();

@@ -2,6 +2,7 @@
 // room.
 
 import { openRoom } from './chat.js';
+import { onCatchUpResults } from './mentions.js';
 import { focusMessage } from './message-list.js';
 import { normMessage } from './messages.js';
 import { roomName } from './rooms.js';
@@ -31,6 +32,7 @@ function runSearch() {
 }
 
 export function renderSearchResults(f) {
+  if (onCatchUpResults(f)) return;
   const box = $('#search-results');
   const msgs = Array.isArray(f.messages) ? f.messages : [];
   $('#search-panel').hidden = false;
@@ -69,6 +71,8 @@ function goToResult(room, id) {
 
 function closeSearch() {
   $('#search-panel').hidden = true;
+  // Closed is closed: the next search starts from an empty field.
+  $('#search-input').value = '';
   if ($('#thread-panel').hidden) $('#app').classList.remove('with-panel');
 }
 
@@ -80,4 +84,6 @@ export function wireSearch() {
     if (e.key === 'Escape') { e.target.value = ''; $('#search-close').click(); }
   });
   $('#search-close').addEventListener('click', closeSearch);
+  // On a phone the field is folded into its icon: a tap on the icon opens it.
+  $('#search-form').addEventListener('click', () => $('#search-input').focus());
 }
