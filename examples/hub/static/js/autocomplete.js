@@ -38,9 +38,10 @@ export function mentionAutocomplete(input) {
   const list = h('ul', { id: listId, class: 'mention-list people-list', role: 'listbox', 'aria-label': 'Mention someone' });
   list.hidden = true;
   input.parentElement.append(list);
+  // A text area cannot be a combobox: it is a textbox that suggests (aria-autocomplete)
+  // and points at the suggestion in focus (aria-activedescendant).
   input.setAttribute('aria-autocomplete', 'list');
   input.setAttribute('aria-controls', listId);
-  input.setAttribute('aria-expanded', 'false');
   let options = [];
   let active = 0;
   let at = null;
@@ -48,7 +49,6 @@ export function mentionAutocomplete(input) {
   const close = () => {
     list.hidden = true;
     options = [];
-    input.setAttribute('aria-expanded', 'false');
     input.removeAttribute('aria-activedescendant');
   };
   const highlight = (i) => {
@@ -77,7 +77,6 @@ export function mentionAutocomplete(input) {
     }, h('span', { class: 'person-name', text: labelOf(p.id, p.username) }),
     h('span', { class: 'person-id', text: shortId(p.id) }))));
     list.hidden = false;
-    input.setAttribute('aria-expanded', 'true');
     highlight(0);
   };
   input.addEventListener('input', update);

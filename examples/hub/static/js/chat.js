@@ -98,10 +98,11 @@ export function openRoom(id, focusId) {
 async function checkRoomAccess(id, conn) {
   const res = await api('GET', `/rooms/${enc(id)}`);
   if (state.chat !== conn) return;
-  if (res.status === 403) {
+  // 404: the hub hides private rooms from non-members; with the upgrade refused too, that is what this is.
+  if (res.status === 403 || res.status === 404) {
     conn.stop();
     setConnStatus('forbidden');
-    showNotice(`#${roomName(id)} is private or you are banned from it: the hub refused to let you in.`, 'error');
+    showNotice(`#${roomName(id)} is private, or you are banned from it, or joining too often: the hub refused to let you in. Open it again to retry.`, 'error');
     setComposerEnabled(false, 'You cannot post here');
   }
 }

@@ -104,7 +104,7 @@ export function renderRoomMessages(r, opts = {}) {
     const line = $('#unread-divider', box);
     if (line) {
       r.unreadShown = true;
-      box.scrollTop = Math.max(0, line.offsetTop - 12);
+      box.scrollTop += line.getBoundingClientRect().top - box.getBoundingClientRect().top - 12;
       following = nearBottom(box);
     }
   }

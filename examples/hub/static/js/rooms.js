@@ -73,6 +73,9 @@ function setLeft(id, left) {
 /** Leave a room: out of the list and the view until I join it again. */
 export function leaveRoom(id) {
   setLeft(id, true);
+  // Not where the next visit opens either.
+  const last = loadJson(STORAGE.last(state.me.sub), null);
+  if (last && last.kind === 'room' && last.id === id) save(STORAGE.last(state.me.sub), undefined);
   const room = state.rooms.get(id);
   if (room && !room.adhoc) state.rooms.delete(id);
   forgetRoom(id);
