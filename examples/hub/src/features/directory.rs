@@ -164,7 +164,7 @@ impl Directory {
                 Some((!prefix, u64::MAX - k.seen, sub, k))
             })
             .collect();
-        found.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.sort_unstable_by_key(|a| (a.0, a.1));
         found
             .into_iter()
             .take(limit)
