@@ -132,3 +132,43 @@ async fn the_people_picker_lists_known_users_by_name_or_id() {
     assert_eq!(hub.http("GET", "/users?q=bo", None, None, b"").await.0, 401);
     hub.stop().await;
 }
+
+/// What the client reads from a mute: the notice names both users by id
+/// and says the length in seconds ("for 300s"), which the client shows as
+/// "for 5 minutes" and counts down from; the muted user's refused message
+/// gets an error with a code and a sentence but no expiry, so the client
+/// can only count down when it has seen the notice.
+#[tokio::test]
+async fn a_mute_notice_carries_who_by_whom_and_for_how_long() {
+    let hub = Hub::start().await;
+    let alice = hub.token("u-alice", Some("alice"), false);
+    let bob = hub.token("u-bob", Some("bob"), false);
+    let (status, room) = hub
+        .json(
+            "POST",
+            "/rooms",
+            &alice,
+            Some(serde_json::json!({"name": "owned", "private": false, "members": []})),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["id"].as_str().unwrap();
+    let (mut a, _) = hub.join(id, &alice).await;
+    let (mut b, _) = hub.join(id, &bob).await;
+    a.send(serde_json::json!({"type": "mute", "user": "u-bob", "duration_s": 300}))
+        .await;
+    let notice = b.expect_where("system", |f| f["action"] == "mute").await;
+    assert_eq!(notice["user"], "u-bob");
+    assert_eq!(notice["by"], "u-alice");
+    assert!(
+        notice["message"].as_str().unwrap().ends_with(" for 300s"),
+        "{notice}"
+    );
+    assert!(notice["timestamp"].is_string() && notice["id"].is_u64());
+    b.send(serde_json::json!({"type": "message", "content": "hello?"}))
+        .await;
+    let refused = b.expect("error").await;
+    assert_eq!(refused["code"], "muted");
+    assert!(refused["detail"].is_string(), "{refused}");
+    hub.stop().await;
+}
