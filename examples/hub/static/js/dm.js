@@ -181,7 +181,8 @@ function renderDm(d, toBottom) {
       lastDay = day;
     }
     const mine = dmIsMine(m);
-    const name = mine ? state.me.username : String(m.from ?? nameOf(d.peer));
+    // Named as everywhere else: a short id is added when someone else has the same name.
+    const name = mine ? labelOf(state.me.sub) : labelOf(dmFromId(m) ?? d.peer, m.from ?? nameOf(d.peer));
     const content = h('div', { class: 'content' });
     renderRichText(content, String(m.content ?? m.message ?? ''));
     const dataset = { day, index: String(i) };

@@ -2,6 +2,7 @@
 // room.
 
 import { openRoom } from './chat.js';
+import { authorSub, labelOf } from './identity.js';
 import { onCatchUpResults } from './mentions.js';
 import { focusMessage } from './message-list.js';
 import { normMessage } from './messages.js';
@@ -54,7 +55,7 @@ export function renderSearchResults(f) {
     },
     h('div', { class: 'result-head' },
       h('span', { class: 'result-room', text: `#${roomName(room)}` }),
-      h('span', { class: 'result-user', text: m.user || '' }),
+      h('span', { class: 'result-user', text: m.user === undefined ? '' : labelOf(authorSub(m), m.user) }),
       h('time', { class: 'time', text: `${fmtDay(m.timestamp)} ${fmtTime(m.timestamp)}` })),
     content);
   }));

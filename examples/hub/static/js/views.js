@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { openRoom } from './chat.js';
 import { setComposerEnabled } from './composer.js';
 import { renderDmList } from './dm.js';
-import { nameOf } from './identity.js';
+import { labelOf, nameOf } from './identity.js';
 import { renderPresence } from './presence.js';
 import { rememberAdhocRoom, renderRoomList } from './rooms.js';
 import { currentRoom, roomState, state } from './state.js';
@@ -125,7 +125,7 @@ export function renderHeader() {
     const u = state.users.get(v.peer);
     $('#view-title').replaceChildren(
       h('span', { class: `status-dot ${u ? u.status : 'offline'}`, 'aria-hidden': 'true' }),
-      h('span', { text: nameOf(v.peer) }));
+      h('span', { text: labelOf(v.peer) }));
     $('#room-meta').textContent = `Direct message${u ? ` · ${u.status}` : ''}`;
     $('#room-meta').title = `user id ${v.peer}`;
   }
