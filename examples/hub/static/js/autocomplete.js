@@ -4,7 +4,7 @@
 // inserted is the name when the hub can match it (letters, digits, _ . -),
 // else the user id, which the hub matches too.
 
-import { labelOf, shortId } from './identity.js';
+import { shortId } from './identity.js';
 import { state } from './state.js';
 import { h } from './ui/dom.js';
 
@@ -74,7 +74,7 @@ export function mentionAutocomplete(input) {
     list.replaceChildren(...options.map((p, i) => h('li', {
       id: `${listId}-${i}`, role: 'option', class: 'person-option', 'aria-selected': 'false', dataset: { sub: p.id },
       on: { mousedown: (e) => { e.preventDefault(); insert(p); } },
-    }, h('span', { class: 'person-name', text: labelOf(p.id, p.username) }),
+    }, h('span', { class: 'person-name', text: p.username }),
     h('span', { class: 'person-id', text: shortId(p.id) }))));
     list.hidden = false;
     highlight(0);

@@ -75,7 +75,7 @@ export function peoplePicker(input, opts) {
       id: `${listId}-${i}`, role: 'option', class: 'person-option', 'aria-selected': 'false',
       dataset: { sub: p.id },
       on: { mousedown: (e) => { e.preventDefault(); pick(p); } },
-    }, h('span', { class: 'person-name', text: labelOf(p.id, p.username) }),
+    }, h('span', { class: 'person-name', text: p.username }),
     h('span', { class: 'person-id', text: shortId(p.id) }))));
     if (!options.length) {
       list.append(h('li', { class: 'person-none', role: 'presentation', text: `Nobody called “${input.value.trim()}” is known to this hub.` }));
