@@ -33,6 +33,12 @@ from harness import (
 )
 
 
+def token_exp(page):
+    return page.evaluate(
+        "() => JSON.parse(atob(localStorage.getItem('cbx.token').split('.')[1].replace(/-/g,'+').replace(/_/g,'/'))).exp"
+    )
+
+
 def stat_online(page):
     return page.locator('#stats .stat[data-stat="online"] b')
 
@@ -206,6 +212,7 @@ def run(hub, out, axe_source):
             # Coming back. Bob goes to another room, signs out (keeping his
             # identity), and alice writes a lot, mentioning him once.
             join(b, other)
+            exp_before = token_exp(b)
             sign_out(b)
             expect(b.locator("#saved-guests")).to_be_visible()
             expect(b.locator(".saved-guest")).to_have_text("Continue as bob")
@@ -221,6 +228,9 @@ def run(hub, out, axe_source):
             b.click(".saved-guest")
             expect(b.locator("#app")).to_be_visible()
             assert sub_of(b) == bob, "the same guest after signing in again"
+            # Coming back renews the guest's token: same id, later expiry.
+            b.wait_for_function("([exp]) => JSON.parse(atob(localStorage.getItem('cbx.token').split('.')[1].replace(/-/g,'+').replace(/_/g,'/'))).exp > exp", arg=[exp_before])
+            assert sub_of(b) == bob
             expect(b.locator("#view-title")).to_contain_text(other)
             badge = b.locator(f'#room-list [data-room="{room}"] .mention-badge')
             expect(badge).to_have_text("@1")

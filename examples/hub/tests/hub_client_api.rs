@@ -172,3 +172,42 @@ async fn a_mute_notice_carries_who_by_whom_and_for_how_long() {
     assert!(refused["detail"].is_string(), "{refused}");
     hub.stop().await;
 }
+
+/// A guest keeps their identity by renewing their token before it runs
+/// out: the same id and name, a later expiry. Other tokens are not renewed.
+#[tokio::test]
+async fn a_guest_token_is_renewed_as_the_same_guest() {
+    let hub = Hub::start_with(|c| c.allow_guest = true).await;
+    // A guest token a minute from running out.
+    let token = hub.state.auth.mint(&channelbox_hub::auth::Claims {
+        sub: "guest-bob-0123456789abcdef".into(),
+        username: "bob".into(),
+        roles: vec![],
+        exp: common::now() + 60,
+    });
+    let token = token.as_str();
+    let old = hub.state.auth.verify(token).unwrap();
+    let (status, renewed) = hub.json("POST", "/auth/refresh", token, None).await;
+    assert_eq!(status, 200, "{renewed}");
+    let new = hub
+        .state
+        .auth
+        .verify(renewed["token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!((&new.sub, &new.username), (&old.sub, &old.username));
+    assert_eq!(renewed["user_id"], old.sub.as_str());
+    assert!(
+        new.exp >= common::now() + 3600,
+        "{} renewed to {}",
+        old.exp,
+        new.exp
+    );
+    // Not a guest, or no token: no renewal.
+    let alice = hub.user("alice");
+    assert_eq!(hub.json("POST", "/auth/refresh", &alice, None).await.0, 403);
+    assert_eq!(
+        hub.http("POST", "/auth/refresh", None, None, b"").await.0,
+        401
+    );
+    hub.stop().await;
+}

@@ -4,6 +4,7 @@
 // with "Continue as", is the same user with the same rooms and messages,
 // for as long as the token is valid.
 
+import { api } from './api.js';
 import { startSession } from './session.js';
 import { state } from './state.js';
 import { loadJson, save, STORAGE } from './storage.js';
@@ -28,6 +29,27 @@ export function keepGuest(token, me) {
   const list = savedGuests().filter((g) => g.sub !== me.sub);
   list.unshift({ sub: me.sub, username: me.username, token, exp });
   save(STORAGE.guests, list.slice(0, 5));
+}
+
+/**
+ * A guest's identity is its token: renew it (POST /auth/refresh, same id,
+ * later expiry) on every visit, and hourly while the page stays open once
+ * less than `within` ms are left, so a guest who comes back before it runs
+ * out stays the same user.
+ */
+export async function renewGuestToken(within = Infinity) {
+  if (!state.me || !isGuest(state.me.sub) || !state.token) return;
+  let exp;
+  try { exp = decodeJwt(state.token).exp; } catch (_) { return; }
+  if (typeof exp === 'number' && exp * 1000 - Date.now() > within) return;
+  const sub = state.me.sub;
+  const res = await api('POST', '/auth/refresh', undefined, { no401: true });
+  if (!res.ok || !res.data || typeof res.data.token !== 'string' || !state.me || state.me.sub !== sub) return;
+  try {
+    if (String(decodeJwt(res.data.token).sub) !== sub) return;
+  } catch (_) { return; }
+  state.token = res.data.token;
+  save(STORAGE.token, state.token);
 }
 
 /** "Forget me": the identity leaves this browser. */

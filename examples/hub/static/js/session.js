@@ -8,7 +8,7 @@ import { resetComposer } from './composer.js';
 import { openDm, renderDmList, startInbox } from './dm.js';
 import { renderPresence, startPresence } from './presence.js';
 import { loadRooms, renderRoomList } from './rooms.js';
-import { forgetGuest, keepGuest, renderSavedGuests } from './auth.js';
+import { forgetGuest, keepGuest, renderSavedGuests, renewGuestToken } from './auth.js';
 import { loadMentionBadges } from './mentions.js';
 import { clearSession, state } from './state.js';
 import { load, loadJson, save, STORAGE } from './storage.js';
@@ -48,6 +48,7 @@ export function signOut(opts = {}) {
   }
   for (const c of [state.chat, state.presence, state.inbox, state.dm && state.dm.conn]) if (c) c.stop();
   clearInterval(state.roomsTimer);
+  clearInterval(state.renewTimer);
   resetComposer();
   clearSession();
   setConnStatus('idle');
@@ -93,6 +94,9 @@ export function startSession() {
   loadRooms();
   clearInterval(state.roomsTimer);
   state.roomsTimer = setInterval(loadRooms, 20000);
+  renewGuestToken();
+  clearInterval(state.renewTimer);
+  state.renewTimer = setInterval(() => renewGuestToken(12 * 3600 * 1000), 3600 * 1000);
   startPresence();
   startInbox();
 

@@ -29,6 +29,7 @@ export const state = {
   editingWhere: 'main', // in the main list or the thread panel
   myStatus: 'online', // online | away | busy
   roomsTimer: null, // refreshes the room list
+  renewTimer: null, // renews a guest's token while the page is open
 };
 
 /** What the client knows of one room, made on first use and kept across visits. */
