@@ -64,7 +64,7 @@ export function openRoom(id, focusId) {
       }
       return wsUrl(`/chat/${enc(id)}`, extra);
     },
-    onOpen: () => { r.gotInitial = false; },
+    onOpen: () => { r.gotInitial = false; conn.notFound = 0; },
     onFrame: (f) => onChatFrame(r, conn, f),
     onStatus: (s) => { if (state.chat === conn) setConnStatus(s); },
     onClose: (ev, opened, fails) => {
@@ -98,8 +98,10 @@ export function openRoom(id, focusId) {
 async function checkRoomAccess(id, conn) {
   const res = await api('GET', `/rooms/${enc(id)}`);
   if (state.chat !== conn) return;
-  // 404: the hub hides private rooms from non-members; with the upgrade refused too, that is what this is.
-  if (res.status === 403 || res.status === 404) {
+  // 404: the hub hides private rooms from non-members (and never-created rooms are 404 too): with
+  // the upgrade refused twice in a row while the hub answers, that is what this is.
+  conn.notFound = res.status === 404 ? (conn.notFound || 0) + 1 : 0;
+  if (res.status === 403 || conn.notFound >= 2) {
     conn.stop();
     setConnStatus('forbidden');
     showNotice(`#${roomName(id)} is private, or you are banned from it, or joining too often: the hub refused to let you in. Open it again to retry.`, 'error');
