@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Browser test of the hub's web client: installs what it needs, builds and
-# starts the hub in demo mode on a free loopback port, runs
-# tests/browser/test_client.py, stops the hub.
+# Browser tests of the hub's web client: installs what it needs (chromium,
+# playwright, axe-core), builds the hub, and runs tests/browser/test_client.py
+# (the everyday flow) and tests/browser/test_returning.py (coming back,
+# identity, members, a stopped hub, a phone, the keyboard, accessibility).
+# Each starts its own hub; screenshots go to target/browser/.
 #
 #   tests/browser/run.sh
 #
-# Needs apt-get (for chromium, once) and pip; Playwright's own browser
-# download is not used: the test drives the system's /usr/bin/chromium.
+# Needs apt-get (for chromium, once), pip and npm; Playwright's own browser
+# download is not used: the tests drive the system's /usr/bin/chromium.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -27,32 +29,24 @@ if ! "$VENV/bin/python" -c "import playwright" >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q playwright
 fi
 
+# axe-core for the accessibility check: from npm into target/, injected by
+# the test into the page; the hub never serves it.
+AXE_DIR="$CARGO_TARGET_DIR/browser-node"
+AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
+if [ ! -f "$AXE" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq npm
+  fi
+  mkdir -p "$AXE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" axe-core@4 >&2
+fi
+
 cargo build -q --example hub
 HUB="$CARGO_TARGET_DIR/debug/examples/hub"
-
-PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-DATA="$(mktemp -d)"
 mkdir -p "$OUT"
-LOG="$OUT/hub.log"
-"$HUB" --port "$PORT" --data-dir "$DATA" >"$LOG" 2>&1 &
-HUB_PID=$!
-cleanup() {
-  kill "$HUB_PID" 2>/dev/null || true
-  wait "$HUB_PID" 2>/dev/null || true
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 100); do
-  if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/healthz', timeout=1)" 2>/dev/null; then
-    break
-  fi
-  if ! kill -0 "$HUB_PID" 2>/dev/null; then
-    echo "the hub exited; log:" >&2
-    cat "$LOG" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-
-timeout 300 "$VENV/bin/python" tests/browser/test_client.py --url "http://127.0.0.1:$PORT" --out "$OUT"
+# Screenshots of this run only.
+rm -f "$OUT"/*.png "$OUT"/axe-*.json
+cd "$ROOT/tests/browser"
+# Each test starts (and stops, and restarts) its own hub on a free loopback port.
+timeout 300 "$VENV/bin/python" test_client.py --hub "$HUB" --out "$OUT"
+timeout 400 "$VENV/bin/python" test_returning.py --hub "$HUB" --out "$OUT" --axe "$AXE"

@@ -42,6 +42,8 @@ pub const CLIENT: &[(&str, &str, &str)] = &[
     asset!("js/views.js", JS),
     asset!("js/rooms.js", JS),
     asset!("js/room-details.js", JS),
+    asset!("js/people-picker.js", JS),
+    asset!("js/autocomplete.js", JS),
     asset!("js/chat.js", JS),
     asset!("js/messages.js", JS),
     asset!("js/updates.js", JS),

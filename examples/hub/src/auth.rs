@@ -341,3 +341,28 @@ pub async fn guest(
     tracing::info!(%sub, username, "guest token issued");
     Json(serde_json::json!({"token": token, "user_id": sub, "username": username})).into_response()
 }
+
+/// `POST /auth/refresh` (with a valid guest token) →
+/// `{"token","user_id","username"}`: the same guest with a fresh `exp`.
+/// A guest's identity is its token, so a client that comes back before
+/// the token runs out keeps it for good this way; only guest tokens
+/// (`guest-` ids, no roles) from a hub that hands them out are renewed.
+pub async fn refresh(State(state): State<Arc<AppState>>, claims: Claims) -> Response {
+    if !state.auth.allow_guest || !claims.sub.starts_with("guest-") || !claims.roles.is_empty() {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({
+                "error": "forbidden",
+                "detail": "only guest tokens are renewed here",
+            })),
+        )
+            .into_response();
+    }
+    let renewed = Claims {
+        exp: jsonwebtoken::get_current_timestamp() + GUEST_TTL_SECS,
+        ..claims
+    };
+    let token = state.auth.mint(&renewed);
+    Json(serde_json::json!({"token": token, "user_id": renewed.sub, "username": renewed.username}))
+        .into_response()
+}

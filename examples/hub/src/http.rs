@@ -287,12 +287,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
-        .route("/auth/guest", post(auth::guest));
+        .route("/auth/guest", post(auth::guest))
+        .route("/auth/refresh", post(auth::refresh));
     for &(path, content_type, body) in assets::CLIENT.iter().chain(features::STATIC) {
         router = router.route(path, get(move || async move { asset(content_type, body) }));
     }
     router
         .merge(features::routes())
+        .merge(features::directory::routes())
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

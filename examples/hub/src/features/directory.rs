@@ -1,9 +1,23 @@
 //! Who the hub has seen (from verified tokens): usernames for mentions,
-//! and the admin role for permission checks on users who are not
-//! connected right now.
+//! the admin role for permission checks on users who are not connected
+//! right now, and `GET /users?q=` for the client's people picker (room
+//! members are added by id: the picker offers ids that exist).
 
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Deserialize;
+
+use crate::auth::Claims;
+use crate::server::AppState;
+
+/// Most users one `GET /users` answers with.
+const MAX_LISTED: usize = 20;
 
 /// A user as the hub last saw their token.
 #[derive(Debug, Clone)]
@@ -131,6 +145,70 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// Up to `limit` users whose id or display name contains `query`
+    /// (case-insensitive): those whose name or id starts with it first,
+    /// then the most recently seen. `(sub, username)` pairs.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<(String, String)> {
+        let query = query.trim().to_lowercase();
+        let users = self.users.lock();
+        let mut found: Vec<(bool, u64, &String, &Known)> = users
+            .by_sub
+            .iter()
+            .filter_map(|(sub, k)| {
+                let (name, id) = (k.username.to_lowercase(), sub.to_lowercase());
+                if !name.contains(&query) && !id.contains(&query) {
+                    return None;
+                }
+                let prefix = name.starts_with(&query) || id.starts_with(&query);
+                Some((!prefix, u64::MAX - k.seen, sub, k))
+            })
+            .collect();
+        found.sort_unstable_by_key(|a| (a.0, a.1));
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(_, _, sub, k)| (sub.clone(), k.username.clone()))
+            .collect()
+    }
+}
+
+/// `GET /users`'s query.
+#[derive(Debug, Deserialize)]
+struct UsersQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /users?q=`: `{"users":[{"id","username"}]}`, the known users whose
+/// id or name contains `q` (at most 20). Signed-in callers only.
+async fn list(
+    State(state): State<Arc<AppState>>,
+    claims: Claims,
+    Query(query): Query<UsersQuery>,
+) -> Response {
+    let directory = &state.features.directory;
+    // The caller is a user the hub has seen, even before joining a room.
+    directory.saw(
+        &claims.sub,
+        &claims.username,
+        claims.is_admin(),
+        state.config.max_remembered_users,
+    );
+    let q: String = query.q.chars().take(100).collect();
+    let users: Vec<serde_json::Value> = directory
+        .search(&q, MAX_LISTED)
+        .into_iter()
+        .map(|(id, username)| serde_json::json!({"id": id, "username": username}))
+        .collect();
+    Json(serde_json::json!({ "users": users })).into_response()
+}
+
+/// `/users`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/users", get(list))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +238,27 @@ mod tests {
         let names = ["new".to_string(), "old".to_string()];
         let (subs, unknown) = d.lookup(&names);
         assert_eq!((subs, unknown), (vec!["u".to_string()], vec!["old"]));
+    }
+
+    #[test]
+    fn search_matches_names_and_ids_prefixes_first() {
+        let d = Directory::default();
+        d.saw("guest-bob-1", "bob", false, 10);
+        d.saw("u-rob", "Robert", false, 10);
+        d.saw("alice", "Alice", false, 10);
+        let ids =
+            |q: &str| -> Vec<String> { d.search(q, 10).into_iter().map(|(s, _)| s).collect() };
+        assert_eq!(ids("BOB"), vec!["guest-bob-1".to_string()]);
+        // "rob" starts Robert's name and is in neither of the others.
+        assert_eq!(ids("rob"), vec!["u-rob".to_string()]);
+        // Inside both names, at the start of neither: the most recent first.
+        assert_eq!(
+            ids("o"),
+            vec!["u-rob".to_string(), "guest-bob-1".to_string()]
+        );
+        assert_eq!(ids("nobody"), Vec::<String>::new());
+        // An empty query lists the most recently seen first.
+        assert_eq!(ids("")[0], "alice");
+        assert_eq!(d.search("", 2).len(), 2);
     }
 }

@@ -1,6 +1,10 @@
-//! Attachments: `POST /files` streams a raw body to disk under a random
-//! 128-bit id; `GET /files/{id}` serves it back to any signed-in user with
-//! the `Content-Type` it was uploaded with.
+//! Attachments: `POST /files?name=<original name>` streams a raw body to
+//! disk under a random 128-bit id; `GET /files/{id}` serves it back to any
+//! signed-in user with the `Content-Type` it was uploaded with and a
+//! `Content-Disposition` that names the original file (inline for images,
+//! a download for everything else); `GET /files/{id}/meta` answers
+//! `{"id","name","size","content_type"}` so a client can show a file's
+//! name, size and type next to a message that only carries its id.
 //!
 //! An upload never sits in memory: its body goes frame by frame to a temp
 //! file, within `--body-timeout-ms` (408 after), and at most
@@ -30,6 +34,18 @@ use crate::server::AppState;
 
 /// Longest `Content-Type` kept.
 const MAX_TYPE_BYTES: usize = 200;
+/// Longest original file name kept, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// Types a browser may show in place; anything else is served as a
+/// download (SVG is left out: it is a document, not a picture).
+const INLINE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/bmp",
+];
 const FALLBACK_TYPE: &str = "application/octet-stream";
 /// The cookie the browser client keeps its token in for `GET /files/{id}`.
 pub const TOKEN_COOKIE: &str = "cbx_files";
@@ -39,6 +55,10 @@ pub const TOKEN_COOKIE: &str = "cbx_files";
 struct Meta {
     content_type: String,
     size: usize,
+    /// The uploader's file name (`?name=`), cleaned; `None` when none was
+    /// given (and for files stored before names were kept).
+    #[serde(default)]
+    name: Option<String>,
     /// Who uploaded it.
     owner: String,
     uploaded_ms: u64,
@@ -49,6 +69,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/files", post(upload))
         .route("/files/{id}", get(download))
+        .route("/files/{id}/meta", get(describe))
 }
 
 fn files_dir(state: &AppState) -> PathBuf {
@@ -86,6 +107,52 @@ fn content_type(headers: &HeaderMap) -> String {
         .filter(|t| !t.is_empty() && t.len() <= MAX_TYPE_BYTES && HeaderValue::from_str(t).is_ok())
         .unwrap_or(FALLBACK_TYPE)
         .to_owned()
+}
+
+/// The original file name from `?name=`: its last path component, cleaned
+/// like a display name (no controls, no invisible or bidi characters),
+/// at most [`MAX_NAME_CHARS`]. `None` when nothing usable is left.
+fn original_name(query: Option<&str>) -> Option<String> {
+    let raw = auth::query_param(query?, "name")?;
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let name = crate::features::names::display_name(base, MAX_NAME_CHARS).ok()?;
+    (name != "." && name != "..").then_some(name)
+}
+
+/// `Content-Disposition` for a download: inline for pictures, a download
+/// otherwise, named after the original file (RFC 6266: an ASCII
+/// `filename` for old clients, `filename*` in UTF-8 for the rest).
+fn disposition(content_type: &str, name: Option<&str>, id: &str) -> HeaderValue {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let kind = if INLINE_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let name = name.unwrap_or(id);
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        // RFC 5987 attr-char.
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 /// Why an upload's body was not stored.
@@ -143,6 +210,7 @@ async fn upload(
     State(state): State<Arc<AppState>>,
     claims: Claims,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: Body,
 ) -> Response {
     let max = state.config.max_file_bytes;
@@ -191,6 +259,7 @@ async fn upload(
     let meta = Meta {
         content_type: content_type(&headers),
         size,
+        name: original_name(uri.query()),
         owner: claims.sub.clone(),
         uploaded_ms: crate::frames::now_ms(),
     };
@@ -211,9 +280,54 @@ async fn upload(
             "url": format!("/files/{id}"),
             "content_type": meta.content_type,
             "size": meta.size,
+            "name": meta.name,
         })),
     )
         .into_response()
+}
+
+/// True when the request carries a valid token: `Authorization`,
+/// `?token=` or the client's `cbx_files` cookie.
+fn signed_in(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    state
+        .auth
+        .verify_request(headers, uri.query())
+        .or_else(|_| match auth::cookie(headers, TOKEN_COOKIE) {
+            Some(token) => state.auth.verify(token),
+            None => Err(auth::Refused("no token".into())),
+        })
+        .is_ok()
+}
+
+/// The meta file of `id`, when `id` is one of ours and whole.
+async fn read_meta(dir: &FsPath, id: &str) -> Option<Meta> {
+    if !is_file_id(id) {
+        return None;
+    }
+    let raw = tokio::fs::read(dir.join(format!("{id}.meta"))).await.ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// `GET /files/{id}/meta`: what a client shows for an attachment.
+async fn describe(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if !signed_in(&state, &headers, &uri) {
+        return auth::unauthorized();
+    }
+    let Some(meta) = read_meta(&files_dir(&state), &id).await else {
+        return error(StatusCode::NOT_FOUND, "no such file");
+    };
+    Json(serde_json::json!({
+        "id": id,
+        "name": meta.name,
+        "size": meta.size,
+        "content_type": meta.content_type,
+    }))
+    .into_response()
 }
 
 async fn download(
@@ -222,27 +336,12 @@ async fn download(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let signed_in =
-        state
-            .auth
-            .verify_request(&headers, uri.query())
-            .or_else(|_| match auth::cookie(&headers, TOKEN_COOKIE) {
-                Some(token) => state.auth.verify(token),
-                None => Err(auth::Refused("no token".into())),
-            });
-    if signed_in.is_err() {
+    if !signed_in(&state, &headers, &uri) {
         return auth::unauthorized();
     }
-    if !is_file_id(&id) {
-        return error(StatusCode::NOT_FOUND, "no such file");
-    }
     let dir = files_dir(&state);
-    let meta: Meta = match tokio::fs::read(dir.join(format!("{id}.meta"))).await {
-        Ok(raw) => match serde_json::from_slice(&raw) {
-            Ok(m) => m,
-            Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),
-        },
-        Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),
+    let Some(meta) = read_meta(&dir, &id).await else {
+        return error(StatusCode::NOT_FOUND, "no such file");
     };
     let data = match tokio::fs::read(dir.join(&id)).await {
         Ok(d) => d,
@@ -253,6 +352,10 @@ async fn download(
     (
         [
             (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_DISPOSITION,
+                disposition(&meta.content_type, meta.name.as_deref(), &id),
+            ),
             // Uploads are served from the hub's own origin: never let one
             // run as a page (an uploaded text/html would otherwise see the
             // viewer's token).
@@ -274,4 +377,56 @@ async fn download(
         data,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_name_is_its_last_path_component_cleaned() {
+        assert_eq!(
+            original_name(Some("name=report%20Q3.pdf")).as_deref(),
+            Some("report Q3.pdf")
+        );
+        assert_eq!(
+            original_name(Some("x=1&name=..%2F..%2Fetc%2Fpasswd")).as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            original_name(Some("name=C:%5Cdocs%5Cnotes.txt")).as_deref(),
+            Some("notes.txt")
+        );
+        // Bidi overrides go: "exe.txt" cannot pose as "txt.exe".
+        assert_eq!(
+            original_name(Some("name=a%E2%80%AEtxt.exe")).as_deref(),
+            Some("atxt.exe")
+        );
+        assert_eq!(original_name(Some("name=..")), None);
+        assert_eq!(original_name(Some("name=%E2%80%8B")), None);
+        assert_eq!(original_name(Some("other=1")), None);
+        assert_eq!(original_name(None), None);
+        let long = format!("name={}", "a".repeat(MAX_NAME_CHARS + 1));
+        assert_eq!(original_name(Some(&long)), None);
+    }
+
+    #[test]
+    fn pictures_show_inline_and_the_rest_downloads_under_its_name() {
+        let d = disposition("image/png", Some("dot.png"), "id");
+        assert_eq!(d, "inline; filename=\"dot.png\"; filename*=UTF-8''dot.png");
+        let d = disposition("application/pdf", Some("Größe \"v2\".pdf"), "id");
+        assert_eq!(
+            d,
+            "attachment; filename=\"Gr__e _v2_.pdf\"; filename*=UTF-8''Gr%C3%B6%C3%9Fe%20%22v2%22.pdf"
+        );
+        // SVG is a document: never inline.
+        assert!(disposition("image/svg+xml", None, "abc")
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"abc\""));
+        assert!(disposition("IMAGE/JPEG; x=y", None, "abc")
+            .to_str()
+            .unwrap()
+            .starts_with("inline"));
+    }
 }

@@ -8,7 +8,7 @@ import { isMine } from './identity.js';
 import { onMention } from './mentions.js';
 import { appendMessageEl, appendTransient, focusMessage, renderRoomMessages, updateMessageEl } from './message-list.js';
 import { normMessage, oldestId, storeMessage } from './messages.js';
-import { announceModeration } from './moderation.js';
+import { announceModeration, onMutedError } from './moderation.js';
 import { matchPending, onAck, sendPending, updatePendingEl } from './outbox.js';
 import { renderPresence } from './presence.js';
 import { onRead, onReads, scheduleRead } from './reads.js';
@@ -65,7 +65,7 @@ export function openRoom(id, focusId) {
       }
       return wsUrl(`/chat/${enc(id)}`, extra);
     },
-    onOpen: () => { r.gotInitial = false; },
+    onOpen: () => { r.gotInitial = false; conn.notFound = 0; },
     onFrame: (f) => onChatFrame(r, conn, f),
     onStatus: (s) => { if (state.chat === conn) setConnStatus(s); },
     onClose: (ev, opened, fails) => {
@@ -87,7 +87,6 @@ export function openRoom(id, focusId) {
         return 'stop';
       }
       if (!opened && fails >= 2) checkRoomAccess(id, conn);
-      if (!opened && fails >= 3) showNotice('The hub is not letting us into this room right now; still trying…', 'retry');
       return undefined;
     },
   });
@@ -100,10 +99,13 @@ export function openRoom(id, focusId) {
 async function checkRoomAccess(id, conn) {
   const res = await api('GET', `/rooms/${enc(id)}`);
   if (state.chat !== conn) return;
-  if (res.status === 403) {
+  // 404: the hub hides private rooms from non-members (and never-created rooms are 404 too): with
+  // the upgrade refused twice in a row while the hub answers, that is what this is.
+  conn.notFound = res.status === 404 ? (conn.notFound || 0) + 1 : 0;
+  if (res.status === 403 || conn.notFound >= 2) {
     conn.stop();
     setConnStatus('forbidden');
-    showNotice(`#${roomName(id)} is private or you are banned from it: the hub refused to let you in.`, 'error');
+    showNotice(`#${roomName(id)} is private, or you are banned from it, or joining too often: the hub refused to let you in. Open it again to retry.`, 'error');
     setComposerEnabled(false, 'You cannot post here');
   }
 }
@@ -253,6 +255,7 @@ export function onErrorFrame(r, f) {
   if (/typing/i.test(detail) || typingJustSent()) {
     if (code === 'rate_limited') return;
   }
+  if (code === 'muted' && r) onMutedError(r);
   // A message the hub refused: the newest unacknowledged one gets a Retry.
   if (r && ['muted', 'forbidden', 'too_large', 'rate_limited'].includes(code)) {
     const now = Date.now();

@@ -4,7 +4,7 @@
 import { enc, wsUrl } from './api.js';
 import { onErrorFrame } from './chat.js';
 import { setComposerEnabled } from './composer.js';
-import { isMe, nameOf, subForName } from './identity.js';
+import { isMe, labelOf, nameOf, subForName } from './identity.js';
 import { onMention } from './mentions.js';
 import { dayDivider, mainBox, nearBottom } from './message-list.js';
 import { randomId, renderPendingEl } from './outbox.js';
@@ -46,7 +46,7 @@ export function renderDmList() {
     return h('li', { class: `nav-item${active ? ' active' : ''}${unread ? ' unread' : ''}`, dataset: { dm: sub } },
       h('button', { type: 'button', class: 'nav-btn', on: { click: () => openDm(sub) } },
         av,
-        h('span', { class: 'nav-label', text: nameOf(sub) }),
+        h('span', { class: 'nav-label', text: labelOf(sub) }),
         unread ? h('span', { class: 'badge', text: unread }) : null),
       h('button', {
         type: 'button', class: 'nav-x', title: 'Close conversation', 'aria-label': `Close conversation with ${nameOf(sub)}`, text: '✕',
@@ -181,7 +181,8 @@ function renderDm(d, toBottom) {
       lastDay = day;
     }
     const mine = dmIsMine(m);
-    const name = mine ? state.me.username : String(m.from ?? nameOf(d.peer));
+    // Named as everywhere else: a short id is added when someone else has the same name.
+    const name = mine ? labelOf(state.me.sub) : labelOf(dmFromId(m) ?? d.peer, m.from ?? nameOf(d.peer));
     const content = h('div', { class: 'content' });
     renderRichText(content, String(m.content ?? m.message ?? ''));
     const dataset = { day, index: String(i) };

@@ -1,14 +1,17 @@
-// Editing one of my messages inline.
+// Editing one of my messages inline: a text area, so line breaks stay
+// (Enter saves, Shift+Enter starts a new line, as in the composer).
 
+import { autoGrow } from './composer.js';
 import { updateMessageEl } from './message-list.js';
 import { state } from './state.js';
 import { $, h } from './ui/dom.js';
 
 export function editBox(r, m) {
-  const input = h('input', { class: 'edit-input', type: 'text', value: m.content || '', 'aria-label': 'Edit message' });
+  const input = h('textarea', { class: 'edit-input', rows: '1', 'aria-label': 'Edit message' });
   input.value = m.content || '';
+  input.addEventListener('input', () => autoGrow(input));
   input.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.isComposing) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       saveEdit(r, m.id, input.value);
     } else if (e.key === 'Escape') {
@@ -20,7 +23,7 @@ export function editBox(r, m) {
     h('div', { class: 'edit-hint' },
       'Enter to ',
       h('button', { type: 'button', class: 'link-btn', text: 'save', on: { click: () => saveEdit(r, m.id, input.value) } }),
-      ' · Esc to ',
+      ' · Shift+Enter for a new line · Esc to ',
       h('button', { type: 'button', class: 'link-btn', text: 'cancel', on: { click: () => cancelEdit(r, m.id) } })));
 }
 
@@ -34,6 +37,7 @@ export function startEdit(r, id, where = 'main') {
     ? $(`#thread-messages .message[data-tid="${id}"] .edit-input`)
     : $(`#messages .message[data-id="${id}"] .edit-input`);
   if (input) {
+    autoGrow(input);
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
   }
@@ -42,7 +46,8 @@ export function startEdit(r, id, where = 'main') {
 function saveEdit(r, id, value) {
   const m = r.messages.get(id);
   state.editing = null;
-  const content = value.trim();
+  // Only the ends are trimmed: the line breaks inside are the message's.
+  const content = value.replace(/^\s*\n|\s+$/g, '');
   if (!m || !content || content === m.content) {
     updateMessageEl(r, id);
     return;

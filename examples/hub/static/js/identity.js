@@ -29,6 +29,9 @@ export function nameOf(sub) {
   if (u) return u.username;
   if (state.dmNames[sub]) return state.dmNames[sub];
   if (state.knownNames[sub]) return state.knownNames[sub];
+  // A guest id the hub made from a name ("guest-bob-<16 hex>"): the name is in it.
+  const guest = /^guest-(.+)-[0-9a-f]{16}$/.exec(String(sub));
+  if (guest) return guest[1];
   return String(sub);
 }
 

@@ -31,11 +31,11 @@ import { wireComposer } from './composer.js';
 import { wireFiles } from './files.js';
 import { wireMessageList } from './message-list.js';
 import { setMyStatus } from './presence.js';
-import { scheduleRead } from './reads.js';
+import { flushRead, scheduleRead } from './reads.js';
 import { wireRoomDetails } from './room-details.js';
 import { wireRooms } from './rooms.js';
 import { wireSearch } from './search.js';
-import { signOut } from './session.js';
+import { askSignOut } from './session.js';
 import { currentRoom } from './state.js';
 import { load, STORAGE } from './storage.js';
 import { closeThread, wireThreads } from './threads.js';
@@ -45,7 +45,7 @@ import { closePopovers } from './ui/popovers.js';
 
 function wire() {
   wireSignIn();
-  $('#sign-out').addEventListener('click', signOut);
+  $('#sign-out').addEventListener('click', askSignOut);
   // Small screens: the sidebar slides over the page and goes away once something is picked.
   $('#menu-toggle').addEventListener('click', (e) => {
     e.stopPropagation();
@@ -85,6 +85,7 @@ function wire() {
     if (r) scheduleRead(r);
   });
   window.addEventListener('resize', closePopovers);
+  window.addEventListener('pagehide', flushRead);
   // Expire typing indicators.
   setInterval(() => {
     const r = currentRoom();

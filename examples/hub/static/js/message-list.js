@@ -7,7 +7,7 @@ import { renderAttachments } from './files.js';
 import { authorSub, isMe, isMine, labelOf, toSub } from './identity.js';
 import { mentionsMe } from './mentions.js';
 import { deleteMessage, sortedMain, toggleReaction, visibleInMain } from './messages.js';
-import { isMod, openUserMenu } from './moderation.js';
+import { applyMute, isMod, moderationText, openUserMenu } from './moderation.js';
 import { renderPendingEl } from './outbox.js';
 import { renderSeenBy } from './reads.js';
 import { roomName } from './rooms.js';
@@ -15,6 +15,7 @@ import { currentRoom, state } from './state.js';
 import { openThread } from './threads.js';
 import { avatar } from './ui/avatar.js';
 import { dayKey, fmtDay, fmtFull, fmtTime } from './ui/dates.js';
+import { confirmDialog } from './ui/dialogs.js';
 import { $, $$, h } from './ui/dom.js';
 import { icon } from './ui/icons.js';
 import { openEmojiPicker } from './ui/popovers.js';
@@ -24,13 +25,50 @@ export const mainBox = () => $('#messages');
 
 export const nearBottom = (box) => box.scrollHeight - box.scrollTop - box.clientHeight < 140;
 
+// Whether the list follows the newest message: true until the reader
+// scrolls up, so pictures that load late do not leave the view short of
+// the bottom.
+let following = true;
+
+/** Keep the view at the newest message if it was following it. */
+export function keepFollowing() {
+  const box = mainBox();
+  if (following) box.scrollTop = box.scrollHeight;
+}
+
+/** Scroll to the newest message and follow it from now on. */
+export function scrollToLatest() {
+  const box = mainBox();
+  following = true;
+  box.scrollTop = box.scrollHeight;
+  $('#jump-latest').hidden = true;
+}
+
+/** The id of the first message from someone else after `readId` (the "new since you left" line). */
+export function firstUnreadAfter(r, readId) {
+  for (const m of sortedMain(r)) {
+    if (m.id > readId && m.type === 'message' && !isMine(m)) return m.id;
+  }
+  return null;
+}
+
+function unreadDivider(r) {
+  const list = sortedMain(r).filter((m) => m.id >= r.unreadFrom && m.type === 'message' && !isMine(m));
+  const mentions = list.filter((m) => !m.deleted && mentionsMe(m)).length;
+  let text = `${list.length} new message${list.length === 1 ? '' : 's'} since you left`;
+  if (mentions) text += ` · ${mentions} mention${mentions === 1 ? '' : 's'} of you`;
+  return h('div', { class: 'unread-divider', id: 'unread-divider', role: 'separator', 'aria-label': text },
+    h('span', { text }));
+}
+
 export function renderRoomMessages(r, opts = {}) {
   const box = mainBox();
   const stick = opts.toBottom || nearBottom(box);
   const nodes = [];
   const list = sortedMain(r);
   if (!r.gotInitial && !list.length) {
-    nodes.push(h('div', { class: 'loading', text: 'Loading messages…' }));
+    // Under a refusal there is nothing coming: no "Loading" then.
+    if (!r.forbidden && $('#notice').dataset.kind !== 'error') nodes.push(h('div', { class: 'loading', text: 'Loading messages…' }));
   } else if (!r.noMore && list.length) {
     nodes.push(h('div', { class: 'older-wrap' }, h('button', {
       id: 'load-older', type: 'button', class: 'btn btn-ghost btn-sm',
@@ -50,12 +88,27 @@ export function renderRoomMessages(r, opts = {}) {
       nodes.push(dayDivider(m.timestamp, d));
       lastDay = d;
     }
+    if (r.unreadFrom !== null && r.unreadFrom !== undefined && m.id === r.unreadFrom) nodes.push(unreadDivider(r));
     nodes.push(renderMessageEl(r, m, 'main'));
   }
   for (const p of r.pending) if (p.thread_id === undefined) nodes.push(renderPendingEl(p));
   box.replaceChildren(...nodes);
   renderSeenBy(r);
-  if (stick) box.scrollTop = box.scrollHeight;
+  applyMute(r);
+  if (stick) {
+    following = true;
+    box.scrollTop = box.scrollHeight;
+  }
+  if (r.unreadFrom !== null && r.unreadFrom !== undefined && !r.unreadShown) {
+    // Coming back: start at the first new message, not at the bottom.
+    const line = $('#unread-divider', box);
+    if (line) {
+      r.unreadShown = true;
+      box.scrollTop += line.getBoundingClientRect().top - box.getBoundingClientRect().top - 12;
+      following = nearBottom(box);
+    }
+  }
+  $('#jump-latest').hidden = nearBottom(box);
 }
 
 export function dayDivider(ts, key) {
@@ -80,8 +133,10 @@ export function appendMessageEl(r, m) {
   frag.append(renderMessageEl(r, m, 'main'));
   box.insertBefore(frag, firstPending);
   renderSeenBy(r);
-  if (stick) box.scrollTop = box.scrollHeight;
-  else if (m.type === 'message') $('#jump-latest').hidden = false;
+  if (stick) {
+    following = true;
+    box.scrollTop = box.scrollHeight;
+  } else if (m.type === 'message') $('#jump-latest').hidden = false;
 }
 
 export function appendTransient(m) {
@@ -123,7 +178,7 @@ export function renderMessageEl(r, m, where) {
       dataset: Object.assign({ day }, idAttr),
     },
     h('span', { class: 'system-icon' }, icon(SYSTEM_ICONS[m.action] || (/ left /.test(m.message || '') ? 'kick' : 'join'), 14)),
-    h('span', { class: 'content', text: m.message || m.content || '' }),
+    h('span', { class: 'content', text: m.action ? moderationText(m) : (m.message || m.content || '') }),
     h('time', { class: 'time', text: fmtTime(m.timestamp), title: fmtFull(m.timestamp), datetime: m.timestamp || '' }));
     return node;
   }
@@ -223,12 +278,23 @@ export function renderMessageEl(r, m, where) {
     if (mine || isMod(r.id)) {
       acts.append(h('button', {
         type: 'button', class: 'act act-delete', title: 'Delete', 'aria-label': 'Delete message',
-        on: { click: () => deleteMessage(m.id) },
+        on: { click: () => confirmDelete(m) },
       }, icon('trash', 17)));
     }
     node.append(acts);
   }
   return node;
+}
+
+/** Deleting asks first: the text is gone for everyone once the hub has it. */
+async function confirmDelete(m) {
+  const preview = typeof m.content === 'string' ? m.content : '';
+  const ok = await confirmDialog({
+    title: 'Delete this message?',
+    text: `${preview.length > 140 ? `${preview.slice(0, 140)}…` : preview}\n\nIt will be removed for everyone in the room. This cannot be undone.`,
+    confirm: 'Delete',
+  });
+  if (ok) deleteMessage(m.id);
 }
 
 export function focusMessage(id) {
@@ -246,11 +312,12 @@ export function wireMessageList() {
   $('#messages').addEventListener('scroll', () => {
     const box = $('#messages');
     if (box.scrollTop < 60 && state.view && state.view.kind === 'room') loadOlder();
-    if (nearBottom(box)) $('#jump-latest').hidden = true;
+    following = nearBottom(box);
+    // Scrolled up: a way back to the newest message.
+    $('#jump-latest').hidden = following || !state.view;
   }, { passive: true });
   $('#jump-latest').addEventListener('click', () => {
-    const box = $('#messages');
-    box.scrollTop = box.scrollHeight;
-    $('#jump-latest').hidden = true;
+    scrollToLatest();
+    $('#composer').focus();
   });
 }

@@ -2,9 +2,8 @@
 // actions that change one (reactions, edits, deletes).
 
 import { isMe, toSub } from './identity.js';
-import { updateMessageEl } from './message-list.js';
 import { noteModeration } from './moderation.js';
-import { currentRoom, state } from './state.js';
+import { state } from './state.js';
 
 export function normMessage(f) {
   const m = Object.assign({}, f);
@@ -42,43 +41,6 @@ export function visibleInMain(r, m) {
 
 export function sortedMain(r) {
   return Array.from(r.messages.values()).filter((m) => visibleInMain(r, m)).sort((a, b) => a.id - b.id);
-}
-
-export function onReaction(r, f) {
-  const id = Number(f.message_id);
-  const m = r.messages.get(id);
-  if (!m || !f.emoji) return;
-  if (f.user !== undefined && f.username !== undefined) state.knownNames[String(f.user)] = String(f.username);
-  const who = toSub(f.user);
-  m.reactions = m.reactions && typeof m.reactions === 'object' ? m.reactions : {};
-  const list = (m.reactions[f.emoji] || []).filter((x) => toSub(x) !== who);
-  if (f.op !== 'remove') list.push(who);
-  if (list.length) m.reactions[f.emoji] = list;
-  else delete m.reactions[f.emoji];
-  if (currentRoom() === r) updateMessageEl(r, id);
-}
-
-export function onEdited(r, f) {
-  const id = Number(f.message_id);
-  const m = r.messages.get(id);
-  if (!m) return;
-  m.content = f.content;
-  m.edited = true;
-  if (Array.isArray(f.mentions)) m.mentions = f.mentions;
-  if (state.editing === id) state.editing = null;
-  if (currentRoom() === r) updateMessageEl(r, id);
-}
-
-export function onDeleted(r, f) {
-  const id = Number(f.message_id);
-  const m = r.messages.get(id);
-  if (!m) return;
-  m.deleted = true;
-  delete m.content;
-  delete m.attachments;
-  m.reactions = {};
-  if (state.editing === id) state.editing = null;
-  if (currentRoom() === r) updateMessageEl(r, id);
 }
 
 export function toggleReaction(r, id, emoji) {

@@ -2,14 +2,14 @@
 
 import { wsUrl } from './api.js';
 import { openDm, renderDmList } from './dm.js';
-import { subForName } from './identity.js';
+import { labelOf, subForName } from './identity.js';
 import { onMention } from './mentions.js';
 import { isMod, openUserMenu } from './moderation.js';
 import { probeToken } from './session.js';
 import { Conn } from './socket.js';
 import { state } from './state.js';
 import { save, STORAGE } from './storage.js';
-import { renderHeader } from './views.js';
+import { renderHeader, updateOnlineStat } from './views.js';
 import { avatar } from './ui/avatar.js';
 import { $, h } from './ui/dom.js';
 import { setConnStatus } from './ui/status.js';
@@ -48,8 +48,8 @@ export function startPresence() {
     },
     onClose: (ev, opened, fails) => {
       if (state.presence !== conn) return 'stop';
-      const me = state.users.get(state.me.sub);
-      if (me) me.status = 'offline';
+      // Without the presence connection nobody's status is known: none is shown as online.
+      for (const u of state.users.values()) u.status = 'offline';
       renderPresence();
       if (ev.code === 4003) return 'stop';
       if (!opened && fails >= 3) probeToken();
@@ -156,7 +156,7 @@ export function renderPresence() {
         type: 'button', class: 'nav-btn', title: me ? `You (${u.id})` : `Message ${u.username} (${u.id})`,
         on: { click: () => (me ? null : openDm(u.id)) },
       }, av,
-      h('span', { class: 'nav-label username', text: u.username }),
+      h('span', { class: 'nav-label username', text: labelOf(u.id, u.username) }),
       me ? h('span', { class: 'you', text: 'you' }) : null,
       state.dmUnread.get(u.id) ? h('span', { class: 'badge', text: state.dmUnread.get(u.id) }) : null),
       mod && !me ? h('button', {
@@ -166,6 +166,7 @@ export function renderPresence() {
   }));
   const n = users.filter((u) => u.status !== 'offline').length;
   $('#online-count').textContent = `${n} online`;
+  updateOnlineStat();
 }
 
 export function setMyStatus() {

@@ -2,7 +2,8 @@
 // messages.
 
 import { nameOf, toSub } from './identity.js';
-import { mainBox, nearBottom } from './message-list.js';
+import { catchUpMentions, lastSeen, noteSeen } from './mentions.js';
+import { firstUnreadAfter, mainBox, nearBottom, renderRoomMessages } from './message-list.js';
 import { currentRoom, state } from './state.js';
 import { avatar } from './ui/avatar.js';
 import { $, $$, h } from './ui/dom.js';
@@ -44,15 +45,25 @@ export function renderSeenBy(r) {
 // Read receipts: only while the room is on screen.
 let readTimer = null;
 
+function sendRead(r) {
+  if (currentRoom() !== r || document.visibilityState !== 'visible' || !state.chat || !state.chat.open) return;
+  let last = null;
+  for (const id of r.messages.keys()) if (last === null || id > last) last = id;
+  if (last !== null) noteSeen(r.id, last);
+  if (last === null || last <= r.myRead) return;
+  if (state.chat.send({ type: 'read', message_id: last })) r.myRead = last;
+}
+
 export function scheduleRead(r) {
   clearTimeout(readTimer);
-  readTimer = setTimeout(() => {
-    if (currentRoom() !== r || document.visibilityState !== 'visible' || !state.chat || !state.chat.open) return;
-    let last = null;
-    for (const id of r.messages.keys()) if (last === null || id > last) last = id;
-    if (last === null || last <= r.myRead) return;
-    if (state.chat.send({ type: 'read', message_id: last })) r.myRead = last;
-  }, 400);
+  readTimer = setTimeout(() => sendRead(r), 400);
+}
+
+/** The page is going away: what is on screen now counts as read. */
+export function flushRead() {
+  clearTimeout(readTimer);
+  const r = currentRoom();
+  if (r) sendRead(r);
 }
 
 /** `reads`: where everyone is, sent on join. */
@@ -60,9 +71,22 @@ export function onReads(r, f) {
   r.reads = {};
   const reads = f.reads && typeof f.reads === 'object' ? f.reads : {};
   for (const [who, id] of Object.entries(reads)) r.reads[toSub(who)] = Number(id);
-  if (r.reads[state.me.sub] !== undefined) r.myRead = Math.max(r.myRead, r.reads[state.me.sub]);
+  const hubSays = r.reads[state.me.sub];
+  if (hubSays !== undefined) r.myRead = Math.max(r.myRead, hubSays);
+  // Where I left off: the hub's receipt, or what this browser last showed me if that is further.
+  const local = lastSeen(r.id);
+  const known = [hubSays, local].filter((x) => x !== undefined && x !== null && !isNaN(x));
+  const mine = known.length ? Math.max(...known) : undefined;
+  // The first `reads` of a visit says where I left off: mark what came since.
+  if (!r.unreadDecided && currentRoom() === r) {
+    r.unreadDecided = true;
+    r.unreadFrom = mine === undefined || isNaN(mine) ? null : firstUnreadAfter(r, mine);
+    r.unreadShown = false;
+    if (r.unreadFrom !== null) renderRoomMessages(r);
+  }
   renderSeenBy(r);
   scheduleRead(r);
+  catchUpMentions();
 }
 
 /** `read`: one reader moved on. */

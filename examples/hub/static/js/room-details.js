@@ -1,8 +1,9 @@
 // The room details dialog: rename, privacy, members, delete (owner and admins).
 
 import { api, enc, errText } from './api.js';
-import { nameOf } from './identity.js';
-import { forgetRoom, loadRooms, normRoom, renderRoomList } from './rooms.js';
+import { labelOf, nameOf } from './identity.js';
+import { peoplePicker } from './people-picker.js';
+import { forgetRoom, leaveRoom, loadRooms, normRoom, renderRoomList } from './rooms.js';
 import { state } from './state.js';
 import { renderHeader } from './views.js';
 import { avatar } from './ui/avatar.js';
@@ -46,7 +47,7 @@ function renderRoomDialog(id, room, res) {
   const ul = $('#room-members');
   ul.replaceChildren(...members.map((sub) => h('li', { class: 'member', dataset: { member: sub } },
     avatar(nameOf(sub), 'avatar-xs'),
-    h('span', { text: nameOf(sub), title: sub }),
+    h('span', { text: labelOf(sub), title: sub }),
     room.owner === sub ? h('span', { class: 'member-owner', text: 'owner' }) : null,
     canEdit ? h('button', {
       type: 'button', class: 'member-x', title: `Remove ${nameOf(sub)}`, 'aria-label': `Remove ${nameOf(sub)}`, text: '✕',
@@ -113,12 +114,15 @@ export function wireRoomDetails() {
   $('#room-form').addEventListener('submit', saveRoomDialog);
   $('#room-dialog-close').addEventListener('click', () => hideDialog($('#room-dialog')));
   $('#room-delete').addEventListener('click', deleteRoom);
-  $('#room-add-member-btn').addEventListener('click', () => {
-    const v = $('#room-add-member').value.split(',').map((x) => x.trim()).filter(Boolean);
-    if (v.length && roomDialogId) changeMembers(roomDialogId, v, []);
-    $('#room-add-member').value = '';
+  $('#room-leave').addEventListener('click', () => {
+    const id = roomDialogId;
+    hideDialog($('#room-dialog'));
+    if (id) leaveRoom(id);
   });
-  $('#room-add-member').addEventListener('keydown', (e) => {
-    if (e.key === 'Enter') { e.preventDefault(); $('#room-add-member-btn').click(); }
+  const picker = peoplePicker($('#room-add-member'), {
+    onPick: (p) => { if (roomDialogId) changeMembers(roomDialogId, [p.id], []); },
+    exclude: () => new Set(Array.from(document.querySelectorAll('#room-members [data-member]'), (n) => n.dataset.member)),
+    status: (text) => { $('#room-dialog-error').textContent = text; },
   });
+  $('#room-add-member-btn').addEventListener('click', () => picker.pickTyped());
 }

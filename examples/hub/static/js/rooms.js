@@ -2,6 +2,8 @@
 
 import { api, errText } from './api.js';
 import { openRoom } from './chat.js';
+import { saveMentionBadges } from './mentions.js';
+import { peoplePicker, renderChips } from './people-picker.js';
 import { state } from './state.js';
 import { loadJson, save, STORAGE } from './storage.js';
 import { closeView, renderEmptyView, renderHeader } from './views.js';
@@ -31,9 +33,15 @@ export async function loadRooms() {
   if (list && !Array.isArray(list)) list = list.rooms || list.items || [];
   if (!Array.isArray(list)) return;
   const seen = new Set();
+  const left = leftRooms();
   for (const raw of list) {
     const room = normRoom(raw);
     if (!room) continue;
+    // Rooms I left stay out of the list until I join them again.
+    if (left.has(room.id) && !(state.view && state.view.kind === 'room' && state.view.id === room.id)) {
+      state.rooms.delete(room.id);
+      continue;
+    }
     seen.add(room.id);
     state.rooms.set(room.id, room);
   }
@@ -49,7 +57,32 @@ export async function loadRooms() {
   if (state.view && state.view.kind === 'room') renderHeader();
 }
 
+/** Rooms I left (ids), kept per user on this browser. */
+function leftRooms() {
+  const list = loadJson(STORAGE.left(state.me.sub), []);
+  return new Set(Array.isArray(list) ? list.map(String) : []);
+}
+
+function setLeft(id, left) {
+  const set = leftRooms();
+  if (left) set.add(id);
+  else set.delete(id);
+  save(STORAGE.left(state.me.sub), Array.from(set));
+}
+
+/** Leave a room: out of the list and the view until I join it again. */
+export function leaveRoom(id) {
+  setLeft(id, true);
+  // Not where the next visit opens either.
+  const last = loadJson(STORAGE.last(state.me.sub), null);
+  if (last && last.kind === 'room' && last.id === id) save(STORAGE.last(state.me.sub), undefined);
+  const room = state.rooms.get(id);
+  if (room && !room.adhoc) state.rooms.delete(id);
+  forgetRoom(id);
+}
+
 export function rememberAdhocRoom(id) {
+  setLeft(id, false);
   if (!state.rooms.has(id)) state.rooms.set(id, { id, name: id, adhoc: true });
   const list = loadJson(STORAGE.rooms(state.me.sub), []);
   if (!list.includes(id)) {
@@ -72,15 +105,13 @@ export function forgetRoom(id) {
 
 export const roomName = (id) => (state.rooms.get(id) && state.rooms.get(id).name) || id;
 
-/** Tooltip of a room in the sidebar: its id and, once joined, where recovery would resume. */
+/** Tooltip of a room in the sidebar: its name, and its id when that differs. */
 function roomTitle(room) {
-  let t = room.name === room.id ? room.id : `${room.name} (${room.id})`;
-  const r = state.roomStates.get(room.id);
-  if (r && r.lastId !== null) t += ` · epoch ${r.epoch === null ? '–' : r.epoch} · last seen #${r.lastId}`;
-  return t;
+  return room.name === room.id ? room.id : `${room.name} (${room.id})`;
 }
 
 export function renderRoomList() {
+  saveMentionBadges();
   const ul = $('#room-list');
   const rooms = Array.from(state.rooms.values()).sort((a, b) => a.name.localeCompare(b.name));
   ul.replaceChildren(...rooms.map((room) => {
@@ -93,11 +124,11 @@ export function renderRoomList() {
       },
       room.private ? h('span', { class: 'nav-icon' }, icon('lock', 14)) : h('span', { class: 'nav-icon', text: '#', 'aria-hidden': 'true' }),
       h('span', { class: 'nav-label', text: room.name }),
-      badge ? h('span', { class: 'badge', text: `@${badge}` }) : null),
-      room.adhoc ? h('button', {
-        type: 'button', class: 'nav-x', title: 'Leave room', 'aria-label': `Leave ${room.name}`, text: '✕',
-        on: { click: (e) => { e.stopPropagation(); forgetRoom(room.id); } },
-      }) : null);
+      badge ? h('span', { class: 'badge mention-badge', text: `@${badge}`, 'aria-label': `${badge} mention${badge === 1 ? '' : 's'}` }) : null),
+      h('button', {
+        type: 'button', class: 'nav-x room-leave', title: 'Leave room', 'aria-label': `Leave ${room.name}`, text: '✕',
+        on: { click: (e) => { e.stopPropagation(); leaveRoom(room.id); } },
+      }));
     return li;
   }));
   if (!rooms.length) ul.append(h('li', { class: 'nav-empty', text: 'No rooms yet' }));
@@ -107,7 +138,7 @@ async function createRoom(e) {
   e.preventDefault();
   const name = $('#new-room-name').value.trim();
   const priv = $('#new-room-private').checked;
-  const members = $('#new-room-members').value.split(',').map((x) => x.trim()).filter(Boolean);
+  const members = newMembers.map((p) => p.id);
   if (!name) {
     $('#create-room-error').textContent = 'A room needs a name.';
     return;
@@ -129,8 +160,21 @@ async function createRoom(e) {
   openRoom(room.id);
 }
 
+// People picked for the room being created.
+let newMembers = [];
+
+function renderNewMembers() {
+  renderChips($('#new-room-chips'), newMembers, (p) => {
+    newMembers = newMembers.filter((x) => x.id !== p.id);
+    renderNewMembers();
+    $('#new-room-members').focus();
+  });
+}
+
 function openCreateDialog() {
   $('#create-room-form').reset();
+  newMembers = [];
+  renderNewMembers();
   $('#create-room-error').textContent = '';
   showDialog($('#create-room-dialog'));
   $('#new-room-name').focus();
@@ -146,6 +190,7 @@ function joinRoomFromInput(e) {
   if (!id) return;
   $('#room-input').value = '';
   if (!state.rooms.has(id)) rememberAdhocRoom(id);
+  else setLeft(id, false);
   openRoom(id);
 }
 
@@ -155,4 +200,13 @@ export function wireRooms() {
   $('#create-room').addEventListener('click', openCreateDialog);
   $('#create-room-form').addEventListener('submit', createRoom);
   $('#new-room-cancel').addEventListener('click', closeCreateDialog);
+  peoplePicker($('#new-room-members'), {
+    onPick: (p) => {
+      if (!newMembers.some((x) => x.id === p.id)) newMembers.push(p);
+      $('#create-room-error').textContent = '';
+      renderNewMembers();
+    },
+    exclude: () => new Set([...newMembers.map((p) => p.id), state.me.sub]),
+    status: (text) => { $('#create-room-error').textContent = text; },
+  });
 }

@@ -2,6 +2,8 @@
 // room.
 
 import { openRoom } from './chat.js';
+import { authorSub, labelOf } from './identity.js';
+import { onCatchUpResults } from './mentions.js';
 import { focusMessage } from './message-list.js';
 import { normMessage } from './messages.js';
 import { roomName } from './rooms.js';
@@ -31,6 +33,7 @@ function runSearch() {
 }
 
 export function renderSearchResults(f) {
+  if (onCatchUpResults(f)) return;
   const box = $('#search-results');
   const msgs = Array.isArray(f.messages) ? f.messages : [];
   $('#search-panel').hidden = false;
@@ -52,7 +55,7 @@ export function renderSearchResults(f) {
     },
     h('div', { class: 'result-head' },
       h('span', { class: 'result-room', text: `#${roomName(room)}` }),
-      h('span', { class: 'result-user', text: m.user || '' }),
+      h('span', { class: 'result-user', text: m.user === undefined ? '' : labelOf(authorSub(m), m.user) }),
       h('time', { class: 'time', text: `${fmtDay(m.timestamp)} ${fmtTime(m.timestamp)}` })),
     content);
   }));
@@ -69,6 +72,8 @@ function goToResult(room, id) {
 
 function closeSearch() {
   $('#search-panel').hidden = true;
+  // Closed is closed: the next search starts from an empty field.
+  $('#search-input').value = '';
   if ($('#thread-panel').hidden) $('#app').classList.remove('with-panel');
 }
 
@@ -80,4 +85,6 @@ export function wireSearch() {
     if (e.key === 'Escape') { e.target.value = ''; $('#search-close').click(); }
   });
   $('#search-close').addEventListener('click', closeSearch);
+  // On a phone the field is folded into its icon: a tap on the icon opens it.
+  $('#search-form').addEventListener('click', () => $('#search-input').focus());
 }

@@ -4,26 +4,52 @@
 import { api } from './api.js';
 import { signinError } from './auth.js';
 import { openRoom } from './chat.js';
+import { resetComposer } from './composer.js';
 import { openDm, renderDmList, startInbox } from './dm.js';
 import { renderPresence, startPresence } from './presence.js';
 import { loadRooms, renderRoomList } from './rooms.js';
+import { forgetGuest, keepGuest, renderSavedGuests, renewGuestToken } from './auth.js';
+import { loadMentionBadges } from './mentions.js';
 import { clearSession, state } from './state.js';
 import { load, loadJson, save, STORAGE } from './storage.js';
 import { renderEmptyView } from './views.js';
 import { hashHue, initials } from './ui/avatar.js';
+import { showDialog } from './ui/dialogs.js';
 import { $ } from './ui/dom.js';
 import { closePopovers } from './ui/popovers.js';
 import { setConnStatus, updateTitle } from './ui/status.js';
 
 export function sessionExpired() {
   if (!state.token) return;
-  signOut();
+  // A refused token is no identity to come back to.
+  signOut({ forget: true });
   signinError('Your session has expired or the token was refused. Please sign in again.');
 }
 
-export function signOut() {
+/** The sign-out button: sign out (keeping a guest's identity here) or forget me. */
+export function askSignOut() {
+  const d = $('#signout-dialog');
+  d.returnValue = 'cancel';
+  const done = () => {
+    d.removeEventListener('close', done);
+    if (d.returnValue === 'signout') signOut();
+    else if (d.returnValue === 'forget') signOut({ forget: true });
+    else $('#sign-out').focus();
+  };
+  d.addEventListener('close', done);
+  showDialog(d);
+  $('#signout-ok').focus();
+}
+
+export function signOut(opts = {}) {
+  if (state.me && state.token) {
+    if (opts.forget) forgetGuest(state.me.sub);
+    else keepGuest(state.token, state.me);
+  }
   for (const c of [state.chat, state.presence, state.inbox, state.dm && state.dm.conn]) if (c) c.stop();
   clearInterval(state.roomsTimer);
+  clearInterval(state.renewTimer);
+  resetComposer();
   clearSession();
   setConnStatus('idle');
   save(STORAGE.token, undefined);
@@ -34,6 +60,7 @@ export function signOut() {
   $('#toasts').replaceChildren();
   closePopovers();
   updateTitle();
+  renderSavedGuests();
   $('#guest-name').focus();
 }
 
@@ -58,6 +85,7 @@ export function startSession() {
   const dms = loadJson(STORAGE.dms(state.me.sub), { peers: [], names: {} });
   state.dmPeers = Array.isArray(dms.peers) ? dms.peers.filter((x) => typeof x === 'string') : [];
   state.dmNames = dms.names && typeof dms.names === 'object' ? dms.names : {};
+  loadMentionBadges();
 
   renderRoomList();
   renderDmList();
@@ -66,12 +94,17 @@ export function startSession() {
   loadRooms();
   clearInterval(state.roomsTimer);
   state.roomsTimer = setInterval(loadRooms, 20000);
+  renewGuestToken();
+  clearInterval(state.renewTimer);
+  state.renewTimer = setInterval(() => renewGuestToken(12 * 3600 * 1000), 3600 * 1000);
   startPresence();
   startInbox();
 
   const last = loadJson(STORAGE.last(state.me.sub), null);
   if (last && last.kind === 'room' && typeof last.id === 'string') openRoom(last.id);
   else if (last && last.kind === 'dm' && typeof last.peer === 'string') openDm(last.peer);
+  // Not the page body: the composer (focused by the view just opened) or the rooms.
+  else ($('#room-list .nav-btn') || $('#room-input')).focus();
 }
 
 export async function probeToken() {

@@ -22,6 +22,7 @@ export class Conn {
   }
   connect() {
     clearTimeout(this.timer);
+    this.retryAt = null;
     if (this.stopped) return;
     let ws;
     try {
@@ -69,8 +70,15 @@ export class Conn {
     if (this.stopped) return;
     const delay = Math.min(15000, 1000 * 2 ** this.attempt);
     this.attempt += 1;
+    // When the next attempt is due, for the "retrying in N s" countdown.
+    this.retryAt = Date.now() + delay;
     this.status('reconnecting');
     this.timer = setTimeout(() => this.connect(), delay);
+  }
+  /** "Retry now": the next attempt goes at once. */
+  retryNow() {
+    if (this.stopped || this.ws) return;
+    this.connect();
   }
   /** The connection proved useful: the next drop starts the backoff at 1s again. */
   healthy() {

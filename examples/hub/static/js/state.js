@@ -21,6 +21,7 @@ export const state = {
   dmUnread: new Map(), // sub -> count
   mentionBadges: new Map(), // room id -> count
   seenMentions: new Set(), // `room:message id` of mentions already notified
+  mentionsCaughtUp: false, // this session asked the hub for mentions made while I was away
   fileMeta: new Map(), // file id -> {type, name}
   threadRoot: null, // id of the message whose thread is open
   presenceState: null, // status of the presence connection, shown when no view is open
@@ -28,6 +29,7 @@ export const state = {
   editingWhere: 'main', // in the main list or the thread panel
   myStatus: 'online', // online | away | busy
   roomsTimer: null, // refreshes the room list
+  renewTimer: null, // renews a guest's token while the page is open
 };
 
 /** What the client knows of one room, made on first use and kept across visits. */
@@ -74,6 +76,7 @@ export function clearSession() {
   state.dmUnread.clear();
   state.mentionBadges.clear();
   state.seenMentions.clear();
+  state.mentionsCaughtUp = false;
   state.threadRoot = null;
   state.editing = null;
   state.inboxOk = false;

@@ -7,6 +7,11 @@ export const STORAGE = {
   rooms: (sub) => `cbx.rooms.${sub}`,
   dms: (sub) => `cbx.dms.${sub}`,
   last: (sub) => `cbx.lastView.${sub}`,
+  mentions: (sub) => `cbx.mentions.${sub}`,
+  seen: (sub) => `cbx.seen.${sub}`,
+  drafts: (sub) => `cbx.drafts.${sub}`,
+  guests: 'cbx.guests',
+  left: (sub) => `cbx.left.${sub}`,
 };
 
 export function save(key, value) {

@@ -1,5 +1,6 @@
 // The thread panel: a message's replies and replying to it.
 
+import { mentionAutocomplete } from './autocomplete.js';
 import { autoGrow } from './composer.js';
 import { nearBottom, renderMessageEl, updateMessageEl } from './message-list.js';
 import { normMessage, storeMessage } from './messages.js';
@@ -82,6 +83,7 @@ export function onThread(r, f) {
 /** The thread panel's composer and close button. */
 export function wireThreads() {
   const tcomp = $('#thread-composer');
+  mentionAutocomplete(tcomp);
   $('#thread-form').addEventListener('submit', submitThread);
   tcomp.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submitThread(e);

@@ -5,10 +5,10 @@ import { api } from './api.js';
 import { openRoom } from './chat.js';
 import { setComposerEnabled } from './composer.js';
 import { renderDmList } from './dm.js';
-import { nameOf } from './identity.js';
+import { labelOf, nameOf } from './identity.js';
 import { renderPresence } from './presence.js';
 import { rememberAdhocRoom, renderRoomList } from './rooms.js';
-import { roomState, state } from './state.js';
+import { currentRoom, roomState, state } from './state.js';
 import { closeThread } from './threads.js';
 import { stopTyping } from './typing.js';
 import { $, h } from './ui/dom.js';
@@ -18,6 +18,12 @@ import { setConnStatus, showNotice } from './ui/status.js';
 
 export function closeView() {
   $('#app').classList.remove('show-sidebar');
+  const open = currentRoom();
+  if (open) {
+    // The next visit decides afresh what is new since then.
+    open.unreadDecided = false;
+    open.unreadFrom = null;
+  }
   if (state.chat) state.chat.stop();
   if (state.dm && state.dm.conn) state.dm.conn.stop();
   stopTyping();
@@ -72,14 +78,28 @@ async function showStats() {
     }
     return null;
   };
+  // "online" is the People list's count, so the two always agree.
   const items = [
-    ['online', num('presence_users', 'users_online', 'users.online', 'online')],
+    ['online', onlineCount()],
     ['connections', num('connections', 'connections.total')],
     ['rooms', num('rooms', 'rooms_total', 'rooms.count')],
     ['messages', num('messages', 'messages_total', 'messages.total')],
   ].filter(([, v]) => v !== null);
-  box.replaceChildren(...items.map(([label, v]) => h('div', { class: 'stat' },
+  box.replaceChildren(...items.map(([label, v]) => h('div', { class: 'stat', dataset: { stat: label } },
     h('b', { text: v.toLocaleString() }), h('span', { text: label }))));
+}
+
+/** Users online as the People list shows them. */
+export function onlineCount() {
+  let n = 0;
+  for (const u of state.users.values()) if (u.status !== 'offline') n += 1;
+  return n;
+}
+
+/** Presence changed: the welcome screen's count follows. */
+export function updateOnlineStat() {
+  const b = $('#stats .stat[data-stat="online"] b');
+  if (b) b.textContent = onlineCount().toLocaleString();
 }
 
 export function renderHeader() {
@@ -93,11 +113,10 @@ export function renderHeader() {
       room.private ? h('span', { class: 'title-icon' }, icon('lock', 16)) : h('span', { class: 'title-icon', text: '#', 'aria-hidden': 'true' }),
       h('span', { text: room.name }));
     const bits = [];
-    if (room.name !== room.id) bits.push(`id ${room.id}`);
     if (room.private) bits.push(`private · ${room.members ? room.members.length : 0} members`);
     if (room.owner) bits.push(room.owner === state.me.sub ? 'you own this room' : `owner ${nameOf(room.owner)}`);
-    bits.push(`epoch ${r.epoch === null ? '–' : r.epoch}`);
-    bits.push(`last seen #${r.lastId === null ? '–' : r.lastId}`);
+    if (!bits.length) bits.push(room.private ? 'private room' : 'public room');
+    // Recovery's position is for the client, not the reader: data attributes only.
     const meta = $('#room-meta');
     meta.textContent = bits.join(' · ');
     meta.dataset.epoch = r.epoch === null ? '' : r.epoch;
@@ -106,7 +125,8 @@ export function renderHeader() {
     const u = state.users.get(v.peer);
     $('#view-title').replaceChildren(
       h('span', { class: `status-dot ${u ? u.status : 'offline'}`, 'aria-hidden': 'true' }),
-      h('span', { text: nameOf(v.peer) }));
-    $('#room-meta').textContent = `Direct message · id ${v.peer}${u ? ` · ${u.status}` : ''}`;
+      h('span', { text: labelOf(v.peer) }));
+    $('#room-meta').textContent = `Direct message${u ? ` · ${u.status}` : ''}`;
+    $('#room-meta').title = `user id ${v.peer}`;
   }
 }

@@ -9,7 +9,8 @@ export function hashHue(s) {
 }
 
 export function initials(name) {
-  const s = String(name || '?').trim();
+  // A label's "(…id)" suffix for namesakes is not part of the name.
+  const s = String(name || '?').replace(/\s*\(…?[^()]*\)$/, '').trim() || '?';
   const parts = s.split(/[\s._-]+/).filter(Boolean);
   const first = Array.from(parts[0] || s)[0] || '?';
   const second = parts.length > 1 ? Array.from(parts[1])[0] : '';
