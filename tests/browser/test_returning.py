@@ -9,7 +9,9 @@ signs out and comes back is the same user ("Continue as", or the same
 name), and "Forget me" really forgets; coming back shows the mention
 badge on the room, a "new since you left" line and a jump-to-latest
 button; no mention toast for the open room; @ autocomplete; drafts kept
-per room across switches and a reload; leaving a room; no "Loading
+per room across switches and a reload; a client back from another room
+sees the edits, deletes and reactions it missed (recovery by id, no
+update event drawn as a message); leaving a room; no "Loading
 messages…" under a refusal; a stopped hub reported as a connection
 problem with a countdown and "Retry now"; a 390x844 phone layout; a
 keyboard-only walk; axe-core on the main views. Screenshots go to
@@ -201,6 +203,63 @@ def run(hub, out, axe_source):
             a.fill("#composer", "")
             a.dispatch_event("#composer", "input")
             print("drafts ok")
+
+            # A client that was away converges: bob edits, deletes and reacts
+            # to messages alice already holds while she looks at another room;
+            # when she comes back her socket recovers by id (?since=) and
+            # shows each change, with no update event drawn as a message.
+            sockets = []
+            a.on("websocket", lambda ws: sockets.append(ws.url))
+            say(b, f"conv one {tag}")
+            say(b, f"conv two {tag}")
+            say(b, f"conv three {tag}")
+            expect(message(a, f"conv three {tag}")).to_be_visible()
+            ids = {k: int(message(a, f"conv {k} {tag}").get_attribute("data-id")) for k in ("one", "two", "three")}
+            join(a, other)
+            done = b.evaluate(
+                """async ([room, ids, tag]) => {
+                    const token = localStorage.getItem('cbx.token');
+                    const url = location.origin.replace(/^http/, 'ws') + '/chat/' + encodeURIComponent(room) + '?token=' + token;
+                    const ws = new WebSocket(url);
+                    const seen = [];
+                    const events = [];
+                    await new Promise((ok, fail) => {
+                        setTimeout(() => fail(new Error('only saw ' + JSON.stringify(seen))), 8000);
+                        ws.onerror = () => fail(new Error('socket'));
+                        ws.onmessage = (e) => {
+                            const f = JSON.parse(e.data);
+                            if (f.type === 'history') {
+                                ws.send(JSON.stringify({type: 'edit', message_id: ids.one, content: 'conv one fixed ' + tag}));
+                                ws.send(JSON.stringify({type: 'delete', message_id: ids.two}));
+                                ws.send(JSON.stringify({type: 'reaction', message_id: ids.three, emoji: '👍', op: 'add'}));
+                                ws.send(JSON.stringify({type: 'message', content: 'conv four ' + tag, client_id: 'conv-' + tag}));
+                            }
+                            if (['edited', 'deleted', 'reaction', 'ack'].includes(f.type)) seen.push(f.type);
+                            if (f.type !== 'ack' && seen.includes(f.type)) events.push(f.id);
+                            if (seen.length === 4) { ws.close(); ok(); }
+                        };
+                    });
+                    return [seen.sort(), events];
+                }""",
+                [room, ids, tag],
+            )
+            done, events = done
+            assert done == ["ack", "deleted", "edited", "reaction"], done
+            assert len(events) == 3 and all(isinstance(e, int) for e in events), events
+            a.click(f'#room-list [data-room="{room}"] .nav-btn')
+            expect(a.locator("#connection-status")).to_have_text("connected")
+            fixed = message(a, f"conv one fixed {tag}")
+            expect(fixed).to_be_visible()
+            expect(fixed.locator(".edited")).to_be_visible()
+            expect(a.locator(f'#messages .message[data-id="{ids["two"]}"] .content.tombstone')).to_be_visible()
+            expect(message(a, f"conv three {tag}").locator('.reaction[data-emoji="👍"] .count')).to_have_text("1")
+            expect(message(a, f"conv four {tag}")).to_be_visible()
+            back = [u for u in sockets if f"/chat/{room}" in u]
+            assert back and "since=" in back[-1] and "epoch=" in back[-1], back
+            drawn = [int(x) for x in a.locator("#messages .message[data-id]").evaluate_all("els => els.map(e => e.dataset.id)")]
+            assert not set(drawn) & set(events), (drawn, events)
+            shot(a, "recovery-converged")
+            print("recovery converges ok")
 
             # No mention toast for the room on screen: the message is the notice.
             say(a, "@bob look at this")
