@@ -1,4 +1,4 @@
-//! Benchmark of the hub's search index (examples/hub/src/features/search.rs).
+//! Benchmark of the hub's search index (examples/hub/src/features/search/memory.rs).
 //!
 //! Saves N chat messages (default 1,000,000) into the channelbox core's
 //! history across R rooms, indexes each one as the hub does, then times
@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use channelbox::{Config, Hub, Kind};
-use channelbox_hub::features::search::SearchIndex;
+use channelbox_hub::features::search::MemoryIndex;
 use futures_util::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -93,7 +93,7 @@ fn main() {
         ..Config::default()
     })
     .expect("hub");
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut rng = StdRng::seed_from_u64(6);
     let room_names: Vec<String> = (0..rooms).map(|r| format!("room:r{r}")).collect();
 

@@ -172,7 +172,7 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         replace(state, room.group, id, &m).await?;
         (old, mentioned, before)
     };
-    state.features.search.update(room.id, id, &old, content);
+    state.features.search.update(state, room.id, id, &old, content);
     // Only users the edit newly mentions are told.
     let added: Vec<&str> = mentioned
         .iter()
@@ -219,7 +219,7 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
         tomb.insert("deleted".into(), Value::Bool(true));
         replace(state, room.group, id, &tomb).await?;
     }
-    state.features.search.remove(room.id, id);
+    state.features.search.remove(state, room.id, id);
     let deleted = json!({"type": "deleted", "message_id": id});
     room.broadcast(session, frames::encode(&deleted)).await;
     Ok(())
