@@ -211,6 +211,19 @@ fn words_are_split_and_lowercased() {
 }
 
 #[test]
+fn long_texts_keep_each_word_once_in_order() {
+    // Past the linear scan's reach (32 distinct words), duplicates are
+    // still caught, whatever their case.
+    let text: String = (0..100)
+        .map(|i| format!("W{} w{} ", i % 50, i % 50))
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    assert_eq!(search::words(&text), want);
+    let long = "x".repeat(49);
+    assert_eq!(search::words(&format!("ok {long} ÉCOLE école")), vec!["ok", "école"]);
+}
+
+#[test]
 fn a_search_resumes_past_many_unreadable_postings() {
     let index = MemoryIndex::new();
     let mut store = Store::default();

@@ -190,7 +190,7 @@ impl MemoryIndex {
     }
 
     /// [`MemoryIndex::insert`] with the text already split by [`words`].
-    pub fn insert_words(&self, room: &str, id: u64, words: &[String]) -> bool {
+    pub fn insert_words(&self, room: &str, id: u64, words: &[impl AsRef<str>]) -> bool {
         let mut st = self.inner.write();
         let r = st.room(room);
         if st.find(room, id).is_some() {
@@ -214,7 +214,7 @@ impl MemoryIndex {
             _ => rd.push_back((id, doc)),
         }
         for w in words {
-            st.add_posting(w, doc);
+            st.add_posting(w.as_ref(), doc);
         }
         let rd = &mut st.rooms[r as usize];
         rd.since_check += 1;

@@ -26,6 +26,7 @@
 //! Not done: prefix matching ("contras" finding "contrast"). Both indexes
 //! match whole words only.
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -56,16 +57,52 @@ const EVICTION_CHECK_EVERY: u32 = 256;
 /// that share a counter are checked a little more often).
 const EVICTION_COUNTERS: usize = 1024;
 
-/// Splits text into lowercase words: runs of letters and digits.
+/// Splits text into lowercase words: runs of letters and digits, each once,
+/// in order of first appearance.
 pub fn words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut seen: FxHashSet<String> = FxHashSet::default();
+    split_words(text).into_iter().map(Cow::into_owned).collect()
+}
+
+/// Distinct words up to which duplicates are found by a linear scan.
+const DEDUP_LINEAR: usize = 32;
+
+/// [`words`] without copying the words that are already lowercase (most of
+/// them): the rebuild indexes a million messages with it.
+pub fn split_words(text: &str) -> Vec<Cow<'_, str>> {
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
+    // Only for long texts, where a scan of `out` would cost.
+    let mut seen: Option<FxHashSet<String>> = None;
     for token in text.split(|c: char| !c.is_alphanumeric()) {
-        if token.is_empty() || token.chars().count() > MAX_WORD_CHARS {
+        if token.is_empty()
+            || (token.len() > MAX_WORD_CHARS && token.chars().count() > MAX_WORD_CHARS)
+        {
             continue;
         }
-        let word = token.to_lowercase();
-        if seen.insert(word.clone()) {
+        let word: Cow<'_, str> = if token.is_ascii() {
+            if token.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(token.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(token)
+            }
+        } else {
+            let lower = token.to_lowercase();
+            if lower == token {
+                Cow::Borrowed(token)
+            } else {
+                Cow::Owned(lower)
+            }
+        };
+        let new = match &mut seen {
+            Some(seen) => seen.insert(word.to_string()),
+            None if out.len() < DEDUP_LINEAR => !out.contains(&word),
+            None => {
+                let mut set: FxHashSet<String> = out.iter().map(|w| w.to_string()).collect();
+                let new = set.insert(word.to_string());
+                seen = Some(set);
+                new
+            }
+        };
+        if new {
             out.push(word);
         }
     }

@@ -206,17 +206,20 @@ impl SharedIndex {
         }
         let mut conn = self.redis.connection().await?;
         let mut keys: Vec<String> = wanted.iter().map(|w| self.keys.word(w)).collect();
-        let mut counting = redis::pipe();
-        for k in &keys {
-            counting.cmd("ZCARD").arg(k);
+        if keys.len() > 1 {
+            // The rarest word first: its refs are the fewest to walk.
+            let mut counting = redis::pipe();
+            for k in &keys {
+                counting.cmd("ZCARD").arg(k);
+            }
+            let counts: Vec<u64> = counting.query_async(&mut conn).await?;
+            if counts.contains(&0) {
+                return Ok(hits);
+            }
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by_key(|&i| counts[i]);
+            keys = order.into_iter().map(|i| keys[i].clone()).collect();
         }
-        let counts: Vec<u64> = counting.query_async(&mut conn).await?;
-        if counts.contains(&0) {
-            return Ok(hits);
-        }
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_by_key(|&i| counts[i]);
-        keys = order.into_iter().map(|i| keys[i].clone()).collect();
         let (rarest, others) = keys.split_first().expect("at least one word");
 
         let mut readable: FxHashMap<Arc<str>, bool> = FxHashMap::default();
