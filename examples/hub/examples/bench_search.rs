@@ -454,6 +454,38 @@ fn on_redis(n: usize, rooms: usize) {
             used as f64 / n as f64
         );
         println!("result redis memory: MB = {:.0}", used as f64 / 1e6);
+        // The index's share: every key under its prefix (bounded: one SCAN
+        // pass over the keyspace).
+        let mut index_bytes = 0u64;
+        let mut index_keys = 0u64;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}-search:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut raw)
+                .expect("scan");
+            let mut sizes = redis::pipe();
+            for k in &keys {
+                sizes.cmd("MEMORY").arg("USAGE").arg(k);
+            }
+            let sizes: Vec<Option<u64>> = sizes.query(&mut raw).expect("memory usage");
+            index_bytes += sizes.into_iter().flatten().sum::<u64>();
+            index_keys += keys.len() as u64;
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        println!(
+            "of which the search index: {:.0} MB in {index_keys} keys ({:.0} bytes a message; MEMORY USAGE samples big sets)",
+            index_bytes as f64 / 1e6,
+            index_bytes as f64 / n as f64
+        );
+        println!("result redis index memory: MB = {:.0}", index_bytes as f64 / 1e6);
     });
 }
 
