@@ -103,7 +103,13 @@ fn load_average() -> String {
 }
 
 /// Prints a table row and `result` lines for the script.
-fn report(tag: &str, name: &str, mut times: Vec<Duration>, cpu: Option<Vec<Duration>>, hits: usize) {
+fn report(
+    tag: &str,
+    name: &str,
+    mut times: Vec<Duration>,
+    cpu: Option<Vec<Duration>>,
+    hits: usize,
+) {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let cpu_p99 = cpu.map(|mut c| {
@@ -120,8 +126,14 @@ fn report(tag: &str, name: &str, mut times: Vec<Duration>, cpu: Option<Vec<Durat
         cpu_p99.map_or("-".to_owned(), |c| format!("{c:.3}")),
         hits as f64 / times.len() as f64,
     );
-    println!("result {tag} {name}: p50 ms = {:.3}", ms(percentile(&times, 0.5)));
-    println!("result {tag} {name}: p99 ms = {:.3}", ms(percentile(&times, 0.99)));
+    println!(
+        "result {tag} {name}: p50 ms = {:.3}",
+        ms(percentile(&times, 0.5))
+    );
+    println!(
+        "result {tag} {name}: p99 ms = {:.3}",
+        ms(percentile(&times, 0.99))
+    );
 }
 
 type Pick = Box<dyn Fn(&mut StdRng) -> String>;
@@ -282,7 +294,11 @@ fn alone(n: usize, rooms: usize) {
     let cpu = thread_cpu();
     let done = rebuild::from_history(&hub, &fresh);
     let cpu = thread_cpu().saturating_sub(cpu);
-    assert_eq!(fresh.len(), (docs, distinct), "the rebuild indexes the same");
+    assert_eq!(
+        fresh.len(),
+        (docs, distinct),
+        "the rebuild indexes the same"
+    );
     println!(
         "rebuilt the index from history: {} messages in {} rooms in {:.2} s wall, {:.2} s CPU ({:.0} messages/s)",
         done.messages,
@@ -291,7 +307,10 @@ fn alone(n: usize, rooms: usize) {
         cpu.as_secs_f64(),
         done.messages as f64 / done.took.as_secs_f64()
     );
-    println!("result alone rebuild: wall s = {:.2}", done.took.as_secs_f64());
+    println!(
+        "result alone rebuild: wall s = {:.2}",
+        done.took.as_secs_f64()
+    );
     println!("result alone rebuild: CPU s = {:.2}", cpu.as_secs_f64());
 }
 

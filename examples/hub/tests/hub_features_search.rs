@@ -220,7 +220,10 @@ fn long_texts_keep_each_word_once_in_order() {
     let want: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
     assert_eq!(search::words(&text), want);
     let long = "x".repeat(49);
-    assert_eq!(search::words(&format!("ok {long} ÉCOLE école")), vec!["ok", "école"]);
+    assert_eq!(
+        search::words(&format!("ok {long} ÉCOLE école")),
+        vec!["ok", "école"]
+    );
 }
 
 #[test]

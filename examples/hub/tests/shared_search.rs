@@ -33,15 +33,18 @@ async fn node(redis: &RedisServer, name: &str) -> Hub {
 
 /// The (room, id) of each hit of `query`, as `client` gets them.
 async fn search(client: &mut Client, query: &str) -> Vec<(String, u64)> {
-    client
-        .send(json!({"type": "search", "query": query}))
-        .await;
+    client.send(json!({"type": "search", "query": query})).await;
     let results = client.expect("search_results").await;
     results["messages"]
         .as_array()
         .expect("messages")
         .iter()
-        .map(|m| (m["room"].as_str().unwrap().to_owned(), m["id"].as_u64().unwrap()))
+        .map(|m| {
+            (
+                m["room"].as_str().unwrap().to_owned(),
+                m["id"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -196,9 +199,7 @@ async fn an_edit_is_found_by_its_new_words_only_and_a_delete_not_at_all_on_eithe
 
 /// A stand-in for history in the index-level tests: everything is kept
 /// except `gone`.
-fn fetch_all_but(
-    gone: &'static [u64],
-) -> impl Fn(Arc<str>, u64) -> std::future::Ready<Fetched> {
+fn fetch_all_but(gone: &'static [u64]) -> impl Fn(Arc<str>, u64) -> std::future::Ready<Fetched> {
     move |_, id| {
         std::future::ready(if gone.contains(&id) {
             Fetched::Gone
@@ -235,7 +236,10 @@ async fn the_redis_index_forgets_evicted_and_vanished_messages() {
         index.submit(insert("a", id, "kept words"));
     }
     index.flush().await;
-    assert_eq!(ids(&index, "kept", &[]).await, (1..=10).rev().collect::<Vec<_>>());
+    assert_eq!(
+        ids(&index, "kept", &[]).await,
+        (1..=10).rev().collect::<Vec<_>>()
+    );
     // History evicted 1-4.
     index.submit(Op::Evict {
         room: "a".into(),
@@ -243,14 +247,23 @@ async fn the_redis_index_forgets_evicted_and_vanished_messages() {
     });
     index.flush().await;
     let mut raw = redis.raw();
-    let card: u64 = redis::cmd("ZCARD").arg("t-search:w:kept").query(&mut raw).unwrap();
+    let card: u64 = redis::cmd("ZCARD")
+        .arg("t-search:w:kept")
+        .query(&mut raw)
+        .unwrap();
     assert_eq!(card, 6);
-    let left: u64 = redis::cmd("HLEN").arg("t-search:m:a").query(&mut raw).unwrap();
+    let left: u64 = redis::cmd("HLEN")
+        .arg("t-search:m:a")
+        .query(&mut raw)
+        .unwrap();
     assert_eq!(left, 6);
     // A ref whose message history lost is dropped by the search that meets it.
     assert_eq!(ids(&index, "words", &[9]).await, vec![10, 8, 7, 6, 5]);
     index.flush().await;
-    let card: u64 = redis::cmd("ZCARD").arg("t-search:w:words").query(&mut raw).unwrap();
+    let card: u64 = redis::cmd("ZCARD")
+        .arg("t-search:w:words")
+        .query(&mut raw)
+        .unwrap();
     assert_eq!(card, 5);
     // The whole room.
     index.submit(Op::Evict {
@@ -258,7 +271,10 @@ async fn the_redis_index_forgets_evicted_and_vanished_messages() {
         first_kept: u64::MAX,
     });
     index.flush().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("t-search:*").query(&mut raw).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("t-search:*")
+        .query(&mut raw)
+        .unwrap();
     assert_eq!(keys, Vec::<String>::new());
     assert_eq!(index.dropped(), 0);
 }
@@ -309,11 +325,26 @@ async fn a_hub_alone_rebuilds_its_index_from_the_cores_history() {
     // hub with durable history finds it: two rooms, interleaved in time,
     // with a tombstone and a notice that must not be indexed.
     let saved = [
-        ("lobby", json!({"type": "message", "user": "a", "content": "rebuilt comet one"})),
-        ("other", json!({"type": "message", "user": "b", "content": "rebuilt comet two"})),
-        ("lobby", json!({"type": "system", "message": "comet joined"})),
-        ("lobby", json!({"type": "message", "user": "a", "deleted": true})),
-        ("lobby", json!({"type": "message", "user": "a", "content": "rebuilt comet three"})),
+        (
+            "lobby",
+            json!({"type": "message", "user": "a", "content": "rebuilt comet one"}),
+        ),
+        (
+            "other",
+            json!({"type": "message", "user": "b", "content": "rebuilt comet two"}),
+        ),
+        (
+            "lobby",
+            json!({"type": "system", "message": "comet joined"}),
+        ),
+        (
+            "lobby",
+            json!({"type": "message", "user": "a", "deleted": true}),
+        ),
+        (
+            "lobby",
+            json!({"type": "message", "user": "a", "content": "rebuilt comet three"}),
+        ),
     ];
     let mut ids = Vec::new();
     for (room, frame) in saved {
@@ -349,7 +380,8 @@ fn a_large_history_is_rebuilt_in_send_order_across_rooms() {
     for i in 0..300u64 {
         let room = format!("room:r{}", i % 7);
         let text = format!("{{\"type\":\"message\",\"content\":\"word{} common\"}}", i);
-        core.group_send(&room, Kind::Json, text, true).expect("saved");
+        core.group_send(&room, Kind::Json, text, true)
+            .expect("saved");
     }
     let index = features::search::MemoryIndex::new();
     let done = features::search::rebuild::from_history(&core, &index);
@@ -370,6 +402,12 @@ fn a_large_history_is_rebuilt_in_send_order_across_rooms() {
         .collect();
     assert_eq!(
         words,
-        vec!["word299 common", "word298 common", "word297 common", "word296 common", "word295 common"]
+        vec![
+            "word299 common",
+            "word298 common",
+            "word297 common",
+            "word296 common",
+            "word295 common"
+        ]
     );
 }

@@ -172,7 +172,10 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         replace(state, room.group, id, &m).await?;
         (old, mentioned, before)
     };
-    state.features.search.update(state, room.id, id, &old, content);
+    state
+        .features
+        .search
+        .update(state, room.id, id, &old, content);
     // Only users the edit newly mentions are told.
     let added: Vec<&str> = mentioned
         .iter()

@@ -154,7 +154,12 @@ impl SharedIndex {
         };
         let (queue, rx) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        runtime.spawn(write_queue(rx, redis.clone(), keys.clone(), dropped.clone()));
+        runtime.spawn(write_queue(
+            rx,
+            redis.clone(),
+            keys.clone(),
+            dropped.clone(),
+        ));
         Ok(SharedIndex {
             keys,
             redis,
@@ -351,7 +356,10 @@ async fn write_queue(
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
                 Err(e) => {
-                    let lost = batch.iter().filter(|op| !matches!(op, Op::Barrier(_))).count();
+                    let lost = batch
+                        .iter()
+                        .filter(|op| !matches!(op, Op::Barrier(_)))
+                        .count();
                     dropped.fetch_add(lost as u64, Ordering::Relaxed);
                     tracing::error!(error = %e, lost, "search: index changes dropped, Redis failed");
                     break;
@@ -399,17 +407,32 @@ async fn write_batch(conn: &mut ConnectionManager, keys: &Keys, ops: &[Op]) -> R
     Ok(())
 }
 
-fn insert(pipe: &mut redis::Pipeline, keys: &Keys, room: &str, id: u64, at_ms: u64, words: &[String]) {
+fn insert(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    room: &str,
+    id: u64,
+    at_ms: u64,
+    words: &[String],
+) {
     let m = member(room, id);
     for w in words {
-        pipe.cmd("ZADD").arg(keys.word(w)).arg(at_ms).arg(&m).ignore();
+        pipe.cmd("ZADD")
+            .arg(keys.word(w))
+            .arg(at_ms)
+            .arg(&m)
+            .ignore();
     }
     pipe.cmd("HSET")
         .arg(keys.room_words(room))
         .arg(id)
         .arg(stored(at_ms, words))
         .ignore();
-    pipe.cmd("ZADD").arg(keys.room_ids(room)).arg(id).arg(id).ignore();
+    pipe.cmd("ZADD")
+        .arg(keys.room_ids(room))
+        .arg(id)
+        .arg(id)
+        .ignore();
 }
 
 /// Removes `room`'s messages `ids` (with their stored words) from every set.
