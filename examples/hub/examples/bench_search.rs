@@ -38,6 +38,8 @@ const QUERIES: usize = 2_000;
 const REDIS_QUERIES: usize = 1_000;
 /// Sends to Redis in flight at once while filling.
 const IN_FLIGHT: usize = 1024;
+/// Messages indexed by the writer alone, to time it.
+const WRITER_MESSAGES: usize = 200_000;
 /// Probes of the time from a send on node 1 to a hit on node 2.
 const PROBES: usize = 200;
 /// A probe that is not found within this long counts as this long.
@@ -505,6 +507,37 @@ fn on_redis(n: usize, rooms: usize) {
             index_bytes as f64 / n as f64
         );
         println!("result redis index memory: MB = {:.0}", index_bytes as f64 / 1e6);
+
+        // The writer alone (no history sends): how many messages a node
+        // indexes per second before its queue fills and drops. Its own
+        // prefix, so the sets above are not touched.
+        let writer = SharedIndex::start(&url, "bench-writer").expect("writer");
+        let texts: Vec<(String, Vec<String>)> = (0..WRITER_MESSAGES)
+            .map(|_| {
+                let text = message_text(&mut rng);
+                (format!("r{}", rng.gen_range(0..rooms)), words(&text))
+            })
+            .collect();
+        let t = Instant::now();
+        for (i, (room, words)) in texts.into_iter().enumerate() {
+            writer.submit(Op::Insert {
+                room: room.into(),
+                id: i as u64 + 1,
+                at_ms: now_ms(),
+                words,
+            });
+            if (i + 1) % 32_768 == 0 {
+                writer.flush().await;
+            }
+        }
+        writer.flush().await;
+        let rate = WRITER_MESSAGES as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(writer.dropped(), 0);
+        println!(
+            "the index writer alone: {WRITER_MESSAGES} messages in {:.2} s: {rate:.0} messages/s",
+            t.elapsed().as_secs_f64()
+        );
+        println!("result redis writer: messages/s = {rate:.0}");
     });
 }
 
