@@ -373,6 +373,38 @@ async fn a_hub_alone_rebuilds_its_index_from_the_cores_history() {
     hub.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_a_large_history_is_rebuilt_are_found_after_it() {
+    let hub = Hub::start().await;
+    // More than is rebuilt inline: the rebuild runs on its own thread.
+    let rooms = 5;
+    let per_room = 6_000;
+    for i in 0..rooms * per_room {
+        hub.state
+            .hub
+            .group_send_with(&format!("room:r{}", i % rooms), Kind::Json, true, |id| {
+                format!("{{\"id\":{id},\"type\":\"message\",\"content\":\"old history {i}\"}}")
+                    .into()
+            })
+            .expect("saved");
+    }
+    // The first join starts the rebuild on its own thread; a message sent
+    // right after it usually arrives during it (then it waits and is
+    // indexed after it), and a search waits for the rebuild.
+    let (mut alice, _) = hub.join("r0", &hub.user("alice")).await;
+    let fresh = alice.say("new history").await;
+    let hits = search(&mut alice, "history").await;
+    assert_eq!(hits.len(), 20);
+    assert_eq!(hits[0], ("r0".to_owned(), fresh));
+    // The newest old message came next (i = 29,999, in room r4).
+    assert_eq!(hits[1].0, "r4");
+    let old = search(&mut alice, "old").await;
+    assert_eq!(old.len(), 20);
+    hub.state.features.search.settled(&hub.state).await;
+    assert_eq!(hub.state.features.search.dropped(), 0);
+    hub.stop().await;
+}
+
 #[test]
 fn a_large_history_is_rebuilt_in_send_order_across_rooms() {
     let core = channelbox::Hub::new(channelbox::Config::default()).expect("core");
