@@ -1,12 +1,12 @@
 //! The hub's search index on its own: word matching, order, permissions,
-//! edits, deletes and eviction (examples/hub/src/features/search.rs).
+//! edits, deletes and eviction (examples/hub/src/features/search/memory.rs).
 
 use std::collections::HashMap;
 use std::future::ready;
 
 use futures_util::FutureExt;
 
-use channelbox_hub::features::search::{self, SearchIndex};
+use channelbox_hub::features::search::{self, MemoryIndex};
 use serde_json::{json, Value};
 
 /// A stand-in for the core's history: (room, id) -> message.
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 struct Store(HashMap<(String, u64), Value>);
 
 impl Store {
-    fn put(&mut self, index: &SearchIndex, room: &str, id: u64, content: &str) {
+    fn put(&mut self, index: &MemoryIndex, room: &str, id: u64, content: &str) {
         self.0.insert(
             (room.into(), id),
             json!({"type": "message", "id": id, "content": content}),
@@ -34,7 +34,7 @@ fn ids(hits: &[search::Hit]) -> Vec<(String, u64)> {
 
 #[test]
 fn every_word_must_match_case_insensitively_newest_first() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     store.put(&index, "a", 1, "Hello World");
     store.put(&index, "b", 1, "hello there");
@@ -77,7 +77,7 @@ fn every_word_must_match_case_insensitively_newest_first() {
 
 #[test]
 fn limit_is_respected() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     for i in 1..=50 {
         store.put(&index, "a", i, "same words");
@@ -92,7 +92,7 @@ fn limit_is_respected() {
 
 #[test]
 fn unreadable_rooms_are_skipped_and_asked_once() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     for i in 1..=10 {
         store.put(&index, "secret", i, "plan");
@@ -119,7 +119,7 @@ fn unreadable_rooms_are_skipped_and_asked_once() {
 
 #[test]
 fn edits_change_what_matches() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     store.put(&index, "a", 1, "old text");
     store.put(&index, "a", 2, "later message");
@@ -142,7 +142,7 @@ fn edits_change_what_matches() {
 
 #[test]
 fn deleted_and_evicted_messages_are_gone() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     for i in 1..=5 {
         store.put(&index, "a", i, "word");
@@ -169,7 +169,7 @@ fn deleted_and_evicted_messages_are_gone() {
 
 #[test]
 fn compaction_keeps_order_and_results() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     let n = 140_000u64;
     for i in 1..=n {
@@ -211,8 +211,24 @@ fn words_are_split_and_lowercased() {
 }
 
 #[test]
+fn long_texts_keep_each_word_once_in_order() {
+    // Past the linear scan's reach (32 distinct words), duplicates are
+    // still caught, whatever their case.
+    let text: String = (0..100)
+        .map(|i| format!("W{} w{} ", i % 50, i % 50))
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    assert_eq!(search::words(&text), want);
+    let long = "x".repeat(49);
+    assert_eq!(
+        search::words(&format!("ok {long} ÉCOLE école")),
+        vec!["ok", "école"]
+    );
+}
+
+#[test]
 fn a_search_resumes_past_many_unreadable_postings() {
-    let index = SearchIndex::new();
+    let index = MemoryIndex::new();
     let mut store = Store::default();
     for i in 1..=5 {
         store.put(&index, "open", i, "needle");

@@ -198,7 +198,10 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
     };
     // The message changed even when its event could not be saved (the
     // engine is down): the index follows the text, then the error goes out.
-    state.features.search.update(room.id, id, &old, content);
+    state
+        .features
+        .search
+        .update(state, room.id, id, &old, content);
     saved?;
     // Only users the edit newly mentions are told.
     let added: Vec<&str> = mentioned
@@ -240,7 +243,7 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
         }
         tomb.insert("deleted".into(), Value::Bool(true));
         replace(state, room.group, id, &tomb).await?;
-        state.features.search.remove(room.id, id);
+        state.features.search.remove(state, room.id, id);
         save_update(session, room, |event| frames::deleted(event, id)).await?;
     }
     Ok(())

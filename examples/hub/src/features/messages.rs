@@ -82,7 +82,10 @@ pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>
     if let Some(root) = draft.thread_id {
         features.threads.add_reply(room.id, root, sent.id);
     }
-    if features.search.insert(room.id, sent.id, &draft.content) {
+    if features
+        .search
+        .insert(state, room.id, sent.id, &draft.content)
+    {
         // Forget what history has evicted since the last check.
         if let Some(first) = saved::first_kept(state, room.group).await {
             features.search.evict_before(room.id, first);

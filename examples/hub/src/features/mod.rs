@@ -181,6 +181,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
     let features = &state.features;
     features.rooms.load(&state.config.data_dir);
+    features.search.start(state);
     features.directory.saw(
         &claims.sub,
         &claims.username,

@@ -1,10 +1,6 @@
-//! Full-text search over the rooms' messages: an inverted index from word to
-//! the messages that contain it, and the `search` frame that queries it.
-//!
-//! The index keeps ids only (room and history offset). The text a result
-//! shows is read back from the core's history when the query runs, so the
-//! hub never holds a second copy of history, an edited message is found by
-//! its new words only, and a deleted or evicted one is never shown.
+//! The index of a hub that runs alone: an inverted index from word to the
+//! messages that contain it, in this process's memory. It is derived data:
+//! `rebuild` fills it from the core's history at start.
 //!
 //! Every message gets a document number in the order it was indexed; each
 //! word's postings are document numbers, ascending, so "newest first" is a
@@ -16,18 +12,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::Value;
+use rustc_hash::FxHashMap;
 
-use super::{fields, saved};
-use crate::error::Refusal;
-use crate::frames;
-use crate::server::AppState;
-use crate::session::Session;
+use super::{still_matches, words, Hit};
 
-/// Longest word indexed, in characters; longer tokens are ignored (they are
-/// hashes and links nobody searches by a prefix of).
-const MAX_WORD_CHARS: usize = 48;
 /// How many messages a room takes between two eviction checks.
 const EVICTION_CHECK_EVERY: u64 = 256;
 /// Dead documents tolerated before a compaction is considered.
@@ -35,22 +23,6 @@ const COMPACT_MIN_DEAD: usize = 65_536;
 /// Postings a search examines per hold of the read lock: senders update
 /// the index between two holds, so a search never stalls them for long.
 const SCAN_PER_HOLD: usize = 8_192;
-
-/// Splits text into lowercase words: runs of letters and digits.
-pub fn words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut seen: FxHashSet<String> = FxHashSet::default();
-    for token in text.split(|c: char| !c.is_alphanumeric()) {
-        if token.is_empty() || token.chars().count() > MAX_WORD_CHARS {
-            continue;
-        }
-        let word = token.to_lowercase();
-        if seen.insert(word.clone()) {
-            out.push(word);
-        }
-    }
-    out
-}
 
 /// One indexed message.
 #[derive(Clone, Copy, Debug)]
@@ -89,17 +61,8 @@ struct Inner {
 
 /// The search index. One lock: updates are a few pushes, queries read.
 #[derive(Debug, Default)]
-pub struct SearchIndex {
+pub struct MemoryIndex {
     inner: RwLock<Inner>,
-}
-
-/// What [`SearchIndex::search`] returns for one hit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hit {
-    /// The room the message was sent to.
-    pub room: String,
-    /// The message as history holds it now.
-    pub message: serde_json::Value,
 }
 
 impl Inner {
@@ -213,17 +176,21 @@ impl Inner {
     }
 }
 
-impl SearchIndex {
+impl MemoryIndex {
     /// An empty index.
-    pub fn new() -> SearchIndex {
-        SearchIndex::default()
+    pub fn new() -> MemoryIndex {
+        MemoryIndex::default()
     }
 
     /// Indexes a new message. Returns true when the room is due an eviction
     /// check: the caller then reads the room's first kept offset from
-    /// history and calls [`SearchIndex::evict_before`].
+    /// history and calls [`MemoryIndex::evict_before`].
     pub fn insert(&self, room: &str, id: u64, content: &str) -> bool {
-        let words = words(content);
+        self.insert_words(room, id, &words(content))
+    }
+
+    /// [`MemoryIndex::insert`] with the text already split by [`words`].
+    pub fn insert_words(&self, room: &str, id: u64, words: &[impl AsRef<str>]) -> bool {
         let mut st = self.inner.write();
         let r = st.room(room);
         if st.find(room, id).is_some() {
@@ -246,8 +213,8 @@ impl SearchIndex {
             }
             _ => rd.push_back((id, doc)),
         }
-        for w in &words {
-            st.add_posting(w, doc);
+        for w in words {
+            st.add_posting(w.as_ref(), doc);
         }
         let rd = &mut st.rooms[r as usize];
         rd.since_check += 1;
@@ -261,8 +228,11 @@ impl SearchIndex {
     /// Re-indexes an edited message: words it lost stop finding it, new
     /// words find it, in its original place in time.
     pub fn update(&self, room: &str, id: u64, old: &str, new: &str) {
-        let old = words(old);
-        let new = words(new);
+        self.update_words(room, id, &words(old), &words(new))
+    }
+
+    /// [`MemoryIndex::update`] with both texts already split by [`words`].
+    pub fn update_words(&self, room: &str, id: u64, old: &[String], new: &[String]) {
         let mut st = self.inner.write();
         let Some(doc) = st.find(room, id) else {
             return;
@@ -414,88 +384,4 @@ impl SearchIndex {
         }
         hits
     }
-}
-
-/// True when a message read back from history is a live message whose text
-/// still holds every wanted word.
-fn still_matches(message: &serde_json::Value, wanted: &[String]) -> bool {
-    if message.get("deleted").and_then(|d| d.as_bool()) == Some(true) {
-        return false;
-    }
-    let Some(content) = message.get("content").and_then(|c| c.as_str()) else {
-        return false;
-    };
-    let have = words(content);
-    wanted.iter().all(|w| have.contains(w))
-}
-
-/// Search result counts: by default, and at most.
-const SEARCH_DEFAULT: usize = 20;
-const SEARCH_MAX: usize = 100;
-/// Longest search query, in bytes.
-const MAX_QUERY_BYTES: usize = 512;
-
-/// `{"type":"search","query","limit"?}`: messages from every room the
-/// caller may read, newest first.
-pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
-    let query = fields::text(frame, "query", MAX_QUERY_BYTES)?;
-    let limit = fields::limit(frame, SEARCH_DEFAULT, SEARCH_MAX)?;
-    let state = &session.state;
-    let claims = &session.claims;
-    let state: &AppState = state;
-    // Reads so far: every few, the worker is given back (see READS_PER_YIELD).
-    let fetched = std::sync::atomic::AtomicUsize::new(0);
-    let hits = state
-        .features
-        .search
-        .search(
-            query,
-            limit,
-            |room| super::may_read(state, room, &claims.sub, claims.is_admin()),
-            |room, id| {
-                let n = fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let pause = n % saved::READS_PER_YIELD == saved::READS_PER_YIELD - 1;
-                async move {
-                    if pause {
-                        tokio::task::yield_now().await;
-                    }
-                    let message = saved::saved(state, &frames::room_group(&room), id).await;
-                    message.map(Value::Object)
-                }
-            },
-        )
-        .await;
-    let messages: Vec<Value> = hits
-        .into_iter()
-        .map(|mut hit| {
-            hit.message["room"] = Value::String(hit.room);
-            hit.message
-        })
-        .collect();
-    // The oldest hits go first when they do not all fit in one frame.
-    let query: Box<str> = query.into();
-    let frame = saved::fit_off_worker(
-        state,
-        messages,
-        move |messages| {
-            crate::frames::encode(&SearchResults {
-                ty: "search_results",
-                query: &query,
-                messages,
-            })
-        },
-        saved::Trim::FromTheEnd,
-    )
-    .await;
-    session.send(frame);
-    Ok(())
-}
-
-/// The `search_results` frame.
-#[derive(serde::Serialize)]
-struct SearchResults<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    query: &'a str,
-    messages: &'a [Box<serde_json::value::RawValue>],
 }
