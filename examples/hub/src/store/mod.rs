@@ -229,6 +229,40 @@ impl Store {
         }
     }
 
+    /// [`Store::put`] from synchronous code.
+    pub fn put_blocking(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put(table, group, field, value),
+            Backend::Redis(r) => {
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                r.blocking(move |r| async move { r.put(table, &group, &field, &value).await })
+            }
+        }
+    }
+
+    /// [`Store::put_new`] from synchronous code.
+    pub fn put_new_blocking(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put_new(table, group, field, value),
+            Backend::Redis(r) => {
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                r.blocking(move |r| async move { r.put_new(table, &group, &field, &value).await })
+            }
+        }
+    }
+
     /// Sets `(group, field)` only if it holds nothing; true when it did.
     pub async fn put_new(
         &self,
@@ -272,6 +306,21 @@ impl Store {
         match &self.backend {
             Backend::Embedded(db) => db.all(table, group),
             Backend::Redis(r) => r.all(table, group).await,
+        }
+    }
+
+    /// [`Store::all`] from synchronous code.
+    pub fn all_blocking(
+        &self,
+        table: Table,
+        group: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.all(table, group),
+            Backend::Redis(r) => {
+                let group = group.to_owned();
+                r.blocking(move |r| async move { r.all(table, &group).await })
+            }
         }
     }
 
@@ -452,6 +501,13 @@ impl Store {
         if let Backend::Embedded(db) = &self.backend {
             db.flush();
         }
+    }
+}
+
+impl From<StoreError> for crate::error::Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "state store call failed");
+        crate::error::Refusal::new(crate::error::Code::Unavailable, e.to_string())
     }
 }
 
