@@ -441,7 +441,13 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     // requests) racing for one id get one each.
     let mut tries = 0;
     loop {
-        if !in_use(&state, &room.id).await {
+        let Some(busy) = in_use(&state, &room.id).await else {
+            return refuse((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub cannot tell whether this room id is in use; try again",
+            ));
+        };
+        if !busy {
             let value = match serde_json::to_vec(&room) {
                 Ok(v) => v,
                 Err(_) => return refuse((StatusCode::INTERNAL_SERVER_ERROR, "room not encodable")),
@@ -467,12 +473,19 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     (StatusCode::CREATED, Json(room)).into_response()
 }
 
-/// True when room `id` already saved a message or has people in it (or
-/// the engine cannot say: then it is not taken over either).
-async fn in_use(state: &AppState, id: &str) -> bool {
+/// True when room `id` already saved a message or has people in it;
+/// `None` when the engine cannot say (then it is not taken over either:
+/// the caller answers 503).
+async fn in_use(state: &AppState, id: &str) -> Option<bool> {
     let group = frames::room_group(id);
-    let saved = state.hub.last_offset_async(&group).await;
-    !matches!(saved, Ok(0)) || !state.hub.presence_async(&group).await.is_empty()
+    match state.hub.last_offset_async(&group).await {
+        Ok(0) => Some(!state.hub.presence_async(&group).await.is_empty()),
+        Ok(_) => Some(true),
+        Err(e) => {
+            tracing::warn!(error = %e, room = id, "cannot tell whether a room id is in use");
+            None
+        }
+    }
 }
 
 /// `GET /rooms?after=<id>&limit=<n>`: a page of the rooms the caller may
