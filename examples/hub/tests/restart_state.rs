@@ -126,7 +126,10 @@ impl HubProcess {
         let text = String::from_utf8_lossy(&raw).into_owned();
         let status = text[9..12].parse().unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_owned()
@@ -180,8 +183,10 @@ async fn rooms_bans_mutes_and_receipts_hold_across_a_kill_9() {
         json!({"type": "mute", "user": "eve", "duration_s": 3600}),
     ] {
         olga.send(frame.clone()).await;
-        olga.expect_where("system", |f| f["action"] == frame["type"] && f["user"] == frame["user"])
-            .await;
+        olga.expect_where("system", |f| {
+            f["action"] == frame["type"] && f["user"] == frame["user"]
+        })
+        .await;
     }
     let id = olga.say("read me").await;
     olga.send(json!({"type": "read", "message_id": id})).await;
@@ -203,19 +208,28 @@ async fn rooms_bans_mutes_and_receipts_hold_across_a_kill_9() {
     // Past the short ban's end, on the same data directory.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let hub = HubProcess::start(dir.path());
-    let (status, room) = hub.json("GET", &format!("/rooms/{secret}"), "bob", None).await;
+    let (status, room) = hub
+        .json("GET", &format!("/rooms/{secret}"), "bob", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(room["owner"], "olga");
     assert_eq!(room["private"], true);
     assert_eq!(room["members"], json!(["bob", "olga"]));
-    assert_eq!(hub.ws(&format!("/chat/{secret}"), "stranger").await.err(), Some(403));
+    assert_eq!(
+        hub.ws(&format!("/chat/{secret}"), "stranger").await.err(),
+        Some(403)
+    );
     let _bob = hub.join(&secret, "bob").await;
-    assert_eq!(hub.ws(&format!("/chat/{ruled}"), "mallory").await.err(), Some(403));
+    assert_eq!(
+        hub.ws(&format!("/chat/{ruled}"), "mallory").await.err(),
+        Some(403)
+    );
     let _brief = hub.join(&ruled, "brief").await;
     let mut eve = hub.ws(&format!("/chat/{ruled}"), "eve").await.unwrap();
     let reads = eve.expect("reads").await;
     assert_eq!(reads["reads"]["olga"], id, "{reads}");
-    eve.send(json!({"type": "message", "content": "hello?"})).await;
+    eve.send(json!({"type": "message", "content": "hello?"}))
+        .await;
     assert_eq!(eve.expect("error").await["code"], "muted");
     // A stranger asking for the same name gets another id, not the room.
     let (status, taken) = hub
@@ -225,7 +239,12 @@ async fn rooms_bans_mutes_and_receipts_hold_across_a_kill_9() {
     assert_ne!(taken["id"].as_str(), Some(secret.as_str()));
     // The owner still owns it: she may change it.
     let (status, _) = hub
-        .json("PATCH", &format!("/rooms/{secret}"), "olga", Some(json!({"name": "renamed"})))
+        .json(
+            "PATCH",
+            &format!("/rooms/{secret}"),
+            "olga",
+            Some(json!({"name": "renamed"})),
+        )
         .await;
     assert_eq!(status, 200);
 }
@@ -242,8 +261,19 @@ async fn a_resend_after_a_restart_is_recognised() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     hub.kill_9();
     let store = Store::open_embedded(dir.path()).unwrap();
-    let key = format!("{}:{}:{}{}{}", "lobby".len(), "alice".len(), "lobby", "alice", "c-7");
-    let kept = store.get(Table::ClientIds, "", &key).await.unwrap().unwrap();
+    let key = format!(
+        "{}:{}:{}{}{}",
+        "lobby".len(),
+        "alice".len(),
+        "lobby",
+        "alice",
+        "c-7"
+    );
+    let kept = store
+        .get(Table::ClientIds, "", &key)
+        .await
+        .unwrap()
+        .unwrap();
     let kept = String::from_utf8(kept).unwrap();
     assert!(kept.starts_with(&format!("{},", ack["id"])), "{kept}");
     drop(store);
@@ -269,13 +299,22 @@ async fn a_damaged_row_is_skipped_and_counted() {
             .put(Table::Rooms, "", "good", good.to_string().as_bytes())
             .await
             .unwrap();
-        store.put(Table::Rooms, "", "bad", b"{half a ro").await.unwrap();
-        store.put(Table::Bans, "good", "bob", b"whenever").await.unwrap();
+        store
+            .put(Table::Rooms, "", "bad", b"{half a ro")
+            .await
+            .unwrap();
+        store
+            .put(Table::Bans, "good", "bob", b"whenever")
+            .await
+            .unwrap();
     }
     let hub = HubProcess::start(dir.path());
     let (status, list) = hub.json("GET", "/rooms", "olga", None).await;
     assert_eq!(status, 200);
-    assert_eq!(list, json!([{"id": "good", "name": "good", "private": false, "owner": "olga", "members": ["olga"]}]));
+    assert_eq!(
+        list,
+        json!([{"id": "good", "name": "good", "private": false, "owner": "olga", "members": ["olga"]}])
+    );
     // A damaged room admits nobody but admins; a damaged ban does not hold.
     assert_eq!(hub.ws("/chat/bad", "bob").await.err(), Some(403));
     let _bob = hub.join("good", "bob").await;

@@ -46,11 +46,18 @@ async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
         Some(403)
     );
     let (_bob, _) = h2.join(&id, &h2.user("bob")).await;
-    let (status, room) = h2.json("GET", &format!("/rooms/{id}"), &h2.user("olga"), None).await;
+    let (status, room) = h2
+        .json("GET", &format!("/rooms/{id}"), &h2.user("olga"), None)
+        .await;
     assert_eq!((status, room["owner"].as_str()), (200, Some("olga")));
     // A stranger cannot take the id over through the other hub either.
     let (status, other) = h2
-        .json("POST", "/rooms", &h2.user("mallory"), Some(json!({"name": "secret"})))
+        .json(
+            "POST",
+            "/rooms",
+            &h2.user("mallory"),
+            Some(json!({"name": "secret"})),
+        )
         .await;
     assert_eq!(status, 201);
     assert_ne!(other["id"].as_str(), Some(id.as_str()));
@@ -74,8 +81,12 @@ async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin(
     );
     // Lifted through the other hub, it is lifted everywhere.
     let (mut olga2, _) = h2.join(&id, &h2.user("olga")).await;
-    olga2.send(json!({"type": "unban", "user": "mallory"})).await;
-    olga2.expect_where("system", |f| f["action"] == "unban").await;
+    olga2
+        .send(json!({"type": "unban", "user": "mallory"}))
+        .await;
+    olga2
+        .expect_where("system", |f| f["action"] == "unban")
+        .await;
     let (_mallory, _) = h1.join(&id, &h1.user("mallory")).await;
 }
 
@@ -89,7 +100,9 @@ async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
     olga.send(json!({"type": "mute", "user": "mallory", "duration_s": 60}))
         .await;
     olga.expect_where("system", |f| f["action"] == "mute").await;
-    mallory.send(json!({"type": "message", "content": "shout"})).await;
+    mallory
+        .send(json!({"type": "message", "content": "shout"}))
+        .await;
     let error = mallory.expect("error").await;
     assert_eq!(error["code"], "muted", "{error}");
     olga.expect_no("message", Duration::from_millis(300)).await;
@@ -116,9 +129,15 @@ async fn read_receipts_made_on_one_hub_are_seen_on_the_other() {
     alice2
         .send(json!({"type": "read", "message_id": second}))
         .await;
-    alice2.expect_where("read", |f| f["message_id"] == second).await;
-    alice.expect_where("read", |f| f["message_id"] == second).await;
-    alice.send(json!({"type": "read", "message_id": first})).await;
+    alice2
+        .expect_where("read", |f| f["message_id"] == second)
+        .await;
+    alice
+        .expect_where("read", |f| f["message_id"] == second)
+        .await;
+    alice
+        .send(json!({"type": "read", "message_id": first}))
+        .await;
     alice.expect_no("read", Duration::from_millis(300)).await;
     let mut carol = h1.ws("/chat/lobby", &h1.user("carol")).await.unwrap();
     assert_eq!(carol.expect("reads").await["reads"]["alice"], second);
@@ -192,7 +211,12 @@ async fn damaged_values_in_redis_are_reported_and_skipped() {
         .arg("broken")
         .query::<()>(&mut raw)
         .unwrap();
-    set(&mut raw, &format!("cbx:hub:bans:{id}"), "mallory", b"\xff\xfe");
+    set(
+        &mut raw,
+        &format!("cbx:hub:bans:{id}"),
+        "mallory",
+        b"\xff\xfe",
+    );
     set(&mut raw, &format!("cbx:hub:mutes:{id}"), "mallory", b"soon");
     set(&mut raw, &format!("cbx:hub:reads:{id}"), "ghost", b"NaN");
     // The rooms list skips the damaged room and keeps the good one.
@@ -207,9 +231,15 @@ async fn damaged_values_in_redis_are_reported_and_skipped() {
     assert_eq!(ids, vec![id.as_str()]);
     // A damaged room admits nobody but admins; a damaged ban or mute does
     // not hold; a damaged receipt is left out.
-    assert_eq!(h2.ws("/chat/broken", &h2.user("bob")).await.err(), Some(403));
+    assert_eq!(
+        h2.ws("/chat/broken", &h2.user("bob")).await.err(),
+        Some(403)
+    );
     let (_admin, _) = h2.join("broken", &h2.admin("root")).await;
-    let mut mallory = h2.ws(&format!("/chat/{id}"), &h2.user("mallory")).await.unwrap();
+    let mut mallory = h2
+        .ws(&format!("/chat/{id}"), &h2.user("mallory"))
+        .await
+        .unwrap();
     let reads = mallory.expect("reads").await;
     assert!(reads["reads"].get("ghost").is_none(), "{reads}");
     mallory.say("not muted").await;
@@ -242,7 +272,11 @@ async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
     let (status, _) = h1.json("GET", "/rooms", &h1.user("olga"), None).await;
     assert_eq!(status, 503);
     // Within the engine timeout (2 s) per call, plus slack for a loaded machine.
-    assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
     // Back up: the same hub answers again.
     redis.spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -251,7 +285,10 @@ async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
         if status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "rooms never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rooms never came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

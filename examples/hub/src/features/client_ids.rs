@@ -60,16 +60,26 @@ impl ClientIds {
             return Err(Refusal::bad_request("client_id must be 1-128 bytes"));
         }
         self.maybe_sweep();
-        Ok(match self.store.claim(&key(room, sub, client_id), PENDING).await? {
-            Claim::Fresh => Decision::Send,
-            Claim::Saved(id) => Decision::Duplicate(id),
-            Claim::InFlight => Decision::InFlight,
-        })
+        Ok(
+            match self
+                .store
+                .claim(&key(room, sub, client_id), PENDING)
+                .await?
+            {
+                Claim::Fresh => Decision::Send,
+                Claim::Saved(id) => Decision::Duplicate(id),
+                Claim::InFlight => Decision::InFlight,
+            },
+        )
     }
 
     /// After saving: the client id's message is `id`.
     pub async fn saved(&self, room: &str, sub: &str, client_id: &str, id: u64) {
-        if let Err(e) = self.store.settle(&key(room, sub, client_id), id, KEEP).await {
+        if let Err(e) = self
+            .store
+            .settle(&key(room, sub, client_id), id, KEEP)
+            .await
+        {
             tracing::warn!(error = %e, room, "could not remember a client id");
         }
     }

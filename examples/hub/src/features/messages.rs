@@ -23,7 +23,12 @@ pub async fn before(
 ) -> Result<(), Refusal> {
     let state = &session.state;
     let claims = &session.claims;
-    if state.features.moderation.muted(room.id, &claims.sub).await? {
+    if state
+        .features
+        .moderation
+        .muted(room.id, &claims.sub)
+        .await?
+    {
         return Err(Refusal::muted());
     }
     if let Some(reply_to) = draft.thread_id {

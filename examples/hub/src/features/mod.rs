@@ -201,7 +201,11 @@ pub async fn may_read_async(
     sub: &str,
     admin: bool,
 ) -> Result<bool, StoreError> {
-    Ok(state.features.rooms.may_read_async(room, sub, admin).await?
+    Ok(state
+        .features
+        .rooms
+        .may_read_async(room, sub, admin)
+        .await?
         && !state.features.moderation.banned(room, sub).await?)
 }
 

@@ -98,7 +98,13 @@ impl Sanctions {
     /// go first, then the one that ends first, permanent ones last and the
     /// oldest of them first. (Two hubs setting at once may each evict one:
     /// the room then holds slightly fewer, never more than `max` + 1.)
-    async fn set(&self, room: &str, sub: &str, until_ms: Option<u64>, max: usize) -> Result<(), StoreError> {
+    async fn set(
+        &self,
+        room: &str,
+        sub: &str,
+        until_ms: Option<u64>,
+        max: usize,
+    ) -> Result<(), StoreError> {
         let sanction = Sanction {
             until_ms,
             set_us: now_us(),

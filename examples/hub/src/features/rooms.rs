@@ -143,7 +143,12 @@ impl Registry {
 
     /// True when `sub` (an admin or not) may read room `id`; a damaged
     /// row admits admins only.
-    pub async fn may_read_async(&self, id: &str, sub: &str, admin: bool) -> Result<bool, StoreError> {
+    pub async fn may_read_async(
+        &self,
+        id: &str,
+        sub: &str,
+        admin: bool,
+    ) -> Result<bool, StoreError> {
         Ok(match self.stored(id).await? {
             None => true,
             Some((Stored::Room(r), _)) => r.admits_sub(sub, admin),
@@ -249,8 +254,13 @@ impl Registry {
         };
         let mut imported = 0;
         for room in &list {
-            let Ok(value) = serde_json::to_vec(room) else { continue };
-            match self.store.put_new_blocking(Table::Rooms, "", &room.id, &value) {
+            let Ok(value) = serde_json::to_vec(room) else {
+                continue;
+            };
+            match self
+                .store
+                .put_new_blocking(Table::Rooms, "", &room.id, &value)
+            {
                 Ok(true) => {
                     imported += 1;
                     if let Err(e) =
@@ -283,7 +293,10 @@ pub const SCAN_MAX: usize = 8192;
 /// A store error as a REST answer: 503.
 fn unavailable(e: StoreError) -> Response {
     tracing::warn!(error = %e, "rooms: state store unavailable");
-    refuse((StatusCode::SERVICE_UNAVAILABLE, "the hub's state is unavailable; try again"))
+    refuse((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the hub's state is unavailable; try again",
+    ))
 }
 
 /// Why a REST call failed: status and a short reason.
@@ -452,7 +465,11 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
                 Ok(v) => v,
                 Err(_) => return refuse((StatusCode::INTERNAL_SERVER_ERROR, "room not encodable")),
             };
-            match state.store.put_new(Table::Rooms, "", &room.id, &value).await {
+            match state
+                .store
+                .put_new(Table::Rooms, "", &room.id, &value)
+                .await
+            {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => return unavailable(e),
@@ -465,7 +482,11 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
         let tag: u32 = rand::thread_rng().gen();
         room.id = format!("{base}-{tag:08x}");
     }
-    if let Err(e) = state.store.put(Table::Owned, &claims.sub, &room.id, b"").await {
+    if let Err(e) = state
+        .store
+        .put(Table::Owned, &claims.sub, &room.id, b"")
+        .await
+    {
         // The room stands; only the owner's count for the cap is short.
         tracing::error!(error = %e, room = %room.id, "could not count the room for its owner");
     }
@@ -591,7 +612,12 @@ async fn change(
     let mut tries = 0;
     let room = loop {
         let (mut room, old) = match registry.stored(id).await? {
-            None => return Err(ChangeError::Refused((StatusCode::NOT_FOUND, "no such room"))),
+            None => {
+                return Err(ChangeError::Refused((
+                    StatusCode::NOT_FOUND,
+                    "no such room",
+                )))
+            }
             Some((Stored::Corrupt, _)) => {
                 return Err(ChangeError::Refused((
                     StatusCode::CONFLICT,
@@ -722,7 +748,12 @@ async fn remove(
     };
     match state.store.swap(Table::Rooms, "", &id, &old, None).await {
         Ok(true) => {}
-        Ok(false) => return refuse((StatusCode::CONFLICT, "the room changed meanwhile; try again")),
+        Ok(false) => {
+            return refuse((
+                StatusCode::CONFLICT,
+                "the room changed meanwhile; try again",
+            ))
+        }
         Err(e) => return unavailable(e),
     }
     if let Some(owner) = owner {
@@ -819,7 +850,12 @@ pub async fn sweep(state: &Arc<AppState>) {
         if let Some(room) = &room {
             // A created room keeps its history; so does one the store
             // cannot answer for now.
-            let created = state.features.rooms.room(room).await.map_or(true, |r| r.is_some());
+            let created = state
+                .features
+                .rooms
+                .room(room)
+                .await
+                .map_or(true, |r| r.is_some());
             if created || !state.room_sessions(room).is_empty() {
                 continue;
             }

@@ -73,7 +73,11 @@ pub async fn thread(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
     let id = fields::message_id(frame)?;
     let state = &session.state;
     let root = saved::saved_message(state, room.group, id).await?;
-    let replies = state.features.threads.replies(room.id, id, THREAD_MAX).await?;
+    let replies = state
+        .features
+        .threads
+        .replies(room.id, id, THREAD_MAX)
+        .await?;
     let mut messages = vec![Value::Object(root)];
     for (n, reply) in replies.into_iter().enumerate() {
         if n % saved::READS_PER_YIELD == saved::READS_PER_YIELD - 1 {

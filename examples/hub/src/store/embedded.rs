@@ -108,7 +108,10 @@ impl Embedded {
     /// Opens or creates `<data_dir>/hub.redb`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Embedded> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display())
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
         })?;
         let path = data_dir.join("hub.redb");
         // Another state of this process may still be closing the file (an
@@ -132,9 +135,7 @@ impl Embedded {
             }
         };
         let tx = db.begin_write().map_err(anyhow::Error::from)?;
-        for table in [
-            ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META,
-        ] {
+        for table in [ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META] {
             tx.open_table(table)?;
         }
         tx.open_table(THREADS)?;
@@ -169,7 +170,12 @@ impl Embedded {
     }
 
     /// The value under `(group, field)`, the batch first.
-    pub fn get(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if batched(table) {
             let pending = self.batcher().pending.lock();
             if let Some(v) = find(&pending, table, group, field) {
@@ -182,7 +188,9 @@ impl Embedded {
     fn read(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;
-        Ok(t.get((group, field)).map_err(db_err)?.map(|v| v.value().to_vec()))
+        Ok(t.get((group, field))
+            .map_err(db_err)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Runs `write` in one durable transaction.
@@ -198,7 +206,13 @@ impl Embedded {
     }
 
     /// Sets `(group, field)`, durably.
-    pub fn put(&self, table: Table, group: &str, field: &str, value: &[u8]) -> Result<(), StoreError> {
+    pub fn put(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.open_table(def(table))?.insert((group, field), value)?;
             Ok(())
@@ -210,17 +224,22 @@ impl Embedded {
     /// A durable write replaces what the batch held for the same key.
     fn drop_batched(&self, table: Table, group: &str, field: &str) {
         if batched(table) {
-            self.batcher()
-                .pending
-                .lock()
-                .open
-                .puts
-                .remove(&(table, group.to_owned(), field.to_owned()));
+            self.batcher().pending.lock().open.puts.remove(&(
+                table,
+                group.to_owned(),
+                field.to_owned(),
+            ));
         }
     }
 
     /// Sets `(group, field)` if empty; true when it did.
-    pub fn put_new(&self, table: Table, group: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
+    pub fn put_new(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let mut t = tx.open_table(def(table))?;
             if t.get((group, field))?.is_some() {
@@ -300,7 +319,10 @@ impl Embedded {
         let end = group_end(group);
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;
-        let n = t.range((group, "")..(end.as_str(), "")).map_err(db_err)?.count();
+        let n = t
+            .range((group, "")..(end.as_str(), ""))
+            .map_err(db_err)?
+            .count();
         Ok(n)
     }
 
@@ -351,7 +373,10 @@ impl Embedded {
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;
         let mut out = Vec::new();
-        for row in t.range((group, after)..(end.as_str(), "")).map_err(db_err)? {
+        for row in t
+            .range((group, after)..(end.as_str(), ""))
+            .map_err(db_err)?
+        {
             let (k, v) = row.map_err(db_err)?;
             let field = k.value().1;
             if field == after {
@@ -507,7 +532,11 @@ fn write_batches(shared: &(Database, Batcher)) {
             tracing::error!(error = %e, "hub state: a batch could not be committed; retrying");
             // Back into the open batch, under anything newer.
             for (k, v) in &batch.puts {
-                pending.open.puts.entry(k.clone()).or_insert_with(|| v.clone());
+                pending
+                    .open
+                    .puts
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
             }
             pending.open.replies.extend(batch.replies.iter().cloned());
             pending.committing = Arc::default();
@@ -522,14 +551,17 @@ fn write_batches(shared: &(Database, Batcher)) {
 
 fn commit(db: &Database, batch: &Batch) -> Result<(), redb::Error> {
     let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)
-        .map_err(|e| redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string()))))?;
+    tx.set_durability(Durability::Immediate).map_err(|e| {
+        redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string())))
+    })?;
     {
         let mut tables: FxHashMap<Table, redb::Table<(&str, &str), &[u8]>> = FxHashMap::default();
         for ((table, group, field), value) in &batch.puts {
             let t = match tables.entry(*table) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(tx.open_table(def(*table))?),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(tx.open_table(def(*table))?)
+                }
             };
             t.insert((group.as_str(), field.as_str()), value.as_slice())?;
         }

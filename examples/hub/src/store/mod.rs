@@ -302,7 +302,11 @@ impl Store {
     }
 
     /// Every field of `group` with its value.
-    pub async fn all(&self, table: Table, group: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub async fn all(
+        &self,
+        table: Table,
+        group: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => db.all(table, group),
             Backend::Redis(r) => r.all(table, group).await,
@@ -565,8 +569,14 @@ mod tests {
             );
             store.add_reply("r", 3, 9).await.unwrap();
             store.add_reply("r", 3, 7).await.unwrap();
-            assert_eq!(store.claim("k", Duration::from_secs(10)).await.unwrap(), Claim::Fresh);
-            store.settle("k", 42, Duration::from_secs(60)).await.unwrap();
+            assert_eq!(
+                store.claim("k", Duration::from_secs(10)).await.unwrap(),
+                Claim::Fresh
+            );
+            store
+                .settle("k", 42, Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         let store = Store::open_embedded(dir.path()).unwrap();
         assert_eq!(
@@ -595,7 +605,10 @@ mod tests {
         assert!(store.advance(Table::Reads, "r", "u", 3).await.unwrap());
         assert_eq!(store.corrupt(), 1);
         store.put(Table::ClientIds, "", "k", b"\xff").await.unwrap();
-        assert_eq!(store.claim("k", Duration::from_secs(1)).await.unwrap(), Claim::Fresh);
+        assert_eq!(
+            store.claim("k", Duration::from_secs(1)).await.unwrap(),
+            Claim::Fresh
+        );
         assert_eq!(store.corrupt(), 2);
     }
 }

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
 
 use super::{Claim, CloseEvent, CloseHandler, StoreError, Table};
 
@@ -70,6 +69,14 @@ pub struct Inner {
     put_new: redis::Script,
     swap: redis::Script,
     advance: redis::Script,
+}
+
+/// One query, sent again as it is if the first try lost the link.
+#[derive(Clone, Copy)]
+enum Query<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+    Script(&'a redis::ScriptInvocation<'a>),
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -149,10 +156,12 @@ impl RedisStore {
         self.inner.runtime.spawn(async move {
             let _ = tx.send(call(inner).await);
         });
-        super::off_worker(|| match rx.recv_timeout(timeout + Duration::from_millis(500)) {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable("timed out".into())),
-        })
+        super::off_worker(
+            || match rx.recv_timeout(timeout + Duration::from_millis(500)) {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Unavailable("timed out".into())),
+            },
+        )
     }
 
     /// Starts the close-event subscription (renewed after a lost link).
@@ -211,45 +220,83 @@ impl Inner {
         (table == Table::Rooms).then(|| format!("{}rooms-by-id", self.keys))
     }
 
-    /// Runs one call, bounded by the engine timeout.
-    async fn run<T>(
-        &self,
-        call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+    /// Runs one query, bounded by the engine timeout. A query that finds
+    /// the link gone (Redis restarted) is sent once more: the manager
+    /// reconnects on the first failure, and the retry waits for it.
+    async fn run<T: redis::FromRedisValue>(&self, query: Query<'_>) -> Result<T, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut tries = 0;
+        loop {
+            let mut c = self.conn.clone();
+            let call = async {
+                match query {
+                    Query::Cmd(cmd) => cmd.query_async::<T>(&mut c).await,
+                    Query::Pipe(pipe) => pipe.query_async::<T>(&mut c).await,
+                    Query::Script(script) => script.invoke_async::<T>(&mut c).await,
+                }
+            };
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e))
+                    if tries == 0
+                        && (e.is_connection_dropped()
+                            || e.is_io_error()
+                            || e.is_connection_refusal()) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => return Err(StoreError::Unavailable("timed out".into())),
+            }
         }
     }
 
     /// HGET.
-    pub async fn get(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn.clone();
-        self.run(c.hget(self.hash(table, group), field)).await
+    pub async fn get(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.hash(table, group)).arg(field);
+        self.run(Query::Cmd(&cmd)).await
     }
 
     /// HSET (and the id index).
-    pub async fn put(&self, table: Table, group: &str, field: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+    pub async fn put(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.atomic().hset(self.hash(table, group), field, value).ignore();
+        pipe.atomic()
+            .hset(self.hash(table, group), field, value)
+            .ignore();
         if let Some(index) = self.index(table) {
             pipe.zadd(index, field, 0).ignore();
         }
-        self.run(pipe.query_async::<()>(&mut c)).await
+        self.run(Query::Pipe(&pipe)).await
     }
 
     /// HSETNX (and the id index), atomically.
-    pub async fn put_new(&self, table: Table, group: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
+    pub async fn put_new(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
         let mut call = self.put_new.prepare_invoke();
         call.key(self.hash(table, group));
         if let Some(index) = self.index(table) {
             call.key(index);
         }
         call.arg(field).arg(value);
-        let done: i64 = self.run(call.invoke_async(&mut c)).await?;
+        let done: i64 = self.run(Query::Script(&call)).await?;
         Ok(done == 1)
     }
 
@@ -262,7 +309,6 @@ impl Inner {
         old: &[u8],
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
         let mut call = self.swap.prepare_invoke();
         call.key(self.hash(table, group));
         if let Some(index) = self.index(table) {
@@ -272,65 +318,73 @@ impl Inner {
         if let Some(new) = new {
             call.arg(new);
         }
-        let done: i64 = self.run(call.invoke_async(&mut c)).await?;
+        let done: i64 = self.run(Query::Script(&call)).await?;
         Ok(done == 1)
     }
 
     /// HDEL (and the id index).
     pub async fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.atomic().hdel(self.hash(table, group), field).ignore();
         if let Some(index) = self.index(table) {
             pipe.zrem(index, field).ignore();
         }
-        self.run(pipe.query_async::<()>(&mut c)).await
+        self.run(Query::Pipe(&pipe)).await
     }
 
     /// HGETALL.
-    pub async fn all(&self, table: Table, group: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut c = self.conn.clone();
-        let mut out: Vec<(String, Vec<u8>)> = self.run(c.hgetall(self.hash(table, group))).await?;
+    pub async fn all(
+        &self,
+        table: Table,
+        group: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.hash(table, group));
+        let mut out: Vec<(String, Vec<u8>)> = self.run(Query::Cmd(&cmd)).await?;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
     /// HLEN.
     pub async fn count(&self, table: Table, group: &str) -> Result<usize, StoreError> {
-        let mut c = self.conn.clone();
-        self.run(c.hlen(self.hash(table, group))).await
+        let mut cmd = redis::cmd("HLEN");
+        cmd.arg(self.hash(table, group));
+        self.run(Query::Cmd(&cmd)).await
     }
 
     /// DEL.
     pub async fn drop_group(&self, table: Table, group: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.run(c.del(self.hash(table, group))).await
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.hash(table, group));
+        self.run(Query::Cmd(&cmd)).await
     }
 
     /// Room ids after `after` from the index, then their values; an id
     /// whose room is gone is skipped.
-    pub async fn rooms_after(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut c = self.conn.clone();
-        let index = format!("{}rooms-by-id", self.keys);
+    pub async fn rooms_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let from = if after.is_empty() {
             "-".to_owned()
         } else {
             format!("({after}")
         };
-        let ids: Vec<String> = self
-            .run(c.zrangebylex_limit(index, from, "+", 0, limit as isize))
-            .await?;
+        let mut cmd = redis::cmd("ZRANGEBYLEX");
+        cmd.arg(format!("{}rooms-by-id", self.keys))
+            .arg(from)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let ids: Vec<String> = self.run(Query::Cmd(&cmd)).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let values: Vec<Option<Vec<u8>>> = self
-            .run(
-                redis::cmd("HMGET")
-                    .arg(self.hash(Table::Rooms, ""))
-                    .arg(&ids)
-                    .query_async(&mut c),
-            )
-            .await?;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.hash(Table::Rooms, "")).arg(&ids);
+        let values: Vec<Option<Vec<u8>>> = self.run(Query::Cmd(&cmd)).await?;
         Ok(ids
             .into_iter()
             .zip(values)
@@ -339,11 +393,16 @@ impl Inner {
     }
 
     /// The [`ADVANCE`] script.
-    pub async fn advance(&self, table: Table, group: &str, field: &str, value: u64) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
+    pub async fn advance(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: u64,
+    ) -> Result<bool, StoreError> {
         let mut call = self.advance.prepare_invoke();
         call.key(self.hash(table, group)).arg(field).arg(value);
-        let done: i64 = self.run(call.invoke_async(&mut c)).await?;
+        let done: i64 = self.run(Query::Script(&call)).await?;
         Ok(done == 1)
     }
 
@@ -353,31 +412,26 @@ impl Inner {
 
     /// `SET NX PX`, else what is there; and whether that did not decode.
     pub async fn claim(&self, key: &str, pending: Duration) -> Result<(Claim, bool), StoreError> {
-        let mut c = self.conn.clone();
         let key = self.client_id_key(key);
         let ms = pending.as_millis().max(1) as u64;
-        let set: Option<String> = self
-            .run(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg("0")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms)
-                    .query_async(&mut c),
-            )
-            .await?;
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg("0").arg("NX").arg("PX").arg(ms);
+        let set: Option<String> = self.run(Query::Cmd(&set)).await?;
         if set.is_some() {
             return Ok((Claim::Fresh, false));
         }
-        let held: Option<Vec<u8>> = self.run(c.get(&key)).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let held: Option<Vec<u8>> = self.run(Query::Cmd(&get)).await?;
         match held.as_deref().map(super::parse_u64) {
             // Expired between the two calls.
             None => Ok((Claim::Fresh, false)),
             Some(Some(0)) => Ok((Claim::InFlight, false)),
             Some(Some(id)) => Ok((Claim::Saved(id), false)),
             Some(None) => {
-                let _: () = self.run(c.pset_ex(&key, "0", ms)).await?;
+                let mut reset = redis::cmd("SET");
+                reset.arg(&key).arg("0").arg("PX").arg(ms);
+                self.run::<()>(Query::Cmd(&reset)).await?;
                 Ok((Claim::Fresh, true))
             }
         }
@@ -385,9 +439,12 @@ impl Inner {
 
     /// `SET EX`.
     pub async fn settle(&self, key: &str, id: u64, keep: Duration) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let key = self.client_id_key(key);
-        self.run(c.set_ex(key, id, keep.as_secs().max(1))).await
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.client_id_key(key))
+            .arg(id)
+            .arg("EX")
+            .arg(keep.as_secs().max(1));
+        self.run(Query::Cmd(&cmd)).await
     }
 
     fn thread_key(&self, room: &str, root: u64) -> String {
@@ -400,13 +457,12 @@ impl Inner {
 
     /// ZADD the reply and its root.
     pub async fn add_reply(&self, room: &str, root: u64, id: u64) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.zadd(self.thread_key(room, root), id, id as f64)
             .ignore()
             .zadd(self.roots_key(room), root, root as f64)
             .ignore();
-        self.run(pipe.query_async::<()>(&mut c)).await
+        self.run(Query::Pipe(&pipe)).await
     }
 
     /// The newest `max` replies, ascending.
@@ -414,10 +470,11 @@ impl Inner {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
-        let raw: Vec<String> = self
-            .run(c.zrange(self.thread_key(room, root), -(max as isize), -1))
-            .await?;
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.thread_key(room, root))
+            .arg(-(max as i64))
+            .arg(-1);
+        let raw: Vec<String> = self.run(Query::Cmd(&cmd)).await?;
         let mut ids: Vec<u64> = raw.iter().filter_map(|s| s.parse().ok()).collect();
         ids.sort_unstable();
         Ok(ids)
@@ -425,32 +482,32 @@ impl Inner {
 
     /// Drops the threads whose root is below `first_kept`.
     pub async fn evict_threads(&self, room: &str, first_kept: u64) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
         let roots_key = self.roots_key(room);
         let max = if first_kept == u64::MAX {
             "+inf".to_owned()
         } else {
             format!("({first_kept}")
         };
-        let roots: Vec<String> = self
-            .run(c.zrangebyscore(&roots_key, "-inf", &max))
-            .await?;
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(&roots_key).arg("-inf").arg(&max);
+        let roots: Vec<String> = self.run(Query::Cmd(&cmd)).await?;
         if roots.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for root in &roots {
-            pipe.del(format!("{}thread:{room}:{root}", self.keys)).ignore();
+            pipe.del(format!("{}thread:{room}:{root}", self.keys))
+                .ignore();
         }
         pipe.zrembyscore(&roots_key, "-inf", max).ignore();
-        self.run(pipe.query_async::<()>(&mut c)).await
+        self.run(Query::Pipe(&pipe)).await
     }
 
     /// PUBLISH a close event.
     pub async fn publish_close(&self, event: &CloseEvent) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
         let payload = serde_json::to_vec(event).map_err(unavailable)?;
-        let channel = format!("{}close", self.keys);
-        self.run(c.publish::<_, _, ()>(channel, payload)).await
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(format!("{}close", self.keys)).arg(payload);
+        self.run(Query::Cmd(&cmd)).await
     }
 }
