@@ -13,6 +13,7 @@
 //! [`BATCH_WINDOW`]. A `kill -9` can lose the last window of them (a
 //! receipt, a resend's dedup entry, a thread link), never a room or a ban.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,10 +67,10 @@ fn group_end(group: &str) -> String {
     format!("{group}\0")
 }
 
-/// Changes not committed yet.
+/// Changes not committed yet, ordered so one group's are one range.
 #[derive(Debug, Default, Clone)]
 struct Batch {
-    puts: FxHashMap<(Table, String, String), Vec<u8>>,
+    puts: BTreeMap<(Table, String, String), Vec<u8>>,
     replies: Vec<(String, u64, u64)>,
 }
 
@@ -298,11 +299,11 @@ impl Embedded {
         }
         if batched(table) {
             let pending = self.batcher().pending.lock();
+            let range =
+                (table, group.to_owned(), String::new())..(table, end.clone(), String::new());
             for batch in [&*pending.committing, &pending.open] {
-                for ((t, g, f), v) in &batch.puts {
-                    if *t == table && g == group {
-                        out.insert(f.clone(), v.clone());
-                    }
+                for ((_, _, f), v) in batch.puts.range(range.clone()) {
+                    out.insert(f.clone(), v.clone());
                 }
             }
         }
