@@ -135,12 +135,16 @@ impl Embedded {
                 }
             }
         };
-        let tx = db.begin_write().map_err(anyhow::Error::from)?;
-        for table in [ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META] {
-            tx.open_table(table)?;
+        // The tables are made once (a write, an fsync); later opens only read.
+        let made = db.begin_read()?.list_tables()?.count();
+        if made < 8 {
+            let tx = db.begin_write().map_err(anyhow::Error::from)?;
+            for table in [ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META] {
+                tx.open_table(table)?;
+            }
+            tx.open_table(THREADS)?;
+            tx.commit()?;
         }
-        tx.open_table(THREADS)?;
-        tx.commit()?;
         let shared = Arc::new((
             db,
             Batcher {
