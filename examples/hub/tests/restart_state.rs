@@ -362,3 +362,62 @@ fn a_damaged_state_file_stops_the_hub_with_a_message_naming_it() {
         vec![0x5a; 64 * 1024]
     );
 }
+
+/// A room is committed before its 201 and a ban before its `system` frame:
+/// killed right after them, the hub still has both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_room_and_ban_survive_an_immediate_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start(dir.path());
+    let (status, room) = hub
+        .json(
+            "POST",
+            "/rooms",
+            "olga",
+            Some(json!({"name": "quick", "private": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = room["id"].as_str().unwrap().to_owned();
+    let mut olga = hub.join(&id, "olga").await;
+    olga.send(json!({"type": "ban", "user": "bob"})).await;
+    olga.expect_where("system", |f| f["action"] == "ban").await;
+    hub.kill_9();
+    let hub = HubProcess::start(dir.path());
+    let (status, room) = hub.json("GET", &format!("/rooms/{id}"), "olga", None).await;
+    assert_eq!((status, room["private"].as_bool()), (200, Some(true)));
+    // Bob is banned; made a member, he is still refused by the ban.
+    let (status, _) = hub
+        .json(
+            "POST",
+            &format!("/rooms/{id}/members"),
+            "olga",
+            Some(json!({"add": ["bob"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(hub.ws(&format!("/chat/{id}"), "bob").await.err(), Some(403));
+}
+
+/// A `rooms.json` left by an older hub is imported at the first start and
+/// renamed, so it is read once; its rooms keep their owners and privacy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_rooms_json_is_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = json!([{"id": "legacy", "name": "Legacy", "private": true, "owner": "olga", "members": ["olga", "bob"]}]);
+    std::fs::write(dir.path().join("rooms.json"), old.to_string()).unwrap();
+    let hub = HubProcess::start(dir.path());
+    let (status, room) = hub.json("GET", "/rooms/legacy", "bob", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(room["owner"], "olga");
+    assert_eq!(hub.ws("/chat/legacy", "stranger").await.err(), Some(403));
+    assert!(!dir.path().join("rooms.json").exists());
+    assert!(dir.path().join("rooms.json.imported").exists());
+    // Olga deletes it; a restart does not bring it back from the old file.
+    let (status, _) = hub.json("DELETE", "/rooms/legacy", "olga", None).await;
+    assert_eq!(status, 204);
+    hub.kill_9();
+    let hub = HubProcess::start(dir.path());
+    let (status, _) = hub.json("GET", "/rooms/legacy", "olga", None).await;
+    assert_eq!(status, 404);
+}
