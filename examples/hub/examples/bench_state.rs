@@ -1,8 +1,7 @@
 //! What the hub's state store adds to a join and to a message, per mode.
 //!
-//! A join asks the store what `features::admit` and `on_join` ask: may
-//! this user read the room (the room's row), is the user banned, and
-//! everyone's read receipts. A message asks what `messages::before` and
+//! A join asks the store what `features::admit` and `on_join` ask: the
+//! room's row and the user's ban (one read), then everyone's read receipts. A message asks what `messages::before` and
 //! `after` ask: is the author muted, claim the `client_id`, then settle it
 //! with the saved id. The calls are the hub's own (`FeatureState`), in a
 //! bounded loop, on a room with 20 members, 20 receipts and 5 bans.
@@ -62,8 +61,15 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..n {
         let sub = format!("u{}", i % 20);
-        let admitted = features.rooms.may_read_checked(ROOM, &sub, false)?
-            && !features.moderation.banned_checked(ROOM, &sub)?;
+        // As `features::admit`: the room's row and the user's ban in one read.
+        let stored =
+            store.get_many_blocking(&[(Table::Rooms, "", ROOM), (Table::Bans, ROOM, &sub)])?;
+        let admitted = features
+            .rooms
+            .admits_stored(ROOM, stored[0].as_deref(), &sub, false)
+            && !features
+                .moderation
+                .ban_holds(ROOM, &sub, stored[1].as_deref());
         assert!(admitted);
         let reads = features.reads.of_room(ROOM)?;
         assert_eq!(reads.len(), 20);

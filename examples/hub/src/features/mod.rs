@@ -190,8 +190,51 @@ impl ChatRoom<'_> {
 /// (false when the state store cannot say). From synchronous code; see
 /// [`may_read_async`].
 pub fn may_read(state: &AppState, room: &str, sub: &str, admin: bool) -> bool {
-    state.features.rooms.may_read(room, sub, admin)
-        && !state.features.moderation.is_banned(room, sub)
+    let stored = state.store.get_many_blocking(&admission_keys(room, sub));
+    match stored {
+        Ok(stored) => admission(state, room, sub, admin, &stored) == Admission::Admitted,
+        Err(e) => {
+            tracing::warn!(error = %e, room, "room check failed; refused");
+            false
+        }
+    }
+}
+
+/// What the state store says of a user and a room.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    /// A private room the user is not in.
+    NotAMember,
+    Banned,
+}
+
+/// The room's row and the user's ban: read together, in one transaction
+/// or one Redis round trip.
+fn admission_keys<'a>(room: &'a str, sub: &'a str) -> [crate::store::Key<'a>; 2] {
+    use crate::store::Table;
+    [(Table::Rooms, "", room), (Table::Bans, room, sub)]
+}
+
+fn admission(
+    state: &AppState,
+    room: &str,
+    sub: &str,
+    admin: bool,
+    stored: &[Option<Vec<u8>>],
+) -> Admission {
+    let features = &state.features;
+    let (row, ban) = match stored {
+        [row, ban] => (row.as_deref(), ban.as_deref()),
+        _ => return Admission::NotAMember,
+    };
+    if !features.rooms.admits_stored(room, row, sub, admin) {
+        Admission::NotAMember
+    } else if features.moderation.ban_holds(room, sub, ban) {
+        Admission::Banned
+    } else {
+        Admission::Admitted
+    }
 }
 
 /// [`may_read`], async, with the store's errors.
@@ -201,12 +244,8 @@ pub async fn may_read_async(
     sub: &str,
     admin: bool,
 ) -> Result<bool, StoreError> {
-    Ok(state
-        .features
-        .rooms
-        .may_read_async(room, sub, admin)
-        .await?
-        && !state.features.moderation.banned(room, sub).await?)
+    let stored = state.store.get_many(&admission_keys(room, sub)).await?;
+    Ok(admission(state, room, sub, admin, &stored) == Admission::Admitted)
 }
 
 /// Closes the sockets `event` names here, then tells the other hubs (with
@@ -272,18 +311,11 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
         claims.is_admin(),
         state.config.max_remembered_users,
     );
-    if !features
-        .rooms
-        .may_read_checked(room, &claims.sub, claims.is_admin())
-        .map_err(unavailable)?
-    {
-        return Err(StatusCode::FORBIDDEN);
-    }
-    if features
-        .moderation
-        .banned_checked(room, &claims.sub)
-        .map_err(unavailable)?
-    {
+    let stored = state
+        .store
+        .get_many_blocking(&admission_keys(room, &claims.sub))
+        .map_err(unavailable)?;
+    if admission(state, room, &claims.sub, claims.is_admin(), &stored) != Admission::Admitted {
         return Err(StatusCode::FORBIDDEN);
     }
     let config = &state.config;

@@ -178,9 +178,10 @@ impl Moderation {
         self.mutes.active(room, sub).await
     }
 
-    /// [`Moderation::banned`] from synchronous code, with the store's errors.
-    pub fn banned_checked(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
-        self.bans.active_blocking(room, sub)
+    /// True when the stored ban `raw` of `sub` in `room` holds now.
+    pub fn ban_holds(&self, room: &str, sub: &str, raw: Option<&[u8]>) -> bool {
+        raw.and_then(|raw| self.bans.decode(room, sub, raw))
+            .is_some_and(|s| s.holds(now_ms()))
     }
 
     /// [`Moderation::banned`] from synchronous code; true (refused) when

@@ -141,22 +141,18 @@ impl Registry {
         }
     }
 
-    /// True when `sub` (an admin or not) may read room `id`; a damaged
-    /// row admits admins only.
-    pub async fn may_read_async(
-        &self,
-        id: &str,
-        sub: &str,
-        admin: bool,
-    ) -> Result<bool, StoreError> {
-        Ok(match self.stored(id).await? {
+    /// True when `sub` may read room `id` as its stored row `raw` says
+    /// (`None`: never created, open to all; damaged: admins only).
+    pub fn admits_stored(&self, id: &str, raw: Option<&[u8]>, sub: &str, admin: bool) -> bool {
+        match raw.map(|raw| self.decode(id, raw)) {
             None => true,
-            Some((Stored::Room(r), _)) => r.admits_sub(sub, admin),
-            Some((Stored::Corrupt, _)) => admin,
-        })
+            Some(Stored::Room(r)) => r.admits_sub(sub, admin),
+            Some(Stored::Corrupt) => admin,
+        }
     }
 
-    /// [`Registry::may_read_async`] from synchronous code.
+    /// True when `sub` (an admin or not) may read room `id` (bans aside);
+    /// a damaged row admits admins only.
     pub fn may_read_checked(&self, id: &str, sub: &str, admin: bool) -> Result<bool, StoreError> {
         Ok(match self.stored_blocking(id)? {
             None => true,

@@ -190,6 +190,28 @@ impl Embedded {
         self.read(table, group, field)
     }
 
+    /// Several values in one read transaction (batched tables: the batch first).
+    pub fn get_many(&self, keys: &[super::Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for &(table, group, field) in keys {
+            if batched(table) {
+                let pending = self.batcher().pending.lock();
+                if let Some(v) = find(&pending, table, group, field) {
+                    out.push(Some(v.clone()));
+                    continue;
+                }
+            }
+            let t = tx.open_table(def(table)).map_err(db_err)?;
+            out.push(
+                t.get((group, field))
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec()),
+            );
+        }
+        Ok(out)
+    }
+
     fn read(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;

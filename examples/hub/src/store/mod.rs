@@ -79,6 +79,9 @@ pub enum StoreError {
     Database(String),
 }
 
+/// One value's address: table, group, field.
+pub type Key<'a> = (Table, &'a str, &'a str);
+
 /// What a `client_id` is to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -211,6 +214,35 @@ impl Store {
             Backend::Redis(r) => {
                 let (group, field) = (group.to_owned(), field.to_owned());
                 r.blocking(move |r| async move { r.get(table, &group, &field).await })
+            }
+        }
+    }
+
+    /// Several values in one read (one transaction, or one pipeline: one
+    /// round trip), in the order asked.
+    pub async fn get_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get_many(keys),
+            Backend::Redis(r) => r.get_many(keys).await,
+        }
+    }
+
+    /// [`Store::get_many`] from synchronous code.
+    pub fn get_many_blocking(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get_many(keys),
+            Backend::Redis(r) => {
+                let owned: Vec<(Table, String, String)> = keys
+                    .iter()
+                    .map(|(t, g, f)| (*t, (*g).to_owned(), (*f).to_owned()))
+                    .collect();
+                r.blocking(move |r| async move {
+                    let keys: Vec<Key<'_>> = owned
+                        .iter()
+                        .map(|(t, g, f)| (*t, g.as_str(), f.as_str()))
+                        .collect();
+                    r.get_many(&keys).await
+                })
             }
         }
     }

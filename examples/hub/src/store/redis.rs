@@ -264,6 +264,18 @@ impl Inner {
         self.run(Query::Cmd(&cmd)).await
     }
 
+    /// HGETs in one pipeline (one round trip).
+    pub async fn get_many(
+        &self,
+        keys: &[super::Key<'_>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for &(table, group, field) in keys {
+            pipe.hget(self.hash(table, group), field);
+        }
+        self.run(Query::Pipe(&pipe)).await
+    }
+
     /// HSET (and the id index).
     pub async fn put(
         &self,
