@@ -292,3 +292,37 @@ async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_or_a_room_deleted_on_one_hub_closes_sockets_on_the_other() {
+    let redis = RedisServer::start();
+    let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
+    let olga = h1.user("olga");
+    let id = create(
+        &h1,
+        &olga,
+        json!({"name": "club", "private": true, "members": ["bob", "carol"]}),
+    )
+    .await;
+    let (mut bob, _) = h2.join(&id, &h2.user("bob")).await;
+    let (mut carol, _) = h2.join(&id, &h2.user("carol")).await;
+    let (status, _) = h1
+        .json(
+            "POST",
+            &format!("/rooms/{id}/members"),
+            &olga,
+            Some(json!({"remove": ["bob"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bob.expect_close().await, Some(4003));
+    assert_eq!(
+        h2.ws(&format!("/chat/{id}"), &h2.user("bob")).await.err(),
+        Some(403)
+    );
+    let (status, _) = h1
+        .json("DELETE", &format!("/rooms/{id}"), &olga, None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(carol.expect_close().await, Some(4003));
+}

@@ -164,11 +164,12 @@ impl RedisStore {
         )
     }
 
-    /// Starts the close-event subscription (renewed after a lost link).
+    /// Starts the close-event subscription (renewed after a lost link);
+    /// returns once it is in place (or the engine timeout passed), so a
+    /// hub that answers requests also hears the other hubs' bans.
     pub fn subscribe_close(&self, handler: CloseHandler, node: String) {
-        let inner = self.inner.clone();
         let weak = Arc::downgrade(&self.inner);
-        drop(inner);
+        let (subscribed, first) = std::sync::mpsc::sync_channel::<()>(1);
         self.inner.runtime.spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -179,6 +180,7 @@ impl RedisStore {
                 match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
                     Ok(Ok(mut pubsub)) => {
                         if pubsub.subscribe(&channel).await.is_ok() {
+                            let _ = subscribed.try_send(());
                             let mut messages = pubsub.into_on_message();
                             while let Some(msg) = messages.next().await {
                                 let Ok(raw) = msg.get_payload::<Vec<u8>>() else {
@@ -200,6 +202,12 @@ impl RedisStore {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+        if first
+            .recv_timeout(self.inner.timeout + Duration::from_millis(500))
+            .is_err()
+        {
+            tracing::warn!("close events: not subscribed yet; bans on other hubs may not close sockets here until it is");
+        }
     }
 }
 
