@@ -313,28 +313,29 @@ impl Embedded {
         })
     }
 
-    /// Every field of `group` (the batch's values over the file's).
+    /// Every field of `group` in order (the batch's values over the file's).
     pub fn all(&self, table: Table, group: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let end = group_end(group);
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;
-        let mut out: FxHashMap<String, Vec<u8>> = FxHashMap::default();
+        let mut out = Vec::new();
         for row in t.range((group, "")..(end.as_str(), "")).map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
-            out.insert(k.value().1.to_owned(), v.value().to_vec());
+            out.push((k.value().1.to_owned(), v.value().to_vec()));
         }
         if batched(table) {
             let pending = self.batcher().pending.lock();
-            let range =
-                (table, group.to_owned(), String::new())..(table, end.clone(), String::new());
+            let range = (table, group.to_owned(), String::new())..(table, end, String::new());
+            // The batch being committed, then the open one (newer) over it.
             for batch in [&*pending.committing, &pending.open] {
-                for ((_, _, f), v) in batch.puts.range(range.clone()) {
-                    out.insert(f.clone(), v.clone());
+                for ((_, _, field), value) in batch.puts.range(range.clone()) {
+                    match out.binary_search_by(|(f, _)| f.as_str().cmp(field)) {
+                        Ok(i) => out[i].1 = value.clone(),
+                        Err(i) => out.insert(i, (field.clone(), value.clone())),
+                    }
                 }
             }
         }
-        let mut out: Vec<_> = out.into_iter().collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
