@@ -25,6 +25,9 @@
 //! - [`features`]: the extensions (typing, reactions, edits, threads, read
 //!   receipts, search, mentions, rooms, files, moderation, analytics), one
 //!   module each, reached through the hooks in `features/mod.rs`.
+//! - [`store`]: the hub's own state (rooms, bans, mutes, read receipts,
+//!   threads, client ids) in one place: redb in `<data dir>/hub.redb`, or
+//!   Redis with `--redis-url`.
 
 pub mod assets;
 pub mod auth;
@@ -41,6 +44,7 @@ pub mod rate_limit;
 pub mod server;
 pub mod session;
 pub mod socket;
+pub mod store;
 pub mod upgrade;
 
 pub use config::Config;

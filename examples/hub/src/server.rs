@@ -55,6 +55,9 @@ pub struct AppState {
     pub config: Config,
     /// Token checks and guest tokens.
     pub auth: Auth,
+    /// The hub's own state (rooms, bans, receipts, threads, client ids):
+    /// `<data dir>/hub.redb`, or Redis with `--redis-url`.
+    pub store: Arc<crate::store::Store>,
     /// State owned by the extensions (`features.rs`).
     pub features: features::FeatureState,
     /// Who is on `/presence`, with how many sockets and which status.
@@ -90,6 +93,17 @@ impl AppState {
     /// Builds the state and the core hub from `config`.
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
         let hub = Hub::new(config.core())?;
+        let store = Arc::new(match config.redis_url() {
+            Some(url) => {
+                let core = config.core();
+                crate::store::Store::open_redis(
+                    url,
+                    &core.redis_key_prefix,
+                    Duration::from_millis(core.redis_timeout_ms),
+                )?
+            }
+            None => crate::store::Store::open_embedded(&config.data_dir)?,
+        });
         let demo_secret = config.jwt_secret().is_none().then(Auth::random_secret);
         let secret = config
             .jwt_secret()
@@ -102,14 +116,19 @@ impl AppState {
         }
         let mut auth = Auth::new(secret.as_bytes(), allow_guest);
         auth.guest_per_minute = config.guest_tokens_per_minute;
-        Ok(Arc::new(AppState {
+        let features = features::FeatureState::new(store.clone());
+        if !store.is_shared() {
+            features.rooms.import_rooms_json(&config.data_dir);
+        }
+        let state = Arc::new(AppState {
             pending: Pending::new(config.max_pending_connections),
             per_user: Mutex::default(),
             uploads: Semaphore::new(config.max_uploads_in_flight),
             stop: watch::Sender::new(false),
             hub,
             auth,
-            features: features::FeatureState::default(),
+            store,
+            features,
             presence: presence::Registry::default(),
             dm_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             registry: std::array::from_fn(|_| Mutex::default()),
@@ -120,7 +139,15 @@ impl AppState {
             started: std::time::Instant::now(),
             demo_secret,
             config,
-        }))
+        });
+        // Sockets other hubs' bans and room changes shut out (Redis).
+        let weak = Arc::downgrade(&state);
+        state.store.on_close_events(Box::new(move |event| {
+            if let Some(state) = weak.upgrade() {
+                features::apply_close(&state, &event);
+            }
+        }));
+        Ok(state)
     }
 
     /// Closes one WebSocket with `code` (4003 forbidden, 4008 too slow, ...).

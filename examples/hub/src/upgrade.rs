@@ -377,7 +377,13 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let state = AppState::new(Config::default()).unwrap();
+        // The hub's state file goes in a temporary directory.
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let state = AppState::new(config).unwrap();
         let router = http::router(state.clone());
         let task = route(state, stream, peer, router);
         let size = std::mem::size_of_val(&task);

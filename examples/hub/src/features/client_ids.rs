@@ -2,18 +2,13 @@
 //! lost its socket before the `ack`) is acked with the first copy's id and
 //! saved once.
 
-use std::collections::VecDeque;
-use std::hash::BuildHasher;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
-
-use super::{shard_of, SHARDS};
 use crate::error::Refusal;
+use crate::store::{now_ms, Claim, Store};
 
-/// Client ids remembered for deduplication (oldest forgotten first).
-const MAX_CLIENT_IDS: usize = 1 << 20;
 /// Longest client id, in bytes.
 const MAX_CLIENT_ID_BYTES: usize = 128;
 /// A client id whose message was not saved within this long is free again.
@@ -29,67 +24,86 @@ pub enum Decision {
     InFlight,
 }
 
-/// Recent client ids of one shard of rooms, by a keyed hash of (room, sub,
-/// client id): 64 bits a message instead of three strings, and SipHash with
-/// a random key so nobody can aim a collision at another user's message.
-#[derive(Debug, Default)]
-struct Shard {
-    /// Key hash -> saved id (0 while being saved) and when.
-    ids: FxHashMap<u64, (u64, Instant)>,
-    /// Oldest first, for forgetting.
-    order: VecDeque<u64>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Shard {
-    fn key(&self, room: &str, sub: &str, client_id: &str) -> u64 {
-        self.hasher.hash_one((room, sub, client_id))
-    }
-}
-
-/// Recent client ids, sharded by room.
+/// Recent client ids, in the hub's state store, keyed by room, user and
+/// client id (so a resend through another hub, or after a restart, is
+/// still recognised). Each is kept [`KEEP`]: Redis expires them; the
+/// embedded store sweeps them every [`SWEEP_EVERY`], off the workers.
 #[derive(Debug)]
 pub struct ClientIds {
-    shards: [Mutex<Shard>; SHARDS],
+    store: Arc<Store>,
+    /// When the last sweep began (ms since the epoch).
+    last_sweep_ms: AtomicU64,
 }
 
-impl Default for ClientIds {
-    fn default() -> Self {
-        ClientIds {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
+/// How long a saved client id is remembered.
+pub const KEEP: Duration = Duration::from_secs(3600);
+/// How often expired client ids are swept from `hub.redb`.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The store key of a client id: lengths first, so no two triples meet.
+fn key(room: &str, sub: &str, client_id: &str) -> String {
+    format!("{}:{}:{room}{sub}{client_id}", room.len(), sub.len())
 }
 
 impl ClientIds {
+    /// Client ids kept in `store`.
+    pub fn new(store: Arc<Store>) -> ClientIds {
+        ClientIds {
+            store,
+            last_sweep_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
     /// Before saving: a new client id is marked as being saved.
-    pub fn check(&self, room: &str, sub: &str, client_id: &str) -> Result<Decision, Refusal> {
+    pub async fn check(&self, room: &str, sub: &str, client_id: &str) -> Result<Decision, Refusal> {
         if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
             return Err(Refusal::bad_request("client_id must be 1-128 bytes"));
         }
-        let mut shard = self.shards[shard_of(room)].lock();
-        let key = shard.key(room, sub, client_id);
-        match shard.ids.get(&key) {
-            Some(&(id, _)) if id > 0 => return Ok(Decision::Duplicate(id)),
-            Some(&(_, at)) if at.elapsed() < PENDING => return Ok(Decision::InFlight),
-            _ => {}
-        }
-        shard.ids.insert(key, (0, Instant::now()));
-        shard.order.push_back(key);
-        while shard.order.len() > MAX_CLIENT_IDS / SHARDS {
-            if let Some(old) = shard.order.pop_front() {
-                shard.ids.remove(&old);
-            }
-        }
-        Ok(Decision::Send)
+        self.maybe_sweep();
+        Ok(
+            match self
+                .store
+                .claim(&key(room, sub, client_id), PENDING)
+                .await?
+            {
+                Claim::Fresh => Decision::Send,
+                Claim::Saved(id) => Decision::Duplicate(id),
+                Claim::InFlight => Decision::InFlight,
+            },
+        )
     }
 
     /// After saving: the client id's message is `id`.
-    pub fn saved(&self, room: &str, sub: &str, client_id: &str, id: u64) {
-        let mut shard = self.shards[shard_of(room)].lock();
-        let key = shard.key(room, sub, client_id);
-        if let Some(entry) = shard.ids.get_mut(&key) {
-            entry.0 = id;
+    pub async fn saved(&self, room: &str, sub: &str, client_id: &str, id: u64) {
+        if let Err(e) = self
+            .store
+            .settle(&key(room, sub, client_id), id, KEEP)
+            .await
+        {
+            tracing::warn!(error = %e, room, "could not remember a client id");
         }
+    }
+
+    /// Starts a sweep of expired ids when the last one is old enough.
+    fn maybe_sweep(&self) {
+        if self.store.is_shared() {
+            return;
+        }
+        let now = now_ms();
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || match store.sweep_client_ids(KEEP) {
+            Ok(gone) if gone > 0 => tracing::debug!(gone, "expired client ids swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "client id sweep failed"),
+        });
     }
 }

@@ -23,7 +23,12 @@ pub async fn before(
 ) -> Result<(), Refusal> {
     let state = &session.state;
     let claims = &session.claims;
-    if state.features.moderation.is_muted(room.id, &claims.sub) {
+    if state
+        .features
+        .moderation
+        .muted(room.id, &claims.sub)
+        .await?
+    {
         return Err(Refusal::muted());
     }
     if let Some(reply_to) = draft.thread_id {
@@ -55,7 +60,8 @@ pub async fn before(
         match state
             .features
             .client_ids
-            .check(room.id, &claims.sub, client_id)?
+            .check(room.id, &claims.sub, client_id)
+            .await?
         {
             Decision::Send => {}
             Decision::Duplicate(id) => draft.duplicate_of = Some(id),
@@ -77,10 +83,11 @@ pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>
     if let Some(client_id) = &draft.client_id {
         features
             .client_ids
-            .saved(room.id, &claims.sub, client_id, sent.id);
+            .saved(room.id, &claims.sub, client_id, sent.id)
+            .await;
     }
     if let Some(root) = draft.thread_id {
-        features.threads.add_reply(room.id, root, sent.id);
+        features.threads.add_reply(room.id, root, sent.id).await;
     }
     if features
         .search
@@ -89,7 +96,7 @@ pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>
         // Forget what history has evicted since the last check.
         if let Some(first) = saved::first_kept(state, room.group).await {
             features.search.evict_before(room.id, first);
-            features.threads.evict_before(room.id, first);
+            features.threads.evict_before(room.id, first).await;
         }
     }
     if let Some(Value::Array(mentioned)) = draft.extra.get("mentions") {

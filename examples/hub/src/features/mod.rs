@@ -51,6 +51,7 @@ use crate::chat::{MessageDraft, SentMessage};
 use crate::error::Refusal;
 use crate::server::AppState;
 use crate::session::Session;
+use crate::store::{CloseEvent, Store, StoreError};
 
 pub mod analytics;
 pub mod client_ids;
@@ -79,8 +80,12 @@ fn shard_of<T: std::hash::Hash + ?Sized>(key: &T) -> usize {
     (rustc_hash::FxBuildHasher.hash_one(key) as usize) % SHARDS
 }
 
-/// The extensions' state.
-#[derive(Debug, Default)]
+/// The extensions' state. What must survive a restart and be the same on
+/// every hub (rooms, bans and mutes, read receipts, threads, client ids)
+/// lives in the hub's state store ([`crate::store`]); these hold a handle
+/// to it. The rest is per process by nature (typing allowances, sockets,
+/// traffic counters) or belongs to other modules (search, directory).
+#[derive(Debug)]
 pub struct FeatureState {
     /// Rooms made with `POST /rooms`: owners, members, privacy.
     pub rooms: rooms::Registry,
@@ -112,16 +117,37 @@ pub struct FeatureState {
 }
 
 impl FeatureState {
+    /// The extensions' state over the hub's state `store`.
+    pub fn new(store: Arc<Store>) -> FeatureState {
+        FeatureState {
+            rooms: rooms::Registry::new(store.clone()),
+            moderation: moderation::Moderation::new(store.clone()),
+            reads: reads::Reads::new(store.clone()),
+            threads: threads::Threads::new(store.clone()),
+            client_ids: client_ids::ClientIds::new(store),
+            search: Default::default(),
+            directory: Default::default(),
+            typing: Default::default(),
+            edit_locks: Default::default(),
+            analytics: Default::default(),
+            joins: Default::default(),
+            occupancy: Default::default(),
+            idle: Default::default(),
+        }
+    }
+
     /// True when `sub` was last seen with the admin role.
     pub fn is_admin(&self, sub: &str) -> bool {
         self.directory.is_admin(sub)
     }
 
     /// Forgets what the extensions keep about a deleted room.
-    pub fn forget_room(&self, room: &str) {
-        self.moderation.forget_room(room);
-        self.reads.forget_room(room);
-        self.threads.forget_room(room);
+    pub async fn forget_room(&self, room: &str) {
+        if let Err(e) = self.moderation.forget_room(room).await {
+            tracing::error!(error = %e, room, "could not forget a deleted room's bans");
+        }
+        self.reads.forget_room(room).await;
+        self.threads.forget_room(room).await;
         self.search.evict_before(room, u64::MAX);
         self.analytics.forget_room(room);
     }
@@ -160,10 +186,102 @@ impl ChatRoom<'_> {
     }
 }
 
-/// True when `sub` may read `room`: admitted by the room and not banned.
+/// True when `sub` may read `room`: admitted by the room and not banned
+/// (false when the state store cannot say). From synchronous code; see
+/// [`may_read_async`].
 pub fn may_read(state: &AppState, room: &str, sub: &str, admin: bool) -> bool {
-    state.features.rooms.may_read(room, sub, admin)
-        && !state.features.moderation.is_banned(room, sub)
+    let stored = state.store.get_many_blocking(&admission_keys(room, sub));
+    match stored {
+        Ok(stored) => admission(state, room, sub, admin, &stored) == Admission::Admitted,
+        Err(e) => {
+            tracing::warn!(error = %e, room, "room check failed; refused");
+            false
+        }
+    }
+}
+
+/// What the state store says of a user and a room.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    /// A private room the user is not in.
+    NotAMember,
+    Banned,
+}
+
+/// The room's row and the user's ban: read together, in one transaction
+/// or one Redis round trip.
+fn admission_keys<'a>(room: &'a str, sub: &'a str) -> [crate::store::Key<'a>; 2] {
+    use crate::store::Table;
+    [(Table::Rooms, "", room), (Table::Bans, room, sub)]
+}
+
+fn admission(
+    state: &AppState,
+    room: &str,
+    sub: &str,
+    admin: bool,
+    stored: &[Option<Vec<u8>>],
+) -> Admission {
+    let features = &state.features;
+    let (row, ban) = match stored {
+        [row, ban] => (row.as_deref(), ban.as_deref()),
+        _ => return Admission::NotAMember,
+    };
+    if !features.rooms.admits_stored(room, row, sub, admin) {
+        Admission::NotAMember
+    } else if features.moderation.ban_holds(room, sub, ban) {
+        Admission::Banned
+    } else {
+        Admission::Admitted
+    }
+}
+
+/// [`may_read`], async, with the store's errors.
+pub async fn may_read_async(
+    state: &AppState,
+    room: &str,
+    sub: &str,
+    admin: bool,
+) -> Result<bool, StoreError> {
+    let stored = state.store.get_many(&admission_keys(room, sub)).await?;
+    Ok(admission(state, room, sub, admin, &stored) == Admission::Admitted)
+}
+
+/// Closes the sockets `event` names here, then tells the other hubs (with
+/// Redis) to close theirs.
+pub async fn close_sockets(state: &AppState, event: CloseEvent) {
+    apply_close(state, &event);
+    if let Err(e) = state.store.publish_close(&event).await {
+        tracing::error!(error = %e, room = %event.room, "could not tell the other hubs to close sockets");
+    }
+}
+
+/// Closes this hub's sockets that `event` names: one user's in the room,
+/// the ones the room (as `event.admitted` has it) no longer admits, or
+/// all of them.
+pub fn apply_close(state: &AppState, event: &CloseEvent) {
+    let admitted = match (&event.user, &event.admitted) {
+        (None, Some(json)) => match serde_json::from_str::<rooms::Room>(json) {
+            Ok(room) => Some(room),
+            Err(e) => {
+                tracing::warn!(error = %e, "a close event with a bad room; skipped");
+                return;
+            }
+        },
+        _ => None,
+    };
+    for (conn, sub) in state.room_sessions(&event.room) {
+        let close = match (&event.user, &admitted) {
+            (Some(user), _) => **user == *sub,
+            // The rights of this socket's own token, not the user's last.
+            (None, Some(room)) => !room.admits_sub(&sub, state.session_is_admin(conn)),
+            (None, None) => true,
+        };
+        if close {
+            state.close_connection(conn, event.code, &event.reason);
+        }
+    }
 }
 
 /// Static files served besides the browser client: `(path, content type, body)`.
@@ -177,24 +295,28 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// May `claims` join `room`? 403 for a private room the caller is not a
 /// member of, and for a banned user; 429 over `--joins-per-minute`, for a
 /// user already in `--max-rooms-joined-per-user` rooms, and for a room
-/// with `--max-room-members` users connected (admins pass both caps).
+/// with `--max-room-members` users connected (admins pass both caps); 503
+/// when the state store (Redis) cannot answer. Called from the upgrade's
+/// synchronous handshake callback, so the store is asked with its
+/// blocking calls (see [`crate::store`]).
 pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
     let features = &state.features;
-    features.rooms.load(&state.config.data_dir);
     features.search.start(state);
+    let unavailable = |e: StoreError| {
+        tracing::warn!(error = %e, room, "admission: state store unavailable");
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     features.directory.saw(
         &claims.sub,
         &claims.username,
         claims.is_admin(),
         state.config.max_remembered_users,
     );
-    if !features
-        .rooms
-        .may_read(room, &claims.sub, claims.is_admin())
-    {
-        return Err(StatusCode::FORBIDDEN);
-    }
-    if features.moderation.is_banned(room, &claims.sub) {
+    let stored = state
+        .store
+        .get_many_blocking(&admission_keys(room, &claims.sub))
+        .map_err(unavailable)?;
+    if admission(state, room, &claims.sub, claims.is_admin(), &stored) != Admission::Admitted {
         return Err(StatusCode::FORBIDDEN);
     }
     let config = &state.config;
@@ -299,7 +421,13 @@ pub fn joined(session: &Session, room: &str) {
 /// clock (see [`rooms::IdleHistories`]).
 pub fn left(session: &Session, room: &str) {
     let features = &session.state.features;
-    if features.occupancy.left(room, &session.claims.sub) && features.rooms.get(room).is_none() {
+    // Idle histories are off with Redis (see `rooms::IdleHistories`), so
+    // the store is asked only when they may apply.
+    let shared = session.state.store.is_shared();
+    if features.occupancy.left(room, &session.claims.sub)
+        && !shared
+        && matches!(features.rooms.exists_blocking(room), Ok(false))
+    {
         let group = crate::frames::room_group(room);
         features
             .idle
@@ -360,6 +488,7 @@ pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
         }
     }
     out.insert("per_room_omitted".into(), Value::from(omitted));
+    out.insert("state_corrupt".into(), Value::from(state.store.corrupt()));
 }
 
 /// Adds the per-room counters to the `GET /metrics` text.
@@ -372,6 +501,14 @@ pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
     };
     let top_n = state.config.stats_top_rooms;
     state.features.analytics.metrics(out, &visible, top_n);
+    out.push_str(
+        "# HELP channelbox_hub_state_corrupt_total Values in the hub's state store that did not decode (skipped).\n\
+         # TYPE channelbox_hub_state_corrupt_total counter\n",
+    );
+    out.push_str(&format!(
+        "channelbox_hub_state_corrupt_total {}\n",
+        state.store.corrupt()
+    ));
 }
 
 /// Keeps the `top_n` busiest entries of `/stats`' `per_room` (by messages

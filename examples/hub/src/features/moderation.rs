@@ -5,17 +5,17 @@
 //! the upgrade (403), a muted one gets `muted` errors for its messages, and
 //! the room is told with a saved `system` frame carrying `action` and `user`.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use channelbox::Kind;
-use parking_lot::RwLock;
-use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
 use super::ChatRoom;
 use crate::error::Refusal;
 use crate::frames;
 use crate::session::Session;
+use crate::store::{now_ms, CloseEvent, Store, StoreError, Table};
 
 /// Close code for a kicked socket (4000-4999 is the application's range;
 /// 4003 is taken by bans and other refusals).
@@ -27,101 +27,190 @@ const DEFAULT_MUTE: Duration = Duration::from_secs(10 * 60);
 /// Longest ban or mute given in seconds (longer is refused as bad input).
 const MAX_DURATION_S: u64 = 10 * 365 * 24 * 3600;
 
-/// Until when a sanction holds (`None`: until lifted).
-type Until = Option<Instant>;
+/// One ban or mute as the store keeps it: `until_ms,set_us` (`until_ms`
+/// 0: until lifted; `set_us` orders sanctions by when they were set, to
+/// evict the oldest permanent one first). A deadline is checked on read,
+/// so an expired sanction stops holding at once on every hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sanction {
+    until_ms: Option<u64>,
+    set_us: u64,
+}
 
-/// room -> user id -> (until when, order set). Read on every join and
-/// message, so lookups borrow `&str` keys and take a read lock only.
-#[derive(Debug, Default)]
-struct Sanctions(RwLock<FxHashMap<String, RoomSanctions>>);
-
-/// One room's sanctions: user id -> (until when, order set).
-type RoomSanctions = FxHashMap<String, (Until, u64)>;
-
-/// Orders sanctions by when they were set (to evict the oldest first).
-static SET_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-impl Sanctions {
-    fn active(&self, room: &str, sub: &str) -> bool {
-        match self.0.read().get(room).and_then(|users| users.get(sub)) {
-            None => false,
-            Some((None, _)) => true,
-            Some((Some(until), _)) => *until > Instant::now(),
-        }
+impl Sanction {
+    fn encode(self) -> Vec<u8> {
+        format!("{},{}", self.until_ms.unwrap_or(0), self.set_us).into_bytes()
     }
 
-    /// Sets a sanction; a room holds at most `max` (`--max-bans-per-room`):
-    /// over it the one that ends first goes, permanent ones last and the
-    /// oldest of them first.
-    fn set(&self, room: &str, sub: &str, until: Until, max: usize) {
-        let now = Instant::now();
-        let order = SET_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut map = self.0.write();
-        let users = map.entry(room.to_owned()).or_default();
-        // Expired entries go whenever the room's list changes.
-        users.retain(|_, (u, _)| u.map_or(true, |t| t > now));
-        if !users.contains_key(sub) {
-            while users.len() >= max.max(1) {
-                let first = users
-                    .iter()
-                    .min_by_key(|(_, (u, order))| (u.is_none(), *u, *order))
-                    .map(|(s, _)| s.clone());
-                match first {
-                    Some(s) => users.remove(&s),
-                    None => break,
-                };
-            }
-        }
-        users.insert(sub.to_owned(), (until, order));
+    fn decode(raw: &[u8]) -> Option<Sanction> {
+        let (until, set) = std::str::from_utf8(raw).ok()?.split_once(',')?;
+        let until: u64 = until.parse().ok()?;
+        Some(Sanction {
+            until_ms: (until != 0).then_some(until),
+            set_us: set.parse().ok()?,
+        })
     }
 
-    /// Sanctions kept for `room` (expired ones included until the next set).
-    fn len(&self, room: &str) -> usize {
-        self.0.read().get(room).map_or(0, |u| u.len())
-    }
-
-    fn lift(&self, room: &str, sub: &str) {
-        let mut map = self.0.write();
-        if let Some(users) = map.get_mut(room) {
-            users.remove(sub);
-            if users.is_empty() {
-                map.remove(room);
-            }
-        }
-    }
-
-    fn forget_room(&self, room: &str) {
-        self.0.write().remove(room);
+    fn holds(self, now_ms: u64) -> bool {
+        self.until_ms.map_or(true, |t| t > now_ms)
     }
 }
 
-/// Bans and mutes by room and user id.
-#[derive(Debug, Default)]
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Bans or mutes: room -> user id -> [`Sanction`], in one store table.
+#[derive(Debug)]
+struct Sanctions {
+    store: Arc<Store>,
+    table: Table,
+}
+
+impl Sanctions {
+    fn decode(&self, room: &str, sub: &str, raw: &[u8]) -> Option<Sanction> {
+        let s = Sanction::decode(raw);
+        if s.is_none() {
+            self.store
+                .report_corrupt(self.table, room, sub, "not until,set");
+        }
+        s
+    }
+
+    async fn active(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
+        let raw = self.store.get(self.table, room, sub).await?;
+        Ok(raw
+            .and_then(|raw| self.decode(room, sub, &raw))
+            .is_some_and(|s| s.holds(now_ms())))
+    }
+
+    fn active_blocking(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
+        let raw = self.store.get_blocking(self.table, room, sub)?;
+        Ok(raw
+            .and_then(|raw| self.decode(room, sub, &raw))
+            .is_some_and(|s| s.holds(now_ms())))
+    }
+
+    /// Sets a sanction (durable when this returns); a room holds at most
+    /// `max` (`--max-bans-per-room`): over it, expired and damaged entries
+    /// go first, then the one that ends first, permanent ones last and the
+    /// oldest of them first. (Two hubs setting at once may each evict one:
+    /// the room then holds slightly fewer, never more than `max` + 1.)
+    async fn set(
+        &self,
+        room: &str,
+        sub: &str,
+        until_ms: Option<u64>,
+        max: usize,
+    ) -> Result<(), StoreError> {
+        let sanction = Sanction {
+            until_ms,
+            set_us: now_us(),
+        };
+        self.store
+            .put(self.table, room, sub, &sanction.encode())
+            .await?;
+        let max = max.max(1);
+        if self.store.count(self.table, room).await? <= max {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut kept: Vec<(String, Sanction)> = Vec::new();
+        for (user, raw) in self.store.all(self.table, room).await? {
+            match self.decode(room, &user, &raw) {
+                Some(s) if s.holds(now) || user == sub => kept.push((user, s)),
+                _ => self.store.remove(self.table, room, &user).await?,
+            }
+        }
+        // Soonest ending first; permanent ones after, oldest first.
+        kept.sort_by_key(|(_, s)| (s.until_ms.is_none(), s.until_ms, s.set_us));
+        let excess = kept.len().saturating_sub(max);
+        for (user, _) in kept.iter().filter(|(u, _)| u != sub).take(excess) {
+            self.store.remove(self.table, room, user).await?;
+        }
+        Ok(())
+    }
+
+    fn len(&self, room: &str) -> Result<usize, StoreError> {
+        self.store.count_blocking(self.table, room)
+    }
+
+    async fn lift(&self, room: &str, sub: &str) -> Result<(), StoreError> {
+        self.store.remove(self.table, room, sub).await
+    }
+
+    async fn forget_room(&self, room: &str) -> Result<(), StoreError> {
+        self.store.drop_group(self.table, room).await
+    }
+}
+
+/// Bans and mutes by room and user id, in the hub's state store.
+#[derive(Debug)]
 pub struct Moderation {
     bans: Sanctions,
     mutes: Sanctions,
 }
 
 impl Moderation {
+    /// Bans and mutes kept in `store`.
+    pub fn new(store: Arc<Store>) -> Moderation {
+        Moderation {
+            bans: Sanctions {
+                store: store.clone(),
+                table: Table::Bans,
+            },
+            mutes: Sanctions {
+                store,
+                table: Table::Mutes,
+            },
+        }
+    }
+
     /// True while `sub` is banned from `room`.
-    pub fn is_banned(&self, room: &str, sub: &str) -> bool {
-        self.bans.active(room, sub)
+    pub async fn banned(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
+        self.bans.active(room, sub).await
     }
 
     /// True while `sub` is muted in `room`.
-    pub fn is_muted(&self, room: &str, sub: &str) -> bool {
-        self.mutes.active(room, sub)
+    pub async fn muted(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
+        self.mutes.active(room, sub).await
     }
 
-    /// Bans kept for `room`.
+    /// True when the stored ban `raw` of `sub` in `room` holds now.
+    pub fn ban_holds(&self, room: &str, sub: &str, raw: Option<&[u8]>) -> bool {
+        raw.and_then(|raw| self.bans.decode(room, sub, raw))
+            .is_some_and(|s| s.holds(now_ms()))
+    }
+
+    /// [`Moderation::banned`] from synchronous code; true (refused) when
+    /// the store cannot say.
+    pub fn is_banned(&self, room: &str, sub: &str) -> bool {
+        self.bans.active_blocking(room, sub).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, room, "ban check failed; refused");
+            true
+        })
+    }
+
+    /// [`Moderation::muted`] from synchronous code; true (refused) when
+    /// the store cannot say.
+    pub fn is_muted(&self, room: &str, sub: &str) -> bool {
+        self.mutes.active_blocking(room, sub).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, room, "mute check failed; refused");
+            true
+        })
+    }
+
+    /// Bans kept for `room` (expired ones included until the next ban).
     pub fn bans_kept(&self, room: &str) -> usize {
-        self.bans.len(room)
+        self.bans.len(room).unwrap_or(0)
     }
 
     /// Forgets every sanction of a deleted room.
-    pub fn forget_room(&self, room: &str) {
-        self.bans.forget_room(room);
-        self.mutes.forget_room(room);
+    pub async fn forget_room(&self, room: &str) -> Result<(), StoreError> {
+        self.bans.forget_room(room).await?;
+        self.mutes.forget_room(room).await
     }
 }
 
@@ -151,26 +240,29 @@ pub async fn handle(
         },
     };
     let claims = &session.claims;
-    let owner = state.features.rooms.owner(room);
+    let owner = state.features.rooms.owner_async(room).await?;
     if !claims.is_admin() && owner.as_deref() != Some(claims.sub.as_str()) {
         return Err(Refusal::forbidden(
             "only the room's owner or an admin may moderate it",
         ));
     }
     let moderation = &state.features.moderation;
-    let until = |d: Option<Duration>| d.map(|d| Instant::now() + d);
+    let until = |d: Option<Duration>| d.map(|d| now_ms() + d.as_millis() as u64);
     let (message, close) = match action {
         "kick" => (
             format!("{target} was kicked by {}", claims.username),
             Some((KICK_CLOSE_CODE, "kicked from the room")),
         ),
         "ban" => {
-            moderation.bans.set(
-                room,
-                &target,
-                until(duration),
-                state.config.max_bans_per_room,
-            );
+            moderation
+                .bans
+                .set(
+                    room,
+                    &target,
+                    until(duration),
+                    state.config.max_bans_per_room,
+                )
+                .await?;
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
                 format!("{target} was banned by {}{how_long}", claims.username),
@@ -179,12 +271,15 @@ pub async fn handle(
         }
         "mute" => {
             let d = duration.unwrap_or(DEFAULT_MUTE);
-            moderation.mutes.set(
-                room,
-                &target,
-                until(Some(d)),
-                state.config.max_bans_per_room,
-            );
+            moderation
+                .mutes
+                .set(
+                    room,
+                    &target,
+                    until(Some(d)),
+                    state.config.max_bans_per_room,
+                )
+                .await?;
             (
                 format!(
                     "{target} was muted by {} for {}s",
@@ -195,8 +290,8 @@ pub async fn handle(
             )
         }
         "unban" => {
-            moderation.bans.lift(room, &target);
-            moderation.mutes.lift(room, &target);
+            moderation.bans.lift(room, &target).await?;
+            moderation.mutes.lift(room, &target).await?;
             (
                 format!("{target} was unbanned by {}", claims.username),
                 None,
@@ -225,11 +320,16 @@ pub async fn handle(
             .record_broadcast(room, report.delivered);
     }
     if let Some((code, reason)) = close {
-        for (conn, sub) in state.room_sessions(room) {
-            if *sub == *target {
-                state.close_connection(conn, code, reason);
-            }
-        }
+        // Here and on every other hub.
+        let event = CloseEvent {
+            room: room.to_owned(),
+            user: Some(target.clone()),
+            admitted: None,
+            code,
+            reason: reason.into(),
+            node: state.store.node.clone(),
+        };
+        super::close_sockets(state, event).await;
     }
     tracing::info!(room, action, target = %target, by = %claims.sub, "moderation");
     Ok(())
@@ -239,24 +339,41 @@ pub async fn handle(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_room_evicts_the_soonest_ending_then_the_oldest_permanent() {
-        let s = Sanctions::default();
-        let later = Some(Instant::now() + Duration::from_secs(3600));
-        let sooner = Some(Instant::now() + Duration::from_secs(60));
-        s.set("r", "perm1", None, 3);
-        s.set("r", "long", later, 3);
-        s.set("r", "short", sooner, 3);
-        s.set("r", "perm2", None, 3);
-        assert!(!s.active("r", "short") && s.active("r", "long"));
-        s.set("r", "perm3", None, 3);
-        assert!(!s.active("r", "long"));
-        s.set("r", "perm4", None, 3);
-        assert!(!s.active("r", "perm1"));
-        assert!(s.active("r", "perm2") && s.active("r", "perm3") && s.active("r", "perm4"));
-        assert_eq!(s.len("r"), 3);
+    #[tokio::test]
+    async fn a_full_room_evicts_the_soonest_ending_then_the_oldest_permanent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_embedded(dir.path()).unwrap());
+        let s = Sanctions {
+            store,
+            table: Table::Bans,
+        };
+        let later = Some(now_ms() + 3_600_000);
+        let sooner = Some(now_ms() + 60_000);
+        s.set("r", "perm1", None, 3).await.unwrap();
+        s.set("r", "long", later, 3).await.unwrap();
+        s.set("r", "short", sooner, 3).await.unwrap();
+        s.set("r", "perm2", None, 3).await.unwrap();
+        let active = |u: &'static str| s.active_blocking("r", u).unwrap();
+        assert!(!active("short") && active("long"));
+        s.set("r", "perm3", None, 3).await.unwrap();
+        assert!(!active("long"));
+        s.set("r", "perm4", None, 3).await.unwrap();
+        assert!(!active("perm1"));
+        assert!(active("perm2") && active("perm3") && active("perm4"));
+        assert_eq!(s.len("r").unwrap(), 3);
         // Setting one already there never evicts another.
-        s.set("r", "perm4", None, 3);
-        assert!(s.active("r", "perm2"));
+        s.set("r", "perm4", None, 3).await.unwrap();
+        assert!(active("perm2"));
+    }
+
+    #[test]
+    fn an_expired_sanction_no_longer_holds() {
+        let s = Sanction {
+            until_ms: Some(1_000),
+            set_us: 0,
+        };
+        assert!(s.holds(999) && !s.holds(1_000));
+        assert_eq!(Sanction::decode(&s.encode()), Some(s));
+        assert_eq!(Sanction::decode(b"nonsense"), None);
     }
 }

@@ -1,62 +1,61 @@
 //! Read receipts: `{"type":"read","message_id"}` remembers a user's last
 //! read message and tells the room; a joiner gets everyone's after its
 //! `history` frame.
+//!
+//! Kept in the hub's state store (table `reads`, group = room, field =
+//! user id, value = the message id in decimal): batched in `hub.redb`
+//! (they come often and a lost last one is harmless), in Redis moved up by
+//! one atomic script so two hubs never move a receipt back.
 
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
-use super::{fields, saved, shard_of, ChatRoom, SHARDS};
+use super::{fields, saved, ChatRoom};
 use crate::error::Refusal;
 use crate::frames;
 use crate::session::Session;
+use crate::store::{parse_u64, Store, StoreError, Table};
 
-/// room -> sub -> last message id read, sharded by room.
+/// Everyone's last read message per room, in the store.
 #[derive(Debug)]
 pub struct Reads {
-    shards: [Mutex<FxHashMap<String, FxHashMap<String, u64>>>; SHARDS],
-}
-
-impl Default for Reads {
-    fn default() -> Self {
-        Reads {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
+    store: Arc<Store>,
 }
 
 impl Reads {
-    /// Moves `sub`'s last read message in `room` forward to `id`; false
-    /// when it already was there or further.
-    fn advance(&self, room: &str, sub: &str, id: u64) -> bool {
-        let mut reads = self.shards[shard_of(room)].lock();
-        let users = reads.entry(room.to_owned()).or_default();
-        match users.get(sub) {
-            Some(&seen) if seen >= id => false,
-            _ => {
-                users.insert(sub.to_owned(), id);
-                true
-            }
-        }
+    /// Receipts kept in `store`.
+    pub fn new(store: Arc<Store>) -> Reads {
+        Reads { store }
     }
 
-    /// Everyone's last read message in `room`.
-    fn of_room(&self, room: &str) -> Map<String, Value> {
-        self.shards[shard_of(room)]
-            .lock()
-            .get(room)
-            .map(|users| {
-                users
-                    .iter()
-                    .map(|(sub, id)| (sub.clone(), json!(id)))
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Moves `sub`'s last read message in `room` forward to `id`; false
+    /// when it already was there or further.
+    async fn advance(&self, room: &str, sub: &str, id: u64) -> Result<bool, StoreError> {
+        self.store.advance(Table::Reads, room, sub, id).await
+    }
+
+    /// Everyone's last read message in `room` (damaged entries skipped).
+    pub fn of_room(&self, room: &str) -> Result<Map<String, Value>, StoreError> {
+        let mut out = Map::new();
+        for (sub, raw) in self.store.all_blocking(Table::Reads, room)? {
+            match parse_u64(&raw) {
+                Some(id) => {
+                    out.insert(sub, json!(id));
+                }
+                None => self
+                    .store
+                    .report_corrupt(Table::Reads, room, &sub, "not a number"),
+            }
+        }
+        Ok(out)
     }
 
     /// Forgets a deleted room's reads.
-    pub fn forget_room(&self, room: &str) {
-        self.shards[shard_of(room)].lock().remove(room);
+    pub async fn forget_room(&self, room: &str) {
+        if let Err(e) = self.store.drop_group(Table::Reads, room).await {
+            tracing::error!(error = %e, room, "could not forget a room's read receipts");
+        }
     }
 }
 
@@ -70,15 +69,18 @@ pub async fn read(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         return Err(Refusal::not_found(format!("no message {id} in this room")));
     }
     let sub = session.claims.sub.as_str();
-    if state.features.reads.advance(room.id, sub, id) {
+    if state.features.reads.advance(room.id, sub, id).await? {
         let receipt = json!({"type": "read", "user": sub, "message_id": id});
         room.broadcast(session, frames::encode(&receipt)).await;
     }
     Ok(())
 }
 
-/// After the joiner's `history` frame: everyone's last read message.
+/// After the joiner's `history` frame: everyone's last read message (an
+/// `error` frame instead when the store cannot answer).
 pub fn send_reads(session: &Session, room: &str) {
-    let reads = session.state.features.reads.of_room(room);
-    session.send_json(&json!({"type": "reads", "reads": reads}));
+    match session.state.features.reads.of_room(room) {
+        Ok(reads) => session.send_json(&json!({"type": "reads", "reads": reads})),
+        Err(e) => session.refuse(&Refusal::from(e)),
+    }
 }

@@ -6,7 +6,7 @@
 //! room admits its owner, its members and admins only.
 
 use std::collections::BTreeSet;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, Query, State};
@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rand::Rng;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Claims;
 use crate::frames;
 use crate::server::AppState;
+use crate::store::{CloseEvent, Store, StoreError, Table};
 
 /// Longest room name, in characters.
 const MAX_NAME_CHARS: usize = 80;
@@ -60,185 +61,238 @@ impl Room {
     }
 }
 
-/// Every created room, by id; kept in `<data dir>/rooms.json` so that a
-/// private room stays private across restarts (its history may outlive
-/// the process in a durable engine, and its members rejoin it by id).
+/// Every created room, by id, in the hub's state store ([`Store`]):
+/// `hub.redb` alone, Redis with `--redis-url`. So a private room stays
+/// private across restarts and on every hub, and a room id once created
+/// cannot be taken by someone else (creating asks the store to insert
+/// only if the id is free).
 ///
-/// Changes are saved off the workers: a change marks the registry dirty
-/// and wakes one writer task, which waits [`SAVE_DEBOUNCE`] (so a burst of
-/// changes is one write), then writes the whole registry on a blocking
-/// thread to a temporary file and renames it over `rooms.json` (a crash
-/// leaves the old file or the new one, never half of one). Dropping the
-/// registry (the hub stopping) writes what is still unsaved.
-#[derive(Debug, Default)]
+/// A room that does not decode is logged, counted (`/stats`'
+/// `state_corrupt`) and treated as absent for listing, but as private and
+/// owned by nobody for admission: a damaged row never opens a room.
+#[derive(Debug)]
 pub struct Registry {
-    rooms: Arc<RwLock<FxHashMap<String, Room>>>,
-    /// Where the registry is saved; set by the first [`Registry::load`].
-    file: OnceLock<PathBuf>,
-    /// Shared with the writer task.
-    saver: Arc<Saver>,
+    /// Where the rooms are kept.
+    store: Arc<Store>,
 }
 
-/// The writer task's side of the registry.
-#[derive(Debug, Default)]
-struct Saver {
-    /// Wakes the writer (a wake-up while it writes is kept for the next round).
-    wake: tokio::sync::Notify,
-    /// Changed since the last write began.
-    dirty: std::sync::atomic::AtomicBool,
-    /// One write at a time.
-    writing: Mutex<()>,
-    /// Writes done (for tests and logs).
-    writes: std::sync::atomic::AtomicU64,
-}
-
-/// How long a change waits for more before the registry is written.
-pub const SAVE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl Saver {
-    /// Writes the registry as it is now, if it changed (blocking).
-    fn write(&self, rooms: &RwLock<FxHashMap<String, Room>>, path: &FsPath) {
-        use std::sync::atomic::Ordering;
-        let _one = self.writing.lock();
-        if !self.dirty.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        let mut list: Vec<Room> = rooms.read().values().cloned().collect();
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-        let result = (|| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&list).unwrap_or_default())?;
-            std::fs::rename(&tmp, path)
-        })();
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = result {
-            // Try again with the next change.
-            self.dirty.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, path = %path.display(), "could not save rooms");
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(path) = self.file.get() {
-            self.saver.write(&self.rooms, path);
-        }
-    }
+/// A room as stored, or a row that does not decode.
+enum Stored {
+    Room(Room),
+    Corrupt,
 }
 
 impl Registry {
-    /// Reads the saved registry from `data_dir` the first time it is
-    /// called (and starts the writer task); later calls do nothing.
-    pub fn load(&self, data_dir: &FsPath) {
-        self.file.get_or_init(|| {
-            let path = data_dir.join("rooms.json");
-            match std::fs::read(&path) {
-                Ok(raw) => match serde_json::from_slice::<Vec<Room>>(&raw) {
-                    Ok(list) => {
-                        let mut rooms = self.rooms.write();
-                        for room in list {
-                            rooms.entry(room.id.clone()).or_insert(room);
-                        }
-                        tracing::info!(rooms = rooms.len(), path = %path.display(), "rooms loaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, path = %path.display(), "rooms file unreadable; starting without it")
-                    }
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::error!(error = %e, path = %path.display(), "could not read the rooms file"),
-            }
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let (rooms, saver, file) = (self.rooms.clone(), self.saver.clone(), path.clone());
-                runtime.spawn(async move {
-                    loop {
-                        saver.wake.notified().await;
-                        tokio::time::sleep(SAVE_DEBOUNCE).await;
-                        let (rooms, writer, file) = (rooms.clone(), saver.clone(), file.clone());
-                        let _ = tokio::task::spawn_blocking(move || writer.write(&rooms, &file))
-                            .await;
-                        if Arc::strong_count(&saver) == 1 {
-                            // The registry is gone (it wrote the rest).
-                            return;
-                        }
-                    }
-                });
-            }
-            path
-        });
+    /// The registry over `store`.
+    pub fn new(store: Arc<Store>) -> Registry {
+        Registry { store }
     }
 
-    /// Marks the registry changed: the writer task saves it soon, off the
-    /// workers (see [`Registry`]).
-    fn save(&self) {
-        self.saver
-            .dirty
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.saver.wake.notify_one();
+    fn decode(&self, id: &str, raw: &[u8]) -> Stored {
+        match serde_json::from_slice::<Room>(raw) {
+            Ok(room) if room.id == id => Stored::Room(room),
+            Ok(_) => {
+                self.store
+                    .report_corrupt(Table::Rooms, "", id, "room under another id");
+                Stored::Corrupt
+            }
+            Err(e) => {
+                self.store
+                    .report_corrupt(Table::Rooms, "", id, &e.to_string());
+                Stored::Corrupt
+            }
+        }
     }
 
-    /// Times the registry was written to its file.
-    pub fn writes(&self) -> u64 {
-        self.saver.writes.load(std::sync::atomic::Ordering::Relaxed)
+    /// The room `id` as stored (`Some(Corrupt)` for a damaged row).
+    async fn stored(&self, id: &str) -> Result<Option<(Stored, Vec<u8>)>, StoreError> {
+        let raw = self.store.get(Table::Rooms, "", id).await?;
+        Ok(raw.map(|raw| (self.decode(id, &raw), raw)))
+    }
+
+    fn stored_blocking(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let raw = self.store.get_blocking(Table::Rooms, "", id)?;
+        Ok(raw.map(|raw| self.decode(id, &raw)))
+    }
+
+    /// The room `id`, if it was created (a damaged row reads as none).
+    pub async fn room(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        Ok(match self.stored(id).await? {
+            Some((Stored::Room(room), _)) => Some(room),
+            _ => None,
+        })
+    }
+
+    /// True when room `id` exists in the store (damaged or not).
+    pub fn exists_blocking(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.stored_blocking(id)?.is_some())
+    }
+
+    /// The room `id`, if it was created (from synchronous code; a store
+    /// error reads as none).
+    pub fn get(&self, id: &str) -> Option<Room> {
+        match self.stored_blocking(id) {
+            Ok(Some(Stored::Room(room))) => Some(room),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, room = id, "room lookup failed");
+                None
+            }
+        }
+    }
+
+    /// True when `sub` may read room `id` as its stored row `raw` says
+    /// (`None`: never created, open to all; damaged: admins only).
+    pub fn admits_stored(&self, id: &str, raw: Option<&[u8]>, sub: &str, admin: bool) -> bool {
+        match raw.map(|raw| self.decode(id, raw)) {
+            None => true,
+            Some(Stored::Room(r)) => r.admits_sub(sub, admin),
+            Some(Stored::Corrupt) => admin,
+        }
+    }
+
+    /// True when `sub` (an admin or not) may read room `id` (bans aside);
+    /// a damaged row admits admins only.
+    pub fn may_read_checked(&self, id: &str, sub: &str, admin: bool) -> Result<bool, StoreError> {
+        Ok(match self.stored_blocking(id)? {
+            None => true,
+            Some(Stored::Room(r)) => r.admits_sub(sub, admin),
+            Some(Stored::Corrupt) => admin,
+        })
+    }
+
+    /// [`Registry::may_read_checked`], refusing when the store cannot say.
+    pub fn may_read(&self, id: &str, sub: &str, admin: bool) -> bool {
+        self.may_read_checked(id, sub, admin).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, room = id, "room check failed; refused");
+            false
+        })
+    }
+
+    /// The owner of room `id` (None for rooms never created, damaged ones,
+    /// and when the store cannot say).
+    pub fn owner(&self, id: &str) -> Option<String> {
+        self.get(id).map(|r| r.owner)
+    }
+
+    /// [`Registry::owner`], async, with the store's errors.
+    pub async fn owner_async(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.room(id).await?.map(|r| r.owner))
     }
 
     /// Rooms `sub` owns.
-    pub fn owned_by(&self, sub: &str) -> usize {
-        self.rooms
-            .read()
-            .values()
-            .filter(|r| r.owner == sub)
-            .count()
-    }
-
-    /// The room `id`, if it was created.
-    pub fn get(&self, id: &str) -> Option<Room> {
-        self.rooms.read().get(id).cloned()
-    }
-
-    /// True when `sub` (an admin or not) may read room `id`.
-    pub fn may_read(&self, id: &str, sub: &str, admin: bool) -> bool {
-        self.rooms
-            .read()
-            .get(id)
-            .map_or(true, |r| r.admits_sub(sub, admin))
-    }
-
-    /// The owner of room `id` (None for rooms never created).
-    pub fn owner(&self, id: &str) -> Option<String> {
-        self.rooms.read().get(id).map(|r| r.owner.clone())
+    pub async fn owned_by(&self, sub: &str) -> Result<usize, StoreError> {
+        self.store.count(Table::Owned, sub).await
     }
 
     /// Rooms `claims` may see, sorted by id: public ones and private ones
     /// it belongs to (admins see all); at most `limit` with an id after
-    /// `after`, and whether more follow.
-    pub fn visible(&self, claims: &Claims, after: &str, limit: usize) -> (Vec<Room>, bool) {
-        let rooms = self.rooms.read();
-        let mut ids: Vec<&String> = rooms
-            .iter()
-            .filter(|(id, r)| id.as_str() > after && r.admits(claims))
-            .map(|(id, _)| id)
-            .collect();
-        ids.sort_unstable();
-        let more = ids.len() > limit;
-        let page = ids
-            .into_iter()
-            .take(limit)
-            .filter_map(|id| rooms.get(id).cloned())
-            .collect();
-        (page, more)
+    /// `after`, and whether more follow. At most [`SCAN_MAX`] rooms are
+    /// read for one page: past that the page ends early (and says more
+    /// follow), so a caller who sees few of many rooms still gets quick
+    /// answers.
+    pub async fn visible(
+        &self,
+        claims: &Claims,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<Room>, bool, Option<String>), StoreError> {
+        let mut page = Vec::new();
+        let mut cursor = after.to_owned();
+        let mut scanned = 0;
+        loop {
+            let chunk = self.store.rooms_after(&cursor, SCAN_CHUNK).await?;
+            let Some((last, _)) = chunk.last() else {
+                return Ok((page, false, None));
+            };
+            let exhausted = chunk.len() < SCAN_CHUNK;
+            cursor = last.clone();
+            for (id, raw) in chunk {
+                scanned += 1;
+                if let Stored::Room(room) = self.decode(&id, &raw) {
+                    if room.admits(claims) {
+                        if page.len() == limit {
+                            let next = page.last().map(|r: &Room| r.id.clone());
+                            return Ok((page, true, next));
+                        }
+                        page.push(room);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((page, false, None));
+            }
+            if scanned >= SCAN_MAX {
+                return Ok((page, true, Some(cursor)));
+            }
+        }
+    }
+
+    /// Imports `<data_dir>/rooms.json` (the registry before the store) once:
+    /// rooms not in the store yet are added, and the file is renamed to
+    /// `rooms.json.imported` so it is never read again.
+    pub fn import_rooms_json(&self, data_dir: &FsPath) {
+        let path = data_dir.join("rooms.json");
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "could not read the old rooms file");
+                return;
+            }
+        };
+        let list = match serde_json::from_slice::<Vec<Room>>(&raw) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "old rooms file unreadable; not imported");
+                return;
+            }
+        };
+        let mut imported = 0;
+        for room in &list {
+            let Ok(value) = serde_json::to_vec(room) else {
+                continue;
+            };
+            match self
+                .store
+                .put_new_blocking(Table::Rooms, "", &room.id, &value)
+            {
+                Ok(true) => {
+                    imported += 1;
+                    if let Err(e) =
+                        self.store
+                            .put_blocking(Table::Owned, &room.owner, &room.id, b"")
+                    {
+                        tracing::error!(error = %e, "could not import a room's owner");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "rooms import failed; will retry at next start");
+                    return;
+                }
+            }
+        }
+        let done = path.with_extension("json.imported");
+        if let Err(e) = std::fs::rename(&path, &done) {
+            tracing::error!(error = %e, path = %path.display(), "could not rename the imported rooms file");
+        }
+        tracing::info!(imported, of = list.len(), path = %done.display(), "rooms.json imported into the hub's state");
     }
 }
 
-/// The registry, loaded from the data directory on first use.
-fn registry(state: &AppState) -> &Registry {
-    let registry = &state.features.rooms;
-    registry.load(&state.config.data_dir);
-    registry
+/// Rooms read from the store at a time while paging.
+const SCAN_CHUNK: usize = 256;
+/// Most rooms read for one `GET /rooms` page.
+pub const SCAN_MAX: usize = 8192;
+
+/// A store error as a REST answer: 503.
+fn unavailable(e: StoreError) -> Response {
+    tracing::warn!(error = %e, "rooms: state store unavailable");
+    refuse((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the hub's state is unavailable; try again",
+    ))
 }
 
 /// Why a REST call failed: status and a short reason.
@@ -367,29 +421,54 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
     if let Err(e) = check_members(&request.members, max_members.saturating_sub(1)) {
         return refuse(e);
     }
-    if !claims.is_admin()
-        && registry(&state).owned_by(&claims.sub) >= state.config.max_rooms_per_user
-    {
-        return refuse((
-            StatusCode::TOO_MANY_REQUESTS,
-            "you own as many rooms as --max-rooms-per-user allows",
-        ));
+    let registry = &state.features.rooms;
+    if !claims.is_admin() {
+        match registry.owned_by(&claims.sub).await {
+            Ok(n) if n >= state.config.max_rooms_per_user => {
+                return refuse((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "you own as many rooms as --max-rooms-per-user allows",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return unavailable(e),
+        }
     }
     let base = slug(&name);
     let mut members: BTreeSet<String> = request.members.into_iter().collect();
     members.insert(claims.sub.clone());
-    let registry = registry(&state);
+    let mut room = Room {
+        id: base.clone(),
+        name,
+        private: request.private,
+        owner: claims.sub.clone(),
+        members,
+    };
     // A room id already in use (created, or an open room with history or
     // people in it) gets a random suffix: creating never takes over a room.
-    // The core is asked without the registry's lock; the registry is
-    // checked again, and the room put in, under it.
-    let mut id = base.clone();
+    // The store inserts only if the id is free, so two hubs (or two
+    // requests) racing for one id get one each.
     let mut tries = 0;
-    let mut rooms = loop {
-        if !in_use(&state, &id).await {
-            let rooms = registry.rooms.write();
-            if !rooms.contains_key(&id) {
-                break rooms;
+    loop {
+        let Some(busy) = in_use(&state, &room.id).await else {
+            return refuse((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub cannot tell whether this room id is in use; try again",
+            ));
+        };
+        if !busy {
+            let value = match serde_json::to_vec(&room) {
+                Ok(v) => v,
+                Err(_) => return refuse((StatusCode::INTERNAL_SERVER_ERROR, "room not encodable")),
+            };
+            match state
+                .store
+                .put_new(Table::Rooms, "", &room.id, &value)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => return unavailable(e),
             }
         }
         tries += 1;
@@ -397,28 +476,33 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
             return refuse((StatusCode::CONFLICT, "could not find a free room id"));
         }
         let tag: u32 = rand::thread_rng().gen();
-        id = format!("{base}-{tag:08x}");
-    };
-    let room = Room {
-        id: id.clone(),
-        name,
-        private: request.private,
-        owner: claims.sub.clone(),
-        members,
-    };
-    rooms.insert(id.clone(), room.clone());
-    drop(rooms);
-    registry.save();
-    tracing::info!(room = %id, owner = %claims.sub, private = room.private, "room created");
+        room.id = format!("{base}-{tag:08x}");
+    }
+    if let Err(e) = state
+        .store
+        .put(Table::Owned, &claims.sub, &room.id, b"")
+        .await
+    {
+        // The room stands; only the owner's count for the cap is short.
+        tracing::error!(error = %e, room = %room.id, "could not count the room for its owner");
+    }
+    tracing::info!(room = %room.id, owner = %claims.sub, private = room.private, "room created");
     (StatusCode::CREATED, Json(room)).into_response()
 }
 
-/// True when room `id` already saved a message or has people in it (or
-/// the engine cannot say: then it is not taken over either).
-async fn in_use(state: &AppState, id: &str) -> bool {
+/// True when room `id` already saved a message or has people in it;
+/// `None` when the engine cannot say (then it is not taken over either:
+/// the caller answers 503).
+async fn in_use(state: &AppState, id: &str) -> Option<bool> {
     let group = frames::room_group(id);
-    let saved = state.hub.last_offset_async(&group).await;
-    !matches!(saved, Ok(0)) || !state.hub.presence_async(&group).await.is_empty()
+    match state.hub.last_offset_async(&group).await {
+        Ok(0) => Some(!state.hub.presence_async(&group).await.is_empty()),
+        Ok(_) => Some(true),
+        Err(e) => {
+            tracing::warn!(error = %e, room = id, "cannot tell whether a room id is in use");
+            None
+        }
+    }
 }
 
 /// `GET /rooms?after=<id>&limit=<n>`: a page of the rooms the caller may
@@ -432,7 +516,11 @@ async fn list(
     let max = state.config.rooms_page_max.max(1);
     let limit = page.limit.unwrap_or(max).clamp(1, max);
     let after = page.after.as_deref().unwrap_or("");
-    let (mut rooms, mut more) = registry(&state).visible(&claims, after, limit);
+    let (mut rooms, mut more, mut next) =
+        match state.features.rooms.visible(&claims, after, limit).await {
+            Ok(page) => page,
+            Err(e) => return unavailable(e),
+        };
     // Member lists can be long: a page also stops at PAGE_MAX_BYTES (it
     // always holds one room, so paging moves on).
     let mut bytes = 0;
@@ -442,8 +530,9 @@ async fn list(
     }) {
         rooms.truncate(cut.max(1));
         more = true;
+        next = rooms.last().map(|r| r.id.clone());
     }
-    let next = rooms.last().map(|r| r.id.clone()).filter(|_| more);
+    let next = next.filter(|_| more);
     let mut response = Json(rooms).into_response();
     if let Some(next) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
         response.headers_mut().insert("x-next-after", next);
@@ -466,50 +555,107 @@ async fn show(
     claims: Claims,
     Path(id): Path<String>,
 ) -> Response {
-    match registry(&state).get(&id) {
+    let room = match state.features.rooms.room(&id).await {
+        Ok(room) => room,
+        Err(e) => return unavailable(e),
+    };
+    match room {
         // A private room is "no such room" to whoever it does not admit:
         // the answer never tells that it exists.
         None => refuse((StatusCode::NOT_FOUND, "no such room")),
         Some(room) if !room.admits(&claims) => refuse((StatusCode::NOT_FOUND, "no such room")),
-        Some(_) if state.features.moderation.is_banned(&id, &claims.sub) => {
-            refuse((StatusCode::FORBIDDEN, "you are banned from this room"))
-        }
-        Some(room) => Json(room).into_response(),
+        Some(room) => match state.features.moderation.banned(&id, &claims.sub).await {
+            Ok(true) => refuse((StatusCode::FORBIDDEN, "you are banned from this room")),
+            Ok(false) => Json(room).into_response(),
+            Err(e) => unavailable(e),
+        },
     }
 }
 
-/// Runs `change` on room `id` if `claims` manages it; then closes the
-/// sockets of users the room no longer admits.
-fn change(
+/// Why a change failed: a refusal, or the store.
+enum ChangeError {
+    Refused(Refusal),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> Self {
+        ChangeError::Store(e)
+    }
+}
+
+fn answer(result: Result<Room, ChangeError>) -> Response {
+    match result {
+        Ok(room) => Json(room).into_response(),
+        Err(ChangeError::Refused(e)) => refuse(e),
+        Err(ChangeError::Store(e)) => unavailable(e),
+    }
+}
+
+/// Most times a change is retried when another one got in first.
+const CHANGE_TRIES: usize = 16;
+
+/// Runs `change` on room `id` if `claims` manages it (compare and swap in
+/// the store, so concurrent changes on any hub all apply); then closes the
+/// sockets of users the room no longer admits, on every hub.
+async fn change(
     state: &AppState,
     claims: &Claims,
     id: &str,
-    change: impl FnOnce(&mut Room),
-) -> Result<Room, Refusal> {
-    let registry = registry(state);
-    let room = {
-        let mut rooms = registry.rooms.write();
-        let room = rooms
-            .get_mut(id)
-            .ok_or((StatusCode::NOT_FOUND, "no such room"))?;
+    change: impl Fn(&mut Room),
+) -> Result<Room, ChangeError> {
+    let registry = &state.features.rooms;
+    let mut tries = 0;
+    let room = loop {
+        let (mut room, old) = match registry.stored(id).await? {
+            None => {
+                return Err(ChangeError::Refused((
+                    StatusCode::NOT_FOUND,
+                    "no such room",
+                )))
+            }
+            Some((Stored::Corrupt, _)) => {
+                return Err(ChangeError::Refused((
+                    StatusCode::CONFLICT,
+                    "this room's record is damaged; an admin must delete it",
+                )))
+            }
+            Some((Stored::Room(room), old)) => (room, old),
+        };
         if !room.is_managed_by(claims) {
-            return Err((
+            return Err(ChangeError::Refused((
                 StatusCode::FORBIDDEN,
                 "only the room's owner or an admin may change it",
-            ));
+            )));
         }
-        change(room);
-        room.clone()
+        change(&mut room);
+        let new = serde_json::to_vec(&room)
+            .map_err(|e| ChangeError::Store(StoreError::Database(e.to_string())))?;
+        if state
+            .store
+            .swap(Table::Rooms, "", id, &old, Some(&new))
+            .await?
+        {
+            break room;
+        }
+        tries += 1;
+        if tries >= CHANGE_TRIES {
+            return Err(ChangeError::Refused((
+                StatusCode::CONFLICT,
+                "the room changed too often meanwhile; try again",
+            )));
+        }
     };
-    registry.save();
     if room.private {
-        for (conn, sub) in state.room_sessions(id) {
-            // The rights of this socket's own token, not the user's last.
-            let admin = state.session_is_admin(conn);
-            if !room.admits_sub(&sub, admin) {
-                state.close_connection(conn, 4003, "you are no longer a member of this room");
-            }
-        }
+        let event = CloseEvent {
+            room: id.to_owned(),
+            user: None,
+            admitted: serde_json::to_string(&room).ok(),
+            code: 4003,
+            reason: "you are no longer a member of this room".into(),
+            node: state.store.node.clone(),
+        };
+        super::close_sockets(state, event).await;
     }
     Ok(room)
 }
@@ -528,18 +674,17 @@ async fn update(
         Ok(n) => n,
         Err(e) => return refuse(e),
     };
-    let result = change(&state, &claims, &id, |room| {
-        if let Some(name) = name {
-            room.name = name;
-        }
-        if let Some(private) = request.private {
-            room.private = private;
-        }
-    });
-    match result {
-        Ok(room) => Json(room).into_response(),
-        Err(e) => refuse(e),
-    }
+    answer(
+        change(&state, &claims, &id, |room| {
+            if let Some(name) = &name {
+                room.name = name.clone();
+            }
+            if let Some(private) = request.private {
+                room.private = private;
+            }
+        })
+        .await,
+    )
 }
 
 async fn members(
@@ -558,20 +703,19 @@ async fn members(
     {
         return refuse(e);
     }
-    let result = change(&state, &claims, &id, |room| {
-        for sub in request.add {
-            if room.members.len() < max_members {
-                room.members.insert(sub);
+    answer(
+        change(&state, &claims, &id, |room| {
+            for sub in &request.add {
+                if room.members.len() < max_members {
+                    room.members.insert(sub.clone());
+                }
             }
-        }
-        for sub in &request.remove {
-            room.members.remove(sub);
-        }
-    });
-    match result {
-        Ok(room) => Json(room).into_response(),
-        Err(e) => refuse(e),
-    }
+            for sub in &request.remove {
+                room.members.remove(sub);
+            }
+        })
+        .await,
+    )
 }
 
 async fn remove(
@@ -579,23 +723,40 @@ async fn remove(
     claims: Claims,
     Path(id): Path<String>,
 ) -> Response {
-    let registry = registry(&state);
-    {
-        let mut rooms = registry.rooms.write();
-        match rooms.get(&id) {
-            None => return refuse((StatusCode::NOT_FOUND, "no such room")),
-            Some(room) if !room.is_managed_by(&claims) => {
-                return refuse((
-                    StatusCode::FORBIDDEN,
-                    "only the room's owner or an admin may delete it",
-                ))
-            }
-            Some(_) => {
-                rooms.remove(&id);
-            }
+    let stored = match state.features.rooms.stored(&id).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let (owner, old) = match stored {
+        None => return refuse((StatusCode::NOT_FOUND, "no such room")),
+        // A damaged row: only an admin may clear it.
+        Some((Stored::Corrupt, _)) if !claims.is_admin() => {
+            return refuse((StatusCode::FORBIDDEN, "only an admin may delete this room"))
+        }
+        Some((Stored::Corrupt, old)) => (None, old),
+        Some((Stored::Room(room), _)) if !room.is_managed_by(&claims) => {
+            return refuse((
+                StatusCode::FORBIDDEN,
+                "only the room's owner or an admin may delete it",
+            ))
+        }
+        Some((Stored::Room(room), old)) => (Some(room.owner), old),
+    };
+    match state.store.swap(Table::Rooms, "", &id, &old, None).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse((
+                StatusCode::CONFLICT,
+                "the room changed meanwhile; try again",
+            ))
+        }
+        Err(e) => return unavailable(e),
+    }
+    if let Some(owner) = owner {
+        if let Err(e) = state.store.remove(Table::Owned, &owner, &id).await {
+            tracing::error!(error = %e, room = %id, "could not uncount a deleted room");
         }
     }
-    registry.save();
     // The id becomes an open room again: what was said in it must not be
     // readable by whoever joins it next.
     // The core has no async flush: it waits for Redis off the workers.
@@ -603,10 +764,16 @@ async fn remove(
     let group = frames::room_group(&id);
     let flush = tokio::task::spawn_blocking(move || flushing.hub.history_flush(Some(&group)));
     let _ = flush.await;
-    state.features.forget_room(&id);
-    for (conn, _) in state.room_sessions(&id) {
-        state.close_connection(conn, 4003, "this room was deleted");
-    }
+    state.features.forget_room(&id).await;
+    let event = CloseEvent {
+        room: id.clone(),
+        user: None,
+        admitted: None,
+        code: 4003,
+        reason: "this room was deleted".into(),
+        node: state.store.node.clone(),
+    };
+    super::close_sockets(&state, event).await;
     tracing::info!(room = %id, by = %claims.sub, "room deleted");
     StatusCode::NO_CONTENT.into_response()
 }
@@ -677,7 +844,14 @@ pub async fn sweep(state: &Arc<AppState>) {
     };
     for (group, room) in due {
         if let Some(room) = &room {
-            let created = state.features.rooms.get(room).is_some();
+            // A created room keeps its history; so does one the store
+            // cannot answer for now.
+            let created = state
+                .features
+                .rooms
+                .room(room)
+                .await
+                .map_or(true, |r| r.is_some());
             if created || !state.room_sessions(room).is_empty() {
                 continue;
             }
@@ -688,8 +862,8 @@ pub async fn sweep(state: &Arc<AppState>) {
         let _ = flush.await;
         if let Some(room) = &room {
             state.features.search.evict_before(room, u64::MAX);
-            state.features.threads.forget_room(room);
-            state.features.reads.forget_room(room);
+            state.features.threads.forget_room(room).await;
+            state.features.reads.forget_room(room).await;
             state.features.analytics.forget_room(room);
         }
         tracing::info!(group = %group, "idle history flushed");

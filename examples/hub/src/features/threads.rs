@@ -2,70 +2,54 @@
 //! joins the root's thread); `{"type":"thread","message_id"}` answers the
 //! root and its newest replies.
 
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use super::{fields, saved, shard_of, ChatRoom, SHARDS};
+use super::{fields, saved, ChatRoom};
 use crate::error::Refusal;
 use crate::session::Session;
+use crate::store::{Store, StoreError};
 
 /// Most replies a `thread` answer carries (the newest).
 const THREAD_MAX: usize = 500;
 
-/// (room, root id) -> reply ids, ascending.
-type Replies = FxHashMap<(String, u64), Vec<u64>>;
-
-/// Reply ids by thread root, sharded by room.
+/// Reply ids by thread root, in the hub's state store (batched in
+/// `hub.redb`; a sorted set per thread in Redis).
 #[derive(Debug)]
 pub struct Threads {
-    shards: [Mutex<Replies>; SHARDS],
-}
-
-impl Default for Threads {
-    fn default() -> Self {
-        Threads {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
+    store: Arc<Store>,
 }
 
 impl Threads {
-    /// Records reply `id` to `root` (ids mostly come in order).
-    pub fn add_reply(&self, room: &str, root: u64, id: u64) {
-        let mut threads = self.shards[shard_of(room)].lock();
-        let replies = threads.entry((room.to_owned(), root)).or_default();
-        match replies.last() {
-            Some(&last) if last > id => {
-                let i = replies.partition_point(|&r| r < id);
-                replies.insert(i, id);
-            }
-            _ => replies.push(id),
+    /// Threads kept in `store`.
+    pub fn new(store: Arc<Store>) -> Threads {
+        Threads { store }
+    }
+
+    /// Records reply `id` to `root`.
+    pub async fn add_reply(&self, room: &str, root: u64, id: u64) {
+        if let Err(e) = self.store.add_reply(room, root, id).await {
+            tracing::error!(error = %e, room, root, id, "could not record a thread reply");
         }
     }
 
     /// The newest `max` replies to `root`.
-    fn replies(&self, room: &str, root: u64, max: usize) -> Vec<u64> {
-        self.shards[shard_of(room)]
-            .lock()
-            .get(&(room.to_owned(), root))
-            .map(|r| r[r.len().saturating_sub(max)..].to_vec())
-            .unwrap_or_default()
+    async fn replies(&self, room: &str, root: u64, max: usize) -> Result<Vec<u64>, StoreError> {
+        self.store.replies(room, root, max).await
     }
 
     /// Forgets threads whose root history no longer keeps (it cannot be
     /// asked for).
-    pub fn evict_before(&self, room: &str, first_kept: u64) {
-        self.shards[shard_of(room)]
-            .lock()
-            .retain(|(r, root), _| r != room || *root >= first_kept);
+    pub async fn evict_before(&self, room: &str, first_kept: u64) {
+        if let Err(e) = self.store.evict_threads(room, first_kept).await {
+            tracing::warn!(error = %e, room, "could not drop old threads");
+        }
     }
 
     /// Forgets a deleted room's threads.
-    pub fn forget_room(&self, room: &str) {
-        for shard in &self.shards {
-            shard.lock().retain(|(r, _), _| r != room);
-        }
+    pub async fn forget_room(&self, room: &str) {
+        self.evict_before(room, u64::MAX).await;
     }
 }
 
@@ -89,7 +73,11 @@ pub async fn thread(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
     let id = fields::message_id(frame)?;
     let state = &session.state;
     let root = saved::saved_message(state, room.group, id).await?;
-    let replies = state.features.threads.replies(room.id, id, THREAD_MAX);
+    let replies = state
+        .features
+        .threads
+        .replies(room.id, id, THREAD_MAX)
+        .await?;
     let mut messages = vec![Value::Object(root)];
     for (n, reply) in replies.into_iter().enumerate() {
         if n % saved::READS_PER_YIELD == saved::READS_PER_YIELD - 1 {

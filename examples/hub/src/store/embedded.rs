@@ -1,0 +1,603 @@
+//! The embedded backend: one redb database, `<data dir>/hub.redb`.
+//!
+//! Each [`Table`] is a redb table keyed by `(group, field)`; thread
+//! replies have their own table keyed by `(room, root, reply)`, so a
+//! thread's newest replies are one reverse range read.
+//!
+//! Writes the hub acknowledges (rooms, bans, mutes) commit with
+//! `Durability::Immediate` in the caller: one fsync each, rare. Read
+//! receipts, client ids and thread replies come with every message, so
+//! they go through the [`Batcher`]: the change is visible to every reader
+//! of this process at once (readers look in the batch before the file),
+//! and one writer thread commits what gathered in one transaction every
+//! [`BATCH_WINDOW`]. A `kill -9` can lose the last window of them (a
+//! receipt, a resend's dedup entry, a thread link), never a room or a ban.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use rustc_hash::FxHashMap;
+
+use super::{StoreError, Table};
+
+/// How long the writer gathers batched changes before committing them.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
+
+type Kv = TableDefinition<'static, (&'static str, &'static str), &'static [u8]>;
+
+const ROOMS: Kv = TableDefinition::new("rooms");
+const OWNED: Kv = TableDefinition::new("owned");
+const BANS: Kv = TableDefinition::new("bans");
+const MUTES: Kv = TableDefinition::new("mutes");
+const READS: Kv = TableDefinition::new("reads");
+const CLIENT_IDS: Kv = TableDefinition::new("client_ids");
+const META: Kv = TableDefinition::new("meta");
+/// (room, root, reply) -> ().
+const THREADS: TableDefinition<'static, (&'static str, u64, u64), ()> =
+    TableDefinition::new("threads");
+
+fn def(table: Table) -> Kv {
+    match table {
+        Table::Rooms => ROOMS,
+        Table::Owned => OWNED,
+        Table::Bans => BANS,
+        Table::Mutes => MUTES,
+        Table::Reads => READS,
+        Table::ClientIds => CLIENT_IDS,
+        Table::Meta => META,
+    }
+}
+
+/// Tables written through the [`Batcher`] (readers look there first).
+fn batched(table: Table) -> bool {
+    matches!(table, Table::Reads | Table::ClientIds)
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// The key range of one group: `(group, "")` up to `(group + "\0", "")`.
+fn group_end(group: &str) -> String {
+    format!("{group}\0")
+}
+
+/// Changes not committed yet, ordered so one group's are one range.
+#[derive(Debug, Default, Clone)]
+struct Batch {
+    puts: BTreeMap<(Table, String, String), Vec<u8>>,
+    replies: Vec<(String, u64, u64)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.replies.is_empty()
+    }
+}
+
+/// The batched changes: the open batch, and the one being committed.
+#[derive(Debug, Default)]
+struct Pending {
+    open: Batch,
+    committing: Arc<Batch>,
+    stop: bool,
+}
+
+/// Gathers frequent small writes and commits them from one thread.
+pub struct Batcher {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// Set by [`Embedded::flush`]: commit without waiting for the window.
+    hurry: AtomicBool,
+    /// Batches committed (for logs and tests).
+    commits: AtomicU64,
+}
+
+/// The embedded store.
+pub struct Embedded {
+    shared: Arc<(Database, Batcher)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Embedded {
+    /// Opens or creates `<data_dir>/hub.redb`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Embedded> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let path = data_dir.join("hub.redb");
+        // Another state of this process may still be closing the file (an
+        // in-process restart): wait a little for its lock.
+        let mut tries = 0;
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    anyhow::bail!(
+                        "the hub's state file {} cannot be opened ({e}). If it is damaged, \
+                         move it aside to start with no rooms, bans or read receipts, or \
+                         restore it from a backup",
+                        path.display()
+                    )
+                }
+            }
+        };
+        // The tables are made once (a write, an fsync); later opens only read.
+        let made = db.begin_read()?.list_tables()?.count();
+        if made < 8 {
+            let tx = db.begin_write().map_err(anyhow::Error::from)?;
+            for table in [ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META] {
+                tx.open_table(table)?;
+            }
+            tx.open_table(THREADS)?;
+            tx.commit()?;
+        }
+        let shared = Arc::new((
+            db,
+            Batcher {
+                pending: Mutex::default(),
+                wake: Condvar::new(),
+                hurry: AtomicBool::new(false),
+                commits: AtomicU64::new(0),
+            },
+        ));
+        let for_writer = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("hub-state-writer".into())
+            .spawn(move || write_batches(&for_writer))?;
+        tracing::info!(path = %path.display(), "hub state opened");
+        Ok(Embedded {
+            shared,
+            writer: Some(writer),
+            path,
+        })
+    }
+
+    fn db(&self) -> &Database {
+        &self.shared.0
+    }
+
+    fn batcher(&self) -> &Batcher {
+        &self.shared.1
+    }
+
+    /// The value under `(group, field)`, the batch first.
+    pub fn get(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if batched(table) {
+            let pending = self.batcher().pending.lock();
+            if let Some(v) = find(&pending, table, group, field) {
+                return Ok(Some(v.clone()));
+            }
+        }
+        self.read(table, group, field)
+    }
+
+    /// Several values in one read transaction (batched tables: the batch first).
+    pub fn get_many(&self, keys: &[super::Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for &(table, group, field) in keys {
+            if batched(table) {
+                let pending = self.batcher().pending.lock();
+                if let Some(v) = find(&pending, table, group, field) {
+                    out.push(Some(v.clone()));
+                    continue;
+                }
+            }
+            let t = tx.open_table(def(table)).map_err(db_err)?;
+            out.push(
+                t.get((group, field))
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec()),
+            );
+        }
+        Ok(out)
+    }
+
+    fn read(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let t = tx.open_table(def(table)).map_err(db_err)?;
+        Ok(t.get((group, field))
+            .map_err(db_err)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Runs `write` in one durable transaction.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.db().begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        let out = write(&tx).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Sets `(group, field)`, durably.
+    pub fn put(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(def(table))?.insert((group, field), value)?;
+            Ok(())
+        })?;
+        self.drop_batched(table, group, field);
+        Ok(())
+    }
+
+    /// A durable write replaces what the batch held for the same key.
+    fn drop_batched(&self, table: Table, group: &str, field: &str) {
+        if batched(table) {
+            self.batcher().pending.lock().open.puts.remove(&(
+                table,
+                group.to_owned(),
+                field.to_owned(),
+            ));
+        }
+    }
+
+    /// Sets `(group, field)` if empty; true when it did.
+    pub fn put_new(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(def(table))?;
+            if t.get((group, field))?.is_some() {
+                return Ok(false);
+            }
+            t.insert((group, field), value)?;
+            Ok(true)
+        })
+    }
+
+    /// Compare and swap (`new: None` removes).
+    pub fn swap(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        old: &[u8],
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(def(table))?;
+            let same = t.get((group, field))?.is_some_and(|v| v.value() == old);
+            if !same {
+                return Ok(false);
+            }
+            match new {
+                Some(v) => {
+                    t.insert((group, field), v)?;
+                }
+                None => {
+                    t.remove((group, field))?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Removes `(group, field)`, durably.
+    pub fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
+        self.drop_batched(table, group, field);
+        self.write(|tx| {
+            tx.open_table(def(table))?.remove((group, field))?;
+            Ok(())
+        })
+    }
+
+    /// Every field of `group` in order (the batch's values over the file's).
+    pub fn all(&self, table: Table, group: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let end = group_end(group);
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let t = tx.open_table(def(table)).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.range((group, "")..(end.as_str(), "")).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value().1.to_owned(), v.value().to_vec()));
+        }
+        if batched(table) {
+            let pending = self.batcher().pending.lock();
+            let range = (table, group.to_owned(), String::new())..(table, end, String::new());
+            // The batch being committed, then the open one (newer) over it.
+            for batch in [&*pending.committing, &pending.open] {
+                for ((_, _, field), value) in batch.puts.range(range.clone()) {
+                    match out.binary_search_by(|(f, _)| f.as_str().cmp(field)) {
+                        Ok(i) => out[i].1 = value.clone(),
+                        Err(i) => out.insert(i, (field.clone(), value.clone())),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many fields `group` holds (durable tables only).
+    pub fn count(&self, table: Table, group: &str) -> Result<usize, StoreError> {
+        if batched(table) {
+            return Ok(self.all(table, group)?.len());
+        }
+        let end = group_end(group);
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let t = tx.open_table(def(table)).map_err(db_err)?;
+        let n = t
+            .range((group, "")..(end.as_str(), ""))
+            .map_err(db_err)?
+            .count();
+        Ok(n)
+    }
+
+    /// Removes every field of `group`.
+    pub fn drop_group(&self, table: Table, group: &str) -> Result<(), StoreError> {
+        if batched(table) {
+            self.flush();
+        }
+        let end = group_end(group);
+        self.write(|tx| {
+            tx.open_table(def(table))?
+                .retain_in((group, "")..(end.as_str(), ""), |_, _| false)?;
+            Ok(())
+        })
+    }
+
+    /// Keeps only the values of `group` that `keep` accepts; how many went.
+    pub fn retain_group(
+        &self,
+        table: Table,
+        group: &str,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize, StoreError> {
+        self.flush();
+        let end = group_end(group);
+        let mut gone = 0;
+        self.write(|tx| {
+            tx.open_table(def(table))?
+                .retain_in((group, "")..(end.as_str(), ""), |_, v| {
+                    let k = keep(v);
+                    gone += usize::from(!k);
+                    k
+                })?;
+            Ok(())
+        })?;
+        Ok(gone)
+    }
+
+    /// At most `limit` fields of `group` after `after`, in order.
+    pub fn page(
+        &self,
+        table: Table,
+        group: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let end = group_end(group);
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let t = tx.open_table(def(table)).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t
+            .range((group, after)..(end.as_str(), ""))
+            .map_err(db_err)?
+        {
+            let (k, v) = row.map_err(db_err)?;
+            let field = k.value().1;
+            if field == after {
+                continue;
+            }
+            out.push((field.to_owned(), v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads `(group, field)` (batch first), lets `decide` answer and maybe
+    /// give a new value, which goes into the batch. One decision at a time.
+    pub fn update_batched<R>(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        decide: impl FnOnce(Option<&[u8]>) -> (Option<Vec<u8>>, R),
+    ) -> Result<R, StoreError> {
+        let mut pending = self.batcher().pending.lock();
+        let (new, out) = match find(&pending, table, group, field) {
+            Some(v) => decide(Some(v)),
+            None => {
+                let stored = self.read(table, group, field)?;
+                decide(stored.as_deref())
+            }
+        };
+        if let Some(new) = new {
+            pending
+                .open
+                .puts
+                .insert((table, group.to_owned(), field.to_owned()), new);
+            self.batcher().wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Records a thread reply (batched).
+    pub fn add_reply(&self, room: &str, root: u64, id: u64) -> Result<(), StoreError> {
+        let mut pending = self.batcher().pending.lock();
+        pending.open.replies.push((room.to_owned(), root, id));
+        self.batcher().wake.notify_one();
+        Ok(())
+    }
+
+    /// The newest `max` replies to `root`, ascending.
+    pub fn replies(&self, room: &str, root: u64, max: usize) -> Result<Vec<u64>, StoreError> {
+        let mut ids: Vec<u64> = {
+            let pending = self.batcher().pending.lock();
+            [&*pending.committing, &pending.open]
+                .iter()
+                .flat_map(|b| b.replies.iter())
+                .filter(|(r, t, _)| r == room && *t == root)
+                .map(|(_, _, id)| *id)
+                .collect()
+        };
+        let tx = self.db().begin_read().map_err(db_err)?;
+        let t = tx.open_table(THREADS).map_err(db_err)?;
+        for row in t
+            .range((room, root, 0)..=(room, root, u64::MAX))
+            .map_err(db_err)?
+            .rev()
+            .take(max)
+        {
+            ids.push(row.map_err(db_err)?.0.value().2);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let cut = ids.len().saturating_sub(max);
+        Ok(ids.split_off(cut))
+    }
+
+    /// Forgets the threads of `room` whose root is below `first_kept`.
+    pub fn evict_threads(&self, room: &str, first_kept: u64) -> Result<(), StoreError> {
+        self.flush();
+        self.write(|tx| {
+            tx.open_table(THREADS)?
+                .retain_in((room, 0, 0)..(room, first_kept, 0), |_, _| false)?;
+            Ok(())
+        })
+    }
+
+    /// Waits (at most 5 s) until every batched change is committed.
+    pub fn flush(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            {
+                let pending = self.batcher().pending.lock();
+                if pending.open.is_empty() && pending.committing.is_empty() {
+                    return;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                tracing::error!(path = %self.path.display(), "hub state: batched changes not committed in 5 s");
+                return;
+            }
+            self.batcher().hurry.store(true, Ordering::SeqCst);
+            self.batcher().wake.notify_one();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.batcher().pending.lock().stop = true;
+        self.batcher().wake.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn find<'a>(pending: &'a Pending, table: Table, group: &str, field: &str) -> Option<&'a Vec<u8>> {
+    let key = (table, group.to_owned(), field.to_owned());
+    pending
+        .open
+        .puts
+        .get(&key)
+        .or_else(|| pending.committing.puts.get(&key))
+}
+
+/// The writer thread: waits for batched changes, gathers them for
+/// [`BATCH_WINDOW`], commits them in one transaction; exits once stopped
+/// and empty.
+fn write_batches(shared: &(Database, Batcher)) {
+    let (db, batcher) = shared;
+    loop {
+        {
+            let mut pending = batcher.pending.lock();
+            while pending.open.is_empty() && !pending.stop {
+                batcher.wake.wait(&mut pending);
+            }
+            if pending.open.is_empty() && pending.stop {
+                return;
+            }
+        }
+        if !batcher.hurry.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(BATCH_WINDOW);
+        }
+        let batch = {
+            let mut pending = batcher.pending.lock();
+            let batch = Arc::new(std::mem::take(&mut pending.open));
+            pending.committing = batch.clone();
+            batch
+        };
+        let result = commit(db, &batch);
+        let mut pending = batcher.pending.lock();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "hub state: a batch could not be committed; retrying");
+            // Back into the open batch, under anything newer.
+            for (k, v) in &batch.puts {
+                pending
+                    .open
+                    .puts
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
+            }
+            pending.open.replies.extend(batch.replies.iter().cloned());
+            pending.committing = Arc::default();
+            drop(pending);
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        pending.committing = Arc::default();
+        batcher.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn commit(db: &Database, batch: &Batch) -> Result<(), redb::Error> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate).map_err(|e| {
+        redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string())))
+    })?;
+    {
+        let mut tables: FxHashMap<Table, redb::Table<(&str, &str), &[u8]>> = FxHashMap::default();
+        for ((table, group, field), value) in &batch.puts {
+            let t = match tables.entry(*table) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(tx.open_table(def(*table))?)
+                }
+            };
+            t.insert((group.as_str(), field.as_str()), value.as_slice())?;
+        }
+        let mut threads = tx.open_table(THREADS)?;
+        for (room, root, id) in &batch.replies {
+            threads.insert((room.as_str(), *root, *id), ())?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,646 @@
+//! The hub's own state in one place: rooms (owner, privacy, members), bans
+//! and mutes, read receipts, thread replies and client ids.
+//!
+//! Two backends, one per mode, behind the same calls:
+//!
+//! - **Embedded** (no `--redis-url`): a redb database, `<data dir>/hub.redb`
+//!   ([`embedded`]). A change the hub acknowledges (a room created, a ban)
+//!   is committed with `Durability::Immediate` before the call returns.
+//!   Frequent small writes (read receipts, client ids, thread replies) go
+//!   through [`embedded::Batcher`]: visible at once to readers of this
+//!   process, committed by one writer thread in one transaction every
+//!   [`embedded::BATCH_WINDOW`] (one fsync for the lot, off the workers).
+//! - **Redis** (`--redis-url`): the same state under `<prefix>:hub:`
+//!   ([`redis`]), read from Redis on every call, so every hub sees one
+//!   truth at once. Sockets a ban or a room change shuts out are closed on
+//!   every hub through one pub/sub channel ([`CloseEvent`]).
+//!
+//! The store knows tables, groups and fields and keeps bytes; each feature
+//! keeps its own encoding, rules and limits. A value that does not decode
+//! is logged, counted in [`Store::corrupt`] (`/stats`, `/metrics`) and
+//! skipped by the feature; it never stops the hub.
+//!
+//! Every call has an async form; the few the base calls from synchronous
+//! code (the upgrade's admission check, mutes in frames other helpers
+//! own) also have a `_blocking` form. With Redis those run on the store's
+//! own runtime thread and the caller waits (bounded by the engine
+//! timeout), so they work from any runtime, current-thread included.
+
+pub mod embedded;
+pub mod redis;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The store's tables. Each holds `(group, field) -> bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// group "" : room id -> room (JSON).
+    Rooms,
+    /// group owner : room id -> "" (rooms per owner, for the cap).
+    Owned,
+    /// group room : user id -> sanction (see `moderation`).
+    Bans,
+    /// group room : user id -> sanction.
+    Mutes,
+    /// group room : user id -> last read message id (decimal).
+    Reads,
+    /// group "" : key -> state (see `client_ids`).
+    ClientIds,
+    /// group "" : name -> value (migrations done).
+    Meta,
+}
+
+impl Table {
+    /// Its name in redb and in Redis keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Rooms => "rooms",
+            Table::Owned => "owned",
+            Table::Bans => "bans",
+            Table::Mutes => "mutes",
+            Table::Reads => "reads",
+            Table::ClientIds => "client_ids",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis did not answer in time or refused: the caller answers 503 or
+    /// an `error` frame.
+    #[error("the shared state is unavailable: {0}")]
+    Unavailable(String),
+    /// The embedded database failed (disk full, I/O error).
+    #[error("the hub's database failed: {0}")]
+    Database(String),
+}
+
+/// One value's address: table, group, field.
+pub type Key<'a> = (Table, &'a str, &'a str);
+
+/// What a `client_id` is to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen lately: now marked as being saved by the caller.
+    Fresh,
+    /// Saved already, with this message id.
+    Saved(u64),
+    /// Being saved by another call right now.
+    InFlight,
+}
+
+/// Sockets to close on every hub (a ban, a room made private, members
+/// removed, a room deleted).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CloseEvent {
+    /// The room whose sockets are concerned.
+    pub room: String,
+    /// Only this user's sockets; `None`: every socket the room no longer
+    /// admits (see `admitted`).
+    pub user: Option<String>,
+    /// With `user: None`: the room as it is now (JSON); `None` closes every
+    /// socket in the room (it was deleted).
+    pub admitted: Option<String>,
+    /// The WebSocket close code and reason.
+    pub code: u16,
+    /// Shown to the closed client.
+    pub reason: String,
+    /// The hub that sent it (it already closed its own sockets).
+    pub node: String,
+}
+
+/// The hub's state store: one backend, chosen by the mode.
+pub struct Store {
+    backend: Backend,
+    /// Values that did not decode (skipped), for `/stats` and `/metrics`.
+    corrupt: AtomicU64,
+    /// This hub's name in [`CloseEvent`]s.
+    pub node: String,
+}
+
+enum Backend {
+    Embedded(embedded::Embedded),
+    Redis(redis::RedisStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Embedded(_) => "Store(redb)",
+            Backend::Redis(_) => "Store(redis)",
+        })
+    }
+}
+
+/// A synchronous handler for the [`CloseEvent`]s other hubs publish.
+pub type CloseHandler = Box<dyn Fn(CloseEvent) + Send + Sync>;
+
+impl Store {
+    /// Opens `<data_dir>/hub.redb` (created when missing). A file that is
+    /// not a redb database, or one redb cannot repair, is an error naming
+    /// the file: the hub refuses to start rather than drop its rooms and
+    /// bans silently.
+    pub fn open_embedded(data_dir: &Path) -> anyhow::Result<Store> {
+        Ok(Store::with(Backend::Embedded(embedded::Embedded::open(
+            data_dir,
+        )?)))
+    }
+
+    /// Connects to Redis at `url`; keys under `<prefix>:hub:`; every call
+    /// gives up after `timeout`.
+    pub fn open_redis(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Store> {
+        Ok(Store::with(Backend::Redis(redis::RedisStore::open(
+            url, prefix, timeout,
+        )?)))
+    }
+
+    fn with(backend: Backend) -> Store {
+        let node = format!("{:016x}", rand::random::<u64>());
+        Store {
+            backend,
+            corrupt: AtomicU64::new(0),
+            node,
+        }
+    }
+
+    /// True with Redis: the state is shared with other hubs.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// Values skipped because they did not decode.
+    pub fn corrupt(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Logs and counts a value that did not decode; the caller skips it.
+    pub fn report_corrupt(&self, table: Table, group: &str, field: &str, why: &str) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            table = table.name(),
+            group,
+            field,
+            why,
+            "corrupt value in the hub's state; skipped"
+        );
+    }
+
+    /// The value under `(group, field)`.
+    pub async fn get(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get(table, group, field),
+            Backend::Redis(r) => r.get(table, group, field).await,
+        }
+    }
+
+    /// [`Store::get`] from synchronous code.
+    pub fn get_blocking(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get(table, group, field),
+            Backend::Redis(r) => {
+                let (group, field) = (group.to_owned(), field.to_owned());
+                r.blocking(move |r| async move { r.get(table, &group, &field).await })
+            }
+        }
+    }
+
+    /// Several values in one read (one transaction, or one pipeline: one
+    /// round trip), in the order asked.
+    pub async fn get_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get_many(keys),
+            Backend::Redis(r) => r.get_many(keys).await,
+        }
+    }
+
+    /// [`Store::get_many`] from synchronous code.
+    pub fn get_many_blocking(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.get_many(keys),
+            Backend::Redis(r) => {
+                let owned: Vec<(Table, String, String)> = keys
+                    .iter()
+                    .map(|(t, g, f)| (*t, (*g).to_owned(), (*f).to_owned()))
+                    .collect();
+                r.blocking(move |r| async move {
+                    let keys: Vec<Key<'_>> = owned
+                        .iter()
+                        .map(|(t, g, f)| (*t, g.as_str(), f.as_str()))
+                        .collect();
+                    r.get_many(&keys).await
+                })
+            }
+        }
+    }
+
+    /// Sets `(group, field)`; durable when it returns.
+    pub async fn put(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| db.put(table, group, field, value)),
+            Backend::Redis(r) => r.put(table, group, field, value).await,
+        }
+    }
+
+    /// [`Store::put`] from synchronous code.
+    pub fn put_blocking(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put(table, group, field, value),
+            Backend::Redis(r) => {
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                r.blocking(move |r| async move { r.put(table, &group, &field, &value).await })
+            }
+        }
+    }
+
+    /// [`Store::put_new`] from synchronous code.
+    pub fn put_new_blocking(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.put_new(table, group, field, value),
+            Backend::Redis(r) => {
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                r.blocking(move |r| async move { r.put_new(table, &group, &field, &value).await })
+            }
+        }
+    }
+
+    /// Sets `(group, field)` only if it holds nothing; true when it did.
+    pub async fn put_new(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| db.put_new(table, group, field, value)),
+            Backend::Redis(r) => r.put_new(table, group, field, value).await,
+        }
+    }
+
+    /// Replaces `old` with `new` (`None` removes) only if `(group, field)`
+    /// still holds `old`; true when it did.
+    pub async fn swap(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        old: &[u8],
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| db.swap(table, group, field, old, new)),
+            Backend::Redis(r) => r.swap(table, group, field, old, new).await,
+        }
+    }
+
+    /// Removes `(group, field)`.
+    pub async fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| db.remove(table, group, field)),
+            Backend::Redis(r) => r.remove(table, group, field).await,
+        }
+    }
+
+    /// Every field of `group` with its value.
+    pub async fn all(
+        &self,
+        table: Table,
+        group: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.all(table, group),
+            Backend::Redis(r) => r.all(table, group).await,
+        }
+    }
+
+    /// [`Store::all`] from synchronous code.
+    pub fn all_blocking(
+        &self,
+        table: Table,
+        group: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.all(table, group),
+            Backend::Redis(r) => {
+                let group = group.to_owned();
+                r.blocking(move |r| async move { r.all(table, &group).await })
+            }
+        }
+    }
+
+    /// How many fields `group` holds.
+    pub async fn count(&self, table: Table, group: &str) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.count(table, group),
+            Backend::Redis(r) => r.count(table, group).await,
+        }
+    }
+
+    /// [`Store::count`] from synchronous code.
+    pub fn count_blocking(&self, table: Table, group: &str) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.count(table, group),
+            Backend::Redis(r) => {
+                let group = group.to_owned();
+                r.blocking(move |r| async move { r.count(table, &group).await })
+            }
+        }
+    }
+
+    /// Removes every field of `group`.
+    pub async fn drop_group(&self, table: Table, group: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| db.drop_group(table, group)),
+            Backend::Redis(r) => r.drop_group(table, group).await,
+        }
+    }
+
+    /// At most `limit` fields of [`Table::Rooms`] after `after`, in order.
+    pub async fn rooms_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.page(Table::Rooms, "", after, limit),
+            Backend::Redis(r) => r.rooms_after(after, limit).await,
+        }
+    }
+
+    /// Moves `(group, field)`, a number, up to `value`; false when it was
+    /// already there or higher. Batched (see [`embedded::Batcher`]).
+    pub async fn advance(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: u64,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let mut bad = false;
+                let moved = db.update_batched(table, group, field, |old| {
+                    let current = old.map(|v| match parse_u64(v) {
+                        Some(n) => n,
+                        None => {
+                            bad = true;
+                            0
+                        }
+                    });
+                    match current {
+                        Some(n) if n >= value => (None, false),
+                        _ => (Some(value.to_string().into_bytes()), true),
+                    }
+                })?;
+                if bad {
+                    self.report_corrupt(table, group, field, "not a number");
+                }
+                Ok(moved)
+            }
+            Backend::Redis(r) => r.advance(table, group, field, value).await,
+        }
+    }
+
+    /// Claims client id `key` for a save, unless it was saved (or is being
+    /// saved, for less than `pending`) already.
+    pub async fn claim(&self, key: &str, pending: Duration) -> Result<Claim, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let now = now_ms();
+                let mut bad = false;
+                let claim = db.update_batched(Table::ClientIds, "", key, |old| {
+                    let decoded = old.map(|v| {
+                        let d = decode_client_id(v);
+                        bad |= d.is_none();
+                        d
+                    });
+                    match decoded.flatten() {
+                        Some((id, _)) if id > 0 => (None, Claim::Saved(id)),
+                        Some((_, at)) if now.saturating_sub(at) < pending.as_millis() as u64 => {
+                            (None, Claim::InFlight)
+                        }
+                        _ => (Some(encode_client_id(0, now)), Claim::Fresh),
+                    }
+                })?;
+                if bad {
+                    self.report_corrupt(Table::ClientIds, "", key, "not id,time");
+                }
+                Ok(claim)
+            }
+            Backend::Redis(r) => {
+                let (claim, bad) = r.claim(key, pending).await?;
+                if bad {
+                    self.report_corrupt(Table::ClientIds, "", key, "not a number");
+                }
+                Ok(claim)
+            }
+        }
+    }
+
+    /// Client id `key`'s message was saved as `id`; remembered for `keep`.
+    pub async fn settle(&self, key: &str, id: u64, keep: Duration) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |_| {
+                (Some(encode_client_id(id, now_ms())), ())
+            }),
+            Backend::Redis(r) => r.settle(key, id, keep).await,
+        }
+    }
+
+    /// Forgets client ids older than `keep` (embedded; Redis expires them).
+    pub fn sweep_client_ids(&self, keep: Duration) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
+                db.retain_group(Table::ClientIds, "", |v| {
+                    decode_client_id(v).is_some_and(|(_, at)| at >= cutoff)
+                })
+            }
+            Backend::Redis(_) => Ok(0),
+        }
+    }
+
+    /// Records reply `id` to thread `root` in `room` (batched).
+    pub async fn add_reply(&self, room: &str, root: u64, id: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.add_reply(room, root, id),
+            Backend::Redis(r) => r.add_reply(room, root, id).await,
+        }
+    }
+
+    /// The newest `max` replies to `root`, ascending.
+    pub async fn replies(&self, room: &str, root: u64, max: usize) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.replies(room, root, max),
+            Backend::Redis(r) => r.replies(room, root, max).await,
+        }
+    }
+
+    /// Forgets the threads of `room` whose root is below `first_kept`.
+    pub async fn evict_threads(&self, room: &str, first_kept: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.evict_threads(room, first_kept),
+            Backend::Redis(r) => r.evict_threads(room, first_kept).await,
+        }
+    }
+
+    /// Tells every other hub to close sockets (Redis); nothing to do alone.
+    pub async fn publish_close(&self, event: &CloseEvent) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Redis(r) => r.publish_close(event).await,
+        }
+    }
+
+    /// Calls `handler` for each [`CloseEvent`] another hub publishes
+    /// (Redis; the subscription is renewed when Redis comes back).
+    pub fn on_close_events(&self, handler: CloseHandler) {
+        if let Backend::Redis(r) = &self.backend {
+            r.subscribe_close(handler, self.node.clone());
+        }
+    }
+
+    /// Flushes what is batched (embedded), for a clean stop and tests.
+    pub fn flush(&self) {
+        if let Backend::Embedded(db) = &self.backend {
+            db.flush();
+        }
+    }
+}
+
+impl From<StoreError> for crate::error::Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "state store call failed");
+        crate::error::Refusal::new(crate::error::Code::Unavailable, e.to_string())
+    }
+}
+
+/// Runs blocking store work (a redb commit and its fsync) so that other
+/// tasks move to another worker meanwhile; inline on a current-thread
+/// runtime or outside one.
+pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A decimal number, as the store keeps counters and ids.
+pub fn parse_u64(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+/// `id,at_ms` (id 0 while being saved).
+fn encode_client_id(id: u64, at_ms: u64) -> Vec<u8> {
+    format!("{id},{at_ms}").into_bytes()
+}
+
+fn decode_client_id(raw: &[u8]) -> Option<(u64, u64)> {
+    let s = std::str::from_utf8(raw).ok()?;
+    let (id, at) = s.split_once(',')?;
+    Some((id.parse().ok()?, at.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_values_survive_a_reopen_and_batched_ones_are_visible_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_embedded(dir.path()).unwrap();
+            assert!(store.put_new(Table::Rooms, "", "a", b"1").await.unwrap());
+            assert!(!store.put_new(Table::Rooms, "", "a", b"2").await.unwrap());
+            assert!(store.advance(Table::Reads, "r", "u", 5).await.unwrap());
+            assert!(!store.advance(Table::Reads, "r", "u", 4).await.unwrap());
+            assert_eq!(
+                store.get(Table::Reads, "r", "u").await.unwrap().as_deref(),
+                Some(&b"5"[..])
+            );
+            store.add_reply("r", 3, 9).await.unwrap();
+            store.add_reply("r", 3, 7).await.unwrap();
+            assert_eq!(
+                store.claim("k", Duration::from_secs(10)).await.unwrap(),
+                Claim::Fresh
+            );
+            store
+                .settle("k", 42, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let store = Store::open_embedded(dir.path()).unwrap();
+        assert_eq!(
+            store.get(Table::Rooms, "", "a").await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            store.get(Table::Reads, "r", "u").await.unwrap().as_deref(),
+            Some(&b"5"[..])
+        );
+        assert_eq!(store.replies("r", 3, 10).await.unwrap(), vec![7, 9]);
+        assert_eq!(store.replies("r", 3, 1).await.unwrap(), vec![9]);
+        store.evict_threads("r", 4).await.unwrap();
+        assert!(store.replies("r", 3, 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.claim("k", Duration::from_secs(10)).await.unwrap(),
+            Claim::Saved(42)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_number_is_counted_and_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).unwrap();
+        store.put(Table::Reads, "r", "u", b"garbage").await.unwrap();
+        assert!(store.advance(Table::Reads, "r", "u", 3).await.unwrap());
+        assert_eq!(store.corrupt(), 1);
+        store.put(Table::ClientIds, "", "k", b"\xff").await.unwrap();
+        assert_eq!(
+            store.claim("k", Duration::from_secs(1)).await.unwrap(),
+            Claim::Fresh
+        );
+        assert_eq!(store.corrupt(), 2);
+    }
+}
