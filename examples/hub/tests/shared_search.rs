@@ -123,10 +123,9 @@ async fn a_private_rooms_hits_reach_its_members_only() {
     h2.stop().await;
 }
 
-/// The same through the other hub: needs the rooms registry in Redis
-/// (issue 11, shared state), which is another branch's work.
+/// The same through the other hub: the rooms registry is in Redis too, so
+/// hub 2 knows the room is private.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the rooms registry shared through Redis (issue 11 item 2, rooms); un-ignore once merged"]
 async fn a_private_rooms_hits_reach_its_members_only_on_the_other_hub_too() {
     let redis = RedisServer::start();
     let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
