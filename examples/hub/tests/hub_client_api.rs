@@ -134,10 +134,11 @@ async fn the_people_picker_lists_known_users_by_name_or_id() {
 }
 
 /// What the client reads from a mute: the notice names both users by id
-/// and says the length in seconds ("for 300s"), which the client shows as
-/// "for 5 minutes" and counts down from; the muted user's refused message
-/// gets an error with a code and a sentence but no expiry, so the client
-/// can only count down when it has seen the notice.
+/// and carries the length (`duration_s`), which the client shows as "for 5
+/// minutes" and counts down from; the muted user's refused message gets an
+/// error with a code and a sentence but no expiry, so the client can only
+/// count down when it has seen the notice. A mute without a length says
+/// the default's; a permanent ban says none.
 #[tokio::test]
 async fn a_mute_notice_carries_who_by_whom_and_for_how_long() {
     let hub = Hub::start().await;
@@ -164,7 +165,16 @@ async fn a_mute_notice_carries_who_by_whom_and_for_how_long() {
         notice["message"].as_str().unwrap().ends_with(" for 300s"),
         "{notice}"
     );
+    assert_eq!(notice["duration_s"], 300);
     assert!(notice["timestamp"].is_string() && notice["id"].is_u64());
+    a.send(serde_json::json!({"type": "mute", "user": "u-carol"}))
+        .await;
+    let notice = b.expect_where("system", |f| f["user"] == "u-carol").await;
+    assert_eq!(notice["duration_s"], 600, "{notice}");
+    a.send(serde_json::json!({"type": "ban", "user": "u-dave"}))
+        .await;
+    let notice = b.expect_where("system", |f| f["user"] == "u-dave").await;
+    assert!(notice.get("duration_s").is_none(), "{notice}");
     b.send(serde_json::json!({"type": "message", "content": "hello?"}))
         .await;
     let refused = b.expect("error").await;

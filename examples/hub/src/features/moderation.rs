@@ -248,6 +248,12 @@ pub async fn handle(
     }
     let moderation = &state.features.moderation;
     let until = |d: Option<Duration>| d.map(|d| now_ms() + d.as_millis() as u64);
+    // How long the sanction lasts, for programs (the client's countdown).
+    let lasts = match action {
+        "ban" => duration,
+        "mute" => Some(duration.unwrap_or(DEFAULT_MUTE)),
+        _ => None,
+    };
     let (message, close) = match action {
         "kick" => (
             format!("{target} was kicked by {}", claims.username),
@@ -303,7 +309,7 @@ pub async fn handle(
     let send = state
         .hub
         .group_send_with_async(group, Kind::Json, true, |id| {
-            frames::encode(&json!({
+            let mut frame = json!({
                 "type": "system",
                 "id": id,
                 "action": action,
@@ -311,7 +317,11 @@ pub async fn handle(
                 "by": claims.sub,
                 "message": message,
                 "timestamp": ts,
-            }))
+            });
+            if let Some(d) = lasts {
+                frame["duration_s"] = json!(d.as_secs());
+            }
+            frames::encode(&frame)
         });
     if let Ok(report) = send.await {
         state
