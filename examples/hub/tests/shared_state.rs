@@ -250,6 +250,9 @@ async fn damaged_values_in_redis_are_reported_and_skipped() {
         .http_text("GET", "/metrics", &[("Authorization", bearer.as_str())], "")
         .await;
     assert!(metrics.contains("channelbox_hub_state_corrupt_total"));
+    // Nothing was dropped from the search index on the way.
+    assert_eq!(stats["search_index_dropped"], 0, "{stats}");
+    assert!(metrics.contains("channelbox_hub_search_index_dropped_total 0\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -489,6 +489,10 @@ pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
     }
     out.insert("per_room_omitted".into(), Value::from(omitted));
     out.insert("state_corrupt".into(), Value::from(state.store.corrupt()));
+    out.insert(
+        "search_index_dropped".into(),
+        Value::from(state.features.search.dropped()),
+    );
 }
 
 /// Adds the per-room counters to the `GET /metrics` text.
@@ -508,6 +512,14 @@ pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
     out.push_str(&format!(
         "channelbox_hub_state_corrupt_total {}\n",
         state.store.corrupt()
+    ));
+    out.push_str(
+        "# HELP channelbox_hub_search_index_dropped_total Index changes dropped (queue to Redis full, Redis failing, or too many during a rebuild): those messages are not found by search.\n\
+         # TYPE channelbox_hub_search_index_dropped_total counter\n",
+    );
+    out.push_str(&format!(
+        "channelbox_hub_search_index_dropped_total {}\n",
+        state.features.search.dropped()
     ));
 }
 
