@@ -249,7 +249,20 @@ impl Store {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("cbx-history".into())
-                .spawn(move || writer.run(&shared))
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| writer.run(&shared));
+                    if std::panic::catch_unwind(run).is_err() {
+                        // A bug: refuse every write from now on rather
+                        // than leave senders waiting for commits that
+                        // never come.
+                        *shared.failure.lock() = "the writer thread panicked".into();
+                        shared.failing.store(true, Ordering::Release);
+                        let mut q = shared.queue.lock();
+                        q.ops.clear();
+                        std::mem::take(&mut q.commit)
+                            .complete(Err("the writer thread panicked".into()));
+                    }
+                })
                 .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?
         };
         Ok((
@@ -726,6 +739,9 @@ impl Writer {
                                 trimmed: 1,
                             });
                             m.reserved = m.reserved.max(*upto);
+                            // A group forgotten in memory and made again
+                            // has a new epoch: the latest request's holds.
+                            m.epoch = *epoch;
                             touched.push(group.clone());
                         }
                     }
