@@ -288,7 +288,9 @@ impl Store {
     /// Before a save to `group` takes `history.next_offset()`: refuses it
     /// while commits fail, asks for more offsets when half the reservation
     /// is used, and says to wait when the offset is not reserved yet.
-    /// Called under the group's lock.
+    /// Called under the group's lock; out of line, as only the durable
+    /// path needs it.
+    #[inline(never)]
     pub(crate) fn admit(&self, group: &Arc<str>, history: &mut History) -> Result<Admit> {
         self.check_writable()?;
         let offset = history.next_offset();
@@ -318,6 +320,7 @@ impl Store {
     }
 
     /// Queues a saved message (send or replacement). Under the group's lock.
+    #[inline(never)]
     pub(crate) fn put(&self, message: &Message, first_kept: u64) -> Commit {
         let group = message
             .0
@@ -693,7 +696,17 @@ impl Writer {
     /// when it commits.
     fn commit(&mut self, ops: &[Op]) -> Result<(), String> {
         let db = self.db.get()?;
-        let mut metas = self.metas.clone();
+        // The groups this batch changes, copied on first touch: the
+        // writer's `metas` change only if the commit succeeds.
+        let committed = &self.metas;
+        let mut metas: HashMap<Arc<str>, Meta> = HashMap::new();
+        let touch = |metas: &mut HashMap<Arc<str>, Meta>, group: &Arc<str>| {
+            if !metas.contains_key(group) {
+                if let Some(m) = committed.get(group) {
+                    metas.insert(group.clone(), *m);
+                }
+            }
+        };
         let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             let tx = db.begin_write()?;
             let mut touched: Vec<Arc<str>> = Vec::new();
@@ -716,6 +729,7 @@ impl Writer {
                             )?;
                             let t = trims.entry(group.clone()).or_default();
                             *t = (*t).max(*first_kept);
+                            touch(&mut metas, group);
                             if let Some(m) = metas.get_mut(group) {
                                 m.next = m.next.max(offset + 1);
                             }
@@ -723,6 +737,7 @@ impl Writer {
                         Op::Flush { group, epoch } => {
                             delete_rows(&mut messages, group, 0, u64::MAX)?;
                             trims.remove(group);
+                            touch(&mut metas, group);
                             if let Some(m) = metas.get_mut(group) {
                                 m.epoch = *epoch;
                                 m.trimmed = m.next;
@@ -732,6 +747,7 @@ impl Writer {
                         Op::Reserve {
                             group, upto, epoch, ..
                         } => {
+                            touch(&mut metas, group);
                             let m = metas.entry(group.clone()).or_insert(Meta {
                                 epoch: *epoch,
                                 reserved: 1,
@@ -768,7 +784,7 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
-                self.metas = metas;
+                self.metas.extend(metas);
                 Ok(())
             }
             Err(e) => Err(e.to_string()),
