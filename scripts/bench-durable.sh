@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Durable history benchmark, one command: `scripts/bench-durable.sh [--quick]`.
+# Durable history benchmark, one command: `scripts/bench-durable.sh [--quick|--hub-only]`.
 #
 # 1. examples/bench_durable: saved sends per second with group commit (1 to
 #    64 sending threads, fsync on and off), and Hub::new on a store holding
@@ -8,7 +8,8 @@
 #    machine), memory store against disk store, groups of 10 members: one
 #    sending thread (every send its own commit) and 16 (commits shared).
 #    Counts every thread of the process, the writer's included.
-# 3. The example hub's CPU per delivery with --history-store disk against
+# 3. The example hub's CPU per delivery with --history-store disk (fsync on;
+#    --history-fsync false; --history-commit-interval-ms 5) against
 #    --history-store memory in the same run, rounds alternating: loadgen
 #    scenarios d (100 rooms x 10, 100 publishers x 200 saved messages) and a
 #    (1 room x 1000, 200 messages), REPEAT rounds each (default 3), medians.
@@ -20,6 +21,8 @@ cd "$(dirname "$0")/.." || exit 1
 QUICK=${1:-}
 REPEAT=${REPEAT:-3}
 [ "$QUICK" = --quick ] && REPEAT=1
+HUB_ONLY=0
+[ "$QUICK" = --hub-only ] && HUB_ONLY=1 && QUICK=
 
 echo "# channelbox durable history benchmark, $(date -u +%FT%TZ)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -27,9 +30,9 @@ echo "disk: $(df -h "${BENCH_DIR:-target}" | awk 'NR==2 {print $1, $2}')"
 echo "rustc: $(rustc --version)"
 echo
 cargo build --release --quiet --example bench_durable --example hub --example loadgen || exit 1
-target/release/examples/bench_durable $QUICK
+[ "$HUB_ONLY" = 1 ] || target/release/examples/bench_durable $QUICK
 
-if command -v valgrind >/dev/null; then
+if [ "$HUB_ONLY" = 0 ] && command -v valgrind >/dev/null; then
   echo
   b=target/release/examples/bench_durable
   ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" --callgrind "$@" 2>&1 \
@@ -49,10 +52,15 @@ echo
 echo "## hub CPU per delivery: --history-store memory vs disk (same run, alternating)"
 OUTS=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
 for round in $(seq 1 "$REPEAT"); do
-  for store in memory disk; do
+  for store in memory disk disk-nofsync disk-5ms; do
     data="$OUTS/data-$store-$round"
     mkdir -p "$data"
-    HUB_ARGS="--history-store $store --data-dir $data" scripts/bench-hub.sh --no-build \
+    case "$store" in
+      disk-nofsync) flags="--history-store disk --history-fsync false" ;;
+      disk-5ms) flags="--history-store disk --history-commit-interval-ms 5" ;;
+      *) flags="--history-store $store" ;;
+    esac
+    HUB_ARGS="$flags --data-dir $data" scripts/bench-hub.sh --no-build \
       --scenarios "d a" --repeat 1 --out "$OUTS/$store-$round" >/dev/null 2>"$OUTS/$store-$round.log" \
       || echo "round $round ($store) failed: see $OUTS/$store-$round.log"
   done
@@ -62,7 +70,7 @@ import json, statistics, sys, glob, os
 outs, repeat = sys.argv[1], int(sys.argv[2])
 def rounds(store, sc):
     vals = []
-    for f in glob.glob(os.path.join(outs, f"{store}-*", f"{sc}.json")):
+    for f in glob.glob(os.path.join(outs, f"{store}-[0-9]*", f"{sc}.json")):
         for line in open(f):
             try:
                 d = json.loads(line)
@@ -73,14 +81,17 @@ def rounds(store, sc):
                 if v is not None:
                     vals.append(v)
     return vals
-print("| scenario | memory µs/delivery (median) | disk µs/delivery (median) | disk / memory | rounds |")
+print("| scenario | store | server µs/delivery (median) | / memory | rounds |")
 print("| --- | --- | --- | --- | --- |")
 for sc in ("d", "a"):
-    m, d = rounds("memory", sc), rounds("disk", sc)
-    if not m or not d:
-        print(f"| {sc} | {m} | {d} | ? | missing rounds |")
-        continue
-    mm, dm = statistics.median(m), statistics.median(d)
-    print(f"| {sc} | {mm:.3f} | {dm:.3f} | {dm/mm:.2f}x | {len(m)}+{len(d)}: memory {m}, disk {d} |")
+    m = rounds("memory", sc)
+    mm = statistics.median(m) if m else None
+    for store in ("memory", "disk", "disk-nofsync", "disk-5ms"):
+        v = rounds(store, sc)
+        if not v or not mm:
+            print(f"| {sc} | {store} | ? | ? | missing rounds |")
+            continue
+        med = statistics.median(v)
+        print(f"| {sc} | {store} | {med:.3f} | {med/mm:.2f}x | {v} |")
 PY
 echo "(raw results: $OUTS)"

@@ -213,6 +213,36 @@ fn many_threads_sending_share_commits() {
 }
 
 #[test]
+fn a_commit_interval_gathers_concurrent_sends_into_fewer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::new(Config {
+        history_commit_interval_ms: 20,
+        ..config(dir.path())
+    })
+    .unwrap();
+    send(&hub, "g", "reserve");
+    let before = hub.stats().history_store_commits;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    send(&hub, "g", &format!("{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // 160 sends, 8 waiting at a time: each 20 ms batch holds several.
+    let commits = hub.stats().history_store_commits - before;
+    assert!(commits <= 60, "{commits} commits for 160 sends");
+    drop(hub);
+    assert_eq!(payloads(&open(dir.path()), "g").len(), 161);
+}
+
+#[test]
 fn rows_that_do_not_decode_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -244,7 +244,12 @@ impl Store {
         });
         let (restored, metas) = load(&db, bounds, now_ms, &shared.skipped_rows)
             .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
-        let writer = Writer { db, metas, path };
+        let writer = Writer {
+            db,
+            metas,
+            path,
+            linger: Duration::from_millis(config.history_commit_interval_ms),
+        };
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -627,6 +632,9 @@ struct Writer {
     db: Db,
     metas: HashMap<Arc<str>, Meta>,
     path: PathBuf,
+    /// `history_commit_interval_ms`: how long changes gather before a
+    /// commit.
+    linger: Duration,
 }
 
 impl Writer {
@@ -638,6 +646,14 @@ impl Writer {
                 if retry.is_empty() {
                     while q.ops.is_empty() && !q.closing {
                         shared.wake.wait(&mut q);
+                    }
+                    if !self.linger.is_zero() {
+                        // Let more changes join this commit (pushes onto
+                        // a non-empty queue do not wake the writer).
+                        let deadline = std::time::Instant::now() + self.linger;
+                        while !q.closing && std::time::Instant::now() < deadline {
+                            shared.wake.wait_until(&mut q, deadline);
+                        }
                     }
                 } else if !q.closing {
                     shared.wake.wait_for(&mut q, RETRY);

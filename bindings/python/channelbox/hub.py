@@ -403,7 +403,8 @@ class Hub:
     that cannot be opened raises :class:`~channelbox.StorageError`) and
     ``history_fsync`` (default ``True``; ``False`` leaves writing to the OS:
     faster, a process crash still loses nothing, a power loss may lose the
-    last few hundred milliseconds). An unknown key raises
+    last few hundred milliseconds), ``history_commit_interval_ms`` (how long
+    changes gather before one commit, 0 to 1000, default 0). An unknown key raises
     :class:`~channelbox.InvalidArgument`.
 
     Close it with :meth:`close` or use it as a context manager. Every method

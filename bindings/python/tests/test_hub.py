@@ -42,6 +42,10 @@ def test_history_dir_keeps_history_across_hubs(tmp_path):
         assert page.epoch == epoch
         assert [(m.offset, m.data) for m in page.messages] == [(1, "one"), (2, "two")]
         assert hub.group_send("g", "three", save_history=True).offset == 3
+    with channelbox.Hub(history_dir=str(tmp_path), history_commit_interval_ms=2) as hub:
+        assert hub.group_send("g", "four", save_history=True).offset == 4
+    with pytest.raises(channelbox.InvalidArgument, match="history_commit_interval_ms"):
+        channelbox.Hub(history_commit_interval_ms=5000)
     with pytest.raises(channelbox.InvalidArgument):
         channelbox.Hub(history_fsync="yes")
 

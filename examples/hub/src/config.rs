@@ -185,6 +185,12 @@ pub struct Config {
     /// hundred milliseconds).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub history_fsync: bool,
+    /// With `--history-store disk`: milliseconds the history writer lets
+    /// sends gather before one commit (0 = commit as soon as the previous
+    /// commit is done). More per commit costs less CPU per message and adds
+    /// up to that much to each acknowledgement.
+    #[arg(long, default_value_t = 0)]
+    pub history_commit_interval_ms: u64,
 }
 
 /// `--history-store`: where room history lives without Redis.
@@ -255,6 +261,7 @@ impl Config {
         } else if self.history_store == HistoryStore::Disk {
             core.history_dir = self.data_dir.join("history").to_string_lossy().into_owned();
             core.history_fsync = self.history_fsync;
+            core.history_commit_interval_ms = self.history_commit_interval_ms;
         }
         core
     }
@@ -297,6 +304,10 @@ mod tests {
         };
         assert!(parse(&["--history-store", "memory"]).history_dir.is_empty());
         assert!(!parse(&["--history-fsync", "false"]).history_fsync);
+        assert_eq!(
+            parse(&["--history-commit-interval-ms", "3"]).history_commit_interval_ms,
+            3
+        );
         let redis = parse(&["--redis-url", "redis://127.0.0.1:1/"]);
         assert!(redis.history_dir.is_empty(), "history is in Redis");
         assert!(Config::command()
