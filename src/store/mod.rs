@@ -152,9 +152,14 @@ pub(crate) struct Commit(Arc<CommitState>);
 
 #[derive(Default)]
 struct CommitState {
-    done: Mutex<(Option<Result<(), String>>, Vec<Waker>)>,
+    /// The outcome once known, and the futures to wake then.
+    done: Mutex<(Outcome, Vec<Waker>)>,
     cond: Condvar,
 }
+
+/// A commit's outcome: `None` until it is done, then the error text if it
+/// failed.
+type Outcome = Option<Result<(), String>>;
 
 impl Commit {
     fn complete(&self, result: Result<(), String>) {
