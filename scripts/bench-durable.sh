@@ -52,12 +52,12 @@ echo
 echo "## hub CPU per delivery: --history-store memory vs disk (same run, alternating)"
 OUTS=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
 for round in $(seq 1 "$REPEAT"); do
-  for store in memory disk disk-nofsync disk-5ms; do
+  for store in memory disk disk-nofsync interval5ms; do
     data="$OUTS/data-$store-$round"
     mkdir -p "$data"
     case "$store" in
       disk-nofsync) flags="--history-store disk --history-fsync false" ;;
-      disk-5ms) flags="--history-store disk --history-commit-interval-ms 5" ;;
+      interval5ms) flags="--history-store disk --history-commit-interval-ms 5" ;;
       *) flags="--history-store $store" ;;
     esac
     HUB_ARGS="$flags --data-dir $data" scripts/bench-hub.sh --no-build \
@@ -86,7 +86,7 @@ print("| --- | --- | --- | --- | --- |")
 for sc in ("d", "a"):
     m = rounds("memory", sc)
     mm = statistics.median(m) if m else None
-    for store in ("memory", "disk", "disk-nofsync", "disk-5ms"):
+    for store in ("memory", "disk", "disk-nofsync", "interval5ms"):
         v = rounds(store, sc)
         if not v or not mm:
             print(f"| {sc} | {store} | ? | ? | missing rounds |")

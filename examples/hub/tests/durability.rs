@@ -192,6 +192,7 @@ async fn every_acknowledged_message_survives_sigkill_and_recovery_is_exact() {
     for s in senders {
         acked.extend(s.await.unwrap());
     }
+    println!("{} acks before the kill", acked.len());
     assert!(acked.len() >= 50, "{} acks before the kill", acked.len());
     assert!(
         acked.len() < SENDERS * MAX_PER_SENDER,
@@ -206,6 +207,7 @@ async fn every_acknowledged_message_survives_sigkill_and_recovery_is_exact() {
     assert_eq!(replay["epoch"], epoch.as_str(), "the epoch is unchanged");
     assert_eq!(replay["recovered"], true);
     let saved = contents(&replay);
+    println!("{} messages in history after the restart", saved.len());
     for (id, content) in &acked {
         assert_eq!(
             saved.get(id),
