@@ -243,6 +243,37 @@ fn a_commit_interval_gathers_concurrent_sends_into_fewer_commits() {
 }
 
 #[test]
+fn members_get_a_saved_message_before_it_is_committed_even_in_a_new_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval, so the commit is surely later than the delivery.
+    let hub = Hub::new(Config {
+        history_commit_interval_ms: 600,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let member = hub.open(None, None).unwrap();
+    member.join("new").unwrap();
+    let sender = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            send(&hub, "new", "first");
+            t.elapsed()
+        })
+    };
+    let got = member
+        .recv(Some(std::time::Duration::from_millis(400)))
+        .expect("delivered before the commit");
+    assert_eq!(got.offset(), 1);
+    assert!(!sender.is_finished(), "the send waits for its commit");
+    let waited = sender.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
+}
+
+#[test]
 fn rows_that_do_not_decode_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -17,8 +17,11 @@
 //!
 //! **Offsets are never reused.** A group hands out an offset only below its
 //! *reservation*, a bound committed to disk ahead of use ([`RESERVE`] at a
-//! time, renewed when half is used, so a send waits for it only on a
-//! group's first save after a start or when the writer falls far behind).
+//! time, renewed when half is used, so a send waits for it only when the
+//! writer falls far behind), or while nothing of the group is on disk yet:
+//! then its epoch is not on disk either, and a crash leaves its clients
+//! with an epoch the next start never issued, which tells them their
+//! offsets no longer hold.
 //! A restart continues from the reservation: after a clean shutdown the
 //! writer lowers it to the next unused offset (no gap); after a crash the
 //! offsets handed out but never committed are skipped, so a client that
@@ -307,7 +310,38 @@ impl Store {
         let epoch = history.epoch;
         let r = history.durable.get_or_insert_with(Reservation::default);
         let asked = r.0.asked.load(Ordering::Relaxed);
-        let reserved = offset < r.0.committed.load(Ordering::Acquire);
+        let committed = r.0.committed.load(Ordering::Acquire);
+        if committed == 0 {
+            // Nothing of this history is on disk yet (a new group, or one
+            // made again), so its epoch is not either: after a crash its
+            // clients hold an epoch the disk never had, and are told. That
+            // covers the offsets below the first reservation asked for
+            // (whatever commits first holds at least that much).
+            let first = if asked == 0 {
+                let upto = offset + RESERVE;
+                r.0.asked.store(upto, Ordering::Relaxed);
+                self.push(Op::Reserve {
+                    group: group.clone(),
+                    upto,
+                    epoch,
+                    cell: r.clone(),
+                });
+                upto
+            } else {
+                asked
+            };
+            if offset < first {
+                return Ok(Admit::Go);
+            }
+            let commit = self.push(Op::Reserve {
+                group: group.clone(),
+                upto: first,
+                epoch,
+                cell: r.clone(),
+            });
+            return Ok(Admit::Wait(commit));
+        }
+        let reserved = offset < committed;
         if reserved && asked > offset + RESERVE / 2 {
             return Ok(Admit::Go);
         }
