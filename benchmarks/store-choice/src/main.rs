@@ -96,18 +96,42 @@ type Io<T> = Result<T, std::io::Error>;
 type Lk<T> = Result<T, redb::BackendError>;
 type B = std::ops::Bound<u64>;
 impl redb::StorageBackend for NoSync {
-    fn len(&self) -> Io<u64> { self.0.len() }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Io<()> { self.0.read(offset, out) }
-    fn set_len(&self, len: u64) -> Io<()> { self.0.set_len(len) }
-    fn sync_data(&self) -> Io<()> { Ok(()) }
-    fn write(&self, offset: u64, data: &[u8]) -> Io<()> { self.0.write(offset, data) }
-    fn close(&self) -> Io<()> { self.0.close() }
-    fn try_lock_range(&self, s: B, e: B) -> Lk<bool> { self.0.try_lock_range(s, e) }
-    fn try_lock_shared_range(&self, s: B, e: B) -> Lk<bool> { self.0.try_lock_shared_range(s, e) }
-    fn lock_range(&self, s: B, e: B) -> Lk<()> { self.0.lock_range(s, e) }
-    fn lock_shared_range(&self, s: B, e: B) -> Lk<()> { self.0.lock_shared_range(s, e) }
-    fn unlock_range(&self, s: B, e: B) -> Lk<()> { self.0.unlock_range(s, e) }
-    fn query_lock_range(&self, s: B, e: B) -> Lk<bool> { self.0.query_lock_range(s, e) }
+    fn len(&self) -> Io<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Io<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Io<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Io<()> {
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Io<()> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Io<()> {
+        self.0.close()
+    }
+    fn try_lock_range(&self, s: B, e: B) -> Lk<bool> {
+        self.0.try_lock_range(s, e)
+    }
+    fn try_lock_shared_range(&self, s: B, e: B) -> Lk<bool> {
+        self.0.try_lock_shared_range(s, e)
+    }
+    fn lock_range(&self, s: B, e: B) -> Lk<()> {
+        self.0.lock_range(s, e)
+    }
+    fn lock_shared_range(&self, s: B, e: B) -> Lk<()> {
+        self.0.lock_shared_range(s, e)
+    }
+    fn unlock_range(&self, s: B, e: B) -> Lk<()> {
+        self.0.unlock_range(s, e)
+    }
+    fn query_lock_range(&self, s: B, e: B) -> Lk<bool> {
+        self.0.query_lock_range(s, e)
+    }
 }
 impl Store for Redb {
     fn commit(&mut self, puts: &[(Key, Vec<u8>)], deletes: &[Key], fsync: bool) {
@@ -353,7 +377,11 @@ fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let m = e.metadata().unwrap();
-        total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+        total += if m.is_dir() {
+            dir_size(&e.path())
+        } else {
+            m.len()
+        };
     }
     total
 }
@@ -377,7 +405,13 @@ fn main() {
         base.display()
     );
     for store in &stores {
-        for (batch, fsync) in [(1, true), (10, true), (100, true), (10, false), (100, false)] {
+        for (batch, fsync) in [
+            (1, true),
+            (10, true),
+            (100, true),
+            (10, false),
+            (100, false),
+        ] {
             appends(store, fresh_dir(&base).path(), batch, fsync, false);
         }
         appends(store, fresh_dir(&base).path(), 10, true, true);
