@@ -174,6 +174,13 @@ typedef struct cbx_message_view {
 #define CBX_ENGINE_UNAVAILABLE 7300
 
 /**
+ * The durable history store (`history_dir`) cannot be opened or cannot
+ * write, e.g. the disk is full; `cbx_last_error()` names the file and the
+ * OS error. Saved sends are refused while it cannot write.
+ */
+#define CBX_STORAGE 7400
+
+/**
  * A bug in channelbox: a panic was caught at the boundary.
  */
 #define CBX_PANIC 7999

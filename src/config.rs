@@ -71,6 +71,31 @@ pub struct Config {
     /// How long one Redis operation may take before it fails with
     /// `EngineUnavailable`.
     pub redis_timeout_ms: u64,
+    /// Directory of the durable history store (created if missing; the
+    /// store is one file in it, `history.redb`). Empty (the default): history lives in
+    /// memory only and is gone when the process ends. With a directory,
+    /// every saved message, replacement, flush and eviction is also written
+    /// to disk by one writer thread that commits whatever arrived meanwhile
+    /// in one transaction (group commit); offsets, epochs and each group's
+    /// window come back on the next start. A saved send returns once the
+    /// commit that holds it is done. Ignored by the `redis` engine (history
+    /// lives in Redis). A store that cannot be opened is an error at start.
+    pub history_dir: String,
+    /// With `history_dir`: true (default) makes every commit wait for
+    /// fsync, so an acknowledged message survives a power loss. False
+    /// leaves the writing to the OS (the speed option): a crash of the
+    /// process still loses nothing acknowledged, a power loss or OS crash
+    /// may lose the last commits the OS had not written yet (typically the
+    /// last few hundred milliseconds).
+    pub history_fsync: bool,
+    /// With `history_dir`: how long the writer lets changes gather after
+    /// the first one arrives before it commits them together, in
+    /// milliseconds (0 to 1000). 0 commits as soon as the previous commit
+    /// is done (lowest latency; under load each commit still carries what
+    /// arrived during the previous one). A few milliseconds make commits
+    /// larger and fewer when many senders are active (less CPU and disk
+    /// work per message) at the cost of that much latency per saved send.
+    pub history_commit_interval_ms: u64,
 }
 
 /// 1 MiB, the unit most defaults are counted in.
@@ -95,6 +120,9 @@ impl Default for Config {
             redis_lazy_connect: false,
             redis_key_prefix: "cbx".into(),
             redis_timeout_ms: 2000,
+            history_dir: String::new(),
+            history_fsync: true,
+            history_commit_interval_ms: 0,
         }
     }
 }
@@ -136,6 +164,16 @@ impl Config {
                     "config: {name} must be greater than 0"
                 )));
             }
+        }
+        if self.history_commit_interval_ms > 1000 {
+            return Err(Error::InvalidArgument(
+                "config: history_commit_interval_ms must be at most 1000".into(),
+            ));
+        }
+        if self.history_dir.contains('\0') {
+            return Err(Error::InvalidArgument(
+                "config: history_dir contains a NUL byte".into(),
+            ));
         }
         if self.engine == EngineKind::Redis {
             if self.redis_url.trim().is_empty() {
@@ -197,5 +235,22 @@ mod tests {
         assert!(Config::from_json(r#"{"engine": "etcd"}"#).is_err());
         assert!(Config::from_json(r#"{"engine": "redis", "redis_url": ""}"#).is_err());
         assert!(Config::from_json(r#"{"presence_ttl_seconds": 0}"#).is_err());
+    }
+
+    #[test]
+    fn history_store_keys_are_read() {
+        let c = Config::from_json(r#"{"history_dir": "/var/lib/hub", "history_fsync": false}"#)
+            .unwrap();
+        assert_eq!(c.history_dir, "/var/lib/hub");
+        assert!(!c.history_fsync);
+        let d = Config::default();
+        assert!(d.history_dir.is_empty() && d.history_fsync);
+        assert!(Config::from_json(r#"{"history_fsync": "yes"}"#).is_err());
+        assert!(Config::from_json(r#"{"history_dir": 3}"#).is_err());
+        assert!(Config::from_json(r#"{"history_dir": "a\u0000b"}"#).is_err());
+        let c = Config::from_json(r#"{"history_commit_interval_ms": 5}"#).unwrap();
+        assert_eq!(c.history_commit_interval_ms, 5);
+        assert!(Config::from_json(r#"{"history_commit_interval_ms": 1001}"#).is_err());
+        assert!(Config::from_json(r#"{"history_commit_interval_ms": -1}"#).is_err());
     }
 }

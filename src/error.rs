@@ -40,6 +40,11 @@ pub enum Error {
     /// The scale-out engine (e.g. Redis) cannot be reached.
     #[error("engine unavailable: {0}")]
     EngineUnavailable(String),
+    /// The durable history store cannot be opened or cannot write (the
+    /// text names the file and the OS error). Saved sends, replacements and
+    /// flushes are refused while it cannot write.
+    #[error("history store: {0}")]
+    Storage(String),
 }
 
 /// Shorthand for results of the Rust API.

@@ -45,6 +45,15 @@ impl Group {
     }
 }
 
+impl Group {
+    /// A group read back from the durable history store.
+    pub(crate) fn restored(name: Arc<str>, history: History) -> Group {
+        let g = Group::new(name);
+        g.state.lock().history = history;
+        g
+    }
+}
+
 impl GroupState {
     /// Adds a member; false when it already was one.
     pub(crate) fn join(&mut self, conn: &Arc<ConnState>) -> bool {

@@ -24,16 +24,22 @@ pub(crate) fn new_epoch() -> u64 {
     h.finish() | 1
 }
 
-/// One group's saved messages. Offsets in `entries` are contiguous, so an
-/// offset is found by subtraction.
+/// One group's saved messages, ascending by offset. Offsets are contiguous
+/// except where a durable store skipped some after an unclean restart
+/// (offsets handed out but never committed are not reused), so an offset
+/// is found by subtraction when that lands on it, else by binary search.
 #[derive(Debug)]
 pub(crate) struct History {
     entries: VecDeque<Message>,
     bytes: usize,
     /// The offset the next saved message gets (offsets start at 1 and are
-    /// never reused within the process, even across flushes).
+    /// never reused, even across flushes, nor across restarts with a
+    /// durable store).
     next_offset: u64,
     pub(crate) epoch: u64,
+    /// With a durable store: the group's offset reservation (see
+    /// `crate::store`); `None` in memory.
+    pub(crate) durable: Option<crate::store::Reservation>,
 }
 
 /// What a read of one group's history returns.
@@ -69,6 +75,24 @@ impl History {
             bytes: 0,
             next_offset: 1,
             epoch: new_epoch(),
+            durable: None,
+        }
+    }
+
+    /// A history read back from a durable store: `entries` ascending by
+    /// offset, all below `next_offset`.
+    pub(crate) fn restored(
+        entries: VecDeque<Message>,
+        next_offset: u64,
+        epoch: u64,
+        durable: crate::store::Reservation,
+    ) -> History {
+        History {
+            bytes: entries.iter().map(Message::len).sum(),
+            entries,
+            next_offset,
+            epoch,
+            durable: Some(durable),
         }
     }
 
@@ -100,6 +124,12 @@ impl History {
         self.evict(bounds, now_ms);
     }
 
+    /// Where the next send starts counting after offsets were skipped (a
+    /// durable store's reservation after an unclean restart).
+    pub(crate) fn skip_to(&mut self, next_offset: u64) {
+        self.next_offset = self.next_offset.max(next_offset);
+    }
+
     /// Drops the oldest entries until every bound holds. Never drops the
     /// newest entry for size alone, so one large message is still kept.
     pub(crate) fn evict(&mut self, bounds: Bounds, now_ms: u64) -> usize {
@@ -120,14 +150,26 @@ impl History {
         evicted
     }
 
-    fn first_offset(&self) -> u64 {
+    pub(crate) fn first_offset(&self) -> u64 {
         self.entries.front().map_or(0, Message::offset)
     }
 
     fn index_of(&self, offset: u64) -> Option<usize> {
         let first = self.entries.front()?.offset();
         let i = usize::try_from(offset.checked_sub(first)?).ok()?;
-        (i < self.entries.len()).then_some(i)
+        match self.entries.get(i) {
+            Some(m) if m.offset() == offset => Some(i),
+            // A gap before `offset` (or past the end): search.
+            _ => self
+                .entries
+                .binary_search_by_key(&offset, Message::offset)
+                .ok(),
+        }
+    }
+
+    /// The number of entries with an offset below `offset`.
+    fn count_below(&self, offset: u64) -> usize {
+        self.entries.partition_point(|m| m.offset() < offset)
     }
 
     /// The entry saved at `offset`, if still kept.
@@ -169,10 +211,9 @@ impl History {
         let len = self.entries.len() as u64;
         let (mut lo, mut hi) = (0u64, len);
         if len > 0 {
-            // Entry i has offset first + i.
-            lo = q.since.saturating_add(1).saturating_sub(first).min(len);
+            lo = self.count_below(q.since.saturating_add(1)) as u64;
             if q.before > 0 {
-                hi = q.before.saturating_sub(first).min(len);
+                hi = self.count_below(q.before) as u64;
             }
         }
         if hi < lo {

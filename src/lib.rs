@@ -20,6 +20,9 @@
 //!   every member sees one order.
 //! - `history`: the newest saved messages of a group, by offset, bounded by
 //!   count, bytes and age, evicting the oldest first; an epoch per group.
+//! - `store`: durable history (`history_dir`): one writer thread commits
+//!   every change to the windows in groups (group commit); a saved send
+//!   returns once durable; offsets and epochs survive a restart.
 //! - `conn`: each connection's bounded outbound queue and the slow-consumer
 //!   policy; receivers wait on it blocking, async (waker) or through
 //! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts.
@@ -62,6 +65,7 @@ mod presence;
 mod ready;
 mod reaper;
 mod stats;
+mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use close::CloseReason;

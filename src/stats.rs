@@ -51,6 +51,18 @@ pub struct Stats {
     pub engine_lost_subscription_closes: u64,
     /// Malformed entries found in the engine's store, skipped.
     pub engine_malformed: u64,
+    /// Transactions the durable history store committed since start (0
+    /// without `history_dir`).
+    pub history_store_commits: u64,
+    /// Commits of the durable history store that failed (disk full, I/O
+    /// error) since start; each is retried.
+    pub history_store_failed_commits: u64,
+    /// 1 while the durable history store cannot write (saved sends are
+    /// refused with `Storage`), else 0.
+    pub history_store_failing: u64,
+    /// Rows of the durable history store that did not decode at start,
+    /// skipped.
+    pub history_store_skipped_rows: u64,
 }
 
 /// The monotonic counters behind [`Stats`].

@@ -376,6 +376,11 @@ fn c_direct_send_that_disconnects_returns_closed() {
     check("tests/c/conn_send_closing.c");
 }
 
+#[test]
+fn c_history_dir_keeps_history_and_an_unopenable_store_is_refused() {
+    check("tests/c/durable_history.c");
+}
+
 /// Every function the C header declares is wrapped by the C++ header.
 #[test]
 fn every_header_function_is_wrapped_by_the_cpp_header() {

@@ -80,6 +80,7 @@ pub extern "C" fn cbx_result_name(result: i32) -> *const c_char {
         CBX_NO_SUCH_CONNECTION => c"CBX_NO_SUCH_CONNECTION",
         CBX_NO_SUCH_MESSAGE => c"CBX_NO_SUCH_MESSAGE",
         CBX_ENGINE_UNAVAILABLE => c"CBX_ENGINE_UNAVAILABLE",
+        CBX_STORAGE => c"CBX_STORAGE",
         CBX_PANIC => c"CBX_PANIC",
         _ => c"CBX_UNKNOWN",
     };

@@ -62,6 +62,10 @@ pub const CBX_NO_SUCH_CONNECTION: cbx_result = 7200;
 pub const CBX_NO_SUCH_MESSAGE: cbx_result = 7202;
 /// The scale-out engine (e.g. Redis) cannot be reached.
 pub const CBX_ENGINE_UNAVAILABLE: cbx_result = 7300;
+/// The durable history store (`history_dir`) cannot be opened or cannot
+/// write, e.g. the disk is full; `cbx_last_error()` names the file and the
+/// OS error. Saved sends are refused while it cannot write.
+pub const CBX_STORAGE: cbx_result = 7400;
 /// A bug in channelbox: a panic was caught at the boundary.
 pub const CBX_PANIC: cbx_result = 7999;
 
@@ -188,6 +192,7 @@ pub(crate) fn code(e: &Error) -> cbx_result {
         Error::Empty => CBX_EMPTY,
         Error::Closed(_) => CBX_CLOSED,
         Error::EngineUnavailable(_) => CBX_ENGINE_UNAVAILABLE,
+        Error::Storage(_) => CBX_STORAGE,
     }
 }
 

@@ -11,6 +11,7 @@ use super::{ready, Hub, HubFuture};
 use crate::error::{Error, Result};
 use crate::history::{HistoryPage, HistoryQuery};
 use crate::message::{Kind, Message};
+use crate::store::Commit;
 
 impl Hub {
     /// Reads part of one group's history (see [`HistoryQuery`]). A group
@@ -130,7 +131,13 @@ impl Hub {
         self.check_group(group)?;
         self.check_payload(kind, &data)?;
         match &self.inner.backend {
-            Backend::Local => self.local_history_replace(group, offset, kind, data),
+            Backend::Local => {
+                let (message, commit) = self.local_history_replace(group, offset, kind, data)?;
+                if let Some(commit) = commit {
+                    commit.wait()?;
+                }
+                Ok(message)
+            }
             Backend::Shared(engine) => engine
                 .replace(group, offset, kind, data)?
                 .ok_or_else(|| no_such_message(group, offset)),
@@ -153,7 +160,13 @@ impl Hub {
             return ready(Err(e));
         }
         match &self.inner.backend {
-            Backend::Local => ready(self.local_history_replace(group, offset, kind, data)),
+            Backend::Local => match self.local_history_replace(group, offset, kind, data) {
+                Ok((message, None)) => ready(Ok(message)),
+                Ok((message, Some(commit))) => {
+                    Box::pin(async move { commit.done().await.map(|()| message) })
+                }
+                Err(e) => ready(Err(e)),
+            },
             Backend::Shared(engine) => {
                 let replaced = engine.replace_async(group, offset, kind, data);
                 let group = group.to_owned();
@@ -178,8 +191,20 @@ impl Hub {
                     Some(name) => self.group(name).into_iter().collect(),
                     None => self.all_groups(),
                 };
+                let mut commits = Vec::new();
                 for g in groups {
-                    g.state.lock().history.flush();
+                    let mut st = g.state.lock();
+                    if let Some(store) = &self.inner.store {
+                        store.check_writable()?;
+                        st.history.flush();
+                        commits.push(store.flush(&g.name, st.history.epoch));
+                    } else {
+                        st.history.flush();
+                    }
+                }
+                // One commit usually holds them all; wait for each anyway.
+                for commit in commits {
+                    commit.wait()?;
                 }
             }
             Backend::Shared(engine) => {
@@ -227,15 +252,23 @@ impl Hub {
         offset: u64,
         kind: Kind,
         data: Bytes,
-    ) -> Result<Message> {
+    ) -> Result<(Message, Option<Commit>)> {
         let missing = || no_such_message(group, offset);
         let g = self.group(group).ok_or_else(missing)?;
         let mut st = g.state.lock();
         let ts = st.history.get(offset).ok_or_else(missing)?.ts_ms();
+        if let Some(store) = &self.inner.store {
+            store.check_writable()?;
+        }
         let message = Message::new(kind, data, Some(g.name.clone()), offset, ts);
         st.history
             .replace(offset, message.clone(), self.inner.bounds, self.now_ms());
-        Ok(message)
+        let commit = self
+            .inner
+            .store
+            .as_ref()
+            .map(|store| store.put(&message, st.history.first_offset()));
+        Ok((message, commit))
     }
 }
 

@@ -122,6 +122,8 @@ pub(crate) struct HubInner {
     reaper: Arc<Reaper>,
     /// This node's memory, or a shared engine.
     backend: Backend,
+    /// The durable history store (`history_dir` with the memory engine).
+    store: Option<crate::store::Store>,
 }
 
 impl Drop for HubInner {
@@ -161,6 +163,22 @@ impl Hub {
             max_bytes: config.history_max_bytes,
             ttl_ms: config.history_ttl_seconds.saturating_mul(1000),
         };
+        let (store, restored) = if config.history_dir.is_empty()
+            || config.engine != crate::config::EngineKind::Memory
+        {
+            (None, Vec::new())
+        } else {
+            let (store, restored) = crate::store::Store::open(&config, bounds, clock.now_ms())?;
+            (Some(store), restored)
+        };
+        let groups: [RwLock<FxHashMap<Arc<str>, Arc<Group>>>; GROUP_SHARDS] =
+            std::array::from_fn(|_| RwLock::default());
+        for r in restored {
+            let group = Arc::new(Group::restored(r.name.clone(), r.history));
+            groups[shard(&*r.name, GROUP_SHARDS)]
+                .write()
+                .insert(r.name, group);
+        }
         let mut failed = None;
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
             let backend = Backend::start(&config, weak.clone()).unwrap_or_else(|e| {
@@ -174,12 +192,13 @@ impl Hub {
                 clock,
                 next_id: AtomicU64::new(1),
                 conns: std::array::from_fn(|_| RwLock::default()),
-                groups: std::array::from_fn(|_| RwLock::default()),
+                groups,
                 users: std::array::from_fn(|_| Mutex::default()),
                 ready: Ready::default(),
                 counters: Counters::default(),
                 reaper: Arc::default(),
                 backend,
+                store,
             }
         });
         match failed {
@@ -343,6 +362,13 @@ impl Hub {
         }
         if let Backend::Shared(engine) = &self.inner.backend {
             engine.fill_stats(&mut s);
+        }
+        if let Some(store) = &self.inner.store {
+            let st = store.stats();
+            s.history_store_commits = st.commits;
+            s.history_store_failed_commits = st.failed_commits;
+            s.history_store_failing = u64::from(st.failing);
+            s.history_store_skipped_rows = st.skipped_rows;
         }
         s
     }

@@ -14,6 +14,7 @@ use crate::engine::{self, Engine, GroupPublish};
 use crate::error::{Error, Result};
 use crate::message::{Kind, Message};
 use crate::stats::Counters;
+use crate::store::{Admit, Commit};
 
 impl Hub {
     /// Sends a payload to every member of a group, optionally saving it to
@@ -179,7 +180,15 @@ impl Hub {
         F: FnOnce(u64) -> Result<Bytes>,
     {
         let engine: &Arc<dyn Engine> = match &self.inner.backend {
-            Backend::Local => return super::ready(self.send_local(group, kind, save, build)),
+            Backend::Local => {
+                return match self.send_local_start(group, kind, save, build) {
+                    Ok((report, None)) => super::ready(Ok(report)),
+                    Ok((report, Some(commit))) => {
+                        Box::pin(async move { commit.done().await.map(|()| report) })
+                    }
+                    Err(e) => super::ready(Err(e)),
+                }
+            }
             Backend::Shared(engine) => engine,
         };
         let publish = match self.build_publish(group, kind, save, placeholder, build) {
@@ -232,8 +241,28 @@ impl Hub {
     }
 
     /// A group send with the in-memory engine: offset, history and fan-out
-    /// under the group's lock.
+    /// under the group's lock; with a durable store, returns once the
+    /// commit that holds the saved message is done.
     fn send_local<F>(&self, group: &str, kind: Kind, save: bool, build: F) -> Result<SendReport>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        let (report, commit) = self.send_local_start(group, kind, save, build)?;
+        if let Some(commit) = commit {
+            commit.wait()?;
+        }
+        Ok(report)
+    }
+
+    /// [`Hub::send_local`] up to the durable store's commit, which it
+    /// returns for the caller to await (`None` when nothing was queued).
+    fn send_local_start<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save: bool,
+        build: F,
+    ) -> Result<(SendReport, Option<Commit>)>
     where
         F: FnOnce(u64) -> Result<Bytes>,
     {
@@ -252,7 +281,7 @@ impl Hub {
                         let build = build.take().expect("built once");
                         build(0)?;
                         Counters::add(&self.inner.counters.group_sends, 1);
-                        return Ok(SendReport::default());
+                        return Ok((SendReport::default(), None));
                     }
                 }
             };
@@ -260,12 +289,30 @@ impl Hub {
             if st.dead {
                 continue;
             }
+            let store = if save {
+                self.inner.store.as_ref()
+            } else {
+                None
+            };
+            if let Some(store) = store {
+                if let Admit::Wait(commit) = store.admit(&g.name, &mut st.history)? {
+                    // The group's offsets are not reserved on disk yet:
+                    // wait for that commit without holding the lock.
+                    drop(st);
+                    commit.wait()?;
+                    continue;
+                }
+            }
             let offset = if save { st.history.next_offset() } else { 0 };
             let build = build.take().expect("built once");
             let data = build(offset)?;
             let message = Message::new(kind, data, Some(g.name.clone()), offset, now);
+            let mut commit = None;
             if save {
                 st.history.push(message.clone(), self.inner.bounds, now);
+                if let Some(store) = store {
+                    commit = Some(store.put(&message, st.history.first_offset()));
+                }
             }
             let mut report = SendReport {
                 offset,
@@ -275,7 +322,7 @@ impl Hub {
             self.fan_out(&st.members, &message, &mut report, &mut slow);
             drop(st);
             self.finish(&report, slow, Some(&self.inner.counters.group_sends));
-            return Ok(report);
+            return Ok((report, commit));
         }
     }
 

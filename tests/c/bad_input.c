@@ -160,6 +160,7 @@ static void result_names_cover_every_code(void) {
         {CBX_NO_SUCH_CONNECTION, "CBX_NO_SUCH_CONNECTION"},
         {CBX_NO_SUCH_MESSAGE, "CBX_NO_SUCH_MESSAGE"},
         {CBX_ENGINE_UNAVAILABLE, "CBX_ENGINE_UNAVAILABLE"},
+        {CBX_STORAGE, "CBX_STORAGE"},
         {CBX_PANIC, "CBX_PANIC"},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {

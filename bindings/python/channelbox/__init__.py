@@ -32,6 +32,7 @@ from .errors import (
     ConnectionClosed,
     Empty,
     EngineUnavailable,
+    StorageError,
     HubClosed,
     InternalError,
     InvalidArgument,
@@ -70,6 +71,7 @@ __all__ = [
     "ConnectionClosed",
     "HubClosed",
     "EngineUnavailable",
+    "StorageError",
     "InternalError",
     # the Nexios drop-in
     "ChannelBox",

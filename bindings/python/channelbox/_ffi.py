@@ -45,6 +45,7 @@ CBX_TOO_LARGE = 7104
 CBX_NO_SUCH_CONNECTION = 7200
 CBX_NO_SUCH_MESSAGE = 7202
 CBX_ENGINE_UNAVAILABLE = 7300
+CBX_STORAGE = 7400
 CBX_PANIC = 7999
 
 #: The result codes above by name. A hand copy of the header's: tests/test_ffi.py

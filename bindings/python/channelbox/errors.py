@@ -128,6 +128,14 @@ class EngineUnavailable(ChannelboxError, ConnectionError):
     code = _ffi.CBX_ENGINE_UNAVAILABLE
 
 
+class StorageError(ChannelboxError, OSError):
+    """The durable history store (``history_dir``) cannot be opened or cannot
+    write, e.g. the disk is full (``CBX_STORAGE``); the message names the file
+    and the OS error. Saved sends are refused while it cannot write."""
+
+    code = _ffi.CBX_STORAGE
+
+
 class InternalError(ChannelboxError):
     """A bug in channelbox: a panic was caught at the C boundary (``CBX_PANIC``)."""
 
@@ -147,6 +155,7 @@ _BY_CODE: Dict[Optional[int], Type[ChannelboxError]] = {
         Empty,
         ConnectionClosed,
         EngineUnavailable,
+        StorageError,
         InternalError,
     )
 }

@@ -397,8 +397,15 @@ class Hub:
     ``history_max_messages``, ``history_max_bytes``, ``history_ttl_seconds``,
     ``queue_max_messages``, ``queue_max_bytes``, ``slow_consumer``
     (``"disconnect"``, ``"drop_oldest"``, ``"drop_newest"``),
-    ``max_payload_bytes``, ``max_group_name_bytes``, ``max_user_bytes``. An
-    unknown key raises :class:`~channelbox.InvalidArgument`.
+    ``max_payload_bytes``, ``max_group_name_bytes``, ``max_user_bytes``,
+    ``history_dir`` (a directory: history is kept on disk there and comes
+    back on the next start; a saved send returns once it is durable; a store
+    that cannot be opened raises :class:`~channelbox.StorageError`) and
+    ``history_fsync`` (default ``True``; ``False`` leaves writing to the OS:
+    faster, a process crash still loses nothing, a power loss may lose the
+    last few hundred milliseconds), ``history_commit_interval_ms`` (how long
+    changes gather before one commit, 0 to 1000, default 0). An unknown key raises
+    :class:`~channelbox.InvalidArgument`.
 
     Close it with :meth:`close` or use it as a context manager. Every method
     may be called from any thread; after :meth:`close` they raise

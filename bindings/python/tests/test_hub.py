@@ -32,6 +32,32 @@ def test_config_keys_are_accepted_and_unknown_keys_refused():
         channelbox.Hub(history_max_messages=object())
 
 
+def test_history_dir_keeps_history_across_hubs(tmp_path):
+    with channelbox.Hub(history_dir=str(tmp_path), history_fsync=False) as hub:
+        assert hub.group_send("g", "one", save_history=True).offset == 1
+        assert hub.group_send("g", "two", save_history=True).offset == 2
+        epoch = hub.history("g").epoch
+    with channelbox.Hub(history_dir=str(tmp_path)) as hub:
+        page = hub.history("g")
+        assert page.epoch == epoch
+        assert [(m.offset, m.data) for m in page.messages] == [(1, "one"), (2, "two")]
+        assert hub.group_send("g", "three", save_history=True).offset == 3
+    with channelbox.Hub(history_dir=str(tmp_path), history_commit_interval_ms=2) as hub:
+        assert hub.group_send("g", "four", save_history=True).offset == 4
+    with pytest.raises(channelbox.InvalidArgument, match="history_commit_interval_ms"):
+        channelbox.Hub(history_commit_interval_ms=5000)
+    with pytest.raises(channelbox.InvalidArgument):
+        channelbox.Hub(history_fsync="yes")
+
+
+def test_an_unopenable_history_store_raises_storage_error(tmp_path):
+    (tmp_path / "history.redb").write_bytes(b"not a database" * 1000)
+    with pytest.raises(channelbox.StorageError, match="history.redb") as info:
+        channelbox.Hub(history_dir=str(tmp_path))
+    assert isinstance(info.value, OSError)
+    assert info.value.code == channelbox.StorageError.code == 7400
+
+
 def test_group_send_reaches_every_member_with_group_and_offset(hub):
     alice, bob = hub.open(user="alice"), hub.open(user="bob")
     alice.join("chat_1")

@@ -173,6 +173,33 @@ pub struct Config {
     /// Uploads (`POST /files`) receiving at once; more get 503.
     #[arg(long, default_value_t = 8)]
     pub max_uploads_in_flight: usize,
+    /// Where room history lives without --redis-url: `disk` keeps it in
+    /// `<data-dir>/history` (it survives a restart or a crash, and a send
+    /// is acknowledged once it is on disk); `memory` keeps it in this
+    /// process only (gone at exit). With --redis-url history is in Redis.
+    #[arg(long, value_enum, default_value_t = HistoryStore::Disk)]
+    pub history_store: HistoryStore,
+    /// With `--history-store disk`: acknowledge a send once fsync returned
+    /// (true), or once the OS has it (false: faster; a crash of the hub
+    /// loses nothing acknowledged, a power loss may lose the last few
+    /// hundred milliseconds).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub history_fsync: bool,
+    /// With `--history-store disk`: milliseconds the history writer lets
+    /// sends gather before one commit (0 = commit as soon as the previous
+    /// commit is done). More per commit costs less CPU per message and adds
+    /// up to that much to each acknowledgement.
+    #[arg(long, default_value_t = 0)]
+    pub history_commit_interval_ms: u64,
+}
+
+/// `--history-store`: where room history lives without Redis.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryStore {
+    /// On disk, in `<data-dir>/history` (the default).
+    Disk,
+    /// In this process' memory only.
+    Memory,
 }
 
 impl Default for Config {
@@ -231,6 +258,10 @@ impl Config {
             core.redis_url = url.to_owned();
             core.node_name = self.node_name.clone().unwrap_or_default();
             core.presence_ttl_seconds = self.presence_ttl_seconds;
+        } else if self.history_store == HistoryStore::Disk {
+            core.history_dir = self.data_dir.join("history").to_string_lossy().into_owned();
+            core.history_fsync = self.history_fsync;
+            core.history_commit_interval_ms = self.history_commit_interval_ms;
         }
         core
     }
@@ -256,6 +287,33 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./channelbox-data"));
         assert_eq!(config.jwt_secret(), None);
         assert_eq!(config.core().engine, channelbox::EngineKind::Memory);
+    }
+
+    #[test]
+    fn history_is_on_disk_by_default_and_flags_choose_otherwise() {
+        let core = Config::default().core();
+        let expected = PathBuf::from("./channelbox-data").join("history");
+        assert_eq!(PathBuf::from(&core.history_dir), expected);
+        assert!(core.history_fsync);
+        let parse = |args: &[&str]| {
+            let command = Config::command().mut_args(|arg| arg.env(None));
+            let matches = command
+                .try_get_matches_from(std::iter::once("hub").chain(args.iter().copied()))
+                .unwrap();
+            Config::from_arg_matches(&matches).unwrap().core()
+        };
+        assert!(parse(&["--history-store", "memory"]).history_dir.is_empty());
+        assert!(!parse(&["--history-fsync", "false"]).history_fsync);
+        assert_eq!(
+            parse(&["--history-commit-interval-ms", "3"]).history_commit_interval_ms,
+            3
+        );
+        let redis = parse(&["--redis-url", "redis://127.0.0.1:1/"]);
+        assert!(redis.history_dir.is_empty(), "history is in Redis");
+        assert!(Config::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["hub", "--history-store", "tape"])
+            .is_err());
     }
 
     #[test]

@@ -38,8 +38,11 @@ pub struct FrameHarness {
 }
 
 impl FrameHarness {
-    /// A harness whose hubs keep their files (`rooms.json`, uploads) in
-    /// `data_dir`.
+    /// A harness whose hubs keep their files (the state store `hub.redb`,
+    /// uploads) in `data_dir`. History stays in memory (each run's hub
+    /// starts with none; the fuzzer is after the frame handlers, not the
+    /// disk); rooms, bans and receipts in `hub.redb` carry over from one
+    /// run to the next, as they would in a long-lived hub.
     pub fn new(data_dir: &Path) -> anyhow::Result<FrameHarness> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -47,6 +50,7 @@ impl FrameHarness {
         let config = Config {
             data_dir: data_dir.to_path_buf(),
             jwt_secret: Some("fuzzing-secret-of-32-bytes-length".into()),
+            history_store: crate::config::HistoryStore::Memory,
             ..Config::default()
         };
         Ok(FrameHarness { runtime, config })
@@ -54,7 +58,7 @@ impl FrameHarness {
 
     /// Serves `frames` (raw bytes as a client sent them, in order) to one
     /// session on `endpoint`, as user `alice` (an admin when `admin`), on a
-    /// fresh hub; returns every frame queued for that session's socket.
+    /// fresh hub (see [`FrameHarness::new`] for what carries over); returns every frame queued for that session's socket.
     /// Frames that are not UTF-8 or are over `--max-frame-bytes` are
     /// skipped, as the socket never hands them to the handler.
     pub fn run(&self, endpoint: FuzzEndpoint, admin: bool, frames: &[&[u8]]) -> Vec<Bytes> {

@@ -118,7 +118,10 @@ async fn a_stuck_reader_does_not_slow_a_1000_member_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_and_recovers_with_since() {
+    // History in memory: the sender must outrun the stuck reader's socket
+    // buffers, and with history on disk each ack waits for a commit.
     let hub = Hub::start_with(|c| {
+        c.history_store = channelbox_hub::config::HistoryStore::Memory;
         c.messages_per_second = 0;
         c.queue_max_bytes = 64 * 1024;
         c.history_max_bytes = 64 << 20;

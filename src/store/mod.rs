@@ -1,0 +1,875 @@
+//! Durable history (`history_dir`): the in-memory [`History`] windows stay
+//! the read path, and every change to them (saved send, replacement, flush,
+//! eviction) is also queued here, under the group's lock so each group's
+//! changes keep their order, to one writer thread that commits whatever
+//! arrived meanwhile in one redb transaction (group commit: the next
+//! commit starts as soon as the previous one is done). Nothing here runs
+//! under a group's lock except pushing onto the queue; a saved send waits
+//! for its commit after it has fanned out and let go of the lock.
+//!
+//! On disk (one file, `history.redb`):
+//!
+//! - `messages`: key = group name, `0xFF` (never in UTF-8, so no name is a
+//!   prefix of another's keys), offset as 8 big-endian bytes; value = kind
+//!   (1 byte), timestamp (u64 LE), payload.
+//! - `groups`: key = group name; value = format (1), epoch (u64 LE),
+//!   reserved (u64 LE).
+//!
+//! **Offsets are never reused.** A group hands out an offset only below its
+//! *reservation*, a bound committed to disk ahead of use ([`RESERVE`] at a
+//! time, renewed when half is used, so a send waits for it only when the
+//! writer falls far behind), or while nothing of the group is on disk yet:
+//! then its epoch is not on disk either, and a crash leaves its clients
+//! with an epoch the next start never issued, which tells them their
+//! offsets no longer hold.
+//! A restart continues from the reservation: after a clean shutdown the
+//! writer lowers it to the next unused offset (no gap); after a crash the
+//! offsets handed out but never committed are skipped, so a client that
+//! saw one live never sees it reused.
+//!
+//! **Failures.** A commit that fails (disk full, I/O error) fails the sends
+//! waiting on it with [`Error::Storage`] naming the OS error; those
+//! messages were already delivered live and stay in the memory window. The
+//! failed batch is kept and retried every second; while it cannot be
+//! written every saved send, replacement and flush is refused with
+//! `Storage` (nothing new gets an offset), and once a retry succeeds the
+//! batch is on disk and writes are accepted again. If the process stops
+//! before that, the failed batch is lost; its senders were told.
+//!
+//! **Bad data.** A row that does not decode is skipped and counted
+//! (`history_store_skipped_rows`). A file that cannot be opened at all
+//! (not a redb file, unreadable, locked by another hub) makes the hub
+//! refuse to start with `Storage` naming the file: the operator decides
+//! whether to move it aside, nothing is discarded behind their back.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use redb::{ReadableTable, TableDefinition};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::history::{new_epoch, Bounds, History};
+use crate::message::{Kind, Message};
+
+mod nosync;
+
+/// Offsets reserved on disk at a time for one group.
+pub(crate) const RESERVE: u64 = 4096;
+
+/// How long the writer waits before retrying a failed commit.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The store's file inside `history_dir`.
+pub(crate) const FILE_NAME: &str = "history.redb";
+
+const MESSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("messages");
+const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");
+
+/// Never in UTF-8: ends a group name inside a message key.
+const NAME_END: u8 = 0xFF;
+/// The format byte of a `groups` value.
+const GROUP_FORMAT: u8 = 1;
+
+/// The durable history store of one hub.
+pub(crate) struct Store {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// What the hub's threads and the writer share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer: work arrived, or the hub is closing.
+    wake: Condvar,
+    /// Set while commits fail; every write is refused meanwhile.
+    failing: AtomicBool,
+    /// Why the last commit failed (for the refusals' message).
+    failure: Mutex<String>,
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    skipped_rows: AtomicU64,
+}
+
+/// Changes waiting for the next commit, and the handle their writers wait on.
+struct Queue {
+    ops: Vec<Op>,
+    commit: Commit,
+    closing: bool,
+}
+
+/// One change to write.
+enum Op {
+    /// A saved message (a send, or a replacement at the same offset), and
+    /// the group's oldest kept offset after it (older rows are evicted).
+    Put {
+        group: Arc<str>,
+        offset: u64,
+        ts_ms: u64,
+        kind: Kind,
+        data: Bytes,
+        first_kept: u64,
+    },
+    /// Every row of the group goes; it has a new epoch.
+    Flush { group: Arc<str>, epoch: u64 },
+    /// Offsets below `upto` may be handed out once this is committed.
+    Reserve {
+        group: Arc<str>,
+        upto: u64,
+        epoch: u64,
+        cell: Reservation,
+    },
+}
+
+/// A group's offset reservation, shared by its history (under the group's
+/// lock) and the writer (which raises `committed` after a commit).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reservation(Arc<ReservationCell>);
+
+#[derive(Debug, Default)]
+struct ReservationCell {
+    /// Offsets below this are on disk as reserved.
+    committed: AtomicU64,
+    /// The highest reservation asked for (under the group's lock).
+    asked: AtomicU64,
+}
+
+/// What a save must do before it takes an offset.
+pub(crate) enum Admit {
+    /// The offset is reserved: go ahead.
+    Go,
+    /// Wait for this commit (outside the group's lock), then try again.
+    Wait(Commit),
+}
+
+/// The outcome of one commit, awaited by blocking callers and by futures.
+#[derive(Clone, Default)]
+pub(crate) struct Commit(Arc<CommitState>);
+
+#[derive(Default)]
+struct CommitState {
+    /// The outcome once known, and the futures to wake then.
+    done: Mutex<(Outcome, Vec<Waker>)>,
+    cond: Condvar,
+}
+
+/// A commit's outcome: `None` until it is done, then the error text if it
+/// failed.
+type Outcome = Option<Result<(), String>>;
+
+impl Commit {
+    fn complete(&self, result: Result<(), String>) {
+        let wakers = {
+            let mut done = self.0.done.lock();
+            done.0 = Some(result);
+            std::mem::take(&mut done.1)
+        };
+        self.0.cond.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Blocks until the commit is done.
+    pub(crate) fn wait(&self) -> Result<()> {
+        let mut done = self.0.done.lock();
+        loop {
+            if let Some(r) = &done.0 {
+                return r.clone().map_err(Error::Storage);
+            }
+            self.0.cond.wait(&mut done);
+        }
+    }
+
+    /// Resolves when the commit is done; never blocks.
+    pub(crate) async fn done(self) -> Result<()> {
+        std::future::poll_fn(|cx| {
+            let mut done = self.0.done.lock();
+            match &done.0 {
+                Some(r) => Poll::Ready(r.clone().map_err(Error::Storage)),
+                None => {
+                    if !done.1.iter().any(|w| w.will_wake(cx.waker())) {
+                        done.1.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Counters the hub's stats report.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StoreStats {
+    pub(crate) commits: u64,
+    pub(crate) failed_commits: u64,
+    pub(crate) skipped_rows: u64,
+    pub(crate) failing: bool,
+}
+
+/// A group read back at start.
+pub(crate) struct Restored {
+    pub(crate) name: Arc<str>,
+    pub(crate) history: History,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.history_dir`, reads every
+    /// group's epoch, next offset and window within `bounds`, trims what
+    /// lies outside the bounds, reserves offsets ahead, and starts the
+    /// writer.
+    pub(crate) fn open(
+        config: &Config,
+        bounds: Bounds,
+        now_ms: u64,
+    ) -> Result<(Store, Vec<Restored>)> {
+        let dir = PathBuf::from(&config.history_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Storage(format!("cannot create history_dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Db::open(&path, config.history_fsync)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                ops: Vec::new(),
+                commit: Commit::default(),
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            failing: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
+            commits: AtomicU64::new(0),
+            failed_commits: AtomicU64::new(0),
+            skipped_rows: AtomicU64::new(0),
+        });
+        let (restored, metas) = load(&db, bounds, now_ms, &shared.skipped_rows)
+            .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
+        let writer = Writer {
+            db,
+            metas,
+            path,
+            linger: Duration::from_millis(config.history_commit_interval_ms),
+        };
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("cbx-history".into())
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| writer.run(&shared));
+                    if std::panic::catch_unwind(run).is_err() {
+                        // A bug: refuse every write from now on rather
+                        // than leave senders waiting for commits that
+                        // never come.
+                        *shared.failure.lock() = "the writer thread panicked".into();
+                        shared.failing.store(true, Ordering::Release);
+                        let mut q = shared.queue.lock();
+                        q.ops.clear();
+                        std::mem::take(&mut q.commit)
+                            .complete(Err("the writer thread panicked".into()));
+                    }
+                })
+                .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?
+        };
+        Ok((
+            Store {
+                shared,
+                writer: Some(thread),
+            },
+            restored,
+        ))
+    }
+
+    /// Refuses writes while commits fail.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.shared.failing.load(Ordering::Acquire) {
+            return Err(Error::Storage(format!(
+                "cannot write, nothing is saved until a retry succeeds: {}",
+                self.shared.failure.lock()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Before a save to `group` takes `history.next_offset()`: refuses it
+    /// while commits fail, asks for more offsets when half the reservation
+    /// is used, and says to wait when the offset is not reserved yet.
+    /// Called under the group's lock; out of line, as only the durable
+    /// path needs it.
+    #[inline(never)]
+    pub(crate) fn admit(&self, group: &Arc<str>, history: &mut History) -> Result<Admit> {
+        self.check_writable()?;
+        let offset = history.next_offset();
+        let epoch = history.epoch;
+        let r = history.durable.get_or_insert_with(Reservation::default);
+        let asked = r.0.asked.load(Ordering::Relaxed);
+        let committed = r.0.committed.load(Ordering::Acquire);
+        if committed == 0 {
+            // Nothing of this history is on disk yet (a new group, or one
+            // made again), so its epoch is not either: after a crash its
+            // clients hold an epoch the disk never had, and are told. That
+            // covers the offsets below the first reservation asked for
+            // (whatever commits first holds at least that much).
+            let first = if asked == 0 {
+                let upto = offset + RESERVE;
+                r.0.asked.store(upto, Ordering::Relaxed);
+                self.push(Op::Reserve {
+                    group: group.clone(),
+                    upto,
+                    epoch,
+                    cell: r.clone(),
+                });
+                upto
+            } else {
+                asked
+            };
+            if offset < first {
+                return Ok(Admit::Go);
+            }
+            let commit = self.push(Op::Reserve {
+                group: group.clone(),
+                upto: first,
+                epoch,
+                cell: r.clone(),
+            });
+            return Ok(Admit::Wait(commit));
+        }
+        let reserved = offset < committed;
+        if reserved && asked > offset + RESERVE / 2 {
+            return Ok(Admit::Go);
+        }
+        // Ask for more ahead of use; when the offset is not reserved yet,
+        // ask again (the earlier request may sit in a commit under way)
+        // and wait for this one.
+        let upto = asked.max(offset + RESERVE);
+        r.0.asked.store(upto, Ordering::Relaxed);
+        let commit = self.push(Op::Reserve {
+            group: group.clone(),
+            upto,
+            epoch,
+            cell: r.clone(),
+        });
+        Ok(if reserved {
+            Admit::Go
+        } else {
+            Admit::Wait(commit)
+        })
+    }
+
+    /// Queues a saved message (send or replacement). Under the group's lock.
+    #[inline(never)]
+    pub(crate) fn put(&self, message: &Message, first_kept: u64) -> Commit {
+        let group = message
+            .0
+            .group
+            .clone()
+            .expect("saved messages belong to a group");
+        self.push(Op::Put {
+            group,
+            offset: message.offset(),
+            ts_ms: message.ts_ms(),
+            kind: message.kind(),
+            data: message.0.data.clone(),
+            first_kept,
+        })
+    }
+
+    /// Queues a flush (every row goes, new epoch). Under the group's lock.
+    pub(crate) fn flush(&self, group: &Arc<str>, epoch: u64) -> Commit {
+        self.push(Op::Flush {
+            group: group.clone(),
+            epoch,
+        })
+    }
+
+    fn push(&self, op: Op) -> Commit {
+        let mut q = self.shared.queue.lock();
+        let was_empty = q.ops.is_empty();
+        q.ops.push(op);
+        let commit = q.commit.clone();
+        drop(q);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        commit
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        let s = &self.shared;
+        StoreStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            failed_commits: s.failed_commits.load(Ordering::Relaxed),
+            skipped_rows: s.skipped_rows.load(Ordering::Relaxed),
+            failing: s.failing.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Store {
+    /// Commits what is queued and lowers every reservation to the next
+    /// unused offset (a clean restart leaves no gap), then stops the writer.
+    fn drop(&mut self) {
+        self.shared.queue.lock().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ----- the file --------------------------------------------------------
+
+/// The open redb database (reopened after an I/O error, which leaves redb
+/// refusing every later operation).
+struct Db {
+    db: Option<redb::Database>,
+    path: PathBuf,
+    fsync: bool,
+}
+
+impl Db {
+    fn open(path: &Path, fsync: bool) -> Result<Db> {
+        let db = open_database(path, fsync).map_err(|e| {
+            Error::Storage(format!(
+                "cannot open {}: {e} (move the file aside to start with an empty history)",
+                path.display()
+            ))
+        })?;
+        Ok(Db {
+            db: Some(db),
+            path: path.to_owned(),
+            fsync,
+        })
+    }
+
+    fn get(&mut self) -> Result<&redb::Database, String> {
+        if self.db.is_none() {
+            let db = open_database(&self.path, self.fsync)
+                .map_err(|e| format!("cannot reopen {}: {e}", self.path.display()))?;
+            self.db = Some(db);
+        }
+        Ok(self.db.as_ref().expect("just opened"))
+    }
+}
+
+fn open_database(path: &Path, fsync: bool) -> Result<redb::Database, redb::DatabaseError> {
+    let mut builder = redb::Builder::new();
+    // Reads come from the memory windows; the cache only serves the
+    // writer's B-tree pages and the load at start.
+    builder.set_cache_size(64 << 20);
+    if fsync {
+        builder.create(path)
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let backend = nosync::NoSync::new(file)?;
+        builder.create_with_backend(backend)
+    }
+}
+
+/// What the writer remembers of one group to keep its `groups` row right.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    epoch: u64,
+    /// The reservation on disk.
+    reserved: u64,
+    /// One past the newest offset put (the reservation a clean close
+    /// leaves, so the next start has no gap).
+    next: u64,
+    /// Rows below this offset are gone from disk.
+    trimmed: u64,
+}
+
+fn message_key(group: &str, offset: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + 9);
+    k.extend_from_slice(group.as_bytes());
+    k.push(NAME_END);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+fn encode_message(kind: Kind, ts_ms: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + data.len());
+    v.push(match kind {
+        Kind::Json => 1,
+        Kind::Text => 2,
+        Kind::Binary => 3,
+    });
+    v.extend_from_slice(&ts_ms.to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// The offset in a `messages` key of `group`.
+fn key_offset(group: &str, key: &[u8]) -> Option<u64> {
+    let offset = key
+        .strip_prefix(group.as_bytes())?
+        .strip_prefix(&[NAME_END])?;
+    Some(u64::from_be_bytes(offset.try_into().ok()?))
+}
+
+/// A `messages` row of `group`, or `None` when it does not decode.
+fn decode_message(group: &Arc<str>, key: &[u8], value: &[u8]) -> Option<Message> {
+    let offset = key_offset(group, key)?;
+    let (&kind, rest) = value.split_first()?;
+    let kind = match kind {
+        1 => Kind::Json,
+        2 => Kind::Text,
+        3 => Kind::Binary,
+        _ => return None,
+    };
+    let ts_ms = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let data = &rest[8..];
+    if offset == 0 || kind.validate(data).is_err() {
+        return None;
+    }
+    Some(Message::new(
+        kind,
+        Bytes::copy_from_slice(data),
+        Some(group.clone()),
+        offset,
+        ts_ms,
+    ))
+}
+
+fn encode_group(meta: &Meta) -> [u8; 17] {
+    let mut v = [0u8; 17];
+    v[0] = GROUP_FORMAT;
+    v[1..9].copy_from_slice(&meta.epoch.to_le_bytes());
+    v[9..].copy_from_slice(&meta.reserved.to_le_bytes());
+    v
+}
+
+/// `(epoch, reserved)` of a `groups` row, or `None` when it does not decode.
+fn decode_group(value: &[u8]) -> Option<(u64, u64)> {
+    if value.len() != 17 || value[0] != GROUP_FORMAT {
+        return None;
+    }
+    let epoch = u64::from_le_bytes(value[1..9].try_into().ok()?);
+    let reserved = u64::from_le_bytes(value[9..].try_into().ok()?);
+    (epoch != 0 && reserved >= 1).then_some((epoch, reserved))
+}
+
+/// Deletes every row of `group` with an offset in `lo..hi`.
+fn delete_rows(
+    messages: &mut redb::Table<&[u8], &[u8]>,
+    group: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<(), redb::StorageError> {
+    let (lo, hi) = (message_key(group, lo), message_key(group, hi));
+    messages.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)
+}
+
+type Loaded = (Vec<Restored>, HashMap<Arc<str>, Meta>);
+
+/// Reads every group back, trims rows outside the bounds and reserves
+/// offsets ahead, in one durable transaction.
+fn load(
+    db: &Db,
+    bounds: Bounds,
+    now_ms: u64,
+    skipped: &AtomicU64,
+) -> Result<Loaded, Box<dyn std::error::Error>> {
+    let db = db.db.as_ref().expect("open");
+    let mut metas = HashMap::new();
+    let mut restored = Vec::new();
+    let skip = || {
+        skipped.fetch_add(1, Ordering::Relaxed);
+    };
+    let mut tx = db.begin_write()?;
+    tx.set_durability(redb::Durability::Immediate)?;
+    {
+        let mut groups = tx.open_table(GROUPS)?;
+        let mut messages = tx.open_table(MESSAGES)?;
+        let mut names = Vec::new();
+        for row in groups.iter()? {
+            let (k, v) = row?;
+            match std::str::from_utf8(k.value()) {
+                Ok(name) if !name.is_empty() => {
+                    names.push((Arc::<str>::from(name), decode_group(v.value())))
+                }
+                _ => skip(),
+            }
+        }
+        for (name, meta) in names {
+            // Newest first, until a bound is reached.
+            let mut window = VecDeque::new();
+            let mut bytes = 0usize;
+            let mut newest = 0;
+            let (lo, hi) = (message_key(&name, 0), message_key(&name, u64::MAX));
+            for row in messages.range(lo.as_slice()..=hi.as_slice())?.rev() {
+                let (k, v) = row?;
+                // Even a row that does not decode holds an offset that was
+                // handed out once.
+                newest = newest.max(key_offset(&name, k.value()).unwrap_or(0));
+                let Some(m) = decode_message(&name, k.value(), v.value()) else {
+                    skip();
+                    continue;
+                };
+                let full_count = bounds.max_messages > 0 && window.len() >= bounds.max_messages;
+                let full_bytes = bounds.max_bytes > 0
+                    && bytes + m.len() > bounds.max_bytes
+                    && !window.is_empty();
+                let too_old =
+                    bounds.ttl_ms > 0 && now_ms.saturating_sub(m.ts_ms()) >= bounds.ttl_ms;
+                if full_count || full_bytes || too_old {
+                    break;
+                }
+                bytes += m.len();
+                window.push_front(m);
+            }
+            let (epoch, reserved) = match meta {
+                Some(m) => m,
+                None => {
+                    // The group's row is unreadable: a new epoch tells its
+                    // clients their offsets no longer hold.
+                    skip();
+                    (new_epoch(), 1)
+                }
+            };
+            let next = reserved.max(newest + 1);
+            let first_kept = window.front().map_or(next, Message::offset);
+            delete_rows(&mut messages, &name, 0, first_kept)?;
+            let meta = Meta {
+                epoch,
+                reserved: next + RESERVE,
+                next,
+                trimmed: first_kept,
+            };
+            groups.insert(name.as_bytes(), &encode_group(&meta)[..])?;
+            let cell = Reservation::default();
+            cell.0.committed.store(meta.reserved, Ordering::Relaxed);
+            cell.0.asked.store(meta.reserved, Ordering::Relaxed);
+            let mut history = History::restored(window, next, epoch, cell);
+            history.skip_to(next);
+            restored.push(Restored {
+                name: name.clone(),
+                history,
+            });
+            metas.insert(name, meta);
+        }
+    }
+    tx.commit()?;
+    Ok((restored, metas))
+}
+
+// ----- the writer ------------------------------------------------------
+
+struct Writer {
+    db: Db,
+    metas: HashMap<Arc<str>, Meta>,
+    path: PathBuf,
+    /// `history_commit_interval_ms`: how long changes gather before a
+    /// commit.
+    linger: Duration,
+}
+
+impl Writer {
+    fn run(mut self, shared: &Shared) {
+        let mut retry: Vec<Op> = Vec::new();
+        loop {
+            let (mut ops, commit, closing) = {
+                let mut q = shared.queue.lock();
+                if retry.is_empty() {
+                    while q.ops.is_empty() && !q.closing {
+                        shared.wake.wait(&mut q);
+                    }
+                    if !self.linger.is_zero() {
+                        // Let more changes join this commit (pushes onto
+                        // a non-empty queue do not wake the writer).
+                        let deadline = std::time::Instant::now() + self.linger;
+                        while !q.closing && std::time::Instant::now() < deadline {
+                            shared.wake.wait_until(&mut q, deadline);
+                        }
+                    }
+                } else if !q.closing {
+                    shared.wake.wait_for(&mut q, RETRY);
+                }
+                let commit = std::mem::take(&mut q.commit);
+                (std::mem::take(&mut q.ops), commit, q.closing)
+            };
+            if !retry.is_empty() {
+                retry.append(&mut ops);
+                ops = std::mem::take(&mut retry);
+            }
+            if ops.is_empty() && closing {
+                self.close(shared);
+                return;
+            }
+            if ops.is_empty() {
+                commit.complete(Ok(()));
+                continue;
+            }
+            match self.commit(&ops) {
+                Ok(()) => {
+                    shared.commits.fetch_add(1, Ordering::Relaxed);
+                    for op in &ops {
+                        if let Op::Reserve { upto, cell, .. } = op {
+                            cell.0.committed.fetch_max(*upto, Ordering::Release);
+                        }
+                    }
+                    shared.failing.store(false, Ordering::Release);
+                    commit.complete(Ok(()));
+                }
+                Err(e) => {
+                    shared.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    *shared.failure.lock() = e.clone();
+                    shared.failing.store(true, Ordering::Release);
+                    commit.complete(Err(format!(
+                        "commit to {} failed: {e}; the message was delivered but is not \
+                         durable (the store retries it every second)",
+                        self.path.display()
+                    )));
+                    // The writer's view of each group must match the disk
+                    // again before the retry: reread it from the batch.
+                    self.db.db = None;
+                    if closing {
+                        // One last try, then give up: the process is ending.
+                        let _ = self.commit(&ops);
+                        self.close(shared);
+                        return;
+                    }
+                    retry = ops;
+                }
+            }
+        }
+    }
+
+    /// Writes `ops` in one transaction. The writer's `metas` change only
+    /// when it commits.
+    fn commit(&mut self, ops: &[Op]) -> Result<(), String> {
+        let db = self.db.get()?;
+        // The groups this batch changes, copied on first touch: the
+        // writer's `metas` change only if the commit succeeds.
+        let committed = &self.metas;
+        let mut metas: HashMap<Arc<str>, Meta> = HashMap::new();
+        let touch = |metas: &mut HashMap<Arc<str>, Meta>, group: &Arc<str>| {
+            if !metas.contains_key(group) {
+                if let Some(m) = committed.get(group) {
+                    metas.insert(group.clone(), *m);
+                }
+            }
+        };
+        let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+            let tx = db.begin_write()?;
+            let mut touched: Vec<Arc<str>> = Vec::new();
+            {
+                let mut messages = tx.open_table(MESSAGES)?;
+                let mut trims: HashMap<Arc<str>, u64> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Put {
+                            group,
+                            offset,
+                            ts_ms,
+                            kind,
+                            data,
+                            first_kept,
+                        } => {
+                            messages.insert(
+                                &message_key(group, *offset)[..],
+                                &encode_message(*kind, *ts_ms, data)[..],
+                            )?;
+                            let t = trims.entry(group.clone()).or_default();
+                            *t = (*t).max(*first_kept);
+                            touch(&mut metas, group);
+                            if let Some(m) = metas.get_mut(group) {
+                                m.next = m.next.max(offset + 1);
+                            }
+                        }
+                        Op::Flush { group, epoch } => {
+                            delete_rows(&mut messages, group, 0, u64::MAX)?;
+                            trims.remove(group);
+                            touch(&mut metas, group);
+                            if let Some(m) = metas.get_mut(group) {
+                                m.epoch = *epoch;
+                                m.trimmed = m.next;
+                            }
+                            touched.push(group.clone());
+                        }
+                        Op::Reserve {
+                            group, upto, epoch, ..
+                        } => {
+                            touch(&mut metas, group);
+                            let m = metas.entry(group.clone()).or_insert(Meta {
+                                epoch: *epoch,
+                                reserved: 1,
+                                next: 1,
+                                trimmed: 1,
+                            });
+                            m.reserved = m.reserved.max(*upto);
+                            // A group forgotten in memory and made again
+                            // has a new epoch: the latest request's holds.
+                            m.epoch = *epoch;
+                            touched.push(group.clone());
+                        }
+                    }
+                }
+                for (group, first_kept) in trims {
+                    if let Some(m) = metas.get_mut(&group) {
+                        if first_kept > m.trimmed {
+                            delete_rows(&mut messages, &group, m.trimmed, first_kept)?;
+                            m.trimmed = first_kept;
+                        }
+                    }
+                }
+                let mut groups = tx.open_table(GROUPS)?;
+                touched.sort_unstable();
+                touched.dedup();
+                for group in &touched {
+                    if let Some(m) = metas.get(group) {
+                        groups.insert(group.as_bytes(), &encode_group(m)[..])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.metas.extend(metas);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// At shutdown: each group's reservation comes down to its next unused
+    /// offset, so a clean restart continues without a gap.
+    fn close(&mut self, shared: &Shared) {
+        if shared.failing.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(db) = self.db.get() else { return };
+        let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+            let tx = db.begin_write()?;
+            {
+                let mut groups = tx.open_table(GROUPS)?;
+                for (group, m) in &self.metas {
+                    let lowered = Meta {
+                        reserved: m.next,
+                        ..*m
+                    };
+                    groups.insert(group.as_bytes(), &encode_group(&lowered)[..])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            shared.failed_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Durable history (`history_dir`): what survives a restart, a crash, bad
+//! rows, an unopenable file and a full disk. The crash and full-disk cases
+//! run in a child process (this test binary again, running one of the
+//! `#[ignore]`d `child_*` tests) that is killed with SIGKILL or limited with
+//! RLIMIT_FSIZE, and the parent reopens the directory it left.
+
+use std::path::Path;
+use std::process::Command;
+
+use channelbox::{Config, Error, HistoryQuery, Hub, Kind};
+
+fn config(dir: &Path) -> Config {
+    Config {
+        history_dir: dir.to_str().unwrap().to_owned(),
+        ..Config::default()
+    }
+}
+
+fn open(dir: &Path) -> Hub {
+    Hub::new(config(dir)).unwrap()
+}
+
+fn payloads(hub: &Hub, group: &str) -> Vec<(u64, String)> {
+    hub.history(group, HistoryQuery::default())
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| (m.offset(), String::from_utf8(m.data().to_vec()).unwrap()))
+        .collect()
+}
+
+fn send(hub: &Hub, group: &str, text: &str) -> u64 {
+    hub.group_send(group, Kind::Text, text.as_bytes().to_vec(), true)
+        .unwrap()
+        .offset
+}
+
+/// Runs the ignored test `name` of this binary in a child process with
+/// `CBX_CHILD_DIR` set, after `setup` adjusted the command.
+fn child(name: &str, dir: &Path, setup: impl FnOnce(&mut Command)) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("CBX_CHILD_DIR", dir);
+    setup(&mut cmd);
+    cmd.output().unwrap()
+}
+
+/// Lines `key value` the child printed.
+fn lines<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .collect()
+}
+
+#[test]
+fn offsets_epochs_and_windows_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (epoch_a, epoch_b);
+    {
+        let hub = open(dir.path());
+        for i in 1..=10 {
+            assert_eq!(send(&hub, "a", &format!("a{i}")), i);
+        }
+        send(&hub, "b", "b1");
+        // Unsaved sends are neither stored nor given an offset.
+        hub.group_send("b", Kind::Text, &b"live only"[..], false)
+            .unwrap();
+        epoch_a = hub.history("a", HistoryQuery::default()).unwrap().epoch;
+        epoch_b = hub.history("b", HistoryQuery::default()).unwrap().epoch;
+    }
+    let hub = open(dir.path());
+    let a = hub.history("a", HistoryQuery::default()).unwrap();
+    assert_eq!((a.epoch, a.first_offset, a.last_offset), (epoch_a, 1, 10));
+    assert_eq!(
+        payloads(&hub, "a"),
+        (1..=10).map(|i| (i, format!("a{i}"))).collect::<Vec<_>>()
+    );
+    assert_eq!(payloads(&hub, "b"), vec![(1, "b1".to_owned())]);
+    assert_eq!(
+        hub.history("b", HistoryQuery::default()).unwrap().epoch,
+        epoch_b
+    );
+    // A clean shutdown leaves no gap: counting goes on at 11.
+    assert_eq!(send(&hub, "a", "a11"), 11);
+    assert_eq!(hub.history_get("a", 11).unwrap().kind(), Kind::Text);
+}
+
+#[test]
+fn replacements_and_flushes_survive_a_restart_and_offsets_keep_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_epoch;
+    {
+        let hub = open(dir.path());
+        for i in 1..=3 {
+            send(&hub, "r", &format!("r{i}"));
+            send(&hub, "f", &format!("f{i}"));
+        }
+        hub.history_replace("r", 2, Kind::Json, &br#"{"deleted":true}"#[..])
+            .unwrap();
+        old_epoch = hub.history("f", HistoryQuery::default()).unwrap().epoch;
+        hub.history_flush(Some("f")).unwrap();
+    }
+    let hub = open(dir.path());
+    let r = hub.history_get("r", 2).unwrap();
+    assert_eq!(
+        (r.kind(), r.data().as_ref()),
+        (Kind::Json, &br#"{"deleted":true}"#[..])
+    );
+    assert_eq!(payloads(&hub, "r")[2], (3, "r3".to_owned()));
+    let f = hub.history("f", HistoryQuery::default()).unwrap();
+    assert!(f.messages.is_empty());
+    assert_ne!(f.epoch, old_epoch, "a flush's new epoch is kept");
+    assert_eq!(f.last_offset, 3);
+    // Offsets are not reused after a flush and a restart.
+    assert_eq!(send(&hub, "f", "f4"), 4);
+}
+
+#[test]
+fn eviction_bounds_hold_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let hub = Hub::new(Config {
+            history_max_messages: 5,
+            ..config(dir.path())
+        })
+        .unwrap();
+        for i in 1..=20 {
+            send(&hub, "e", &format!("e{i}"));
+        }
+    }
+    // Reopened without a count bound: only what the bound kept is on disk.
+    let hub = open(dir.path());
+    let offsets: Vec<u64> = payloads(&hub, "e").iter().map(|p| p.0).collect();
+    assert_eq!(offsets, (16..=20).collect::<Vec<_>>());
+    drop(hub);
+    // A tighter bound at start trims the disk too.
+    {
+        let hub = Hub::new(Config {
+            history_max_messages: 2,
+            ..config(dir.path())
+        })
+        .unwrap();
+        assert_eq!(payloads(&hub, "e").len(), 2);
+    }
+    let hub = open(dir.path());
+    let offsets: Vec<u64> = payloads(&hub, "e").iter().map(|p| p.0).collect();
+    assert_eq!(offsets, vec![19, 20]);
+}
+
+#[test]
+fn async_sends_resolve_once_committed_and_fsync_off_also_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let hub = Hub::new(Config {
+            history_fsync: false,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt
+            .block_on(hub.group_send_async("g", Kind::Text, &b"one"[..], true))
+            .unwrap();
+        assert_eq!(report.offset, 1);
+        assert!(hub.stats().history_store_commits >= 1);
+        // Unsaved sends do not wait for the store.
+        let commits = hub.stats().history_store_commits;
+        rt.block_on(hub.group_send_async("g", Kind::Text, &b"live"[..], false))
+            .unwrap();
+        assert_eq!(hub.stats().history_store_commits, commits);
+    }
+    let hub = open(dir.path());
+    assert_eq!(payloads(&hub, "g"), vec![(1, "one".to_owned())]);
+}
+
+#[test]
+fn many_threads_sending_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    send(&hub, &format!("g{}", t % 2), &format!("{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = hub.stats();
+    assert_eq!(stats.history_messages, 400);
+    // Group commit: fewer transactions than sends (each thread waits for
+    // its own commit, so 8 senders share them).
+    assert!(
+        stats.history_store_commits < 400,
+        "{} commits",
+        stats.history_store_commits
+    );
+    drop(hub);
+    let hub = open(dir.path());
+    assert_eq!(payloads(&hub, "g0").len() + payloads(&hub, "g1").len(), 400);
+}
+
+#[test]
+fn a_commit_interval_gathers_concurrent_sends_into_fewer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::new(Config {
+        history_commit_interval_ms: 20,
+        ..config(dir.path())
+    })
+    .unwrap();
+    send(&hub, "g", "reserve");
+    let before = hub.stats().history_store_commits;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    send(&hub, "g", &format!("{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // 160 sends, 8 waiting at a time: each 20 ms batch holds several.
+    let commits = hub.stats().history_store_commits - before;
+    assert!(commits <= 60, "{commits} commits for 160 sends");
+    drop(hub);
+    assert_eq!(payloads(&open(dir.path()), "g").len(), 161);
+}
+
+#[test]
+fn members_get_a_saved_message_before_it_is_committed_even_in_a_new_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval, so the commit is surely later than the delivery.
+    let hub = Hub::new(Config {
+        history_commit_interval_ms: 600,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let member = hub.open(None, None).unwrap();
+    member.join("new").unwrap();
+    let sender = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            send(&hub, "new", "first");
+            t.elapsed()
+        })
+    };
+    let got = member
+        .recv(Some(std::time::Duration::from_millis(400)))
+        .expect("delivered before the commit");
+    assert_eq!(got.offset(), 1);
+    assert!(!sender.is_finished(), "the send waits for its commit");
+    let waited = sender.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn rows_that_do_not_decode_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let hub = open(dir.path());
+        for i in 1..=3 {
+            send(&hub, "c", &format!("c{i}"));
+        }
+    }
+    {
+        let db = redb::Database::create(dir.path().join("history.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let messages: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("messages");
+            let mut t = tx.open_table(messages).unwrap();
+            let mut key = b"c\xff".to_vec();
+            // A row with an unknown kind, one too short, and text that is
+            // not UTF-8.
+            key.extend_from_slice(&2u64.to_be_bytes());
+            t.insert(&key[..], &[9u8, 0, 0, 0, 0, 0, 0, 0, 0, b'x'][..])
+                .unwrap();
+            key.truncate(2);
+            key.extend_from_slice(&4u64.to_be_bytes());
+            t.insert(&key[..], &[2u8, 1][..]).unwrap();
+            key.truncate(2);
+            key.extend_from_slice(&5u64.to_be_bytes());
+            t.insert(&key[..], &[2u8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..])
+                .unwrap();
+            let groups: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("groups");
+            let mut g = tx.open_table(groups).unwrap();
+            g.insert(&b"broken"[..], &b"?"[..]).unwrap();
+            g.insert(&b"\xff\xfe"[..], &b"?"[..]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let hub = open(dir.path());
+    assert_eq!(hub.stats().history_store_skipped_rows, 5);
+    assert_eq!(
+        payloads(&hub, "c"),
+        vec![(1, "c1".to_owned()), (3, "c3".to_owned())]
+    );
+    // The rows' offsets are not handed out again.
+    assert!(send(&hub, "c", "c6") > 5);
+    // The group whose row was unreadable starts with an empty history.
+    assert!(payloads(&hub, "broken").is_empty());
+}
+
+#[test]
+fn a_file_that_cannot_be_opened_refuses_to_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.redb");
+    let garbage = vec![0x5au8; 64 * 1024];
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Hub::new(config(dir.path())).unwrap_err();
+    let Error::Storage(text) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(text.contains("history.redb"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    // A directory that cannot be created.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Hub::new(config(&file.join("sub"))).unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+}
+
+#[test]
+fn a_second_hub_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    let err = Hub::new(config(dir.path())).unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_message_and_offsets_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = child("child_sends_then_is_killed", dir.path(), |_| {});
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the child was killed: {stdout}");
+    let acked: Vec<u64> = lines(&stdout, "acked")
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let epoch: u64 = lines(&stdout, "epoch")[0].parse().unwrap();
+    let handed_out: u64 = lines(&stdout, "last")[0].parse().unwrap();
+    assert_eq!(acked.len(), 200, "{stdout}");
+    let hub = open(dir.path());
+    let page = hub.history("k", HistoryQuery::default()).unwrap();
+    assert_eq!(page.epoch, epoch);
+    for offset in &acked {
+        let m = hub.history_get("k", *offset).unwrap();
+        assert_eq!(m.data().as_ref(), format!("k{offset}").as_bytes());
+    }
+    // Whatever was handed out before the kill, the next offset is new.
+    assert!(send(&hub, "k", "after") > handed_out);
+}
+
+/// Child of the test above: sends 200 saved messages (each returns once
+/// committed), then a burst that is not awaited, then SIGKILLs itself.
+#[test]
+#[ignore = "run by sigkill_loses_no_acknowledged_message_and_offsets_are_not_reused"]
+fn child_sends_then_is_killed() {
+    let dir = std::env::var("CBX_CHILD_DIR").expect("run by its parent test");
+    let hub = open(Path::new(&dir));
+    println!();
+    for i in 1..=200u64 {
+        let offset = send(&hub, "k", &format!("k{i}"));
+        assert_eq!(offset, i);
+        println!("acked {offset}");
+    }
+    println!(
+        "epoch {}",
+        hub.history("k", HistoryQuery::default()).unwrap().epoch
+    );
+    // Sends in flight when the process dies: handed out, maybe not on disk.
+    let futures: Vec<_> = (0..50)
+        .map(|_| hub.group_send_async("k", Kind::Text, &b"in flight"[..], true))
+        .collect();
+    println!("last {}", hub.last_offset("k").unwrap());
+    drop(futures);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+#[test]
+fn a_full_disk_refuses_saved_sends_with_a_storage_error_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Create the file first, so the child only has to grow it.
+        let hub = open(dir.path());
+        send(&hub, "d", "first");
+    }
+    let out = child("child_fills_the_disk", dir.path(), |_| {});
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let refused = lines(&stdout, "refused");
+    assert!(
+        refused.iter().any(|e| e.contains("File too large")),
+        "the error names the OS error: {stdout}"
+    );
+    assert!(
+        lines(&stdout, "then")
+            .iter()
+            .all(|e| e.contains("history store")),
+        "{stdout}"
+    );
+    let acked: Vec<u64> = lines(&stdout, "acked")
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let handed_out: u64 = lines(&stdout, "last")[0].parse().unwrap();
+    assert!(acked.len() > 10, "{stdout}");
+    let hub = open(dir.path());
+    for offset in &acked {
+        assert!(hub.history_get("d", *offset).is_ok(), "acked {offset} lost");
+    }
+    assert!(send(&hub, "d", "after") > handed_out);
+}
+
+/// Child of the test above: caps the file size a little above the store's
+/// current size (SIGXFSZ ignored, so writes fail with EFBIG), sends until
+/// a send is refused, then checks that later ones are refused too.
+#[test]
+#[ignore = "run by a_full_disk_refuses_saved_sends_with_a_storage_error_and_loses_nothing_acknowledged"]
+fn child_fills_the_disk() {
+    let dir = std::env::var("CBX_CHILD_DIR").expect("run by its parent test");
+    let hub = open(Path::new(&dir));
+    let size = std::fs::metadata(Path::new(&dir).join("history.redb"))
+        .unwrap()
+        .len();
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: size + (1 << 20),
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let payload = "x".repeat(900);
+    println!();
+    let mut refused = None;
+    for _ in 0..20_000 {
+        match hub.group_send("d", Kind::Text, payload.clone(), true) {
+            Ok(r) => println!("acked {}", r.offset),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the cap is reached within 20000 sends");
+    assert!(matches!(refused, Error::Storage(_)), "{refused:?}");
+    println!("refused {refused}");
+    println!("last {}", hub.last_offset("d").unwrap());
+    assert_eq!(hub.stats().history_store_failing, 1);
+    for _ in 0..3 {
+        let e = hub
+            .group_send("d", Kind::Text, &b"more"[..], true)
+            .unwrap_err();
+        println!("then {e}");
+    }
+    // Unsaved sends still go.
+    hub.group_send("d", Kind::Text, &b"live"[..], false)
+        .unwrap();
+}
