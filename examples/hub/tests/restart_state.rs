@@ -421,3 +421,91 @@ async fn an_old_rooms_json_is_imported_once() {
     let (status, _) = hub.json("GET", "/rooms/legacy", "olga", None).await;
     assert_eq!(status, 404);
 }
+
+/// With history on disk too (the default), what depends on it holds
+/// across a `kill -9`: a thread lists its replies, search finds messages
+/// sent before the kill (the index is rebuilt from history), an edit made
+/// before the kill shows, and a client that was away recovers by id with
+/// the edit's update event, `recovered: true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_search_and_edits_hold_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start(dir.path());
+    let mut olga = hub.ws("/chat/notes", "olga").await.unwrap();
+    let epoch = olga.expect("history").await["epoch"].clone();
+    let root = olga.say("alpha bravo charlie").await;
+    let reply = olga
+        .say_with(json!({"type": "message", "content": "a reply", "thread_id": root}))
+        .await;
+    let later = olga.say("delta").await;
+    olga.send(json!({"type": "edit", "message_id": later, "content": "delta echo"}))
+        .await;
+    let edited = olga.expect("edited").await;
+    let event = edited["id"].as_u64().unwrap();
+    assert!(event > later, "{edited}");
+    // Every ack and the edit's event were committed before they came back.
+    hub.kill_9();
+
+    let hub = HubProcess::start(dir.path());
+    let mut olga = hub.ws("/chat/notes", "olga").await.unwrap();
+    let history = olga.expect("history").await;
+    assert_eq!(history["epoch"], epoch, "{history}");
+    let shown: Vec<&Value> = history["messages"].as_array().unwrap().iter().collect();
+    let latest = shown.iter().find(|m| m["id"] == later).expect("kept");
+    assert_eq!(latest["content"], "delta echo");
+    assert_eq!(latest["edited"], true);
+    olga.send(json!({"type": "thread", "message_id": root}))
+        .await;
+    let thread = olga.expect("thread").await;
+    let ids: Vec<u64> = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![root, reply], "{thread}");
+    for (query, want) in [("bravo", root), ("echo", later)] {
+        // The index is rebuilt from history in the background: poll.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            olga.send(json!({"type": "search", "query": query})).await;
+            let found = olga.expect("search_results").await;
+            let hits: Vec<u64> = found["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect();
+            if hits == vec![want] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{query}: {found}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // A client that left after the root recovers the rest, the edit's
+    // event included, in id order.
+    let url = format!(
+        "ws://{}/chat/notes?token={}&since={root}&epoch={}",
+        hub.addr,
+        hub.token("bob", false),
+        epoch
+            .as_str()
+            .map_or_else(|| epoch.to_string(), str::to_owned),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut bob = common::Client { ws };
+    let replay = bob.expect("history").await;
+    assert_eq!(replay["recovered"], true, "{replay}");
+    let ids: Vec<u64> = replay["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&reply) && ids.contains(&later) && ids.contains(&event),
+        "{replay}"
+    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{replay}");
+}
