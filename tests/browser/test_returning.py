@@ -380,7 +380,9 @@ def run(hub, out, axe_source):
             expect(message(k, "typed without a mouse")).to_be_visible()
             k.locator("body").evaluate("(b) => { document.activeElement.blur(); }")
             order = []
-            for _ in range(40):
+            # Bounded: every message in view has its own stops (author,
+            # react, thread), and the room holds a few dozen by now.
+            for _ in range(200):
                 k.keyboard.press("Tab")
                 f = focused(k)
                 order.append(f["id"] or f["cls"] or f["tag"])
