@@ -105,8 +105,13 @@ listen_args() { # port
 listen_template() { # the same with {port}, for run_peers.sh's CUSTOM_CMD
   listen_args '{port}'
 }
+# Every hub this script starts keeps its files (history on disk, the
+# default; hub.redb) in a directory of its own under $OUT, so no run
+# replays another's history. HUB_ARGS="--history-store memory" measures
+# the hub with history in memory (as every figure before issue 11 was).
 hub_flags() {
   local f="--jwt-secret $SECRET"
+  grep -q -- '--data-dir' <<<"$HUB_HELP" && f="$f --data-dir $OUT/data.$(date +%s%N)"
   grep -q -- '--messages-per-second' <<<"$HUB_HELP" && f="$f --messages-per-second 0"
   echo "$f"
 }
@@ -220,6 +225,8 @@ if [ "$PEERS_RUN" = 1 ]; then
   REF_SECRET="$(sed -n 's/^SECRET="\([^"]*\)".*/\1/p' "$BW/run_peers.sh" | head -1)"
   [ -n "$REF_SECRET" ] || { echo "cannot read SECRET from $BW/run_peers.sh" >&2; exit 1; }
   custom_cmd="$HUB $(listen_template) --jwt-secret \$JWT_SECRET"
+  # A fresh data directory for every start (run_peers.sh starts it once per round).
+  grep -q -- '--data-dir' <<<"$HUB_HELP" && custom_cmd="$custom_cmd --data-dir \$(mktemp -d -p $OUT data.XXXXXX)"
   grep -q -- '--messages-per-second' <<<"$HUB_HELP" && custom_cmd="$custom_cmd --messages-per-second 0"
   custom_cmd="$custom_cmd ${HUB_ARGS:-}"
   REF_PEERS="${REF_PEERS:-${PEERS:-custom ws-node socketio nexios-uvloop}}"
