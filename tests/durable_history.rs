@@ -603,3 +603,86 @@ fn a_file_of_the_earlier_layout_is_refused_and_left_alone() {
         .collect();
     assert_eq!(tables, ["messages"]);
 }
+
+/// The configuration of the disk-full-then-freed child and its parent.
+fn bounded_nosync(dir: &Path) -> Config {
+    Config {
+        history_max_messages: 5,
+        history_fsync: false,
+        ..config(dir)
+    }
+}
+
+#[test]
+fn after_a_failed_commit_is_retried_the_log_keeps_exactly_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let hub = Hub::new(bounded_nosync(dir.path())).unwrap();
+        send(&hub, "d", "first");
+    }
+    let out = child("child_fills_the_disk_then_frees_it", dir.path(), |_| {});
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(lines(&stdout, "recovered").len(), 1, "{stdout}");
+    let last: u64 = lines(&stdout, "last")[0].parse().unwrap();
+    // The retried batch reached the disk and was evicted with the rest:
+    // the log holds the window and nothing else.
+    assert_eq!(log_rows(dir.path()), 5);
+    let hub = Hub::new(bounded_nosync(dir.path())).unwrap();
+    let offsets: Vec<u64> = payloads(&hub, "d").iter().map(|p| p.0).collect();
+    assert_eq!(offsets, (last - 4..=last).collect::<Vec<_>>());
+    assert_eq!(hub.stats().history_store_skipped_rows, 0);
+}
+
+#[test]
+#[ignore = "run by after_a_failed_commit_is_retried_the_log_keeps_exactly_the_window"]
+fn child_fills_the_disk_then_frees_it() {
+    let dir = std::env::var("CBX_CHILD_DIR").expect("run by its parent test");
+    let hub = Hub::new(bounded_nosync(Path::new(&dir))).unwrap();
+    let size = std::fs::metadata(Path::new(&dir).join("history.redb"))
+        .unwrap()
+        .len();
+    let set_limit = |bytes: u64| unsafe {
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    };
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    set_limit(size + (1 << 20));
+    println!();
+    // Growing messages: the window of 5 is full (every save evicts) long
+    // before it outgrows the cap, so the failed batch holds evictions.
+    let mut refused = false;
+    for i in 1..=2000 {
+        if hub
+            .group_send("d", Kind::Text, "x".repeat(4096 * i), true)
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the cap is reached within 2000 sends");
+    set_limit(libc::RLIM_INFINITY);
+    // The failed batch is retried every second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hub.stats().history_store_failing == 1 {
+        assert!(std::time::Instant::now() < deadline, "no retry succeeded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!(
+        "recovered after {} failed commits",
+        hub.stats().history_store_failed_commits
+    );
+    // Enough saves to evict every message of the fill, the retried
+    // batch's included.
+    for i in 0..10 {
+        send(&hub, "d", &format!("m{i}"));
+    }
+    println!("last {}", hub.last_offset("d").unwrap());
+}
