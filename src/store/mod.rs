@@ -7,13 +7,25 @@
 //! under a group's lock except pushing onto the queue; a saved send waits
 //! for its commit after it has fanned out and let go of the lock.
 //!
-//! On disk (one file, `history.redb`):
+//! On disk (one file, `history.redb`), the messages as one log:
 //!
-//! - `messages`: key = group name, `0xFF` (never in UTF-8, so no name is a
-//!   prefix of another's keys), offset as 8 big-endian bytes; value = kind
-//!   (1 byte), timestamp (u64 LE), payload.
+//! - `messages`: key = a global sequence number (8 bytes big-endian),
+//!   assigned by the writer in commit order; value = group name length
+//!   (u32 LE), group name, offset (u64 LE), kind (1 byte), timestamp (u64
+//!   LE), payload. Every save appends at the right edge of the B-tree
+//!   whatever its group, so a commit of messages to many groups rewrites a
+//!   few adjacent pages instead of one leaf per group, and evictions of the
+//!   oldest messages delete near the left edge. The writer keeps, per
+//!   group, the `(offset, sequence)` of each of its rows on disk (16 bytes
+//!   a message, in the writer thread only): an eviction deletes the oldest,
+//!   a replacement writes a new row and deletes the one it replaces, a
+//!   flush deletes them all. At start the log is read once in sequence
+//!   order to rebuild every group's window and that index.
 //! - `groups`: key = group name; value = format (1), epoch (u64 LE),
 //!   reserved (u64 LE).
+//! - `meta`: `messages_layout` = 2 (the log). A file whose `messages` hold
+//!   rows without it (the earlier layout, keyed by group and offset) is
+//!   refused with `Storage`, not converted.
 //!
 //! **Offsets are never reused.** A group hands out an offset only below its
 //! *reservation*, a bound committed to disk ahead of use ([`RESERVE`] at a
@@ -52,7 +64,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -72,9 +84,12 @@ pub(crate) const FILE_NAME: &str = "history.redb";
 
 const MESSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("messages");
 const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Never in UTF-8: ends a group name inside a message key.
-const NAME_END: u8 = 0xFF;
+/// The `meta` key of the `messages` layout.
+const LAYOUT_KEY: &str = "messages_layout";
+/// The `messages` layout this build writes: a log keyed by sequence.
+const LAYOUT: u8 = 2;
 /// The format byte of a `groups` value.
 const GROUP_FORMAT: u8 = 1;
 
@@ -250,11 +265,12 @@ impl Store {
             failed_commits: AtomicU64::new(0),
             skipped_rows: AtomicU64::new(0),
         });
-        let (restored, metas) = load(&db, bounds, now_ms, &shared.skipped_rows)
+        let (restored, index) = load(&db, bounds, now_ms, &shared.skipped_rows)
             .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
         let writer = Writer {
             db,
-            metas,
+            index,
+            stale: false,
             path,
             linger: Duration::from_millis(config.history_commit_interval_ms),
         };
@@ -487,20 +503,34 @@ struct Meta {
     /// One past the newest offset put (the reservation a clean close
     /// leaves, so the next start has no gap).
     next: u64,
-    /// Rows below this offset are gone from disk.
-    trimmed: u64,
 }
 
-fn message_key(group: &str, offset: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(group.len() + 9);
-    k.extend_from_slice(group.as_bytes());
-    k.push(NAME_END);
-    k.extend_from_slice(&offset.to_be_bytes());
-    k
+/// A group's rows on disk, `(offset, sequence)`, oldest offset first.
+type Rows = VecDeque<(u64, u64)>;
+
+/// Records that row `seq` holds `offset` of its group; returns the row it
+/// supersedes (a replacement), which the caller deletes.
+fn place(rows: &mut Rows, offset: u64, seq: u64) -> Option<u64> {
+    match rows.back() {
+        Some(&(last, _)) if offset <= last => match rows.binary_search_by_key(&offset, |r| r.0) {
+            Ok(i) => Some(std::mem::replace(&mut rows[i].1, seq)),
+            Err(i) => {
+                rows.insert(i, (offset, seq));
+                None
+            }
+        },
+        _ => {
+            rows.push_back((offset, seq));
+            None
+        }
+    }
 }
 
-fn encode_message(kind: Kind, ts_ms: u64, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9 + data.len());
+fn encode_message(group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + group.len() + 17 + data.len());
+    v.extend_from_slice(&(group.len() as u32).to_le_bytes());
+    v.extend_from_slice(group.as_bytes());
+    v.extend_from_slice(&offset.to_le_bytes());
     v.push(match kind {
         Kind::Json => 1,
         Kind::Text => 2,
@@ -511,18 +541,25 @@ fn encode_message(kind: Kind, ts_ms: u64, data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The offset in a `messages` key of `group`.
-fn key_offset(group: &str, key: &[u8]) -> Option<u64> {
-    let offset = key
-        .strip_prefix(group.as_bytes())?
-        .strip_prefix(&[NAME_END])?;
-    Some(u64::from_be_bytes(offset.try_into().ok()?))
+/// The sequence number of a `messages` key.
+fn decode_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-/// A `messages` row of `group`, or `None` when it does not decode.
-fn decode_message(group: &Arc<str>, key: &[u8], value: &[u8]) -> Option<Message> {
-    let offset = key_offset(group, key)?;
-    let (&kind, rest) = value.split_first()?;
+/// The group name and offset of a `messages` value, and the rest of it.
+fn decode_header(value: &[u8]) -> Option<(&str, u64, &[u8])> {
+    let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
+    let rest = &value[4..];
+    let name = std::str::from_utf8(rest.get(..len)?).ok()?;
+    let rest = &rest[len..];
+    let offset = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    (!name.is_empty() && offset != 0).then_some((name, offset, &rest[8..]))
+}
+
+/// The message in the rest of a `messages` value (after its header), or
+/// `None` when it does not decode.
+fn decode_message(group: &Arc<str>, offset: u64, rest: &[u8]) -> Option<Message> {
+    let (&kind, rest) = rest.split_first()?;
     let kind = match kind {
         1 => Kind::Json,
         2 => Kind::Text,
@@ -531,7 +568,7 @@ fn decode_message(group: &Arc<str>, key: &[u8], value: &[u8]) -> Option<Message>
     };
     let ts_ms = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
     let data = &rest[8..];
-    if offset == 0 || kind.validate(data).is_err() {
+    if kind.validate(data).is_err() {
         return None;
     }
     Some(Message::new(
@@ -561,18 +598,98 @@ fn decode_group(value: &[u8]) -> Option<(u64, u64)> {
     (epoch != 0 && reserved >= 1).then_some((epoch, reserved))
 }
 
-/// Deletes every row of `group` with an offset in `lo..hi`.
-fn delete_rows(
-    messages: &mut redb::Table<&[u8], &[u8]>,
-    group: &str,
-    lo: u64,
-    hi: u64,
-) -> Result<(), redb::StorageError> {
-    let (lo, hi) = (message_key(group, lo), message_key(group, hi));
-    messages.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)
+/// Checks the `messages` layout of the file, and records it in a new one.
+fn check_layout(tx: &redb::WriteTransaction) -> Result<(), String> {
+    let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+    let layout = meta
+        .get(LAYOUT_KEY)
+        .map_err(|e| e.to_string())?
+        .map(|v| v.value().to_vec());
+    match layout.as_deref() {
+        Some([LAYOUT]) => Ok(()),
+        Some(other) => Err(format!(
+            "its messages layout {other:?} is not one this build reads ({LAYOUT}); \
+             move the file aside to start with an empty history"
+        )),
+        None => {
+            let messages = tx.open_table(MESSAGES).map_err(|e| e.to_string())?;
+            if !messages.is_empty().map_err(|e| e.to_string())? {
+                return Err(
+                    "its messages have the layout of an earlier build (keyed by \
+                            group and offset), which this build does not read or convert; \
+                            move the file aside to start with an empty history"
+                        .into(),
+                );
+            }
+            meta.insert(LAYOUT_KEY, &[LAYOUT][..])
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
 }
 
-type Loaded = (Vec<Restored>, HashMap<Arc<str>, Meta>);
+/// A group as the log is read at start.
+#[derive(Default)]
+struct Loading {
+    /// Its window so far (the newest rows within the bounds).
+    window: VecDeque<Message>,
+    bytes: usize,
+    /// Rows up to this offset are outside the bounds (a newer one made
+    /// the window full, or is too old).
+    dropped: u64,
+    /// The newest offset in a row, even one that does not decode: it was
+    /// handed out once.
+    newest: u64,
+}
+
+type Loaded = (Vec<Restored>, Index);
+
+/// What the writer knows of the disk: each group's `groups` row and rows,
+/// and the next sequence number.
+#[derive(Default)]
+struct Index {
+    metas: HashMap<Arc<str>, Meta>,
+    rows: HashMap<Arc<str>, Rows>,
+    next_seq: u64,
+}
+
+/// Reads the log once in sequence order into each group's rows, calling
+/// `row` with every row that decodes (a later row for the same offset of a
+/// group supersedes the earlier one, which is deleted). Returns the next
+/// sequence number.
+fn scan(
+    messages: &mut redb::Table<&[u8], &[u8]>,
+    skip: &dyn Fn(),
+    mut row: impl FnMut(&Arc<str>, u64, &[u8], bool),
+    rows: &mut HashMap<Arc<str>, Rows>,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut next_seq = 1;
+    let mut superseded = Vec::new();
+    for entry in messages.iter()? {
+        let (k, v) = entry?;
+        let Some(seq) = decode_seq(k.value()) else {
+            skip();
+            continue;
+        };
+        next_seq = next_seq.max(seq + 1);
+        let Some((name, offset, rest)) = decode_header(v.value()) else {
+            skip();
+            continue;
+        };
+        let name: Arc<str> = match rows.get_key_value(name) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(name),
+        };
+        let old = place(rows.entry(name.clone()).or_default(), offset, seq);
+        let replaces = old.is_some();
+        superseded.extend(old);
+        row(&name, offset, rest, replaces);
+    }
+    for seq in superseded {
+        messages.remove(&seq.to_be_bytes()[..])?;
+    }
+    Ok(next_seq)
+}
 
 /// Reads every group back, trims rows outside the bounds and reserves
 /// offsets ahead, in one durable transaction.
@@ -583,53 +700,94 @@ fn load(
     skipped: &AtomicU64,
 ) -> Result<Loaded, Box<dyn std::error::Error>> {
     let db = db.db.as_ref().expect("open");
-    let mut metas = HashMap::new();
+    let mut index = Index::default();
     let mut restored = Vec::new();
     let skip = || {
         skipped.fetch_add(1, Ordering::Relaxed);
     };
     let mut tx = db.begin_write()?;
     tx.set_durability(redb::Durability::Immediate)?;
+    check_layout(&tx)?;
     {
         let mut groups = tx.open_table(GROUPS)?;
         let mut messages = tx.open_table(MESSAGES)?;
-        let mut names = Vec::new();
+        let mut names: HashMap<Arc<str>, Option<(u64, u64)>> = HashMap::new();
         for row in groups.iter()? {
             let (k, v) = row?;
             match std::str::from_utf8(k.value()) {
                 Ok(name) if !name.is_empty() => {
-                    names.push((Arc::<str>::from(name), decode_group(v.value())))
+                    names.insert(Arc::from(name), decode_group(v.value()));
                 }
                 _ => skip(),
             }
         }
-        for (name, meta) in names {
-            // Newest first, until a bound is reached.
-            let mut window = VecDeque::new();
-            let mut bytes = 0usize;
-            let mut newest = 0;
-            let (lo, hi) = (message_key(&name, 0), message_key(&name, u64::MAX));
-            for row in messages.range(lo.as_slice()..=hi.as_slice())?.rev() {
-                let (k, v) = row?;
-                // Even a row that does not decode holds an offset that was
-                // handed out once.
-                newest = newest.max(key_offset(&name, k.value()).unwrap_or(0));
-                let Some(m) = decode_message(&name, k.value(), v.value()) else {
-                    skip();
-                    continue;
+        // In log order: each group's window keeps its newest offsets
+        // within the bounds, as many as fit (as if read newest first).
+        let mut loading: HashMap<Arc<str>, Loading> = HashMap::new();
+        let mut rows = HashMap::new();
+        index.next_seq = scan(
+            &mut messages,
+            &skip,
+            |name, offset, rest, replaces| {
+                let g = match loading.get_mut(name) {
+                    Some(g) => g,
+                    None => loading.entry(name.clone()).or_default(),
                 };
-                let full_count = bounds.max_messages > 0 && window.len() >= bounds.max_messages;
-                let full_bytes = bounds.max_bytes > 0
-                    && bytes + m.len() > bounds.max_bytes
-                    && !window.is_empty();
-                let too_old =
-                    bounds.ttl_ms > 0 && now_ms.saturating_sub(m.ts_ms()) >= bounds.ttl_ms;
-                if full_count || full_bytes || too_old {
-                    break;
+                g.newest = g.newest.max(offset);
+                if replaces {
+                    // There should be no such row: a replacement's commit
+                    // deletes the row it replaces.
+                    if let Ok(i) = g.window.binary_search_by_key(&offset, Message::offset) {
+                        let old = g.window.remove(i).expect("found");
+                        g.bytes -= old.len();
+                    }
                 }
-                bytes += m.len();
-                window.push_front(m);
+                let Some(m) = decode_message(name, offset, rest) else {
+                    skip();
+                    return;
+                };
+                if offset <= g.dropped {
+                    // Older than a row the bounds left out: so is it.
+                    return;
+                }
+                if bounds.ttl_ms > 0 && now_ms.saturating_sub(m.ts_ms()) >= bounds.ttl_ms {
+                    // Too old: so is every older offset.
+                    g.dropped = offset;
+                    while g.window.front().is_some_and(|f| f.offset() < offset) {
+                        let old = g.window.pop_front().expect("not empty");
+                        g.bytes -= old.len();
+                    }
+                    return;
+                }
+                // Mostly the newest; a replacement is appended to the log
+                // later than the offsets after it.
+                g.bytes += m.len();
+                if !g.window.back().is_some_and(|b| b.offset() >= offset) {
+                    g.window.push_back(m);
+                } else {
+                    let (Ok(i) | Err(i)) = g.window.binary_search_by_key(&offset, Message::offset);
+                    g.window.insert(i, m);
+                }
+                while (bounds.max_messages > 0 && g.window.len() > bounds.max_messages)
+                    || (bounds.max_bytes > 0 && g.bytes > bounds.max_bytes && g.window.len() > 1)
+                {
+                    let old = g.window.pop_front().expect("not empty");
+                    g.bytes -= old.len();
+                    g.dropped = g.dropped.max(old.offset());
+                }
+            },
+            &mut rows,
+        )?;
+        for name in rows.keys() {
+            if !names.contains_key(name) {
+                // Rows of a group without a `groups` row: treated as an
+                // unreadable one.
+                names.insert(name.clone(), None);
             }
+        }
+        for (name, meta) in names {
+            let g = loading.remove(&name).unwrap_or_default();
+            let mut group_rows = rows.remove(&name).unwrap_or_default();
             let (epoch, reserved) = match meta {
                 Some(m) => m,
                 None => {
@@ -639,37 +797,49 @@ fn load(
                     (new_epoch(), 1)
                 }
             };
-            let next = reserved.max(newest + 1);
-            let first_kept = window.front().map_or(next, Message::offset);
-            delete_rows(&mut messages, &name, 0, first_kept)?;
+            let next = reserved.max(g.newest + 1);
+            let first_kept = g.window.front().map_or(next, Message::offset);
+            while let Some(&(offset, seq)) = group_rows.front() {
+                if offset >= first_kept {
+                    break;
+                }
+                messages.remove(&seq.to_be_bytes()[..])?;
+                group_rows.pop_front();
+            }
             let meta = Meta {
                 epoch,
                 reserved: next + RESERVE,
                 next,
-                trimmed: first_kept,
             };
             groups.insert(name.as_bytes(), &encode_group(&meta)[..])?;
             let cell = Reservation::default();
             cell.0.committed.store(meta.reserved, Ordering::Relaxed);
             cell.0.asked.store(meta.reserved, Ordering::Relaxed);
-            let mut history = History::restored(window, next, epoch, cell);
+            let mut history = History::restored(g.window, next, epoch, cell);
             history.skip_to(next);
             restored.push(Restored {
                 name: name.clone(),
                 history,
             });
-            metas.insert(name, meta);
+            index.metas.insert(name.clone(), meta);
+            if !group_rows.is_empty() {
+                index.rows.insert(name, group_rows);
+            }
         }
     }
     tx.commit()?;
-    Ok((restored, metas))
+    Ok((restored, index))
 }
 
 // ----- the writer ------------------------------------------------------
 
 struct Writer {
     db: Db,
-    metas: HashMap<Arc<str>, Meta>,
+    /// Each group's `groups` row and rows on disk, and the next sequence.
+    index: Index,
+    /// Set when a commit failed after changing `index.rows`: the next
+    /// commit rereads them from the disk first.
+    stale: bool,
     path: PathBuf,
     /// `history_commit_interval_ms`: how long changes gather before a
     /// commit.
@@ -735,6 +905,7 @@ impl Writer {
                     // The writer's view of each group must match the disk
                     // again before the retry: reread it from the batch.
                     self.db.db = None;
+                    self.stale = true;
                     if closing {
                         // One last try, then give up: the process is ending.
                         let _ = self.commit(&ops);
@@ -750,10 +921,17 @@ impl Writer {
     /// Writes `ops` in one transaction. The writer's `metas` change only
     /// when it commits.
     fn commit(&mut self, ops: &[Op]) -> Result<(), String> {
-        let db = self.db.get()?;
+        let Writer {
+            db, index, stale, ..
+        } = self;
+        let db = db.get()?;
+        let Index {
+            metas: committed,
+            rows,
+            next_seq,
+        } = index;
         // The groups this batch changes, copied on first touch: the
         // writer's `metas` change only if the commit succeeds.
-        let committed = &self.metas;
         let mut metas: HashMap<Arc<str>, Meta> = HashMap::new();
         let touch = |metas: &mut HashMap<Arc<str>, Meta>, group: &Arc<str>| {
             if !metas.contains_key(group) {
@@ -767,7 +945,12 @@ impl Writer {
             let mut touched: Vec<Arc<str>> = Vec::new();
             {
                 let mut messages = tx.open_table(MESSAGES)?;
-                let mut trims: HashMap<Arc<str>, u64> = HashMap::new();
+                if *stale {
+                    // A failed commit left `rows` ahead of the disk.
+                    rows.clear();
+                    *next_seq = scan(&mut messages, &|| {}, |_, _, _, _| {}, rows)?;
+                    *stale = false;
+                }
                 for op in ops {
                     match op {
                         Op::Put {
@@ -778,24 +961,36 @@ impl Writer {
                             data,
                             first_kept,
                         } => {
+                            let seq = *next_seq;
+                            *next_seq += 1;
                             messages.insert(
-                                &message_key(group, *offset)[..],
-                                &encode_message(*kind, *ts_ms, data)[..],
+                                &seq.to_be_bytes()[..],
+                                &encode_message(group, *offset, *kind, *ts_ms, data)[..],
                             )?;
-                            let t = trims.entry(group.clone()).or_default();
-                            *t = (*t).max(*first_kept);
+                            let group_rows = rows.entry(group.clone()).or_default();
+                            if let Some(replaced) = place(group_rows, *offset, seq) {
+                                messages.remove(&replaced.to_be_bytes()[..])?;
+                            }
+                            // Evicted: the group's oldest rows.
+                            while let Some(&(oldest, seq)) = group_rows.front() {
+                                if oldest >= *first_kept {
+                                    break;
+                                }
+                                messages.remove(&seq.to_be_bytes()[..])?;
+                                group_rows.pop_front();
+                            }
                             touch(&mut metas, group);
                             if let Some(m) = metas.get_mut(group) {
                                 m.next = m.next.max(offset + 1);
                             }
                         }
                         Op::Flush { group, epoch } => {
-                            delete_rows(&mut messages, group, 0, u64::MAX)?;
-                            trims.remove(group);
+                            for (_, seq) in rows.remove(group).unwrap_or_default() {
+                                messages.remove(&seq.to_be_bytes()[..])?;
+                            }
                             touch(&mut metas, group);
                             if let Some(m) = metas.get_mut(group) {
                                 m.epoch = *epoch;
-                                m.trimmed = m.next;
                             }
                             touched.push(group.clone());
                         }
@@ -807,21 +1002,12 @@ impl Writer {
                                 epoch: *epoch,
                                 reserved: 1,
                                 next: 1,
-                                trimmed: 1,
                             });
                             m.reserved = m.reserved.max(*upto);
                             // A group forgotten in memory and made again
                             // has a new epoch: the latest request's holds.
                             m.epoch = *epoch;
                             touched.push(group.clone());
-                        }
-                    }
-                }
-                for (group, first_kept) in trims {
-                    if let Some(m) = metas.get_mut(&group) {
-                        if first_kept > m.trimmed {
-                            delete_rows(&mut messages, &group, m.trimmed, first_kept)?;
-                            m.trimmed = first_kept;
                         }
                     }
                 }
@@ -839,7 +1025,7 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
-                self.metas.extend(metas);
+                committed.extend(metas);
                 Ok(())
             }
             Err(e) => Err(e.to_string()),
@@ -857,7 +1043,7 @@ impl Writer {
             let tx = db.begin_write()?;
             {
                 let mut groups = tx.open_table(GROUPS)?;
-                for (group, m) in &self.metas {
+                for (group, m) in &self.index.metas {
                     let lowered = Meta {
                         reserved: m.next,
                         ..*m
