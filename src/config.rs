@@ -85,8 +85,8 @@ pub struct Config {
     /// fsync, so an acknowledged message survives a power loss. False
     /// leaves the writing to the OS (the speed option): a crash of the
     /// process still loses nothing acknowledged, a power loss or OS crash
-    /// may lose the last commits the OS had not written yet (typically the
-    /// last few hundred milliseconds).
+    /// may lose the last commits the OS had not written back yet (on Linux,
+    /// up to about 30 s by default: `vm.dirty_expire_centisecs`).
     pub history_fsync: bool,
     /// With `history_dir`: how long the writer lets changes gather after
     /// the first one arrives before it commits them together, in

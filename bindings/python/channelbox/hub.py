@@ -402,8 +402,8 @@ class Hub:
     back on the next start; a saved send returns once it is durable; a store
     that cannot be opened raises :class:`~channelbox.StorageError`) and
     ``history_fsync`` (default ``True``; ``False`` leaves writing to the OS:
-    faster, a process crash still loses nothing, a power loss may lose the
-    last few hundred milliseconds), ``history_commit_interval_ms`` (how long
+    faster, a process crash still loses nothing, a power loss may lose what the
+    OS had not written back yet, on Linux up to about 30 s by default), ``history_commit_interval_ms`` (how long
     changes gather before one commit, 0 to 1000, default 0). An unknown key raises
     :class:`~channelbox.InvalidArgument`.
 

@@ -181,8 +181,8 @@ pub struct Config {
     pub history_store: HistoryStore,
     /// With `--history-store disk`: acknowledge a send once fsync returned
     /// (true), or once the OS has it (false: faster; a crash of the hub
-    /// loses nothing acknowledged, a power loss may lose the last few
-    /// hundred milliseconds).
+    /// loses nothing acknowledged, a power loss may lose what the OS had
+    /// not written back yet: on Linux up to about 30 s by default).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub history_fsync: bool,
     /// With `--history-store disk`: milliseconds the history writer lets
