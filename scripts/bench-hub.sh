@@ -111,7 +111,10 @@ listen_template() { # the same with {port}, for run_peers.sh's CUSTOM_CMD
 # the hub with history in memory (as every figure before issue 11 was).
 hub_flags() {
   local f="--jwt-secret $SECRET"
-  grep -q -- '--data-dir' <<<"$HUB_HELP" && f="$f --data-dir $OUT/data.$(date +%s%N)"
+  # (unless HUB_ARGS names one: scripts/bench-durable.sh does)
+  if grep -q -- '--data-dir' <<<"$HUB_HELP" && ! grep -q -- '--data-dir' <<<"${HUB_ARGS:-}"; then
+    f="$f --data-dir $OUT/data.$(date +%s%N)"
+  fi
   grep -q -- '--messages-per-second' <<<"$HUB_HELP" && f="$f --messages-per-second 0"
   echo "$f"
 }
@@ -226,7 +229,9 @@ if [ "$PEERS_RUN" = 1 ]; then
   [ -n "$REF_SECRET" ] || { echo "cannot read SECRET from $BW/run_peers.sh" >&2; exit 1; }
   custom_cmd="$HUB $(listen_template) --jwt-secret \$JWT_SECRET"
   # A fresh data directory for every start (run_peers.sh starts it once per round).
-  grep -q -- '--data-dir' <<<"$HUB_HELP" && custom_cmd="$custom_cmd --data-dir \$(mktemp -d -p $OUT data.XXXXXX)"
+  if grep -q -- '--data-dir' <<<"$HUB_HELP" && ! grep -q -- '--data-dir' <<<"${HUB_ARGS:-}"; then
+    custom_cmd="$custom_cmd --data-dir \$(mktemp -d -p $OUT data.XXXXXX)"
+  fi
   grep -q -- '--messages-per-second' <<<"$HUB_HELP" && custom_cmd="$custom_cmd --messages-per-second 0"
   custom_cmd="$custom_cmd ${HUB_ARGS:-}"
   REF_PEERS="${REF_PEERS:-${PEERS:-custom ws-node socketio nexios-uvloop}}"
