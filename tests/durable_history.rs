@@ -182,6 +182,59 @@ fn async_sends_resolve_once_committed_and_fsync_off_also_survives() {
     assert_eq!(payloads(&hub, "g"), vec![(1, "one".to_owned())]);
 }
 
+/// `group_send_with_staged`: the report (offset, deliveries) comes back at
+/// once, the member already has the message, and the future resolves once
+/// the commit holds it (what the example hub waits for before its `ack`);
+/// several staged sends of one sender keep their order and their commits
+/// are awaited together. Without a store the future is ready at once.
+#[test]
+fn staged_sends_report_at_once_and_resolve_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    {
+        let hub = open(dir.path());
+        let member = hub.open(None, None).unwrap();
+        member.join("g").unwrap();
+        let mut durable = Vec::new();
+        for (i, text) in ["one", "two", "three"].iter().enumerate() {
+            let staged = hub
+                .group_send_with_staged("g", Kind::Text, true, |offset| {
+                    bytes::Bytes::from(format!("{offset}:{text}"))
+                })
+                .unwrap();
+            let channelbox::Staged::Sent(report, commit) = staged else {
+                panic!("the memory engine sends here")
+            };
+            assert_eq!(report.offset, i as u64 + 1);
+            assert_eq!(report.delivered, 1);
+            durable.push(commit);
+        }
+        // Delivered before any wait.
+        let got = member
+            .recv(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        assert_eq!(&got.data()[..], b"1:one");
+        for commit in durable {
+            rt.block_on(commit).unwrap();
+        }
+    }
+    let hub = open(dir.path());
+    let texts: Vec<String> = payloads(&hub, "g").into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["1:one", "2:two", "3:three"]);
+    // With history in memory the commit future is ready at once.
+    let memory = Hub::new(Config::default()).unwrap();
+    let staged = memory
+        .group_send_with_staged("m", Kind::Text, true, |_| bytes::Bytes::from_static(b"x"))
+        .unwrap();
+    let channelbox::Staged::Sent(report, commit) = staged else {
+        panic!("memory engine")
+    };
+    assert_eq!(report.offset, 1);
+    rt.block_on(commit).unwrap();
+}
+
 #[test]
 fn many_threads_sending_share_commits() {
     let dir = tempfile::tempdir().unwrap();

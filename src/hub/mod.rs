@@ -73,6 +73,27 @@ pub type HubFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// What the async sends return (see [`HubFuture`]).
 pub type SendFuture = HubFuture<Result<SendReport>>;
 
+/// What [`Hub::group_send_with_staged`] returns.
+pub enum Staged {
+    /// Sent on this node: the report now (offset, deliveries), and a
+    /// future that resolves once the saved message is durable (at once
+    /// when nothing went to disk), with [`Error::Storage`] if its commit
+    /// failed.
+    Sent(SendReport, HubFuture<Result<()>>),
+    /// Handed to the shared engine: the report once it answered, as
+    /// [`Hub::group_send_with_async`] gives it.
+    Engine(SendFuture),
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staged::Sent(report, _) => f.debug_tuple("Sent").field(report).finish(),
+            Staged::Engine(_) => f.write_str("Engine"),
+        }
+    }
+}
+
 /// A future that is already done.
 fn ready<T: Send + 'static>(value: T) -> HubFuture<T> {
     Box::pin(std::future::ready(value))

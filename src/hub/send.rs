@@ -88,6 +88,51 @@ impl Hub {
         self.send_async(group, kind, save_history, true, build)
     }
 
+    /// [`Hub::group_send_with_async`] in two steps, for a host that keeps
+    /// reading a client's next messages while earlier ones are made
+    /// durable. With the in-memory engine the send happens now (offset,
+    /// history, fan-out, under the group's lock as always) and
+    /// [`Staged::Sent`] carries its report and a future for its commit
+    /// to the durable store: a host acknowledges the message once that
+    /// resolves, so an acknowledged message survives a crash, and one
+    /// client's messages still get their offsets in the order it sent
+    /// them. With the shared engine the offset is known only once the
+    /// engine answered: [`Staged::Engine`] is the same future
+    /// [`Hub::group_send_with_async`] returns.
+    pub fn group_send_with_staged<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Staged>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        match &self.inner.backend {
+            Backend::Local => {
+                let (report, commit) = self.send_local_start(group, kind, save_history, build)?;
+                let durable: super::HubFuture<Result<()>> = match commit {
+                    None => super::ready(Ok(())),
+                    Some(commit) => Box::pin(commit.done()),
+                };
+                Ok(super::Staged::Sent(report, durable))
+            }
+            Backend::Shared(_) => Ok(super::Staged::Engine(self.send_async(
+                group,
+                kind,
+                save_history,
+                true,
+                build,
+            ))),
+        }
+    }
+
     /// [`Hub::group_send`] for async hosts (see
     /// [`Hub::group_send_with_async`]).
     pub fn group_send_async(

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use channelbox::{HistoryQuery, Kind};
+use channelbox::{HistoryQuery, Kind, Staged};
 use serde_json::{Map, Value};
 
 use crate::error::Refusal;
@@ -338,9 +338,9 @@ async fn send_message(
     let claims = &session.claims;
     let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
     let ts = frames::timestamp(frames::now_ms());
-    let send = state
+    let staged = state
         .hub
-        .group_send_with_async(room.group, Kind::Json, true, |id| {
+        .group_send_with_staged(room.group, Kind::Json, true, |id| {
             frames::encode(&ChatMessage {
                 ty: "message",
                 id,
@@ -353,16 +353,30 @@ async fn send_message(
                 extra: &draft.extra,
             })
         });
-    let report = send.await?;
+    let report = match staged? {
+        // Delivered and in history here; only the ack waits for the disk,
+        // in a task of its own, so this socket's next frames are read (and
+        // their messages share commits) meanwhile.
+        Staged::Sent(report, durable) => {
+            acknowledge_when_durable(session, draft.client_id.clone(), report.offset, durable)
+                .await;
+            report
+        }
+        // Through Redis: the id is Redis' answer.
+        Staged::Engine(send) => {
+            let report = send.await?;
+            if let Some(client_id) = &draft.client_id {
+                session.send_json(&serde_json::json!({
+                    "type": "ack", "client_id": client_id, "id": report.offset,
+                }));
+            }
+            report
+        }
+    };
     state
         .counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(client_id) = &draft.client_id {
-        session.send_json(&serde_json::json!({
-            "type": "ack", "client_id": client_id, "id": report.offset,
-        }));
-    }
     let sent = SentMessage {
         id: report.offset,
         draft: &draft,
@@ -370,6 +384,39 @@ async fn send_message(
     };
     features::after_message(session, room, &sent).await;
     Ok(())
+}
+
+/// Sends the `ack` of message `id` once `durable` resolves (an `error`
+/// frame if its commit failed), without holding up the socket: at most
+/// [`crate::session::MAX_PENDING_ACKS`] wait at once, then the next
+/// message waits for a slot.
+async fn acknowledge_when_durable(
+    session: &Session,
+    client_id: Option<String>,
+    id: u64,
+    durable: channelbox::HubFuture<channelbox::Result<()>>,
+) {
+    let Ok(slot) = session.pending_acks.clone().acquire_owned().await else {
+        return;
+    };
+    let state = session.state.clone();
+    let conn = session.conn.id();
+    tokio::spawn(async move {
+        let frame = match durable.await {
+            Ok(()) => match client_id {
+                Some(client_id) => frames::encode(&serde_json::json!({
+                    "type": "ack", "client_id": client_id, "id": id,
+                })),
+                None => return,
+            },
+            Err(e) => {
+                let refusal = Refusal::from(e);
+                frames::error(refusal.code.as_str(), &refusal.detail)
+            }
+        };
+        let _ = state.hub.conn_send(conn, Kind::Json, frame);
+        drop(slot);
+    });
 }
 
 #[cfg(test)]

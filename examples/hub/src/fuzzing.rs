@@ -96,6 +96,9 @@ impl FrameHarness {
             return Vec::new();
         };
         let session = Session {
+            pending_acks: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                crate::session::MAX_PENDING_ACKS,
+            )),
             _user_slot: user_slot,
             state: Arc::clone(&state),
             claims: Arc::new(claims),
@@ -113,7 +116,15 @@ impl FrameHarness {
             if text.len() > max {
                 continue;
             }
-            self.runtime.block_on(handle(&session, text));
+            self.runtime.block_on(async {
+                handle(&session, text).await;
+                // Let the tasks the frame spawned (a saved message's ack
+                // waits for its commit in a task of its own) run to their
+                // end, as the server's runtime would, before looking.
+                for _ in 0..8 {
+                    tokio::task::yield_now().await;
+                }
+            });
             drain(&session, &mut sent);
         }
         if let Endpoint::Chat { .. } = session.endpoint {

@@ -31,6 +31,10 @@ pub enum Endpoint {
 }
 
 /// One WebSocket session as handlers and extensions see it.
+/// Messages a socket may have sent whose commit to disk is still awaited
+/// (see [`Session::pending_acks`]).
+pub const MAX_PENDING_ACKS: usize = 64;
+
 pub struct Session {
     /// The hub-wide state.
     pub state: Arc<AppState>,
@@ -44,6 +48,9 @@ pub struct Session {
     pub since: Option<u64>,
     /// `?epoch=`: the history epoch `since` belongs to.
     pub epoch: Option<u64>,
+    /// Saved messages of this socket whose `ack` waits for the durable
+    /// store ([`MAX_PENDING_ACKS`] at most; the next message waits for one).
+    pub pending_acks: Arc<tokio::sync::Semaphore>,
     /// Counts this socket against `--max-connections-per-user` until the
     /// session ends.
     pub(crate) _user_slot: crate::server::UserSlot,

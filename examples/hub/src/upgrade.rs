@@ -341,6 +341,9 @@ fn open_session(
         conn,
         since,
         epoch,
+        pending_acks: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            crate::session::MAX_PENDING_ACKS,
+        )),
         _user_slot: user_slot,
     });
     Some((session, socket))
