@@ -389,34 +389,52 @@ async fn send_message(
 /// Sends the `ack` of message `id` once `durable` resolves (an `error`
 /// frame if its commit failed), without holding up the socket: at most
 /// [`crate::session::MAX_PENDING_ACKS`] wait at once, then the next
-/// message waits for a slot.
+/// message waits for a slot. Already resolved (history in memory, no
+/// commit to wait for): answered here, no task.
 async fn acknowledge_when_durable(
     session: &Session,
     client_id: Option<String>,
     id: u64,
-    durable: channelbox::HubFuture<channelbox::Result<()>>,
+    mut durable: channelbox::HubFuture<channelbox::Result<()>>,
 ) {
+    use futures_util::FutureExt;
+    if let Some(result) = (&mut durable).now_or_never() {
+        if let Some(frame) = ack_frame(result, client_id, id) {
+            session.send(frame);
+        }
+        return;
+    }
     let Ok(slot) = session.pending_acks.clone().acquire_owned().await else {
         return;
     };
     let state = session.state.clone();
     let conn = session.conn.id();
     tokio::spawn(async move {
-        let frame = match durable.await {
-            Ok(()) => match client_id {
-                Some(client_id) => frames::encode(&serde_json::json!({
-                    "type": "ack", "client_id": client_id, "id": id,
-                })),
-                None => return,
-            },
-            Err(e) => {
-                let refusal = Refusal::from(e);
-                frames::error(refusal.code.as_str(), &refusal.detail)
-            }
-        };
-        let _ = state.hub.conn_send(conn, Kind::Json, frame);
+        if let Some(frame) = ack_frame(durable.await, client_id, id) {
+            let _ = state.hub.conn_send(conn, Kind::Json, frame);
+        }
         drop(slot);
     });
+}
+
+/// The `ack` of a committed message (none without a `client_id`), or the
+/// `error` of a failed commit.
+fn ack_frame(
+    committed: channelbox::Result<()>,
+    client_id: Option<String>,
+    id: u64,
+) -> Option<Bytes> {
+    match committed {
+        Ok(()) => client_id.map(|client_id| {
+            frames::encode(&serde_json::json!({
+                "type": "ack", "client_id": client_id, "id": id,
+            }))
+        }),
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            Some(frames::error(refusal.code.as_str(), &refusal.detail))
+        }
+    }
 }
 
 #[cfg(test)]
