@@ -133,7 +133,8 @@ function draw(stats) {
   const now = board.samples[board.samples.length - 1];
 
   setNow('connections', now.connections, 0);
-  $('sub-connections').textContent = `${stats.users_online} users online · ${stats.rooms} rooms`;
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  $('sub-connections').textContent = `${plural(stats.users_online, 'user', 'users')} online · ${plural(stats.rooms, 'room', 'rooms')}`;
   lineChart($('chart-connections'), series('connections'), {
     label: `Open connections over the last ${Math.round(span)} seconds; now ${now.connections}.`,
     seconds: span,
