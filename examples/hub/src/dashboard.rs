@@ -19,21 +19,31 @@ use crate::config::HistoryStore;
 use crate::server::AppState;
 
 /// Whether a `/stats` request asked for the admin detail: `Ok(true)` for an
-/// admin with `detail` in the query, `Ok(false)` without it, and the 403
-/// answer for anyone else who asked.
-pub fn wants_detail(query: Option<&str>, caller: &Claims) -> Result<bool, Response> {
+/// admin with `detail` in the query, `Ok(false)` without it, and
+/// [`NotAdmin`] for anyone else who asked.
+pub fn wants_detail(query: Option<&str>, caller: &Claims) -> Result<bool, NotAdmin> {
     let asked = query.is_some_and(|q| {
         q.split('&')
             .any(|pair| pair.split('=').next() == Some("detail"))
     });
     if asked && !caller.is_admin() {
-        return Err((
+        return Err(NotAdmin);
+    }
+    Ok(asked)
+}
+
+/// A caller without the `admin` role asked for the detail: 403.
+#[derive(Debug)]
+pub struct NotAdmin;
+
+impl IntoResponse for NotAdmin {
+    fn into_response(self) -> Response {
+        (
             StatusCode::FORBIDDEN,
             Json(json!({"error": "forbidden", "detail": "admins only"})),
         )
-            .into_response());
+            .into_response()
     }
-    Ok(asked)
 }
 
 /// The `detail` object: which stores the hub uses and how they fare, and
@@ -63,7 +73,6 @@ pub fn detail(state: &AppState) -> Value {
         },
         "expired_connections": core.expired_connections,
         "rss_bytes": rss_bytes(),
-        "threads": config.threads,
     })
 }
 

@@ -358,7 +358,7 @@ async fn stats(
 ) -> Response {
     let detail = match crate::dashboard::wants_detail(query.as_deref(), &caller) {
         Ok(detail) => detail,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let s = snapshot(&state);
     let per_room: serde_json::Map<String, serde_json::Value> = s

@@ -214,6 +214,7 @@ function healthRows(stats) {
   rows.push(['Dropped frames', String(stats.dropped), stats.dropped ? 'warn' : 'ok']);
   rows.push(['Slow-consumer / rate-limit closes', `${stats.slow_consumer_disconnects} / ${stats.rate_limit_disconnects}`, 'ok']);
   rows.push(['Upgrades refused', String(stats.upgrades_refused), 'ok']);
+  if (detail.expired_connections !== undefined) rows.push(['Connections past their TTL', String(detail.expired_connections), 'ok']);
   if (stats.search_index_dropped !== undefined) {
     rows.push(['Search index changes dropped', String(stats.search_index_dropped), stats.search_index_dropped ? 'warn' : 'ok']);
   }
