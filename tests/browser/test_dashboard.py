@@ -3,7 +3,8 @@
 Its own hub (harness.Hub: a fixed secret, so the test signs its own tokens
 with HS256 from Python's hmac). Without a token the page asks to sign in; a
 user without the admin role sees "Admins only" and GET /stats?detail
-answers 403; an admin sees the board. Three WebSockets opened from a
+answers 403, until an admin token is pasted into the form; an admin
+sees the board. Three WebSockets opened from a
 blank page join one room: the connections figure shows 3 (and /stats says
 3); one of them sends a bounded stream of messages: messages/s and
 deliveries/s rise above 0 and the room leads the top rooms; the sockets
@@ -124,6 +125,14 @@ def run(hub, out, axe_source):
             page.wait_for_timeout(500)
             harness.EXPECTED[:] = []
             print("non-admin refused ok")
+
+            # An admin token pasted into the gate's form opens the board.
+            page.fill("#token-input", admin)
+            page.click("#token-use")
+            expect(page.locator("#board")).to_be_visible()
+            expect(page.locator("#gate")).to_be_hidden()
+            page.close()
+            print("pasted admin token ok")
 
             # An admin: the board, starting from an idle hub.
             page = open_dashboard(browser, problems, hub, admin)

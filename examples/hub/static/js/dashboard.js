@@ -24,6 +24,8 @@ const board = {
   /** `{t, connections, messages, deliveries, rateMessages, rateDeliveries}` or null for a failed poll. */
   samples: [],
   timer: null,
+  /** Bumped by each restart, so a poll still in flight does not schedule a second loop. */
+  generation: 0,
 };
 
 function token() {
@@ -255,8 +257,9 @@ function uptime(s) {
 
 async function loop() {
   clearTimeout(board.timer);
+  const generation = ++board.generation;
   const again = await poll();
-  if (again) board.timer = setTimeout(loop, POLL_MS);
+  if (again && generation === board.generation) board.timer = setTimeout(loop, POLL_MS);
 }
 
 $('token-form').addEventListener('submit', (e) => {
