@@ -21,7 +21,7 @@
 //! - [`frames`]: the JSON the hub sends, each frame encoded once;
 //!   [`error`]: the `error` frames' codes.
 //! - [`http`]: `/healthz`, `/stats`, `/metrics`, guest login, and the
-//!   browser client of [`assets`].
+//!   browser client of [`assets`]; [`dashboard`]: the admins' `/stats?detail`.
 //! - [`features`]: the extensions (typing, reactions, edits, threads, read
 //!   receipts, search, mentions, rooms, files, moderation, analytics), one
 //!   module each, reached through the hooks in `features/mod.rs`.
@@ -33,6 +33,7 @@ pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod dashboard;
 pub mod dm;
 pub mod error;
 pub mod features;
