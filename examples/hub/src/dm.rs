@@ -136,14 +136,15 @@ pub async fn deliver(
             timestamp: &ts,
         })
     };
-    let mut built: Option<Bytes> = None;
+    // The frame `encode` built and the id it was given.
+    let mut built: Option<(u64, Bytes)> = None;
     let (report, inboxes) = {
         let _order = pair_lock(state, pair).await;
         let mut saved = state
             .hub
             .group_send_with_async(pair, Kind::Json, true, |id| {
                 let frame = encode(id);
-                built = Some(frame.clone());
+                built = Some((id, frame.clone()));
                 frame
             });
         // In memory the whole send is done here, and the frame carries its
@@ -151,12 +152,16 @@ pub async fn deliver(
         // for it under the pair's lock (only this pair's next DM waits), so
         // the live copies carry the real id, the same as the replay. A
         // refused DM (too large) is refused at once: deliver nothing.
-        let (report, frame) = match (&mut saved).now_or_never() {
-            Some(done) => (done?, built.unwrap_or_default()),
-            None => {
-                let report = saved.await?;
-                (report, encode(report.offset))
-            }
+        // Redis may also answer before the first poll: the frame built
+        // then holds the engine's placeholder, not the id, so it is
+        // built again.
+        let report = match (&mut saved).now_or_never() {
+            Some(done) => done?,
+            None => saved.await?,
+        };
+        let frame = match built {
+            Some((id, frame)) if id == report.offset => frame,
+            _ => encode(report.offset),
         };
         let hub = &state.hub;
         let mut inboxes = vec![hub.group_send_async(
