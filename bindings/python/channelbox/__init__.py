@@ -45,6 +45,7 @@ from .errors import (
     TooLarge,
 )
 from .hub import CloseReason, Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
+from .server_api import ServerApi, ServerApiError
 
 __all__ = [
     "__version__",
@@ -73,6 +74,9 @@ __all__ = [
     "EngineUnavailable",
     "StorageError",
     "InternalError",
+    # the example hub's server API, over HTTP
+    "ServerApi",
+    "ServerApiError",
     # the Nexios drop-in
     "ChannelBox",
     "Channel",
