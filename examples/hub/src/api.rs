@@ -174,7 +174,13 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
 
 /// A request body as `T`: JSON, an object, no unknown fields.
 fn body<T: serde::de::DeserializeOwned>(raw: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let raw = raw.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let raw = raw.map_err(|e| {
+        let code = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            _ => "bad_request",
+        };
+        ApiError::new(e.status(), code, e.body_text())
+    })?;
     let raw = if raw.is_empty() { &b"{}"[..] } else { &raw[..] };
     let value: Value = serde_json::from_slice(raw)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;

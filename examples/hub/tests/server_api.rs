@@ -364,164 +364,84 @@ async fn presence_lists_a_connected_user() {
 async fn bad_input_gets_400_404_or_413_with_a_code() {
     let hub = hub().await;
     let key = format!("apikey {KEY}");
-    let auth = Some(key.as_str());
-    let big = "x".repeat(64 * 1024 + 1);
-    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+    let long_room = json!({"room": "r".repeat(129), "content": "x"}).to_string();
+    let long_to = json!({"to": "u".repeat(129), "content": "x"}).to_string();
+    let big = json!({"room": "a", "content": "x".repeat(64 * 1024 + 1)}).to_string();
+    let huge = json!({"room": "a", "content": "x".repeat(3 << 20)}).to_string();
+    let (bad, missing, too_large) = ("bad_request", "not_found", "too_large");
+    // (request line, body, status, code)
+    let cases: [(&str, &str, u16, &str); 24] = [
+        ("POST /api/publish", "not json", 400, bad),
+        ("POST /api/publish", "[1,2]", 400, bad),
+        ("POST /api/publish", "", 400, bad),
+        ("POST /api/publish", r#"{"room":"a"}"#, 400, bad),
         (
-            "POST",
-            "/api/publish",
-            "not json".into(),
+            "POST /api/publish",
+            r#"{"room":"a","content":""}"#,
             400,
-            "bad_request",
+            bad,
         ),
-        ("POST", "/api/publish", "[1,2]".into(), 400, "bad_request"),
-        ("POST", "/api/publish", "".into(), 400, "bad_request"),
+        ("POST /api/publish", r#"{"room":"a","content":7}"#, 400, bad),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "a"}).to_string(),
+            "POST /api/publish",
+            r#"{"room":"a","content":"x","colour":"red"}"#,
             400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": ""}).to_string(),
-            400,
-            "bad_request",
+            bad,
         ),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": 7}).to_string(),
+            "POST /api/publish",
+            r#"{"room":"a","content":"x","user":""}"#,
             400,
-            "bad_request",
+            bad,
         ),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": "x", "colour": "red"}).to_string(),
+            "POST /api/publish",
+            r#"{"room":"a","content":"x","user":"a\u0007b"}"#,
             400,
-            "bad_request",
+            bad,
         ),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": "x", "user": ""}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": "x", "user": "a\u{7}b"}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/publish",
-            json!({"room": "", "content": "x"}).to_string(),
+            "POST /api/publish",
+            r#"{"room":"","content":"x"}"#,
             404,
-            "not_found",
+            missing,
         ),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "a/b", "content": "x"}).to_string(),
+            "POST /api/publish",
+            r#"{"room":"a/b","content":"x"}"#,
             404,
-            "not_found",
+            missing,
         ),
+        ("POST /api/publish", &long_room, 404, missing),
+        ("POST /api/publish", &big, 413, too_large),
+        ("POST /api/publish", &huge, 413, too_large),
+        ("POST /api/dm", r#"{"content":"x"}"#, 400, bad),
+        ("POST /api/dm", &long_to, 400, bad),
+        ("POST /api/disconnect", "{}", 400, bad),
+        ("POST /api/rooms/a/ban", "{}", 400, bad),
         (
-            "POST",
-            "/api/publish",
-            json!({"room": "r".repeat(129), "content": "x"}).to_string(),
-            404,
-            "not_found",
-        ),
-        (
-            "POST",
-            "/api/publish",
-            json!({"room": "a", "content": big}).to_string(),
-            413,
-            "too_large",
-        ),
-        (
-            "POST",
-            "/api/dm",
-            json!({"content": "x"}).to_string(),
+            "POST /api/rooms/a/ban",
+            r#"{"user":"eve","duration_s":-1}"#,
             400,
-            "bad_request",
+            bad,
         ),
         (
-            "POST",
-            "/api/dm",
-            json!({"to": "u".repeat(129), "content": "x"}).to_string(),
+            "POST /api/rooms/a/ban",
+            r#"{"user":"eve","why":"spam"}"#,
             400,
-            "bad_request",
+            bad,
         ),
-        (
-            "POST",
-            "/api/disconnect",
-            json!({}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/rooms/a/ban",
-            json!({}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/rooms/a/ban",
-            json!({"user": "eve", "duration_s": -1}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/rooms/a/ban",
-            json!({"user": "eve", "why": "spam"}).to_string(),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/api/rooms/%01/ban",
-            json!({"user": "eve"}).to_string(),
-            404,
-            "not_found",
-        ),
-        (
-            "GET",
-            "/api/rooms/a/history?limit=0",
-            String::new(),
-            400,
-            "bad_request",
-        ),
-        (
-            "GET",
-            "/api/rooms/a/history?limit=ten",
-            String::new(),
-            400,
-            "bad_request",
-        ),
-        (
-            "GET",
-            "/api/rooms/a/history?before=-1",
-            String::new(),
-            400,
-            "bad_request",
-        ),
+        ("POST /api/rooms/%01/ban", r#"{"user":"eve"}"#, 404, missing),
+        ("GET /api/rooms/a/history?limit=0", "", 400, bad),
+        ("GET /api/rooms/a/history?limit=ten", "", 400, bad),
+        ("GET /api/rooms/a/history?before=-1", "", 400, bad),
     ];
-    for (method, path, body, status, code) in cases {
-        let (got, answer) = call_raw(&hub, auth, method, path, &body).await;
+    for (line, body, status, code) in cases {
+        let (method, path) = line.split_once(' ').unwrap();
+        let (got, answer) = call_raw(&hub, Some(&key), method, path, body).await;
         let shown = &body[..body.len().min(80)];
-        assert_eq!(got, status, "{method} {path} {shown}: {answer}");
-        assert_eq!(answer["code"], code, "{method} {path} {shown}: {answer}");
+        assert_eq!(got, status, "{line} {shown}: {answer}");
+        assert_eq!(answer["code"], code, "{line} {shown}: {answer}");
         assert_eq!(answer["error"], code);
         assert!(answer["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
