@@ -415,7 +415,7 @@ fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) ->
 /// search index, analytics), with no socket behind it: no mute, resend or
 /// ack applies. Returns its id once it is durable.
 pub async fn publish(
-    state: &AppState,
+    state: &Arc<AppState>,
     room: ChatRoom<'_>,
     author: Author<'_>,
     content: String,
@@ -449,6 +449,14 @@ pub async fn publish(
         delivered: report.delivered,
     };
     features::messages::after_saved(state, author, room, &sent).await;
+    // A room nobody is in here is idle from this message on, as a DM
+    // conversation is from its last DM (see `rooms::IdleHistories`).
+    if state.room_sessions(room.id).is_empty() {
+        state
+            .features
+            .idle
+            .idle_since_now(state, room.group, Some(room.id));
+    }
     Ok(report.offset)
 }
 

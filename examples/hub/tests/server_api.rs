@@ -322,6 +322,34 @@ async fn history_pages_back_newest_first_within_bounds() {
 }
 
 #[tokio::test]
+async fn a_room_only_the_api_writes_to_expires_like_an_idle_room() {
+    let hub = Hub::start_with(|c| {
+        c.api_key = Some(KEY.into());
+        c.idle_room_history_seconds = 1;
+    })
+    .await;
+    let body = json!({"room": "ephemeral", "content": "gone soon"});
+    assert_eq!(call(&hub, "POST", "/api/publish", Some(body)).await.0, 200);
+    let (_, page) = call(&hub, "GET", "/api/rooms/ephemeral/history", None).await;
+    assert_eq!(history_contents(&page), ["gone soon"]);
+    // Flushed about a second after the message (the sweep runs every
+    // second); at most `WAIT`.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let (_, page) = call(&hub, "GET", "/api/rooms/ephemeral/history", None).await;
+        if page["messages"] == json!([]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never flushed: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn history_limit_is_bounded_to_200() {
     let hub = hub().await;
     for n in 0..205 {
