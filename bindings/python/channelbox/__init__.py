@@ -2,7 +2,9 @@
 
 ``channelbox.Hub`` is the hub itself (groups, fan-out, bounded history with
 offsets, presence) over the native library; ``channelbox.ChannelBox`` and
-``channelbox.Channel`` are a drop-in for ``nexios.websockets.channels``.
+``channelbox.Channel`` are a drop-in for ``nexios.websockets.channels``;
+``channelbox.ServerApi`` is a client of the example hub's server API (HTTP,
+standard library only).
 
 >>> import channelbox
 >>> with channelbox.Hub() as hub:

@@ -3,8 +3,8 @@
 The hub (``examples/hub``) serves this API when started with ``--api-key KEY``
 (or ``CHANNELBOX_API_KEY``); every call carries ``Authorization: apikey KEY``.
 :class:`ServerApi` speaks it over HTTP with the standard library only
-(:mod:`urllib.request`, :mod:`json`), so it needs neither the native library
-nor any package, and works against a hub on another machine::
+(:mod:`urllib.request`, :mod:`json`): no other package and no native call, so
+it works the same against a hub on another machine::
 
     from channelbox import ServerApi
 
