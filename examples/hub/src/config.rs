@@ -191,6 +191,13 @@ pub struct Config {
     /// up to that much to each acknowledgement.
     #[arg(long, default_value_t = 0)]
     pub history_commit_interval_ms: u64,
+
+    // The server API (issue 15, item 1).
+    /// Turns on the server API (`/api/*`) for application backends, which
+    /// send `Authorization: apikey KEY` with every call. Without a key (or
+    /// with an empty one) every `/api/*` path answers 404.
+    #[arg(long, env = "CHANNELBOX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 /// `--history-store`: where room history lives without Redis.

@@ -295,6 +295,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .merge(features::routes())
         .merge(features::directory::routes())
+        .merge(crate::api::routes(&state.config))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -21,7 +21,9 @@
 //! - [`frames`]: the JSON the hub sends, each frame encoded once;
 //!   [`error`]: the `error` frames' codes.
 //! - [`http`]: `/healthz`, `/stats`, `/metrics`, guest login, and the
-//!   browser client of [`assets`]; [`dashboard`]: the admins' `/stats?detail`.
+//!   browser client of [`assets`]; [`dashboard`]: the admins' `/stats?detail`;
+//!   [`api`]: the server API (`/api/*`) for application backends, on with
+//!   `--api-key`.
 //! - [`features`]: the extensions (typing, reactions, edits, threads, read
 //!   receipts, search, mentions, rooms, files, moderation, analytics), one
 //!   module each, reached through the hooks in `features/mod.rs`.
@@ -29,6 +31,7 @@
 //!   threads, client ids) in one place: redb in `<data dir>/hub.redb`, or
 //!   Redis with `--redis-url`.
 
+pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod chat;
