@@ -387,6 +387,27 @@ async fn forged_expired_confused_and_unsigned_tokens_get_401_before_the_upgrade(
 }
 
 #[tokio::test]
+async fn a_hub_with_only_a_secret_takes_hs256_alone() {
+    let k = keys();
+    let hub = Hub::start().await;
+    joins(&hub, "lobby", &hub.user("local"), "HS256").await;
+    for key in k.providers() {
+        let what = |case: &str| format!("{:?} {case}", key.alg);
+        refused(&hub, &sign(key, &claims("x")), &what("token")).await;
+        let header = json!({"alg": format!("{:?}", key.alg), "typ": "JWT"});
+        let confused = hmac_token(&header, &claims("x"), SECRET.as_bytes());
+        refused(&hub, &confused, &what("header over HS256 with the secret")).await;
+    }
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims("nobody").to_string().as_bytes())
+    );
+    refused(&hub, &none, "alg none").await;
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn iss_and_aud_must_match_when_configured_for_every_algorithm() {
     let k = keys();
     let file = write_file("set-iss-aud.json", jwks(&k.providers()).as_bytes());

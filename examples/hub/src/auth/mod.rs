@@ -299,25 +299,16 @@ impl Auth {
 
     /// Verifies a token and returns its claims, `username` filled in.
     pub fn verify(&self, token: &str) -> Result<Claims, Refused> {
-        // `alg: none` and unknown names fail here already.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| Refused(e.to_string()))?;
-        let alg = header.alg;
-        let validation = self
-            .validations
-            .iter()
-            .find_map(|(a, v)| (*a == alg).then_some(v))
-            .ok_or_else(|| Refused(format!("{alg:?} tokens are not accepted")))?;
-        let data = if alg == Algorithm::HS256 {
-            let (key, _) = self
-                .hmac
-                .as_ref()
-                .ok_or_else(|| Refused("HS256 tokens are not accepted: no secret".into()))?;
-            decode::<Claims>(token, key, validation)
-        } else {
-            let key = self.public_key_for(alg, header.kid.as_deref())?;
-            decode::<Claims>(token, &key.key, validation)
-        }
-        .map_err(|e| Refused(e.to_string()))?;
+        let hmac_only = self.verifiers.public_key.is_none() && self.verifiers.key_set.is_none();
+        let data = match &self.hmac {
+            // Only the secret: the HS256 validation refuses any other
+            // `alg`, so the header is parsed once, by `decode`.
+            Some((key, _)) if hmac_only => {
+                decode::<Claims>(token, key, self.validation(Algorithm::HS256)?)
+                    .map_err(|e| Refused(e.to_string()))?
+            }
+            _ => self.decode_by_header(token)?,
+        };
         let mut claims = data.claims;
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(Refused("sub is empty or too long".into()));
@@ -329,6 +320,31 @@ impl Auth {
         claims.username = crate::features::names::display_name(&claims.username, usize::MAX)
             .unwrap_or_else(|_| claims.sub.clone());
         Ok(claims)
+    }
+
+    /// The validation of `alg`; `Err` for an algorithm never accepted.
+    fn validation(&self, alg: Algorithm) -> Result<&Validation, Refused> {
+        self.validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or_else(|| Refused(format!("{alg:?} tokens are not accepted")))
+    }
+
+    /// Decodes `token` with the key its header's `alg` (and `kid`) picks.
+    fn decode_by_header(&self, token: &str) -> Result<jsonwebtoken::TokenData<Claims>, Refused> {
+        let refused = |e: jsonwebtoken::errors::Error| Refused(e.to_string());
+        // `alg: none` and unknown names fail here already.
+        let header = jsonwebtoken::decode_header(token).map_err(refused)?;
+        let validation = self.validation(header.alg)?;
+        if header.alg == Algorithm::HS256 {
+            let (key, _) = self
+                .hmac
+                .as_ref()
+                .ok_or_else(|| Refused("HS256 tokens are not accepted: no secret".into()))?;
+            return decode::<Claims>(token, key, validation).map_err(refused);
+        }
+        let key = self.public_key_for(header.alg, header.kid.as_deref())?;
+        decode::<Claims>(token, &key.key, validation).map_err(refused)
     }
 
     /// The public key for a token of `alg` (not HS256) naming `kid`: the
