@@ -797,7 +797,8 @@ fn hub_binary() -> PathBuf {
     bin
 }
 
-/// A hub process; killed (by PID) when dropped.
+/// A child process (a hub, openssl's TLS server); killed (by PID) when
+/// dropped.
 struct HubProcess(std::process::Child);
 
 impl Drop for HubProcess {
@@ -879,5 +880,75 @@ async fn a_hub_process_takes_tokens_from_a_served_key_set_and_refuses_a_bad_one(
     assert!(
         stderr.contains("--jwt-jwks") && stderr.contains("no-such-set.json"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_key_set_behind_an_untrusted_certificate_stops_the_start() {
+    let k = keys();
+    let (cert, key) = (k.dir.path().join("tls.crt"), k.dir.path().join("tls.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _tls = HubProcess(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually("openssl s_server listening", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    // A self-signed certificate is no provider's: the fetch (rustls, the
+    // Mozilla roots) refuses it, and the hub does not start.
+    let dir = tempfile::tempdir().unwrap();
+    let config = channelbox_hub::Config {
+        jwt_jwks: Some(format!("https://127.0.0.1:{port}/jwks.json")),
+        data_dir: dir.path().into(),
+        ..channelbox_hub::Config::default()
+    };
+    let error = match channelbox_hub::server::AppState::new(config) {
+        Ok(_) => panic!("the hub started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("--jwt-jwks https://") && error.contains("certificate"),
+        "{error}"
     );
 }
