@@ -408,6 +408,29 @@ async fn a_hub_with_only_a_secret_takes_hs256_alone() {
 }
 
 #[tokio::test]
+async fn a_hub_with_only_a_secret_checks_iss_and_aud_when_configured() {
+    let hub = Hub::start_with(|c| {
+        c.jwt_issuer = Some("https://app.example".into());
+        c.jwt_audience = Some("channelbox".into());
+    })
+    .await;
+    let mut c = claims("ivy");
+    refused(&hub, &common::sign(&c, SECRET), "no iss, no aud").await;
+    c["iss"] = json!("https://app.example");
+    c["aud"] = json!("channelbox");
+    joins(
+        &hub,
+        "lobby",
+        &common::sign(&c, SECRET),
+        "right iss and aud",
+    )
+    .await;
+    c["iss"] = json!("https://evil.example");
+    refused(&hub, &common::sign(&c, SECRET), "wrong iss").await;
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn iss_and_aud_must_match_when_configured_for_every_algorithm() {
     let k = keys();
     let file = write_file("set-iss-aud.json", jwks(&k.providers()).as_bytes());
