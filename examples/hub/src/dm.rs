@@ -32,6 +32,9 @@ struct DirectMessage<'a> {
     to: &'a str,
     content: &'a str,
     timestamp: &'a str,
+    /// Ids of files uploaded for this conversation (or for rooms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<&'a Value>,
 }
 
 /// Orders a pair's saves and deliveries against a joiner's replay (held
@@ -95,6 +98,13 @@ pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text:
         Ok(ty) => ty,
         Err(r) => return session.refuse(&r),
     };
+    if ty == "read" {
+        // A read position in this conversation (unread counts).
+        if let Err(r) = features::unread::dm_read(session, peer, pair, &value).await {
+            session.refuse(&r);
+        }
+        return;
+    }
     if ty != "message" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
@@ -121,6 +131,8 @@ async fn send_direct(
     let state = &session.state;
     let claims = &session.claims;
     let content = content_of(value)?;
+    let attachments =
+        features::files::dm_attachments(state, value.get("attachments"), &claims.sub, peer).await?;
     let ts = frames::timestamp(frames::now_ms());
     let encode = |id: u64| {
         frames::encode(&DirectMessage {
@@ -131,6 +143,7 @@ async fn send_direct(
             to: peer,
             content,
             timestamp: &ts,
+            attachments: attachments.as_ref(),
         })
     };
     let mut built: Option<Bytes> = None;
@@ -175,6 +188,7 @@ async fn send_direct(
     for inbox in inboxes {
         let _ = inbox.await;
     }
+    features::unread::after_dm(state, &claims.sub, peer, report.offset).await;
     // The conversation's history expires once it is idle long enough.
     state.features.idle.idle_since_now(state, pair, None);
     state
