@@ -286,15 +286,43 @@ pub fn first_visit(session: &Session, room: ChatRoom<'_>) {
 /// After a chat message was saved: one `activity` frame to the room's
 /// watchers.
 pub async fn after_message(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>) {
-    let frame = frames::encode(&json!({
-        "type": "activity", "room": room.id, "id": sent.id, "user": session.claims.sub.as_str(),
-    }));
-    let send =
-        session
-            .state
-            .hub
-            .group_send_async(&activity_group(room.id), Kind::Json, frame, false);
+    send_activity(&session.state.hub, room.id, sent.id, &session.claims.sub).await;
+}
+
+/// `{"type":"activity","room","id","user"}` to `room`'s watchers: one
+/// small frame, one core send (measured by `examples/bench_unread.rs`).
+pub async fn send_activity(hub: &channelbox::Hub, room: &str, id: u64, user: &str) {
+    // `Text`: the same WebSocket text frame as `Json`, without the core
+    // parsing again what was just written.
+    let frame = activity_frame(room, id, user);
+    let send = hub.group_send_async(&activity_group(room), Kind::Text, frame, false);
     let _ = send.await;
+}
+
+/// The `activity` frame, written directly: it comes with every message,
+/// and a serde struct costs several times this (see `bench_unread`).
+pub fn activity_frame(room: &str, id: u64, user: &str) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(48 + room.len() + user.len());
+    out.extend_from_slice(br#"{"type":"activity","room":"#);
+    push_json_str(&mut out, room);
+    out.extend_from_slice(br#","id":"#);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(br#","user":"#);
+    push_json_str(&mut out, user);
+    out.push(b'}');
+    bytes::Bytes::from(out)
+}
+
+/// `s` as a JSON string: as it is when nothing in it needs escaping (ids
+/// almost never do), else through serde_json.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// `{"type":"watch_unread","rooms":[..]}` on `/presence` or `/dm`: joins
@@ -373,6 +401,18 @@ mod tests {
 
     fn entry(raw: &str) -> Entry<'_> {
         serde_json::from_str(raw).unwrap()
+    }
+
+    #[test]
+    fn the_activity_frame_is_json_with_any_ids() {
+        for (room, user) in [("lobby", "bob"), ("a\"b", "c\\d\n"), ("é", "\u{7}")] {
+            let frame = activity_frame(room, 42, user);
+            let v: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(
+                v,
+                json!({"type": "activity", "room": room, "id": 42, "user": user})
+            );
+        }
     }
 
     #[test]
