@@ -188,7 +188,6 @@ async fn send_direct(
     for inbox in inboxes {
         let _ = inbox.await;
     }
-    features::unread::after_dm(state, &claims.sub, peer, report.offset).await;
     // The conversation's history expires once it is idle long enough.
     state.features.idle.idle_since_now(state, pair, None);
     state
@@ -200,5 +199,7 @@ async fn send_direct(
             "type": "ack", "client_id": client_id, "id": report.offset,
         }));
     }
+    // Listed for unread counts after the ack: it never waits for the store.
+    features::unread::after_dm(state, &claims.sub, peer, report.offset).await;
     Ok(())
 }

@@ -340,16 +340,24 @@ pub async fn watch(session: &Session, frame: &Value) -> Result<(), Refusal> {
     }
     let state = &session.state;
     let claims = &session.claims;
+    let rooms: Vec<&str> = list
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|r| !r.is_empty() && r.len() <= 200)
+        .collect();
+    // The admission checks [`PARALLEL`] at a time (each a store read;
+    // with Redis a round trip), the joins in order.
     let mut joined = Vec::new();
-    for room in list.iter().filter_map(Value::as_str) {
-        if room.is_empty() || room.len() > 200 {
-            continue;
-        }
-        if !super::may_read_async(state, room, &claims.sub, claims.is_admin()).await? {
-            continue;
-        }
-        if session.conn.join(&activity_group(room)).is_ok() {
-            joined.push(room);
+    for chunk in rooms.chunks(PARALLEL) {
+        let checks: Vec<_> = chunk
+            .iter()
+            .map(|room| super::may_read_async(state, room, &claims.sub, claims.is_admin()))
+            .collect();
+        let admitted = futures_util::future::join_all(checks).await;
+        for (room, admitted) in chunk.iter().zip(admitted) {
+            if admitted? && session.conn.join(&activity_group(room)).is_ok() {
+                joined.push(*room);
+            }
         }
     }
     session.send_json(&json!({"type": "watching_unread", "rooms": joined}));

@@ -57,6 +57,11 @@ export async function loadUnread() {
   if (again) { again = false; loadUnread(); }
 }
 
+// Rooms the hub counts for me (visited before); with the rooms visited in
+// this session, the only ones whose `activity` counts (a room never opened
+// has no count at the hub either).
+const listed = new Set();
+
 function apply(data) {
   const more = data.at_least && typeof data.at_least === 'object' ? data.at_least : {};
   const moreRooms = new Set(Array.isArray(more.rooms) ? more.rooms.map(String) : []);
@@ -64,6 +69,8 @@ function apply(data) {
   const rooms = data.rooms && typeof data.rooms === 'object' ? data.rooms : {};
   state.roomUnread.clear();
   state.roomUnreadMore.clear();
+  listed.clear();
+  for (const room of Object.keys(rooms)) listed.add(room);
   for (const [room, n] of Object.entries(rooms)) {
     if (!(Number(n) > 0) || (state.view && state.view.kind === 'room' && state.view.id === room)) continue;
     state.roomUnread.set(room, Number(n));
@@ -93,6 +100,7 @@ export function onActivity(f) {
   const room = f.room !== undefined && f.room !== null ? String(f.room) : null;
   const id = Number(f.id);
   if (!room || isNaN(id) || !state.rooms.has(room)) return;
+  if (!listed.has(room) && !state.roomStates.has(room)) return;
   if (state.me && String(f.user) === state.me.sub) return;
   if (state.view && state.view.kind === 'room' && state.view.id === room) return;
   if ((counted.get(room) || 0) >= id) return;
