@@ -84,6 +84,30 @@ async fn others_messages_count_until_read_and_notices_and_own_messages_do_not() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_scan_bound_a_count_is_a_lower_bound_and_says_so() {
+    let hub = Hub::start().await;
+    let (mut bob, _) = hub.join("busy", &hub.user("bob")).await;
+    let first = bob.say("first").await;
+    read_up_to(&hub, "busy", "alice", first).await;
+    // More messages than one count reads, saved straight into the room's
+    // history (as the hub saves bob's; sockets would only be slower).
+    let scan = channelbox_hub::features::unread::SCAN as u64;
+    for n in 0..scan + 5 {
+        let frame = json!({"type": "message", "user": "bob", "content": format!("m{n}")});
+        hub.state
+            .hub
+            .group_send_async("room:busy", channelbox::Kind::Json, frame.to_string(), true)
+            .await
+            .unwrap();
+    }
+    let body = unread(&hub, "alice").await;
+    assert_eq!(body["rooms"]["busy"], scan, "{body}");
+    assert_eq!(body["at_least"]["rooms"], json!(["busy"]));
+    assert_eq!(body["scan"], scan);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_counts_from_the_first_visit_and_is_unlisted_before() {
     let hub = Hub::start().await;
     let (mut bob, _) = hub.join("old", &hub.user("bob")).await;
