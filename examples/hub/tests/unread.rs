@@ -184,9 +184,18 @@ async fn a_watching_socket_gets_one_activity_frame_per_message_and_reads_from_ot
         )
         .await;
     assert_eq!(status, 201, "{room}");
-    let (mut alice, watching) = watcher(&hub, "alice", json!(["lobby", "secret"])).await;
+    let (status, room) = hub
+        .json(
+            "POST",
+            "/rooms",
+            &owner,
+            Some(json!({"name": "club", "private": true, "members": ["alice"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let (mut alice, watching) = watcher(&hub, "alice", json!(["lobby", "secret", "club"])).await;
     // The private room she is not in is not watched.
-    assert_eq!(watching, json!(["lobby"]));
+    assert_eq!(watching, json!(["lobby", "club"]));
     let (mut bob, _) = hub.join("lobby", &hub.user("bob")).await;
     // Alice has been in the room before (a first visit reads it all).
     let earlier = bob.say("earlier").await;
@@ -211,6 +220,18 @@ async fn a_watching_socket_gets_one_activity_frame_per_message_and_reads_from_ot
     read_up_to(&hub, "lobby", "alice", id).await;
     let read = alice.expect_where("read", |f| f["room"] == "lobby").await;
     assert_eq!(read["message_id"], id);
+    // Banned from the club: her sockets stop watching it.
+    let (mut club, _) = hub.join("club", &owner).await;
+    club.say("welcome").await;
+    alice
+        .expect_where("activity", |f| f["room"] == "club")
+        .await;
+    club.send(json!({"type": "ban", "user": "alice"})).await;
+    club.expect_where("system", |f| f["action"] == "ban").await;
+    club.say("after the ban").await;
+    alice
+        .expect_no("activity", Duration::from_millis(300))
+        .await;
     // Not a list: refused.
     alice
         .send(json!({"type": "watch_unread", "rooms": "lobby"}))

@@ -284,6 +284,7 @@ pub fn apply_close(state: &AppState, event: &CloseEvent) {
             state.close_connection(conn, event.code, &event.reason);
         }
     }
+    unread::stop_watching(state, event, admitted.as_ref());
 }
 
 /// Static files served besides the browser client: `(path, content type, body)`.

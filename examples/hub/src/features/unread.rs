@@ -21,7 +21,9 @@
 //!   "rooms":[..]}` and joins the core group `unread:{room}` of each room it
 //!   may read; every saved chat message sends one small frame
 //!   `{"type":"activity","room","id","user"}` to that group (one send per
-//!   message, whoever watches). A read position that moves is told to the
+//!   message, whoever watches). A ban, a removal or a deletion that shuts
+//!   a user out of a room also stops their sockets watching it, on every
+//!   hub ([`stop_watching`], with the room's close event). A read position that moves is told to the
 //!   user's own sockets (`notify:{sub}`) as `{"type":"read","room"|"dm",
 //!   "message_id"}`, so a count goes down on every device.
 
@@ -45,7 +47,7 @@ use crate::error::Refusal;
 use crate::frames;
 use crate::server::AppState;
 use crate::session::Session;
-use crate::store::{parse_u64, StoreError, Table};
+use crate::store::{parse_u64, CloseEvent, StoreError, Table};
 
 /// History entries read at most per conversation for one count.
 pub const SCAN: usize = 1000;
@@ -362,6 +364,24 @@ pub async fn watch(session: &Session, frame: &Value) -> Result<(), Refusal> {
     }
     session.send_json(&json!({"type": "watching_unread", "rooms": joined}));
     Ok(())
+}
+
+/// The `/presence` and `/dm` sockets of this hub that `event` shuts out of
+/// its room (a ban or kick of their user, a room made private without
+/// them or deleted: `room` is the room as it is now, `None` when gone)
+/// stop watching it.
+pub fn stop_watching(state: &AppState, event: &CloseEvent, room: Option<&super::rooms::Room>) {
+    let group = activity_group(&event.room);
+    for (conn, sub, admin) in state.sessions_outside_rooms() {
+        let stop = match (&event.user, room) {
+            (Some(user), _) => user.as_str() == &*sub,
+            (None, Some(room)) => !room.admits_sub(&sub, admin),
+            (None, None) => true,
+        };
+        if stop {
+            let _ = state.hub.group_remove(conn, &group);
+        }
+    }
 }
 
 /// `{"type":"read","message_id"}` on `/dm/{peer}`: moves the caller's
