@@ -41,7 +41,7 @@ typedef struct cbx_hub cbx_hub;
  * Its data stays valid until then, whatever happens to the hub.
  *
  * The pointer handed out is the message's shared body itself (one
- * reference of its `Arc`): receiving allocates nothing and freeing is a
+ * reference of its `Shared`): receiving allocates nothing and freeing is a
  * reference-count decrement.
  */
 typedef struct cbx_message cbx_message;
