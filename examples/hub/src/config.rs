@@ -191,6 +191,27 @@ pub struct Config {
     /// up to that much to each acknowledgement.
     #[arg(long, default_value_t = 0)]
     pub history_commit_interval_ms: u64,
+
+    // Signed webhooks (issue 15, item 3).
+    /// POST signed JSON events (`dm.offline`, `mention.offline`,
+    /// `room.created`, `user.banned`) to this http(s) URL; needs
+    /// --webhook-secret. Off without it. See PROTOCOL.md, "Webhooks".
+    #[arg(long, env = "CHANNELBOX_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Key of the HMAC-SHA256 in each event's `X-Channelbox-Signature`.
+    #[arg(long, env = "CHANNELBOX_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Webhook events waiting for delivery at most; more are dropped and
+    /// counted (not a flag: tests make it small).
+    #[arg(skip = 10_000usize)]
+    pub webhook_queue_max: usize,
+    /// Milliseconds before a webhook's first retry, doubled for each next
+    /// one (not a flag: tests make it short).
+    #[arg(skip = 500u64)]
+    pub webhook_retry_base_ms: u64,
+    /// Milliseconds one webhook POST may take (not a flag).
+    #[arg(skip = 5_000u64)]
+    pub webhook_timeout_ms: u64,
 }
 
 /// `--history-store`: where room history lives without Redis.

@@ -391,6 +391,7 @@ async fn stats(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
         },
     });
     features::extend_stats(&state, &caller, &mut body);
+    crate::webhooks::extend_stats(&state, &mut body);
     Json(body).into_response()
 }
 
@@ -571,5 +572,6 @@ async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response
         );
     }
     features::extend_metrics(&state, &caller, &mut out);
+    crate::webhooks::extend_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

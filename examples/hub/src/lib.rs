@@ -28,6 +28,8 @@
 //! - [`store`]: the hub's own state (rooms, bans, mutes, read receipts,
 //!   threads, client ids) in one place: redb in `<data dir>/hub.redb`, or
 //!   Redis with `--redis-url`.
+//! - [`webhooks`]: signed JSON events POSTed to an application backend
+//!   (`--webhook-url`), from a bounded queue off the chat path.
 
 pub mod assets;
 pub mod auth;
@@ -46,6 +48,7 @@ pub mod session;
 pub mod socket;
 pub mod store;
 pub mod upgrade;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::Refusal;
