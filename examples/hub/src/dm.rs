@@ -175,7 +175,14 @@ async fn send_direct(
     for inbox in inboxes {
         let _ = inbox.await;
     }
-    crate::webhooks::dm_offline(state, claims, peer, report.offset, content);
+    crate::webhooks::dm_offline(
+        state,
+        &claims.sub,
+        &claims.username,
+        peer,
+        report.offset,
+        content,
+    );
     // The conversation's history expires once it is idle long enough.
     state.features.idle.idle_since_now(state, pair, None);
     state

@@ -34,7 +34,6 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::auth::Claims;
 use crate::config::Config;
 use crate::features::rooms::Room;
 use crate::server::AppState;
@@ -231,7 +230,11 @@ impl Webhooks {
     /// Queues event `name` with `data`; never waits. `unless_online`: skip
     /// it if that user turns out to be connected on another hub.
     fn emit(&self, name: &'static str, data: Value, unless_online: Option<&str>) {
-        let ts = crate::frames::now_ms();
+        self.emit_at(crate::frames::now_ms(), name, data, unless_online)
+    }
+
+    /// [`Webhooks::emit`] with the event's `ts` given.
+    fn emit_at(&self, ts: u64, name: &'static str, data: Value, unless_online: Option<&str>) {
         let id = format!("{:032x}", rand::random::<u128>());
         let body = json!({
             "event": name,
@@ -370,15 +373,23 @@ fn emit_if_offline(state: &AppState, user: &str, name: &'static str, data: impl 
     webhooks.emit(name, data(), shared.then_some(user));
 }
 
-/// `dm.offline`: the DM `id` from `from` to `to`, who has no connection.
-pub fn dm_offline(state: &AppState, from: &Claims, to: &str, id: u64, content: &str) {
-    if to == from.sub {
+/// `dm.offline`: the DM `id` from `from_sub` (shown as `from_name`) to
+/// `to`, who has no connection.
+pub fn dm_offline(
+    state: &AppState,
+    from_sub: &str,
+    from_name: &str,
+    to: &str,
+    id: u64,
+    content: &str,
+) {
+    if to == from_sub {
         return;
     }
     emit_if_offline(state, to, "dm.offline", || {
         json!({
-            "from": from.sub,
-            "from_name": from.username,
+            "from": from_sub,
+            "from_name": from_name,
             "to": to,
             "message_id": id,
             "preview": preview(content),
@@ -386,11 +397,12 @@ pub fn dm_offline(state: &AppState, from: &Claims, to: &str, id: u64, content: &
     });
 }
 
-/// `mention.offline`: message `id` in `room` mentions `user`, who has no
-/// connection.
+/// `mention.offline`: message `id` in `room`, from `from_sub` (shown as
+/// `from_name`), mentions `user`, who has no connection.
 pub fn mention_offline(
     state: &AppState,
-    from: &Claims,
+    from_sub: &str,
+    from_name: &str,
     room: &str,
     id: u64,
     user: &str,
@@ -400,8 +412,8 @@ pub fn mention_offline(
         json!({
             "room": room,
             "message_id": id,
-            "from": from.sub,
-            "from_name": from.username,
+            "from": from_sub,
+            "from_name": from_name,
             "user": user,
             "preview": preview(content),
         })
@@ -422,12 +434,20 @@ pub fn room_created(state: &AppState, room: &Room) {
     }
 }
 
-/// `user.banned`: `by` banned `user` from `room` until `until_ms` (ms since
-/// the epoch; `None`: until lifted).
-pub fn user_banned(state: &AppState, room: &str, user: &str, by: &str, until_ms: Option<u64>) {
+/// `user.banned`: `by` banned `user` from `room` for `duration` (`None`:
+/// until lifted). `until` is the event's `ts` plus the duration.
+pub fn user_banned(state: &AppState, room: &str, user: &str, by: &str, duration: Option<Duration>) {
     if let Some(webhooks) = &state.webhooks {
-        let data = json!({"room": room, "user": user, "by": by, "until": until_ms});
-        webhooks.emit("user.banned", data, None);
+        let ts = crate::frames::now_ms();
+        let until = duration.map(|d| ts.saturating_add(d.as_millis() as u64));
+        let data = json!({
+            "room": room,
+            "user": user,
+            "by": by,
+            "until": until,
+            "duration_s": duration.map(|d| d.as_secs()),
+        });
+        webhooks.emit_at(ts, "user.banned", data, None);
     }
 }
 

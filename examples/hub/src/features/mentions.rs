@@ -79,7 +79,15 @@ pub async fn notify(session: &Session, room: &str, id: u64, content: &str, subs:
                 .hub
                 .group_send_async(&group, Kind::Json, notice.clone(), false);
             let _ = send.await;
-            crate::webhooks::mention_offline(state, claims, room, id, sub, content);
+            crate::webhooks::mention_offline(
+                state,
+                &claims.sub,
+                &claims.username,
+                room,
+                id,
+                sub,
+                content,
+            );
         }
     }
 }

@@ -260,12 +260,16 @@ pub async fn handle(
             Some((KICK_CLOSE_CODE, "kicked from the room")),
         ),
         "ban" => {
-            let until_ms = until(duration);
             moderation
                 .bans
-                .set(room, &target, until_ms, state.config.max_bans_per_room)
+                .set(
+                    room,
+                    &target,
+                    until(duration),
+                    state.config.max_bans_per_room,
+                )
                 .await?;
-            crate::webhooks::user_banned(state, room, &target, &claims.sub, until_ms);
+            crate::webhooks::user_banned(state, room, &target, &claims.sub, duration);
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
                 format!("{target} was banned by {}{how_long}", claims.username),
