@@ -63,7 +63,8 @@ pub struct Counters {
     pub retried: AtomicU64,
     /// Events given up: retries exhausted, or a 4xx (not 429) or 3xx.
     pub failed: AtomicU64,
-    /// Events dropped because the queue was full.
+    /// Events dropped because the queue was full (or the hub had shut
+    /// its sender down).
     pub dropped: AtomicU64,
     /// Offline events not sent: the user was online on another hub.
     pub skipped: AtomicU64,
@@ -118,7 +119,7 @@ pub struct Webhooks {
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhooks")
-            .field("url", &self.url.as_str())
+            .field("to", &origin(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -159,10 +160,14 @@ impl Webhooks {
             // A redirect is an answer to give up on, not to follow: the
             // signed body goes only where it was configured to.
             .redirect(reqwest::redirect::Policy::none())
+            // Straight to the URL, whatever `HTTP(S)_PROXY` the process
+            // inherited (a backend beside the hub is not behind the
+            // proxy meant for the internet).
+            .no_proxy()
             .user_agent(concat!("channelbox-hub/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let (queue, inbox) = mpsc::channel(config.webhook_queue_max.max(1));
-        tracing::info!(url = %url, "webhooks on");
+        tracing::info!(to = %origin(&url), "webhooks on");
         Ok(Some(Webhooks {
             url,
             mac,
@@ -350,6 +355,12 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
+}
+
+/// Scheme, host and port of `url`: what logs show (a path or query may
+/// carry a token).
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 /// The first [`PREVIEW_CHARS`] characters of `content`.
