@@ -278,15 +278,21 @@ impl Webhooks {
             let Some(event) = inbox.recv().await else {
                 break;
             };
-            self.in_flight.fetch_add(1, Relaxed);
-            deliveries.spawn(self.clone().deliver(event, permit));
+            // Counted from here, so an aborted delivery that never ran
+            // is uncounted too.
+            let counted = InFlight::new(&self);
+            deliveries.spawn(self.clone().deliver(event, permit, counted));
             while deliveries.try_join_next().is_some() {}
         }
         while deliveries.join_next().await.is_some() {}
     }
 
-    async fn deliver(self: Arc<Self>, event: Event, _sender: OwnedSemaphorePermit) {
-        let _done = InFlight(&self.in_flight);
+    async fn deliver(
+        self: Arc<Self>,
+        event: Event,
+        _sender: OwnedSemaphorePermit,
+        _counted: InFlight,
+    ) {
         if let Some(user) = &event.unless_online {
             if self.hub.users_async().await.iter().any(|u| u == user) {
                 self.counters.skipped.fetch_add(1, Relaxed);
@@ -349,11 +355,18 @@ impl Webhooks {
 }
 
 /// Counts one event in flight until dropped.
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight(Arc<Webhooks>);
 
-impl Drop for InFlight<'_> {
+impl InFlight {
+    fn new(webhooks: &Arc<Webhooks>) -> InFlight {
+        webhooks.in_flight.fetch_add(1, Relaxed);
+        InFlight(webhooks.clone())
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
