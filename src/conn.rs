@@ -144,7 +144,7 @@ impl ConnState {
     /// rather than once per member.
     #[inline(always)]
     pub(crate) fn push_len(&self, message: &Message, len: usize) -> Push {
-        match self.try_push(message, len) {
+        match self.try_push(len, || message.clone()) {
             Ok(wake) => Push::Queued {
                 wake,
                 dropped_oldest: 0,
@@ -155,16 +155,18 @@ impl ConnState {
 
     /// The common case of a push, inlined into the fan-out loop since it
     /// is the cost of a delivery: open, room left within the bounds and
-    /// the slots it has. A lock, a slot, a reference count, and a look at
-    /// whether anyone waits when the queue was empty. `Ok(wake)`: queued,
+    /// the slots it has. A lock, a slot for the reference `copy` makes (a
+    /// clone, or one a fan-out reserved with the rest: no locked
+    /// instruction, see `Message::reserve`), and a look at whether anyone
+    /// waits when the queue was empty. `Ok(wake)`: queued,
     /// `wake` when the queue was empty. `Err`: the rest is up to
     /// [`ConnState::push_slow`], given the lock still held (so that the
     /// fast path hands nothing bigger than a register back).
     #[inline(always)]
     pub(crate) fn try_push(
         &self,
-        message: &Message,
         len: usize,
+        copy: impl FnOnce() -> Message,
     ) -> std::result::Result<bool, MutexGuard<'_, Queue>> {
         let mut q = self.queue.0.lock();
         let n = q.items.len();
@@ -174,7 +176,7 @@ impl ConnState {
         {
             return Err(q);
         }
-        q.items.push_back(message.clone());
+        q.items.push_back(copy());
         q.room_bytes -= len as isize;
         let wake = n == 0;
         if wake && self.anyone_waiting() {

@@ -64,6 +64,7 @@ mod message;
 mod presence;
 mod ready;
 mod reaper;
+mod shared;
 mod stats;
 mod store;
 

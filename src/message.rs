@@ -1,11 +1,13 @@
 //! Payload kinds and the message handed to receivers.
 //!
 //! A message is built once per send and shared: every recipient's queue and
-//! the group's history hold the same `Arc`, and the payload bytes themselves
+//! the group's history hold the same reference-counted body, and the payload bytes themselves
 //! are a `Bytes` that a server can hand to its socket writer without a copy.
 
 use std::ffi::{CStr, CString};
 use std::sync::{Arc, OnceLock};
+
+use crate::shared::{Reserved, Shared};
 
 use bytes::Bytes;
 
@@ -53,9 +55,10 @@ impl Kind {
 }
 
 /// One message as receivers and history see it. Cloning is a reference-count
-/// increment.
+/// increment; a broadcast raises the count once for all its members
+/// ([`Message::reserve`]).
 #[derive(Clone, Debug)]
-pub struct Message(pub(crate) Arc<Envelope>);
+pub struct Message(pub(crate) Shared<Envelope>);
 
 /// The shared body of a [`Message`].
 #[derive(Debug)]
@@ -93,7 +96,7 @@ impl Message {
         offset: u64,
         ts_ms: u64,
     ) -> Message {
-        Message(Arc::new(Envelope {
+        Message(Shared::new(Envelope {
             kind,
             data,
             group,
@@ -149,7 +152,20 @@ impl Message {
 
     /// True when both handles share one body (no copy was made).
     pub fn ptr_eq(&self, other: &Message) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Shared::ptr_eq(&self.0, &other.0)
+    }
+
+    /// `n` references to this message for a fan-out, the count raised once:
+    /// each [`Message::take`] is a clone without a locked instruction.
+    #[inline]
+    pub(crate) fn reserve(&self, n: usize) -> Reserved<'_, Envelope> {
+        self.0.reserve(n)
+    }
+
+    /// One reference from [`Message::reserve`].
+    #[inline]
+    pub(crate) fn take(reserved: &mut Reserved<'_, Envelope>) -> Message {
+        Message(reserved.take())
     }
 }
 

@@ -1,16 +1,16 @@
 //! Messages handed to the host: read-only accessors and one free function.
 
 use std::ffi::c_char;
-use std::sync::Arc;
 
 use super::*;
 use crate::message::{Envelope, Message};
+use crate::shared::Shared;
 
 /// A received message. Owned by the host: free with `cbx_message_free`.
 /// Its data stays valid until then, whatever happens to the hub.
 ///
 /// The pointer handed out is the message's shared body itself (one
-/// reference of its `Arc`): receiving allocates nothing and freeing is a
+/// reference of its `Shared`): receiving allocates nothing and freeing is a
 /// reference-count decrement.
 pub struct cbx_message {
     /// Never made: a `*cbx_message` is a `*Envelope` under a C name.
@@ -20,7 +20,7 @@ pub struct cbx_message {
 impl cbx_message {
     /// Hands one reference to the host.
     pub(crate) fn into_raw(message: Message) -> *mut cbx_message {
-        Arc::into_raw(message.0).cast_mut().cast()
+        Shared::into_raw(message.0).cast_mut().cast()
     }
 
     /// Takes back the reference `into_raw` handed out.
@@ -28,7 +28,7 @@ impl cbx_message {
     /// # Safety
     /// `m` came from `into_raw` and is not used again.
     unsafe fn from_raw(m: *mut cbx_message) -> Message {
-        Message(Arc::from_raw(m.cast_const().cast::<Envelope>()))
+        Message(Shared::from_raw(m.cast_const().cast::<Envelope>()))
     }
 
     /// The body behind a pointer from `into_raw` (NULL: None).

@@ -163,6 +163,20 @@ fn set_last_error(message: &dyn std::fmt::Display) {
     });
 }
 
+/// Sets the last error to a fixed text without formatting: for
+/// `CBX_EMPTY`, which a host draining until empty meets on every last call.
+fn set_last_error_str(message: &str) {
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        e.clear();
+        e.extend_from_slice(message.as_bytes());
+        e.push(0);
+    });
+}
+
+/// `Error::Empty`'s text (a test keeps the two equal).
+const EMPTY_MESSAGE: &str = "no message pending";
+
 fn clear_last_error() {
     LAST_ERROR.with(|e| {
         let mut e = e.borrow_mut();
@@ -213,6 +227,10 @@ pub(crate) fn boundary<F: FnOnce() -> Result<(), Error>>(f: F) -> cbx_result {
         Ok(Ok(())) => {
             clear_last_error();
             CBX_OK
+        }
+        Ok(Err(Error::Empty)) => {
+            set_last_error_str(EMPTY_MESSAGE);
+            CBX_EMPTY
         }
         Ok(Err(e)) => {
             set_last_error(&e);
@@ -364,6 +382,15 @@ pub(crate) fn string_out(s: String) -> Result<*mut c_char, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_says_what_the_error_says() {
+        assert_eq!(EMPTY_MESSAGE, Error::Empty.to_string());
+        assert_eq!(boundary(|| Err(Error::Empty)), CBX_EMPTY);
+        // SAFETY: this thread's message, NUL-terminated.
+        let text = unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) };
+        assert_eq!(text.to_str().unwrap(), EMPTY_MESSAGE);
+    }
 
     #[test]
     fn close_codes_are_the_rust_ones() {

@@ -427,8 +427,11 @@ impl Hub {
         let len = message.len();
         let ready = &self.inner.ready;
         let mut delivered = 0;
+        // One count increment for every member's reference; those the
+        // slow path or a closed queue leaves go back when this drops.
+        let mut copies = message.reserve(members.len());
         for member in members {
-            match member.try_push(message, len) {
+            match member.try_push(len, || Message::take(&mut copies)) {
                 Ok(wake) => {
                     delivered += 1;
                     if wake {

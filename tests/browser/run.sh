@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of the hub's web client: installs what it needs (chromium,
 # playwright, axe-core), builds the hub, and runs tests/browser/test_client.py
-# (the everyday flow) and tests/browser/test_returning.py (coming back,
-# identity, members, a stopped hub, a phone, the keyboard, accessibility).
+# (the everyday flow), tests/browser/test_returning.py (coming back,
+# identity, members, a stopped hub, a phone, the keyboard, accessibility)
+# and tests/browser/test_dashboard.py (the admin dashboard, issue 15).
 # Each starts its own hub; screenshots go to target/browser/.
 #
 #   tests/browser/run.sh
@@ -50,3 +51,4 @@ cd "$ROOT/tests/browser"
 # Each test starts (and stops, and restarts) its own hub on a free loopback port.
 timeout 300 "$VENV/bin/python" test_client.py --hub "$HUB" --out "$OUT"
 timeout 400 "$VENV/bin/python" test_returning.py --hub "$HUB" --out "$OUT" --axe "$AXE"
+timeout 200 "$VENV/bin/python" test_dashboard.py --hub "$HUB" --out "$OUT" --axe "$AXE"

@@ -2,7 +2,9 @@
 
 ``channelbox.Hub`` is the hub itself (groups, fan-out, bounded history with
 offsets, presence) over the native library; ``channelbox.ChannelBox`` and
-``channelbox.Channel`` are a drop-in for ``nexios.websockets.channels``.
+``channelbox.Channel`` are a drop-in for ``nexios.websockets.channels``;
+``channelbox.ServerApi`` is a client of the example hub's server API (HTTP,
+standard library only).
 
 >>> import channelbox
 >>> with channelbox.Hub() as hub:
@@ -45,6 +47,7 @@ from .errors import (
     TooLarge,
 )
 from .hub import CloseReason, Connection, HistoryPage, Hub, Kind, Message, SendReport, encode_payload
+from .server_api import ServerApi, ServerApiError
 
 __all__ = [
     "__version__",
@@ -73,6 +76,9 @@ __all__ = [
     "EngineUnavailable",
     "StorageError",
     "InternalError",
+    # the example hub's server API, over HTTP
+    "ServerApi",
+    "ServerApiError",
     # the Nexios drop-in
     "ChannelBox",
     "Channel",

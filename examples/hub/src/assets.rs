@@ -3,7 +3,9 @@
 //!
 //! The client is native ES modules with no build step: `index.html` loads
 //! `/static/js/main.js`, which imports the rest by relative path, so each
-//! module is one entry in [`CLIENT`]. The tests below fail when a file under
+//! module is one entry in [`CLIENT`]. The admin dashboard (issue 15) is a
+//! second page, `GET /dashboard` (`static/dashboard.html`), with its own
+//! entry module `/static/js/dashboard.js` and style sheet. The tests below fail when a file under
 //! `static/`, or a module that an `import` names, is missing from the table.
 
 /// `Content-Type` of the page.
@@ -70,6 +72,11 @@ pub const CLIENT: &[(&str, &str, &str)] = &[
     asset!("js/ui/status.js", JS),
     asset!("js/ui/popovers.js", JS),
     asset!("js/ui/dialogs.js", JS),
+    // The admin dashboard (issue 15): its page, style and modules.
+    ("/dashboard", HTML, include_str!("../static/dashboard.html")),
+    asset!("dashboard.css", CSS),
+    asset!("js/dashboard.js", JS),
+    asset!("js/dashboard-chart.js", JS),
 ];
 
 #[cfg(test)]
@@ -83,6 +90,8 @@ mod tests {
     fn url_of(relative: &str) -> String {
         if relative == "index.html" {
             "/".to_owned()
+        } else if relative == "dashboard.html" {
+            "/dashboard".to_owned()
         } else {
             format!("/static/{relative}")
         }
@@ -226,6 +235,21 @@ mod tests {
             r#"<link rel="stylesheet" href="/static/style.css">"#,
         ] {
             assert!(page.contains(needed), "index.html lacks {needed}");
+        }
+    }
+
+    #[test]
+    fn the_dashboard_loads_its_module_and_style_sheet() {
+        let (_, content_type, page) = CLIENT
+            .iter()
+            .find(|(path, _, _)| *path == "/dashboard")
+            .unwrap();
+        assert!(content_type.starts_with("text/html"));
+        for needed in [
+            r#"<script type="module" src="/static/js/dashboard.js">"#,
+            r#"<link rel="stylesheet" href="/static/dashboard.css">"#,
+        ] {
+            assert!(page.contains(needed), "dashboard.html lacks {needed}");
         }
     }
 

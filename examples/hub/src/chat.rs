@@ -37,6 +37,16 @@ pub struct MessageDraft {
     pub duplicate_of: Option<u64>,
 }
 
+/// Who a chat message is from: a socket's user, or whoever the server
+/// API names (`POST /api/publish`).
+#[derive(Debug, Clone, Copy)]
+pub struct Author<'a> {
+    /// The user id (`sub`), for client ids and mentions.
+    pub sub: &'a str,
+    /// The name shown in the frame's `user`.
+    pub username: &'a str,
+}
+
 /// A message that was sent (for `features::after_message`).
 pub struct SentMessage<'a> {
     /// Its id: the room's history offset.
@@ -336,22 +346,15 @@ async fn send_message(
     }
 
     let claims = &session.claims;
-    let user_id = (claims.sub != claims.username).then_some(claims.sub.as_str());
+    let author = Author {
+        sub: &claims.sub,
+        username: &claims.username,
+    };
     let ts = frames::timestamp(frames::now_ms());
     let staged = state
         .hub
         .group_send_with_staged(room.group, Kind::Json, true, |id| {
-            frames::encode(&ChatMessage {
-                ty: "message",
-                id,
-                user: &claims.username,
-                user_id,
-                content: &draft.content,
-                timestamp: &ts,
-                thread_id: draft.thread_id,
-                attachments: draft.attachments.as_ref(),
-                extra: &draft.extra,
-            })
+            message_frame(id, author, &draft, &ts)
         });
     let report = match staged? {
         // Delivered and in history here; only the ack waits for the disk,
@@ -373,10 +376,7 @@ async fn send_message(
             report
         }
     };
-    state
-        .counters
-        .messages
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    count_message(state);
     let sent = SentMessage {
         id: report.offset,
         draft: &draft,
@@ -384,6 +384,80 @@ async fn send_message(
     };
     features::after_message(session, room, &sent).await;
     Ok(())
+}
+
+/// Counts an accepted chat message (`messages` in `/stats`).
+fn count_message(state: &AppState) {
+    state
+        .counters
+        .messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A chat message's frame, as the room gets it and history keeps it.
+fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) -> Bytes {
+    let user_id = (author.sub != author.username).then_some(author.sub);
+    frames::encode(&ChatMessage {
+        ty: "message",
+        id,
+        user: author.username,
+        user_id,
+        content: &draft.content,
+        timestamp: ts,
+        thread_id: draft.thread_id,
+        attachments: draft.attachments.as_ref(),
+        extra: &draft.extra,
+    })
+}
+
+/// Saves and delivers a chat message from the server API (`POST
+/// /api/publish`) the way a socket's message is (same frame, mentions,
+/// search index, analytics), with no socket behind it: no mute, resend or
+/// ack applies. Returns its id once it is durable.
+pub async fn publish(
+    state: &Arc<AppState>,
+    room: ChatRoom<'_>,
+    author: Author<'_>,
+    content: String,
+) -> Result<u64, Refusal> {
+    let mut draft = MessageDraft {
+        content,
+        thread_id: None,
+        attachments: None,
+        extra: Map::new(),
+        client_id: None,
+        duplicate_of: None,
+    };
+    features::messages::add_mentions(state, &mut draft);
+    let ts = frames::timestamp(frames::now_ms());
+    let staged = state
+        .hub
+        .group_send_with_staged(room.group, Kind::Json, true, |id| {
+            message_frame(id, author, &draft, &ts)
+        });
+    let report = match staged? {
+        Staged::Sent(report, durable) => {
+            durable.await?;
+            report
+        }
+        Staged::Engine(send) => send.await?,
+    };
+    count_message(state);
+    let sent = SentMessage {
+        id: report.offset,
+        draft: &draft,
+        delivered: report.delivered,
+    };
+    features::messages::after_saved(state, author, room, &sent).await;
+    // A room nobody is in here is idle from this message on, as a DM
+    // conversation is from its last DM (see `rooms::IdleHistories`).
+    if state.room_sessions(room.id).is_empty() {
+        state
+            .features
+            .idle
+            .idle_since_now(state, room.group, Some(room.id));
+    }
+    Ok(report.offset)
 }
 
 /// Sends the `ack` of message `id` once `durable` resolves (an `error`

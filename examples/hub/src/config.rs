@@ -192,6 +192,13 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     pub history_commit_interval_ms: u64,
 
+    // The server API (issue 15, item 1).
+    /// Turns on the server API (`/api/*`) for application backends, which
+    /// send `Authorization: apikey KEY` with every call. Without a key (or
+    /// with an empty one) every `/api/*` path answers 404.
+    #[arg(long, env = "CHANNELBOX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
     // Signed webhooks (issue 15, item 3).
     /// POST signed JSON events (`dm.offline`, `mention.offline`,
     /// `room.created`, `user.banned`) to this http(s) URL; needs

@@ -8,13 +8,14 @@
 //! orders that against a joiner's replay: no DM is missed or seen twice.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use channelbox::{HistoryQuery, Kind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{content_of, frame_type};
+use crate::chat::{content_of, frame_type, Author};
 use crate::error::Refusal;
 use crate::features;
 use crate::frames;
@@ -110,37 +111,40 @@ pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text:
 /// live, never both). With Redis the saved send is awaited under the lock
 /// (the live copies need the id Redis assigns); the inbox copies are
 /// awaited after it. The worker never blocks while Redis answers.
-async fn send_direct(
-    session: &Session,
+///
+/// `from` is a socket's user, or whoever the server API names (`POST
+/// /api/dm`); `pair` is [`frames::dm_pair_group`] of the two. Returns the
+/// saved DM's report (its `offset` is the DM's `id`).
+pub async fn deliver(
+    state: &Arc<AppState>,
+    from: Author<'_>,
     peer: &str,
     pair: &str,
-    value: &Value,
-) -> Result<(), Refusal> {
+    content: &str,
+) -> Result<channelbox::SendReport, Refusal> {
     use futures_util::FutureExt;
 
-    let state = &session.state;
-    let claims = &session.claims;
-    let content = content_of(value)?;
     let ts = frames::timestamp(frames::now_ms());
     let encode = |id: u64| {
         frames::encode(&DirectMessage {
             ty: "direct_message",
             id,
-            from: &claims.username,
-            from_id: &claims.sub,
+            from: from.username,
+            from_id: from.sub,
             to: peer,
             content,
             timestamp: &ts,
         })
     };
-    let mut built: Option<Bytes> = None;
+    // The frame `encode` built and the id it was given.
+    let mut built: Option<(u64, Bytes)> = None;
     let (report, inboxes) = {
         let _order = pair_lock(state, pair).await;
         let mut saved = state
             .hub
             .group_send_with_async(pair, Kind::Json, true, |id| {
                 let frame = encode(id);
-                built = Some(frame.clone());
+                built = Some((id, frame.clone()));
                 frame
             });
         // In memory the whole send is done here, and the frame carries its
@@ -148,12 +152,16 @@ async fn send_direct(
         // for it under the pair's lock (only this pair's next DM waits), so
         // the live copies carry the real id, the same as the replay. A
         // refused DM (too large) is refused at once: deliver nothing.
-        let (report, frame) = match (&mut saved).now_or_never() {
-            Some(done) => (done?, built.unwrap_or_default()),
-            None => {
-                let report = saved.await?;
-                (report, encode(report.offset))
-            }
+        // Redis may also answer before the first poll: the frame built
+        // then holds the engine's placeholder, not the id, so it is
+        // built again.
+        let report = match (&mut saved).now_or_never() {
+            Some(done) => done?,
+            None => saved.await?,
+        };
+        let frame = match built {
+            Some((id, frame)) if id == report.offset => frame,
+            _ => encode(report.offset),
         };
         let hub = &state.hub;
         let mut inboxes = vec![hub.group_send_async(
@@ -162,9 +170,9 @@ async fn send_direct(
             frame.clone(),
             false,
         )];
-        if peer != claims.sub {
+        if peer != from.sub {
             inboxes.push(hub.group_send_async(
-                &frames::dm_inbox_group(&claims.sub),
+                &frames::dm_inbox_group(from.sub),
                 Kind::Json,
                 frame,
                 false,
@@ -175,20 +183,30 @@ async fn send_direct(
     for inbox in inboxes {
         let _ = inbox.await;
     }
-    crate::webhooks::dm_offline(
-        state,
-        &claims.sub,
-        &claims.username,
-        peer,
-        report.offset,
-        content,
-    );
+    crate::webhooks::dm_offline(state, from.sub, from.username, peer, report.offset, content);
     // The conversation's history expires once it is idle long enough.
     state.features.idle.idle_since_now(state, pair, None);
     state
         .counters
         .direct_messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(report)
+}
+
+/// Reads a DM frame, sends it, acks its `client_id`.
+async fn send_direct(
+    session: &Session,
+    peer: &str,
+    pair: &str,
+    value: &Value,
+) -> Result<(), Refusal> {
+    let claims = &session.claims;
+    let content = content_of(value)?;
+    let from = Author {
+        sub: &claims.sub,
+        username: &claims.username,
+    };
+    let report = deliver(&session.state, from, peer, pair, content).await?;
     if let Some(client_id) = value.get("client_id").and_then(Value::as_str) {
         session.send_json(&serde_json::json!({
             "type": "ack", "client_id": client_id, "id": report.offset,

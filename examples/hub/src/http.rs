@@ -20,7 +20,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -295,6 +295,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .merge(features::routes())
         .merge(features::directory::routes())
+        .merge(crate::api::routes(&state.config))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -349,8 +350,17 @@ fn snapshot(state: &AppState) -> Snapshot {
     }
 }
 
-/// `GET /stats`: JSON counters (a token is required).
-async fn stats(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
+/// `GET /stats`: JSON counters (a token is required); `?detail` adds the
+/// admin dashboard's health object (admins only, [`crate::dashboard`]).
+async fn stats(
+    caller: Claims,
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let detail = match crate::dashboard::wants_detail(query.as_deref(), &caller) {
+        Ok(detail) => detail,
+        Err(refused) => return refused.into_response(),
+    };
     let s = snapshot(&state);
     let per_room: serde_json::Map<String, serde_json::Value> = s
         .rooms
@@ -392,6 +402,9 @@ async fn stats(caller: Claims, State(state): State<Arc<AppState>>) -> Response {
     });
     features::extend_stats(&state, &caller, &mut body);
     crate::webhooks::extend_stats(&state, &mut body);
+    if detail {
+        body["detail"] = crate::dashboard::detail(&state);
+    }
     Json(body).into_response()
 }
 

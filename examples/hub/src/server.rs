@@ -178,6 +178,22 @@ impl AppState {
         out
     }
 
+    /// Core connection ids of every open session of user `sub`, on any
+    /// endpoint (the server API's `POST /api/disconnect`).
+    pub fn user_sessions(&self, sub: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        for shard in &self.registry {
+            out.extend(
+                shard
+                    .lock()
+                    .iter()
+                    .filter(|(_, info)| &*info.sub == sub)
+                    .map(|(id, _)| *id),
+            );
+        }
+        out
+    }
+
     /// True when the open session `id` was opened with an admin token.
     pub fn session_is_admin(&self, id: u64) -> bool {
         self.registry[id as usize % REGISTRY_SHARDS]

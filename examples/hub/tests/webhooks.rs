@@ -621,3 +621,81 @@ async fn on_redis_one_event_per_fact_and_offline_means_on_no_hub() {
     h1.stop().await;
     h2.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_apis_dm_mention_and_ban_post_webhooks_too() {
+    const KEY: &str = "api-key-for-webhook-tests-0123456789";
+    let receiver = Receiver::start(HOOK_SECRET, &[Answer::Status(200)]).await;
+    let hub = hub_posting_to(&receiver.url(), HOOK_SECRET, |c| {
+        c.api_key = Some(KEY.into());
+    })
+    .await;
+    let auth = format!("apikey {KEY}");
+    let call = |path: &'static str, body: Value| {
+        let auth = auth.clone();
+        let hub = &hub;
+        async move {
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Authorization", auth.as_str()),
+            ];
+            let (status, _, body) = hub
+                .request("POST", path, &headers, body.to_string().as_bytes())
+                .await;
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+    // Carol is known (seen in the lobby) and gone.
+    let (carol, _) = hub.join("lobby", &hub.user("carol")).await;
+    carol.close().await;
+
+    let answer = call(
+        "/api/dm",
+        json!({"to": "bob", "content": "your order shipped", "from": "shop"}),
+    )
+    .await;
+    let id = answer["id"].as_u64().unwrap();
+    let r = receiver
+        .event("dm.offline", |d| d["message_id"] == id)
+        .await;
+    assert_eq!(r.event["data"]["from"], "shop");
+    assert_eq!(r.event["data"]["to"], "bob");
+
+    let answer = call(
+        "/api/publish",
+        json!({"room": "lobby", "content": "@carol deploy done"}),
+    )
+    .await;
+    let id = answer["id"].as_u64().unwrap();
+    let r = receiver
+        .event("mention.offline", |d| d["message_id"] == id)
+        .await;
+    assert_eq!(
+        (
+            r.event["data"]["user"].as_str(),
+            r.event["data"]["from"].as_str()
+        ),
+        (Some("carol"), Some("system"))
+    );
+
+    call(
+        "/api/rooms/lobby/ban",
+        json!({"user": "mallory", "duration_s": 30}),
+    )
+    .await;
+    let r = receiver
+        .event("user.banned", |d| d["user"] == "mallory")
+        .await;
+    assert_eq!(
+        (
+            r.event["data"]["room"].as_str(),
+            r.event["data"]["by"].as_str(),
+            r.event["data"]["duration_s"].as_u64()
+        ),
+        (Some("lobby"), Some("system"), Some(30))
+    );
+    assert!(receiver.got().iter().all(|r| r.signed));
+    hub.stop().await;
+}

@@ -11,9 +11,11 @@ use crate::error::Refusal;
 use crate::frames;
 use crate::session::Session;
 
-/// Messages a page holds by default, and at most.
-const PAGE_DEFAULT: usize = 50;
-const PAGE_MAX: usize = 200;
+/// Messages a page holds by default, and at most (also the server API's
+/// `GET /api/rooms/{id}/history`).
+pub const PAGE_DEFAULT: usize = 50;
+/// See [`PAGE_DEFAULT`].
+pub const PAGE_MAX: usize = 200;
 
 /// `{"type":"history","before"?,"limit"?}`: a page of older messages.
 pub async fn page(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {

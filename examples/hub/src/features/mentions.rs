@@ -5,6 +5,7 @@ use channelbox::Kind;
 use rustc_hash::FxHashSet;
 use serde_json::json;
 
+use crate::chat::Author;
 use crate::frames;
 use crate::server::AppState;
 use crate::session::Session;
@@ -58,18 +59,34 @@ pub fn resolve(state: &AppState, content: &str) -> Vec<String> {
 /// Tells each mentioned user who may read `room`, on their `/presence`
 /// and `/dm` sockets, wherever they are.
 pub async fn notify(session: &Session, room: &str, id: u64, content: &str, subs: &[&str]) {
-    let state = &session.state;
     let claims = &session.claims;
+    let author = Author {
+        sub: &claims.sub,
+        username: &claims.username,
+    };
+    notify_from(&session.state, author, room, id, content, subs).await;
+}
+
+/// [`notify`] for a message from `author`, with or without a socket (the
+/// server API's `POST /api/publish`).
+pub async fn notify_from(
+    state: &AppState,
+    author: Author<'_>,
+    room: &str,
+    id: u64,
+    content: &str,
+    subs: &[&str],
+) {
     let notice = frames::encode(&json!({
         "type": "mention",
         "room": room,
         "message_id": id,
-        "from": claims.username,
-        "from_id": claims.sub,
+        "from": author.username,
+        "from_id": author.sub,
         "content": content,
     }));
     for &sub in subs {
-        if sub == claims.sub {
+        if sub == author.sub {
             continue;
         }
         let admin = state.features.directory.is_admin(sub);
@@ -81,8 +98,8 @@ pub async fn notify(session: &Session, room: &str, id: u64, content: &str, subs:
             let _ = send.await;
             crate::webhooks::mention_offline(
                 state,
-                &claims.sub,
-                &claims.username,
+                author.sub,
+                author.username,
                 room,
                 id,
                 sub,

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use super::client_ids::Decision;
 use super::{mentions, saved, ChatRoom};
-use crate::chat::{MessageDraft, SentMessage};
+use crate::chat::{Author, MessageDraft, SentMessage};
 use crate::error::Refusal;
+use crate::server::AppState;
 use crate::session::Session;
 
 /// Most attachments on one message.
@@ -52,10 +53,7 @@ pub async fn before(
             }
         }
     }
-    let mentioned = mentions::resolve(state, &draft.content);
-    if !mentioned.is_empty() {
-        draft.extra.insert("mentions".into(), json!(mentioned));
-    }
+    add_mentions(state, draft);
     if let Some(client_id) = &draft.client_id {
         match state
             .features
@@ -72,18 +70,40 @@ pub async fn before(
     Ok(())
 }
 
+/// Lists the users the message mentions in its `mentions` field.
+pub fn add_mentions(state: &AppState, draft: &mut MessageDraft) {
+    let mentioned = mentions::resolve(state, &draft.content);
+    if !mentioned.is_empty() {
+        draft.extra.insert("mentions".into(), json!(mentioned));
+    }
+}
+
 /// After a chat message was saved: remembers its client id and thread,
 /// indexes it, notifies the users it mentions, counts it.
 pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>) {
-    let state = &session.state;
-    let features = &state.features;
     let claims = &session.claims;
+    let author = Author {
+        sub: &claims.sub,
+        username: &claims.username,
+    };
+    after_saved(&session.state, author, room, sent).await;
+}
+
+/// [`after`] for a message with no socket behind it (the server API's
+/// `POST /api/publish`) as well as a socket's.
+pub async fn after_saved(
+    state: &AppState,
+    author: Author<'_>,
+    room: ChatRoom<'_>,
+    sent: &SentMessage<'_>,
+) {
+    let features = &state.features;
     let draft = sent.draft;
     features.analytics.record_message(room.id, sent.delivered);
     if let Some(client_id) = &draft.client_id {
         features
             .client_ids
-            .saved(room.id, &claims.sub, client_id, sent.id)
+            .saved(room.id, author.sub, client_id, sent.id)
             .await;
     }
     if let Some(root) = draft.thread_id {
@@ -101,6 +121,6 @@ pub async fn after(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>
     }
     if let Some(Value::Array(mentioned)) = draft.extra.get("mentions") {
         let subs: Vec<&str> = mentioned.iter().filter_map(Value::as_str).collect();
-        mentions::notify(session, room.id, sent.id, &draft.content, &subs).await;
+        mentions::notify_from(state, author, room.id, sent.id, &draft.content, &subs).await;
     }
 }

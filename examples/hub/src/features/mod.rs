@@ -261,6 +261,9 @@ pub async fn close_sockets(state: &AppState, event: CloseEvent) {
 /// the ones the room (as `event.admitted` has it) no longer admits, or
 /// all of them.
 pub fn apply_close(state: &AppState, event: &CloseEvent) {
+    if crate::api::apply_disconnect(state, event) {
+        return;
+    }
     let admitted = match (&event.user, &event.admitted) {
         (None, Some(json)) => match serde_json::from_str::<rooms::Room>(json) {
             Ok(room) => Some(room),

@@ -12,8 +12,10 @@ use channelbox::Kind;
 use serde_json::{json, Value};
 
 use super::ChatRoom;
+use crate::chat::Author;
 use crate::error::Refusal;
 use crate::frames;
+use crate::server::AppState;
 use crate::session::Session;
 use crate::store::{now_ms, CloseEvent, Store, StoreError, Table};
 
@@ -214,16 +216,9 @@ impl Moderation {
     }
 }
 
-/// `{"type":"kick"|"ban"|"mute"|"unban","user":sub,"duration_s"?:n}` on a
-/// `/chat/{room}` socket.
-pub async fn handle(
-    session: &Session,
-    room: ChatRoom<'_>,
-    action: &str,
-    frame: &Value,
-) -> Result<(), Refusal> {
-    let state = &session.state;
-    let ChatRoom { id: room, group } = room;
+/// The `user` and `duration_s` of a moderation frame (or of the server
+/// API's ban).
+pub fn target_of(frame: &Value) -> Result<(String, Option<Duration>), Refusal> {
     let target = match frame.get("user") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
         _ => return Err(Refusal::bad_request("user must be the target's user id")),
@@ -239,6 +234,20 @@ pub async fn handle(
             }
         },
     };
+    Ok((target, duration))
+}
+
+/// `{"type":"kick"|"ban"|"mute"|"unban","user":sub,"duration_s"?:n}` on a
+/// `/chat/{room}` socket.
+pub async fn handle(
+    session: &Session,
+    room: ChatRoom<'_>,
+    action: &str,
+    frame: &Value,
+) -> Result<(), Refusal> {
+    let state = &session.state;
+    let ChatRoom { id: room, group } = room;
+    let (target, duration) = target_of(frame)?;
     let claims = &session.claims;
     let owner = state.features.rooms.owner_async(room).await?;
     if !claims.is_admin() && owner.as_deref() != Some(claims.sub.as_str()) {
@@ -246,6 +255,34 @@ pub async fn handle(
             "only the room's owner or an admin may moderate it",
         ));
     }
+    let by = Author {
+        sub: &claims.sub,
+        username: &claims.username,
+    };
+    apply(
+        state,
+        ChatRoom { id: room, group },
+        action,
+        &target,
+        duration,
+        by,
+    )
+    .await
+}
+
+/// Carries out a moderation `action` on `target` in `room`, by `by` (a
+/// room's owner or an admin, or the server API's `POST
+/// /api/rooms/{id}/ban`): sets the sanction, tells the room, closes the
+/// target's sockets here and on every other hub.
+pub async fn apply(
+    state: &AppState,
+    room: ChatRoom<'_>,
+    action: &str,
+    target: &str,
+    duration: Option<Duration>,
+    by: Author<'_>,
+) -> Result<(), Refusal> {
+    let ChatRoom { id: room, group } = room;
     let moderation = &state.features.moderation;
     let until = |d: Option<Duration>| d.map(|d| now_ms() + d.as_millis() as u64);
     // How long the sanction lasts, for programs (the client's countdown).
@@ -256,7 +293,7 @@ pub async fn handle(
     };
     let (message, close) = match action {
         "kick" => (
-            format!("{target} was kicked by {}", claims.username),
+            format!("{target} was kicked by {}", by.username),
             Some((KICK_CLOSE_CODE, "kicked from the room")),
         ),
         "ban" => {
@@ -264,15 +301,15 @@ pub async fn handle(
                 .bans
                 .set(
                     room,
-                    &target,
+                    target,
                     until(duration),
                     state.config.max_bans_per_room,
                 )
                 .await?;
-            crate::webhooks::user_banned(state, room, &target, &claims.sub, duration);
+            crate::webhooks::user_banned(state, room, target, by.sub, duration);
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
-                format!("{target} was banned by {}{how_long}", claims.username),
+                format!("{target} was banned by {}{how_long}", by.username),
                 Some((BAN_CLOSE_CODE, "banned from the room")),
             )
         }
@@ -280,29 +317,17 @@ pub async fn handle(
             let d = duration.unwrap_or(DEFAULT_MUTE);
             moderation
                 .mutes
-                .set(
-                    room,
-                    &target,
-                    until(Some(d)),
-                    state.config.max_bans_per_room,
-                )
+                .set(room, target, until(Some(d)), state.config.max_bans_per_room)
                 .await?;
             (
-                format!(
-                    "{target} was muted by {} for {}s",
-                    claims.username,
-                    d.as_secs()
-                ),
+                format!("{target} was muted by {} for {}s", by.username, d.as_secs()),
                 None,
             )
         }
         "unban" => {
-            moderation.bans.lift(room, &target).await?;
-            moderation.mutes.lift(room, &target).await?;
-            (
-                format!("{target} was unbanned by {}", claims.username),
-                None,
-            )
+            moderation.bans.lift(room, target).await?;
+            moderation.mutes.lift(room, target).await?;
+            (format!("{target} was unbanned by {}", by.username), None)
         }
         _ => return Err(Refusal::unknown_type("unknown moderation action")),
     };
@@ -315,7 +340,7 @@ pub async fn handle(
                 "id": id,
                 "action": action,
                 "user": target,
-                "by": claims.sub,
+                "by": by.sub,
                 "message": message,
                 "timestamp": ts,
             });
@@ -334,7 +359,7 @@ pub async fn handle(
         // Here and on every other hub.
         let event = CloseEvent {
             room: room.to_owned(),
-            user: Some(target.clone()),
+            user: Some(target.to_owned()),
             admitted: None,
             code,
             reason: reason.into(),
@@ -342,7 +367,7 @@ pub async fn handle(
         };
         super::close_sockets(state, event).await;
     }
-    tracing::info!(room, action, target = %target, by = %claims.sub, "moderation");
+    tracing::info!(room, action, target, by = %by.sub, "moderation");
     Ok(())
 }
 

@@ -97,7 +97,8 @@ pub enum Claim {
 /// removed, a room deleted).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CloseEvent {
-    /// The room whose sockets are concerned.
+    /// The room whose sockets are concerned; empty: every socket of
+    /// `user`, on every endpoint (the server API's `POST /api/disconnect`).
     pub room: String,
     /// Only this user's sockets; `None`: every socket the room no longer
     /// admits (see `admitted`).
