@@ -199,6 +199,32 @@ pub struct Config {
     #[arg(long, env = "CHANNELBOX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
+    // Tokens from an identity provider (issue 15, item 2), beside
+    // --jwt-secret. Each algorithm is verified only with its own kind of
+    // key (see `auth`).
+    /// A JWK Set (file, or http(s) URL of the provider's jwks_uri) whose
+    /// RS256, ES256 and EdDSA keys verify tokens, chosen by `kid`; a token
+    /// with an unknown `kid` reloads it, at most once per 30 s.
+    #[arg(long, env = "CHANNELBOX_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+    /// A PEM public key (RSA, EC P-256 or Ed25519) that verifies tokens of
+    /// its algorithm (RS256, ES256, EdDSA).
+    #[arg(long, env = "CHANNELBOX_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Every token's `iss` must equal this (any token: HS256 too).
+    #[arg(long, env = "CHANNELBOX_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Every token's `aud` must name this. Without it, a token that
+    /// carries an `aud` is refused.
+    #[arg(long, env = "CHANNELBOX_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Shortest time between two reloads of --jwt-jwks (not a flag).
+    #[arg(skip = std::time::Duration::from_secs(30))]
+    pub jwt_jwks_min_reload_interval: std::time::Duration,
+    /// Longest a fetch or read of --jwt-jwks may take (not a flag).
+    #[arg(skip = std::time::Duration::from_secs(5))]
+    pub jwt_jwks_fetch_timeout: std::time::Duration,
+
     // Signed webhooks (issue 15, item 3).
     /// POST signed JSON events (`dm.offline`, `mention.offline`,
     /// `room.created`, `user.banned`) to this http(s) URL; needs
@@ -254,6 +280,28 @@ impl Config {
     /// The signing secret; an empty one (`CHANNELBOX_JWT_SECRET=`) is none.
     pub fn jwt_secret(&self) -> Option<&str> {
         self.jwt_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// `--jwt-jwks`; empty is none.
+    pub fn jwt_jwks(&self) -> Option<&str> {
+        self.jwt_jwks.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// `--jwt-public-key`; empty is none.
+    pub fn jwt_public_key(&self) -> Option<&std::path::Path> {
+        self.jwt_public_key
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// `--jwt-issuer`; empty is none.
+    pub fn jwt_issuer(&self) -> Option<&str> {
+        self.jwt_issuer.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// `--jwt-audience`; empty is none.
+    pub fn jwt_audience(&self) -> Option<&str> {
+        self.jwt_audience.as_deref().filter(|s| !s.is_empty())
     }
 
     /// `--ping-interval` as a duration; `None` when pings are off.
@@ -365,6 +413,43 @@ mod tests {
             fast.ping_interval(),
             Some(std::time::Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn provider_key_flags_parse_and_empty_ones_are_none() {
+        let config = Config::parse_from([
+            "hub",
+            "--jwt-jwks",
+            "https://idp.example/jwks.json",
+            "--jwt-public-key",
+            "/etc/idp.pem",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "channelbox",
+        ]);
+        assert_eq!(config.jwt_jwks(), Some("https://idp.example/jwks.json"));
+        assert_eq!(
+            config.jwt_public_key(),
+            Some(std::path::Path::new("/etc/idp.pem"))
+        );
+        assert_eq!(config.jwt_issuer(), Some("https://idp.example"));
+        assert_eq!(config.jwt_audience(), Some("channelbox"));
+        let defaults = Config::default();
+        assert_eq!(defaults.jwt_jwks(), None);
+        assert_eq!(defaults.jwt_public_key(), None);
+        assert_eq!(defaults.jwt_issuer(), None);
+        assert_eq!(defaults.jwt_audience(), None);
+        assert_eq!(
+            defaults.jwt_jwks_min_reload_interval,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            defaults.jwt_jwks_fetch_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        let empty = Config::parse_from(["hub", "--jwt-jwks", "", "--jwt-audience", ""]);
+        assert_eq!((empty.jwt_jwks(), empty.jwt_audience()), (None, None));
     }
 
     #[test]

@@ -584,6 +584,7 @@ async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response
             "channelbox_connections_by_endpoint{{endpoint=\"{endpoint}\"}} {n}"
         );
     }
+    state.auth.write_metrics(&mut out);
     features::extend_metrics(&state, &caller, &mut out);
     crate::webhooks::extend_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

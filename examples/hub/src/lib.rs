@@ -12,7 +12,8 @@
 //! - [`upgrade`]: routes a socket by its request line (WebSocket or HTTP),
 //!   checks the token, the path and the room, upgrades, and serves the
 //!   session by its endpoint.
-//! - [`auth`]: HS256 tokens and guest logins.
+//! - [`auth`]: tokens (HS256 with the secret; RS256, ES256, EdDSA from an
+//!   identity provider's key set or public key) and guest logins.
 //! - [`session`]: one WebSocket session as the endpoints see it.
 //! - The WebSocket endpoints: [`chat`] (`/chat/{room}`), [`presence`]
 //!   (`/presence`), [`dm`] (`/dm/{user}`).

@@ -94,6 +94,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and the core hub from `config`.
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
+        // First: a key set or key file that cannot be used stops the start.
+        let (auth, demo_secret) = Auth::from_config(&config)?;
         let hub = Hub::new(config.core())?;
         let store = Arc::new(match config.redis_url() {
             Some(url) => {
@@ -106,18 +108,6 @@ impl AppState {
             }
             None => crate::store::Store::open_embedded(&config.data_dir)?,
         });
-        let demo_secret = config.jwt_secret().is_none().then(Auth::random_secret);
-        let secret = config
-            .jwt_secret()
-            .map(str::to_owned)
-            .or_else(|| demo_secret.clone());
-        let allow_guest = config.allow_guest || demo_secret.is_some();
-        let secret = secret.unwrap_or_default();
-        if let Some(warning) = crate::auth::weak_secret(secret.as_bytes()) {
-            tracing::warn!(bytes = secret.len(), "{warning}");
-        }
-        let mut auth = Auth::new(secret.as_bytes(), allow_guest);
-        auth.guest_per_minute = config.guest_tokens_per_minute;
         let features = features::FeatureState::new(store.clone());
         let node = config.node_name.as_deref().unwrap_or(&store.node);
         let webhooks = crate::webhooks::Webhooks::from_config(&config, &hub, node)?.map(Arc::new);

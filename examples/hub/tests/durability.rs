@@ -246,3 +246,51 @@ async fn every_acknowledged_message_survives_sigkill_and_recovery_is_exact() {
     assert!(id > *ids.last().unwrap(), "{id} is new");
     assert!(saved.keys().all(|old| id > *old), "{id} is new");
 }
+
+/// A socket has at most `MAX_PENDING_ACKS` saved messages waiting for their
+/// commit; the next one is sent, then waits for a slot for its ack, and
+/// holds up the socket's reader meanwhile. With commits gathered for 1 s
+/// (the most allowed), a burst of 100 is echoed 65 at a time: on the
+/// sender's own socket the 66th echo comes after the first ack, and every
+/// message is acked exactly once (acks may come in any order: clients
+/// match them by `client_id`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_waits_for_acks_beyond_the_pending_limit() {
+    use channelbox_hub::session::MAX_PENDING_ACKS;
+    const BURST: usize = 100;
+    let hub = common::Hub::start_with(|c| {
+        c.history_commit_interval_ms = 1000;
+        c.messages_per_second = 0;
+    })
+    .await;
+    let (mut a, _) = hub.join("acks", &hub.user("a")).await;
+    for i in 0..BURST {
+        a.send(json!({"message": format!("m{i}"), "client_id": format!("c{i}")}))
+            .await;
+    }
+    // Frames on a's socket in order: echoes ("message") and acks.
+    let mut echoes = 0;
+    let mut acks = Vec::new();
+    let mut echoes_before_first_ack = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.len() < BURST {
+        assert!(Instant::now() < deadline, "acks: {} of {BURST}", acks.len());
+        let f = match a.next_within(common::WAIT).await {
+            common::Seen::Frame(f) => f,
+            other => panic!("after {echoes} echoes and {} acks: {other:?}", acks.len()),
+        };
+        match f["type"].as_str() {
+            Some("message") => echoes += 1,
+            Some("ack") => {
+                echoes_before_first_ack.get_or_insert(echoes);
+                acks.push(f["client_id"].as_str().unwrap().to_string());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(echoes_before_first_ack, Some(MAX_PENDING_ACKS + 1));
+    acks.sort_by_key(|c| c[1..].parse::<usize>().unwrap());
+    let want: Vec<String> = (0..BURST).map(|i| format!("c{i}")).collect();
+    assert_eq!(acks, want);
+    hub.stop().await;
+}

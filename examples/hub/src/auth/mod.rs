@@ -1,10 +1,19 @@
-//! Who is calling: HS256 JWTs (from `Authorization: Bearer` or `?token=`),
-//! and guest tokens in demo mode.
+//! Who is calling: JWTs (from `Authorization: Bearer` or `?token=`)
+//! signed with the hub's HS256 secret, or by an identity provider's keys
+//! (`--jwt-public-key`, `--jwt-jwks`: see [`keys`] and [`jwks`]), and
+//! guest tokens in demo mode.
 //!
-//! Every refusal (no token, malformed, wrong signature, `alg: none`, another
-//! algorithm, expired, no `exp`, `nbf` in the future) is the same HTTP 401,
-//! decided before a WebSocket upgrade; the claims then name the user in
-//! every frame. Guest tokens are limited per client IP and minute.
+//! Each algorithm is checked against its own kind of key: HS256 only with
+//! the secret, RS256/ES256/EdDSA only with a public key of that kind
+//! (chosen by `kid` in a key set). Every refusal (no token, malformed,
+//! wrong signature, `alg: none`, an algorithm without its key, expired, no
+//! `exp`, `nbf` in the future, wrong `iss`/`aud` when configured) is the
+//! same HTTP 401, decided before a WebSocket upgrade; the claims then name
+//! the user in every frame. Guest tokens are limited per client IP and
+//! minute, and minted only by a hub with a secret.
+
+pub mod jwks;
+pub mod keys;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,6 +28,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::server::AppState;
 
 /// Seconds of clock skew tolerated on `exp`.
@@ -72,14 +82,33 @@ impl Claims {
 #[derive(Debug)]
 pub struct Refused(pub String);
 
-/// Token verification and minting with the hub's secret.
+/// What verifies tokens besides the HS256 secret, and the claims every
+/// token must carry (`--jwt-public-key`, `--jwt-jwks`, `--jwt-issuer`,
+/// `--jwt-audience`).
+#[derive(Default)]
+pub struct Verifiers {
+    /// `--jwt-public-key`: tokens of its algorithm, whatever their `kid`
+    /// (when the key set has no key of that `kid`).
+    pub public_key: Option<keys::VerifyingKey>,
+    /// `--jwt-jwks`: keys chosen by the token's `kid`.
+    pub key_set: Option<Arc<jwks::KeySet>>,
+    /// `--jwt-issuer`: `iss` must equal it.
+    pub issuer: Option<String>,
+    /// `--jwt-audience`: `aud` must name it. Without it a token that
+    /// carries `aud` is refused (it was meant for another service).
+    pub audience: Option<String>,
+}
+
+/// Token verification, and minting with the hub's secret.
 pub struct Auth {
-    /// Verifies HS256 signatures.
-    decoding: DecodingKey,
-    /// Signs guest tokens.
-    encoding: EncodingKey,
-    /// HS256 only, `exp` required, 30 s leeway.
-    validation: Validation,
+    /// HS256 with the hub's secret: verifies, and signs guest tokens.
+    /// `None` when only a provider's public keys are configured.
+    hmac: Option<(DecodingKey, EncodingKey)>,
+    /// The provider's keys and the `iss`/`aud` checks.
+    verifiers: Verifiers,
+    /// One validation per accepted algorithm (that algorithm only, `exp`
+    /// and `sub` required, 30 s leeway, `iss`/`aud` when configured).
+    validations: Vec<(Algorithm, Validation)>,
     /// `POST /auth/guest` answers (demo mode or `--allow-guest`).
     pub allow_guest: bool,
     /// `--guest-tokens-per-minute` per client IP (0 = no cap).
@@ -95,24 +124,151 @@ struct GuestWindow {
     minted: rustc_hash::FxHashMap<IpAddr, u32>,
 }
 
+/// The algorithms a token may name; anything else (`none` included) is
+/// refused before a key is looked at.
+const ACCEPTED: [Algorithm; 4] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
 impl Auth {
-    /// Keys for `secret`.
+    /// HS256 with `secret`, nothing else.
     pub fn new(secret: &[u8], allow_guest: bool) -> Auth {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        Auth::with_verifiers(Some(secret), Verifiers::default(), allow_guest)
+    }
+
+    /// HS256 with `secret` (when given) and the provider's `verifiers`.
+    /// Without a secret no token can be minted: keep `allow_guest` off.
+    pub fn with_verifiers(secret: Option<&[u8]>, verifiers: Verifiers, allow_guest: bool) -> Auth {
+        let validations = ACCEPTED
+            .iter()
+            .map(|&alg| {
+                let mut validation = Validation::new(alg);
+                validation.leeway = LEEWAY_SECS;
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                let mut required = vec!["exp", "sub"];
+                if let Some(issuer) = &verifiers.issuer {
+                    validation.set_issuer(&[issuer]);
+                    required.push("iss");
+                }
+                if let Some(audience) = &verifiers.audience {
+                    validation.set_audience(&[audience]);
+                    required.push("aud");
+                }
+                validation.set_required_spec_claims(&required);
+                (alg, validation)
+            })
+            .collect();
         Auth {
-            decoding: DecodingKey::from_secret(secret),
-            encoding: EncodingKey::from_secret(secret),
-            validation,
-            allow_guest,
+            hmac: secret.map(|s| (DecodingKey::from_secret(s), EncodingKey::from_secret(s))),
+            verifiers,
+            validations,
+            allow_guest: allow_guest && secret.is_some(),
             guest_per_minute: 0,
             guests: parking_lot::Mutex::new(GuestWindow {
                 started: Instant::now(),
                 minted: Default::default(),
             }),
+        }
+    }
+
+    /// The hub's token checks from its flags, and the random secret of
+    /// demo mode (no secret, no public key, no key set) to log. `Err`
+    /// names the flag that cannot be used.
+    pub fn from_config(config: &Config) -> anyhow::Result<(Auth, Option<String>)> {
+        use anyhow::Context;
+        let public_key = match config.jwt_public_key() {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("--jwt-public-key {}", path.display()))?;
+                let key = keys::from_pem(&pem)
+                    .map_err(|why| anyhow::anyhow!("--jwt-public-key {}: {why}", path.display()))?;
+                tracing::info!(path = %path.display(), alg = ?key.alg, "--jwt-public-key loaded");
+                Some(key)
+            }
+            None => None,
+        };
+        let key_set = match config.jwt_jwks() {
+            Some(location) => Some(
+                jwks::KeySet::open(
+                    location,
+                    config.jwt_jwks_min_reload_interval,
+                    config.jwt_jwks_fetch_timeout,
+                )
+                .map_err(|why| anyhow::anyhow!("--jwt-jwks {location}: {why}"))?,
+            ),
+            None => None,
+        };
+        let provider = public_key.is_some() || key_set.is_some();
+        let demo_secret = (config.jwt_secret().is_none() && !provider).then(Auth::random_secret);
+        let secret = config
+            .jwt_secret()
+            .map(str::to_owned)
+            .or_else(|| demo_secret.clone());
+        if config.allow_guest && secret.is_none() {
+            anyhow::bail!(
+                "--allow-guest needs --jwt-secret: guest tokens are signed with it, and the keys of --jwt-jwks or --jwt-public-key only verify"
+            );
+        }
+        if let Some(warning) = secret.as_deref().and_then(|s| weak_secret(s.as_bytes())) {
+            tracing::warn!(bytes = secret.as_deref().map_or(0, str::len), "{warning}");
+        }
+        let verifiers = Verifiers {
+            public_key,
+            key_set,
+            issuer: config.jwt_issuer().map(str::to_owned),
+            audience: config.jwt_audience().map(str::to_owned),
+        };
+        let allow_guest = config.allow_guest || demo_secret.is_some();
+        let mut auth =
+            Auth::with_verifiers(secret.as_deref().map(str::as_bytes), verifiers, allow_guest);
+        auth.guest_per_minute = config.guest_tokens_per_minute;
+        Ok((auth, demo_secret))
+    }
+
+    /// True when this hub signs tokens (it has a secret).
+    pub fn can_mint(&self) -> bool {
+        self.hmac.is_some()
+    }
+
+    /// The key set of `--jwt-jwks`, if any.
+    pub fn key_set(&self) -> Option<&Arc<jwks::KeySet>> {
+        self.verifiers.key_set.as_ref()
+    }
+
+    /// Appends the key set's gauges and counters to a `/metrics` page
+    /// (all 0 without `--jwt-jwks`).
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let set = self.verifiers.key_set.as_deref();
+        let count = |f: fn(&jwks::KeySet) -> u64| set.map_or(0, f);
+        for (name, kind, help, value) in [
+            (
+                "jwks_keys",
+                "gauge",
+                "Signing keys in the --jwt-jwks key set.",
+                count(|s| s.len() as u64),
+            ),
+            (
+                "jwks_reloads_total",
+                "counter",
+                "Key set reloads (unknown kid) that replaced the keys.",
+                count(|s| s.reloads.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+            (
+                "jwks_reload_failures_total",
+                "counter",
+                "Key set reloads that failed (the previous keys stayed).",
+                count(|s| s.reload_failures.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP channelbox_{name} {help}\n# TYPE channelbox_{name} {kind}\nchannelbox_{name} {value}\n"
+            );
         }
     }
 
@@ -143,8 +299,16 @@ impl Auth {
 
     /// Verifies a token and returns its claims, `username` filled in.
     pub fn verify(&self, token: &str) -> Result<Claims, Refused> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| Refused(e.to_string()))?;
+        let hmac_only = self.verifiers.public_key.is_none() && self.verifiers.key_set.is_none();
+        let data = match &self.hmac {
+            // Only the secret: the HS256 validation refuses any other
+            // `alg`, so the header is parsed once, by `decode`.
+            Some((key, _)) if hmac_only => {
+                decode::<Claims>(token, key, self.validation(Algorithm::HS256)?)
+                    .map_err(|e| Refused(e.to_string()))?
+            }
+            _ => self.decode_by_header(token)?,
+        };
         let mut claims = data.claims;
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(Refused("sub is empty or too long".into()));
@@ -156,6 +320,60 @@ impl Auth {
         claims.username = crate::features::names::display_name(&claims.username, usize::MAX)
             .unwrap_or_else(|_| claims.sub.clone());
         Ok(claims)
+    }
+
+    /// The validation of `alg`; `Err` for an algorithm never accepted.
+    fn validation(&self, alg: Algorithm) -> Result<&Validation, Refused> {
+        self.validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or_else(|| Refused(format!("{alg:?} tokens are not accepted")))
+    }
+
+    /// Decodes `token` with the key its header's `alg` (and `kid`) picks.
+    fn decode_by_header(&self, token: &str) -> Result<jsonwebtoken::TokenData<Claims>, Refused> {
+        let refused = |e: jsonwebtoken::errors::Error| Refused(e.to_string());
+        // `alg: none` and unknown names fail here already.
+        let header = jsonwebtoken::decode_header(token).map_err(refused)?;
+        let validation = self.validation(header.alg)?;
+        if header.alg == Algorithm::HS256 {
+            let (key, _) = self
+                .hmac
+                .as_ref()
+                .ok_or_else(|| Refused("HS256 tokens are not accepted: no secret".into()))?;
+            return decode::<Claims>(token, key, validation).map_err(refused);
+        }
+        let key = self.public_key_for(header.alg, header.kid.as_deref())?;
+        decode::<Claims>(token, &key.key, validation).map_err(refused)
+    }
+
+    /// The public key for a token of `alg` (not HS256) naming `kid`: the
+    /// key set's key of that `kid`, else `--jwt-public-key`; each only when
+    /// its kind is `alg`. An unknown `kid` asks the key set to reload.
+    fn public_key_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<keys::VerifyingKey, Refused> {
+        if let (Some(set), Some(kid)) = (&self.verifiers.key_set, kid) {
+            match set.get(kid) {
+                Some(key) if key.alg == alg => return Ok(key),
+                Some(key) => {
+                    return Err(Refused(format!(
+                        "kid {kid} is a {:?} key, the token says {alg:?}",
+                        key.alg
+                    )))
+                }
+                None => set.unknown_kid(kid),
+            }
+        }
+        match &self.verifiers.public_key {
+            Some(key) if key.alg == alg => Ok(key.clone()),
+            _ => Err(Refused(match kid {
+                Some(kid) => format!("no {alg:?} key with kid {kid}"),
+                None => format!("no {alg:?} key (and no kid)"),
+            })),
+        }
     }
 
     /// Verifies the token of a request: `Authorization: Bearer` first, then
@@ -172,10 +390,14 @@ impl Auth {
         self.verify(&token)
     }
 
-    /// Signs a token for `claims`.
+    /// Signs a token for `claims` with the hub's secret; empty when the
+    /// hub has none ([`Auth::can_mint`] is false: it mints nothing then).
     pub fn mint(&self, claims: &Claims) -> String {
+        let Some((_, key)) = &self.hmac else {
+            return String::new();
+        };
         // HS256 signing of a serializable struct does not fail.
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
+        encode(&Header::new(Algorithm::HS256), claims, key).unwrap_or_default()
     }
 }
 
