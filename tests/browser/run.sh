@@ -3,7 +3,8 @@
 # playwright, axe-core), builds the hub, and runs tests/browser/test_client.py
 # (the everyday flow), tests/browser/test_returning.py (coming back,
 # identity, members, a stopped hub, a phone, the keyboard, accessibility)
-# and tests/browser/test_dashboard.py (the admin dashboard, issue 15).
+# tests/browser/test_dashboard.py (the admin dashboard, issue 15) and
+# tests/browser/test_unread.py (unread badges, DM attachments).
 # Each starts its own hub; screenshots go to target/browser/.
 #
 #   tests/browser/run.sh
@@ -52,3 +53,4 @@ cd "$ROOT/tests/browser"
 timeout 300 "$VENV/bin/python" test_client.py --hub "$HUB" --out "$OUT"
 timeout 400 "$VENV/bin/python" test_returning.py --hub "$HUB" --out "$OUT" --axe "$AXE"
 timeout 200 "$VENV/bin/python" test_dashboard.py --hub "$HUB" --out "$OUT" --axe "$AXE"
+timeout 240 "$VENV/bin/python" test_unread.py --hub "$HUB" --out "$OUT" --axe "$AXE"

@@ -226,11 +226,13 @@ def run(hub, out):
             expect(b.locator("#search-input")).to_have_value("")
             print("search ok")
 
-            # A direct message offers no paperclip (DMs carry no attachments).
+            # A direct message offers the paperclip too (DMs carry attachments;
+            # sending one is in test_unread.py).
             b.click(f'#presence-list .user[data-user="{alice}"] .nav-btn')
             expect(b.locator("#view-title")).to_contain_text("alice")
-            expect(b.locator("#attach")).to_be_hidden()
-            shot(b, "dm-no-paperclip")
+            expect(b.locator("#attach")).to_be_visible()
+            expect(b.locator("#attach")).to_be_enabled()
+            shot(b, "dm-paperclip")
             join(b, room)
             expect(b.locator("#attach")).to_be_visible()
             print("dm paperclip ok")

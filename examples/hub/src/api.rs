@@ -285,7 +285,9 @@ async fn dm(
         sub: from,
         username: from,
     };
-    let report = crate::dm::deliver(&state, author, to, &pair, text).await?;
+    let report = crate::dm::deliver(&state, author, to, &pair, text, None).await?;
+    // Counted as unread for `to` (and listed for both), as a socket's DM is.
+    crate::features::unread::after_dm(&state, from, to, report.offset).await;
     tracing::info!(from, to, id = report.offset, "server API: direct message");
     Ok(Json(json!({"id": report.offset})).into_response())
 }

@@ -59,6 +59,7 @@ pub const CLIENT: &[(&str, &str, &str)] = &[
     asset!("js/search.js", JS),
     asset!("js/files.js", JS),
     asset!("js/mentions.js", JS),
+    asset!("js/unread.js", JS),
     asset!("js/moderation.js", JS),
     asset!("js/presence.js", JS),
     asset!("js/dm.js", JS),

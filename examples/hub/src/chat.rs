@@ -449,6 +449,8 @@ pub async fn publish(
         delivered: report.delivered,
     };
     features::messages::after_saved(state, author, room, &sent).await;
+    // Unread badges move for a published message as for a member's.
+    features::unread::send_activity(&state.hub, room.id, sent.id, author.sub).await;
     // A room nobody is in here is idle from this message on, as a DM
     // conversation is from its last DM (see `rooms::IdleHistories`).
     if state.room_sessions(room.id).is_empty() {

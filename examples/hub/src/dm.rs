@@ -33,6 +33,9 @@ struct DirectMessage<'a> {
     to: &'a str,
     content: &'a str,
     timestamp: &'a str,
+    /// Ids of files uploaded for this conversation (or for rooms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<&'a Value>,
 }
 
 /// Orders a pair's saves and deliveries against a joiner's replay (held
@@ -96,6 +99,13 @@ pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text:
         Ok(ty) => ty,
         Err(r) => return session.refuse(&r),
     };
+    if ty == "read" {
+        // A read position in this conversation (unread counts).
+        if let Err(r) = features::unread::dm_read(session, peer, pair, &value).await {
+            session.refuse(&r);
+        }
+        return;
+    }
     if ty != "message" {
         return Box::pin(features::handle_frame(session, ty, &value)).await;
     }
@@ -114,13 +124,15 @@ pub(crate) async fn handle_text(session: &Session, peer: &str, pair: &str, text:
 ///
 /// `from` is a socket's user, or whoever the server API names (`POST
 /// /api/dm`); `pair` is [`frames::dm_pair_group`] of the two. Returns the
-/// saved DM's report (its `offset` is the DM's `id`).
+/// saved DM's report (its `offset` is the DM's `id`). `attachments` were
+/// checked by [`features::files::dm_attachments`].
 pub async fn deliver(
     state: &Arc<AppState>,
     from: Author<'_>,
     peer: &str,
     pair: &str,
     content: &str,
+    attachments: Option<&Value>,
 ) -> Result<channelbox::SendReport, Refusal> {
     use futures_util::FutureExt;
 
@@ -134,6 +146,7 @@ pub async fn deliver(
             to: peer,
             content,
             timestamp: &ts,
+            attachments,
         })
     };
     // The frame `encode` built and the id it was given.
@@ -200,17 +213,22 @@ async fn send_direct(
     pair: &str,
     value: &Value,
 ) -> Result<(), Refusal> {
+    let state = &session.state;
     let claims = &session.claims;
     let content = content_of(value)?;
+    let attachments =
+        features::files::dm_attachments(state, value.get("attachments"), &claims.sub, peer).await?;
     let from = Author {
         sub: &claims.sub,
         username: &claims.username,
     };
-    let report = deliver(&session.state, from, peer, pair, content).await?;
+    let report = deliver(state, from, peer, pair, content, attachments.as_ref()).await?;
     if let Some(client_id) = value.get("client_id").and_then(Value::as_str) {
         session.send_json(&serde_json::json!({
             "type": "ack", "client_id": client_id, "id": report.offset,
         }));
     }
+    // Listed for unread counts after the ack: it never waits for the store.
+    features::unread::after_dm(state, &claims.sub, peer, report.offset).await;
     Ok(())
 }

@@ -205,6 +205,20 @@ impl AppState {
         out
     }
 
+    /// This node's `/presence` and `/dm` sessions: (core connection id,
+    /// user id, opened with an admin token). For unread watchers (issue 15).
+    pub fn sessions_outside_rooms(&self) -> Vec<(u64, Arc<str>, bool)> {
+        let mut out = Vec::new();
+        for shard in &self.registry {
+            for (id, info) in shard.lock().iter() {
+                if !matches!(info.endpoint, Endpoint::Chat { .. }) {
+                    out.push((*id, info.sub.clone(), info.admin));
+                }
+            }
+        }
+        out
+    }
+
     /// Core connection ids of this node's `/presence` sessions.
     pub fn presence_sessions(&self) -> Vec<u64> {
         let mut out = Vec::new();

@@ -529,3 +529,49 @@ async fn with_redis_publish_and_disconnect_reach_the_other_hub() {
     a.stop().await;
     b.stop().await;
 }
+
+/// What the API publishes and sends moves unread counts as a member's
+/// message and a user's DM do: a watcher's `activity` frame and
+/// `GET /unread` for the room, and the recipient's DM count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_messages_and_api_dms_count_as_unread() {
+    let hub = hub().await;
+    // Dana has been in the room (counted from her first visit).
+    let (dana_in_room, _) = hub.join("news", &hub.user("dana")).await;
+    dana_in_room.close().await;
+    let mut watcher = hub.ws("/presence", &hub.user("dana")).await.unwrap();
+    watcher.expect("users").await;
+    watcher
+        .send(json!({"type": "watch_unread", "rooms": ["news"]}))
+        .await;
+    watcher.expect("watching_unread").await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let body = Some(json!({"room": "news", "content": format!("bulletin {n}")}));
+        let (status, answer) = call(&hub, "POST", "/api/publish", body).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["id"].as_u64().unwrap());
+    }
+    for id in &ids {
+        let f = watcher.expect_where("activity", |f| f["id"] == *id).await;
+        assert_eq!(f["room"], "news");
+        assert_eq!(f["user"], "system");
+    }
+    let body = Some(json!({"to": "dana", "content": "your order shipped", "from": "shop"}));
+    let (status, answer) = call(&hub, "POST", "/api/dm", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let (status, counts) = hub.json("GET", "/unread", &hub.user("dana"), None).await;
+        assert_eq!(status, 200, "{counts}");
+        if counts["rooms"]["news"] == 2 && counts["dms"]["shop"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unread never matched: {counts}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hub.stop().await;
+}

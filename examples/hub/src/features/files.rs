@@ -13,6 +13,11 @@
 //! browser client sets (path `/files`, so `<img src>` needs no token in
 //! its URL), or from `?token=`.
 //!
+//! A file uploaded with `?dm=<user id>` belongs to the DM conversation of
+//! the uploader and that user: only those two may read it or its meta
+//! (403 for anyone else, admins included). Room files stay readable by
+//! any signed-in user.
+//!
 //! No client string ever reaches the filesystem: the path is the data
 //! directory plus 32 hex digits the hub generated, and a request's id is
 //! checked to be exactly that shape before it is used.
@@ -61,6 +66,10 @@ struct Meta {
     name: Option<String>,
     /// Who uploaded it.
     owner: String,
+    /// The other party when uploaded for a DM conversation (`?dm=`): only
+    /// the owner and this user may read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dm: Option<String>,
     uploaded_ms: u64,
 }
 
@@ -81,9 +90,17 @@ pub fn is_file_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// True when a file with this id was uploaded (attachments must name one).
+/// True when a room file with this id was uploaded (a room message's
+/// attachments must name one; a DM's file is not readable by the room).
 pub fn exists(state: &AppState, id: &str) -> bool {
-    is_file_id(id) && files_dir(state).join(format!("{id}.meta")).is_file()
+    if !is_file_id(id) {
+        return false;
+    }
+    let raw = match std::fs::read(files_dir(state).join(format!("{id}.meta"))) {
+        Ok(raw) => raw,
+        Err(_) => return false,
+    };
+    serde_json::from_slice::<Meta>(&raw).is_ok_and(|m| m.dm.is_none())
 }
 
 fn error(status: StatusCode, detail: &str) -> Response {
@@ -118,6 +135,70 @@ fn original_name(query: Option<&str>) -> Option<String> {
     let name = crate::features::names::display_name(base, MAX_NAME_CHARS).ok()?;
     (name != "." && name != "..").then_some(name)
 }
+
+/// The DM peer from `?dm=`: a user id, at most 200 bytes; `Err` when given
+/// but unusable.
+fn dm_peer(query: Option<&str>) -> Result<Option<String>, ()> {
+    match query.and_then(|q| auth::query_param(q, "dm")) {
+        None => Ok(None),
+        Some(peer) if !peer.is_empty() && peer.len() <= 200 => Ok(Some(peer)),
+        Some(_) => Err(()),
+    }
+}
+
+impl Meta {
+    /// May `sub` read this file? Anyone signed in for a room file; the two
+    /// parties for a DM's.
+    fn readable_by(&self, sub: &str) -> bool {
+        match &self.dm {
+            None => true,
+            Some(peer) => sub == self.owner || sub == peer,
+        }
+    }
+}
+
+/// Checks a DM's `attachments` (`None` when absent): a list of at most 10
+/// ids of uploaded files, each a room file or one uploaded for this very
+/// conversation (by either party).
+pub async fn dm_attachments(
+    state: &AppState,
+    list: Option<&serde_json::Value>,
+    sender: &str,
+    peer: &str,
+) -> Result<Option<serde_json::Value>, crate::error::Refusal> {
+    use crate::error::Refusal;
+    let list = match list {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Array(a)) => a,
+        Some(_) => return Err(Refusal::bad_request("attachments must be a list")),
+    };
+    if list.len() > MAX_DM_ATTACHMENTS {
+        return Err(Refusal::too_large(format!(
+            "at most {MAX_DM_ATTACHMENTS} attachments"
+        )));
+    }
+    let dir = files_dir(state);
+    for a in list {
+        let meta = match a.as_str() {
+            Some(id) => read_meta(&dir, id).await,
+            None => None,
+        };
+        let Some(meta) = meta else {
+            return Err(Refusal::bad_request(
+                "attachments must be ids of uploaded files",
+            ));
+        };
+        if !(meta.readable_by(sender) && meta.readable_by(peer)) {
+            return Err(Refusal::forbidden(
+                "a file of another conversation cannot be attached here",
+            ));
+        }
+    }
+    Ok(Some(serde_json::Value::Array(list.clone())))
+}
+
+/// Most attachments on one DM (as on a room message).
+const MAX_DM_ATTACHMENTS: usize = 10;
 
 /// `Content-Disposition` for a download: inline for pictures, a download
 /// otherwise, named after the original file (RFC 6266: an ASCII
@@ -224,6 +305,9 @@ async fn upload(
             &format!("files are limited to {max} bytes"),
         );
     }
+    let Ok(dm) = dm_peer(uri.query()) else {
+        return error(StatusCode::BAD_REQUEST, "dm must be a user id");
+    };
     let Ok(_receiving) = state.uploads.try_acquire() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -261,6 +345,7 @@ async fn upload(
         size,
         name: original_name(uri.query()),
         owner: claims.sub.clone(),
+        dm,
         uploaded_ms: crate::frames::now_ms(),
     };
     let meta_bytes = serde_json::to_vec(&meta).unwrap_or_default();
@@ -281,14 +366,15 @@ async fn upload(
             "content_type": meta.content_type,
             "size": meta.size,
             "name": meta.name,
+            "dm": meta.dm,
         })),
     )
         .into_response()
 }
 
-/// True when the request carries a valid token: `Authorization`,
-/// `?token=` or the client's `cbx_files` cookie.
-fn signed_in(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+/// Who the request's token says: `Authorization`, `?token=` or the
+/// client's `cbx_files` cookie; `None` without a valid one.
+fn signed_in(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> Option<Claims> {
     state
         .auth
         .verify_request(headers, uri.query())
@@ -296,7 +382,15 @@ fn signed_in(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> bo
             Some(token) => state.auth.verify(token),
             None => Err(auth::Refused("no token".into())),
         })
-        .is_ok()
+        .ok()
+}
+
+/// 403 for a DM's file asked by someone not in the conversation.
+fn forbidden() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "this file belongs to a conversation you are not in",
+    )
 }
 
 /// The meta file of `id`, when `id` is one of ours and whole.
@@ -315,12 +409,15 @@ async fn describe(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    if !signed_in(&state, &headers, &uri) {
+    let Some(claims) = signed_in(&state, &headers, &uri) else {
         return auth::unauthorized();
-    }
+    };
     let Some(meta) = read_meta(&files_dir(&state), &id).await else {
         return error(StatusCode::NOT_FOUND, "no such file");
     };
+    if !meta.readable_by(&claims.sub) {
+        return forbidden();
+    }
     Json(serde_json::json!({
         "id": id,
         "name": meta.name,
@@ -336,13 +433,16 @@ async fn download(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    if !signed_in(&state, &headers, &uri) {
+    let Some(claims) = signed_in(&state, &headers, &uri) else {
         return auth::unauthorized();
-    }
+    };
     let dir = files_dir(&state);
     let Some(meta) = read_meta(&dir, &id).await else {
         return error(StatusCode::NOT_FOUND, "no such file");
     };
+    if !meta.readable_by(&claims.sub) {
+        return forbidden();
+    }
     let data = match tokio::fs::read(dir.join(&id)).await {
         Ok(d) => d,
         Err(_) => return error(StatusCode::NOT_FOUND, "no such file"),

@@ -72,6 +72,8 @@ pub mod saved;
 pub mod search;
 pub mod threads;
 pub mod typing;
+// Issue 15 item 4: unread counts.
+pub mod unread;
 
 /// Shards of the per-room maps: two busy rooms rarely share a lock.
 const SHARDS: usize = 64;
@@ -285,6 +287,7 @@ pub fn apply_close(state: &AppState, event: &CloseEvent) {
             state.close_connection(conn, event.code, &event.reason);
         }
     }
+    unread::stop_watching(state, event, admitted.as_ref());
 }
 
 /// Static files served besides the browser client: `(path, content type, body)`.
@@ -292,7 +295,10 @@ pub const STATIC: &[(&str, &str, &str)] = &[];
 
 /// HTTP routes of the extensions.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().merge(rooms::routes()).merge(files::routes())
+    Router::new()
+        .merge(rooms::routes())
+        .merge(files::routes())
+        .merge(unread::routes())
 }
 
 /// May `claims` join `room`? 403 for a private room the caller is not a
@@ -351,6 +357,7 @@ const ROOM_FRAMES: [&str; 12] = [
 pub async fn handle_frame(session: &Session, ty: &str, frame: &Value) {
     let result = match ChatRoom::of(session) {
         Some(room) => room_frame(session, room, ty, frame).await,
+        None if ty == "watch_unread" => unread::watch(session, frame).await,
         None if ROOM_FRAMES.contains(&ty) => Err(Refusal::unknown_type(format!(
             "{ty:?} frames are for /chat sockets"
         ))),
@@ -406,11 +413,13 @@ pub async fn on_message(
 /// After a chat message was sent.
 pub async fn after_message(session: &Session, room: ChatRoom<'_>, sent: &SentMessage<'_>) {
     messages::after(session, room, sent).await;
+    unread::after_message(session, room, sent).await;
 }
 
 /// After a joiner got its `history` frame: everyone's last read message.
 pub fn on_join(session: &Session, room: ChatRoom<'_>) {
     reads::send_reads(session, room.id);
+    unread::first_visit(session, room);
 }
 
 /// A `/chat` socket joined `room` (counted for the join caps).

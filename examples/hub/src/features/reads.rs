@@ -5,7 +5,8 @@
 //! Kept in the hub's state store (table `reads`, group = room, field =
 //! user id, value = the message id in decimal): batched in `hub.redb`
 //! (they come often and a lost last one is harmless), in Redis moved up by
-//! one atomic script so two hubs never move a receipt back.
+//! one atomic script so two hubs never move a receipt back. Each receipt
+//! also moves the user's position in `unread` (counts, other devices).
 
 use std::sync::Arc;
 
@@ -73,7 +74,7 @@ pub async fn read(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
         let receipt = json!({"type": "read", "user": sub, "message_id": id});
         room.broadcast(session, frames::encode(&receipt)).await;
     }
-    Ok(())
+    super::unread::room_read(session, room.id, id).await
 }
 
 /// After the joiner's `history` frame: everyone's last read message (an

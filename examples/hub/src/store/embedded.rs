@@ -35,6 +35,8 @@ const OWNED: Kv = TableDefinition::new("owned");
 const BANS: Kv = TableDefinition::new("bans");
 const MUTES: Kv = TableDefinition::new("mutes");
 const READS: Kv = TableDefinition::new("reads");
+const USER_READS: Kv = TableDefinition::new("user_reads");
+const USER_DMS: Kv = TableDefinition::new("user_dms");
 const CLIENT_IDS: Kv = TableDefinition::new("client_ids");
 const META: Kv = TableDefinition::new("meta");
 /// (room, root, reply) -> ().
@@ -48,6 +50,8 @@ fn def(table: Table) -> Kv {
         Table::Bans => BANS,
         Table::Mutes => MUTES,
         Table::Reads => READS,
+        Table::UserReads => USER_READS,
+        Table::UserDms => USER_DMS,
         Table::ClientIds => CLIENT_IDS,
         Table::Meta => META,
     }
@@ -55,7 +59,10 @@ fn def(table: Table) -> Kv {
 
 /// Tables written through the [`Batcher`] (readers look there first).
 fn batched(table: Table) -> bool {
-    matches!(table, Table::Reads | Table::ClientIds)
+    matches!(
+        table,
+        Table::Reads | Table::UserReads | Table::UserDms | Table::ClientIds
+    )
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -137,9 +144,11 @@ impl Embedded {
         };
         // The tables are made once (a write, an fsync); later opens only read.
         let made = db.begin_read()?.list_tables()?.count();
-        if made < 8 {
+        if made < 10 {
             let tx = db.begin_write().map_err(anyhow::Error::from)?;
-            for table in [ROOMS, OWNED, BANS, MUTES, READS, CLIENT_IDS, META] {
+            for table in [
+                ROOMS, OWNED, BANS, MUTES, READS, USER_READS, USER_DMS, CLIENT_IDS, META,
+            ] {
                 tx.open_table(table)?;
             }
             tx.open_table(THREADS)?;

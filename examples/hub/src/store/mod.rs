@@ -46,6 +46,12 @@ pub enum Table {
     Mutes,
     /// group room : user id -> last read message id (decimal).
     Reads,
+    /// group user id : room -> last read message id (decimal): the rooms
+    /// a user has read in, for unread counts (`features::unread`).
+    UserReads,
+    /// group user id : peer's user id -> last read DM id (decimal, "0"
+    /// for a conversation not read yet): the user's DM conversations.
+    UserDms,
     /// group "" : key -> state (see `client_ids`).
     ClientIds,
     /// group "" : name -> value (migrations done).
@@ -61,6 +67,8 @@ impl Table {
             Table::Bans => "bans",
             Table::Mutes => "mutes",
             Table::Reads => "reads",
+            Table::UserReads => "user_reads",
+            Table::UserDms => "user_dms",
             Table::ClientIds => "client_ids",
             Table::Meta => "meta",
         }

@@ -65,11 +65,11 @@ export function setComposerEnabled(on, placeholder) {
   switchDraft();
   $('#composer').disabled = !on;
   $('#send').disabled = !on;
-  // Attachments go to rooms only: direct messages do not carry them (yet).
-  const inRoom = !!state.view && state.view.kind === 'room';
-  $('#file-input').disabled = !on || !inRoom;
-  $('#attach').hidden = !inRoom;
-  $('#attach').disabled = !on || !inRoom;
+  // Attachments go to rooms and direct messages alike.
+  const inView = !!state.view && (state.view.kind === 'room' || state.view.kind === 'dm');
+  $('#file-input').disabled = !on || !inView;
+  $('#attach').hidden = !inView;
+  $('#attach').disabled = !on || !inView;
   $('#composer').placeholder = placeholder || 'Message';
 }
 

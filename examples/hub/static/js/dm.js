@@ -21,6 +21,8 @@ import { $, h } from './ui/dom.js';
 import { renderRichText } from './ui/rich-text.js';
 import { setConnStatus, showNotice, updateTitle } from './ui/status.js';
 import { toast } from './ui/toasts.js';
+import { renderAttachments } from './files.js';
+import { fmtUnread, unreadBadge } from './unread.js';
 
 function saveDms() {
   save(STORAGE.dms(state.me.sub), { peers: state.dmPeers.slice(0, 30), names: state.dmNames });
@@ -40,14 +42,18 @@ export function renderDmList() {
     const u = state.users.get(sub);
     const status = u ? u.status : 'offline';
     const active = state.view && state.view.kind === 'dm' && state.view.peer === sub;
-    const unread = state.dmUnread.get(sub);
+    const unread = active ? 0 : state.dmUnread.get(sub);
+    const unreadText = unread ? fmtUnread(unread, state.dmUnreadMore.has(sub)) : '';
     const av = avatar(nameOf(sub), 'avatar-sm');
     av.append(h('span', { class: `status-dot ${status}` }));
     return h('li', { class: `nav-item${active ? ' active' : ''}${unread ? ' unread' : ''}`, dataset: { dm: sub } },
-      h('button', { type: 'button', class: 'nav-btn', on: { click: () => openDm(sub) } },
+      h('button', {
+        type: 'button', class: 'nav-btn',
+        on: { click: () => openDm(sub) },
+      },
         av,
         h('span', { class: 'nav-label', text: labelOf(sub) }),
-        unread ? h('span', { class: 'badge', text: unread }) : null),
+        unread ? unreadBadge(unreadText) : null),
       h('button', {
         type: 'button', class: 'nav-x', title: 'Close conversation', 'aria-label': `Close conversation with ${nameOf(sub)}`, text: '✕',
         on: {
@@ -75,8 +81,9 @@ export function openDm(sub) {
   state.view = { kind: 'dm', peer: sub };
   save(STORAGE.last(state.me.sub), { kind: 'dm', peer: sub });
   state.dmUnread.delete(sub);
+  state.dmUnreadMore.delete(sub);
   updateTitle();
-  const d = { peer: sub, messages: [], pending: [], loaded: false, conn: null };
+  const d = { peer: sub, messages: [], pending: [], loaded: false, conn: null, myRead: 0 };
   renderHeader();
   renderRoomList();
   renderDmList();
@@ -140,6 +147,7 @@ function onDmFrame(d, f) {
       d.messages = (Array.isArray(f.messages) ? f.messages : []).filter((m) => m && typeof m === 'object');
       for (const p of d.pending) if (!p.sent) sendDmPending(d, p);
       renderDm(d, true);
+      sendDmRead(d);
       return;
     }
     case 'direct_message': {
@@ -155,6 +163,7 @@ function onDmFrame(d, f) {
       }
       d.messages.push(f);
       renderDm(d, nearBottom(mainBox()) || dmIsMine(f));
+      sendDmRead(d);
       return;
     }
     case 'mention': return onMention(f);
@@ -162,6 +171,16 @@ function onDmFrame(d, f) {
     default: return undefined;
   }
 }
+
+/** The conversation is on screen: what it shows is read (on every device: unread counts). */
+function sendDmRead(d) {
+  if (state.dm !== d || document.visibilityState !== 'visible') return;
+  let last = 0;
+  for (const m of d.messages) if (Number(m.id) > last) last = Number(m.id);
+  if (last > d.myRead && d.conn.send({ type: 'read', message_id: last })) d.myRead = last;
+}
+
+document.addEventListener('visibilitychange', () => { if (state.dm) sendDmRead(state.dm); });
 
 function renderDm(d, toBottom) {
   const box = mainBox();
@@ -185,6 +204,7 @@ function renderDm(d, toBottom) {
     const name = mine ? labelOf(state.me.sub) : labelOf(dmFromId(m) ?? d.peer, m.from ?? nameOf(d.peer));
     const content = h('div', { class: 'content' });
     renderRichText(content, String(m.content ?? m.message ?? ''));
+    const files = Array.isArray(m.attachments) && m.attachments.length ? renderAttachments(m.attachments) : null;
     const dataset = { day, index: String(i) };
     if (m.id !== undefined && m.id !== null) dataset.id = String(m.id);
     nodes.push(h('div', { class: `message dm${mine ? ' mine' : ''}`, dataset },
@@ -193,7 +213,7 @@ function renderDm(d, toBottom) {
         h('div', { class: 'msg-head' },
           h('span', { class: 'author', text: name }),
           h('time', { class: 'time', text: fmtTime(m.timestamp), title: fmtFull(m.timestamp) })),
-        content)));
+        content, files)));
   });
   for (const p of d.pending) {
     nodes.push(renderPendingEl(p));
@@ -203,7 +223,8 @@ function renderDm(d, toBottom) {
 }
 
 function sendDmPending(d, p) {
-  if (d.conn && d.conn.send({ message: p.content })) {
+  const frame = p.attachments && p.attachments.length ? { message: p.content, attachments: p.attachments } : { message: p.content };
+  if (d.conn && d.conn.send(frame)) {
     p.sent = true;
     p.sentAt = Date.now();
     // Should the hub not echo our copy, stop showing it as pending after a while.
@@ -211,17 +232,17 @@ function sendDmPending(d, p) {
       const idx = d.pending.indexOf(p);
       if (idx >= 0 && state.dm === d) {
         d.pending.splice(idx, 1);
-        d.messages.push({ from: state.me.username, to: d.peer, content: p.content, timestamp: new Date(p.ts).toISOString() });
+        d.messages.push({ from: state.me.username, to: d.peer, content: p.content, attachments: p.attachments, timestamp: new Date(p.ts).toISOString() });
         renderDm(d, nearBottom(mainBox()));
       }
     }, 4000);
   }
 }
 
-export function sendDm(text) {
+export function sendDm(text, attachments) {
   const d = state.dm;
   if (!d) return;
-  const p = { client_id: randomId(), content: text, ts: Date.now(), sent: false, failed: false };
+  const p = { client_id: randomId(), content: text, attachments, ts: Date.now(), sent: false, failed: false };
   d.pending.push(p);
   mainBox().append(renderPendingEl(p));
   mainBox().scrollTop = mainBox().scrollHeight;

@@ -2,6 +2,7 @@
 
 import { api, enc, errText, fileUrl } from './api.js';
 import { clearComposer } from './composer.js';
+import { sendDm } from './dm.js';
 import { keepFollowing } from './message-list.js';
 import { queueRoomMessage } from './outbox.js';
 import { currentRoom, state } from './state.js';
@@ -20,15 +21,15 @@ function onFileChosen() {
 /** Uploads files (picker, drop or paste) and sends one message that carries them. */
 async function uploadFiles(files) {
   if (!files.length) return;
-  if (!state.view || state.view.kind !== 'room') {
-    toast('Attachments can be sent in rooms only.', { kind: 'error' });
-    return;
-  }
+  if (!state.view) return;
+  // A DM's files are readable by its two parties only.
+  const dm = state.view.kind === 'dm' ? state.dm : null;
   const r = currentRoom();
+  const scope = dm ? `&dm=${enc(dm.peer)}` : '';
   const ids = [];
   for (const file of files) {
     const note = toast(`Uploading ${file.name}…`, { timeout: 0 });
-    const res = await api('POST', `/files?name=${enc(file.name)}`, file, { raw: true, contentType: file.type || 'application/octet-stream' });
+    const res = await api('POST', `/files?name=${enc(file.name)}${scope}`, file, { raw: true, contentType: file.type || 'application/octet-stream' });
     note.remove();
     if (!res.ok || !res.data || !res.data.id) {
       toast(res.status === 413 ? `${file.name} is too large for this hub.` : `Upload failed: ${errText(res)}`, { kind: 'error' });
@@ -42,8 +43,15 @@ async function uploadFiles(files) {
     });
     ids.push(id);
   }
-  if (!ids.length || currentRoom() !== r) return;
+  if (!ids.length) return;
   const text = $('#composer').value.trim() || files.map((f) => f.name).join(', ');
+  if (dm) {
+    if (state.dm !== dm) return;
+    clearComposer();
+    sendDm(text, ids);
+    return;
+  }
+  if (!r || currentRoom() !== r) return;
   clearComposer();
   stopTyping();
   queueRoomMessage(r, text, { attachments: ids });
@@ -150,7 +158,7 @@ export function wireFiles() {
   const main = $('.main');
   main.addEventListener('dragover', (e) => {
     if (!e.dataTransfer || !Array.from(e.dataTransfer.types || []).includes('Files')) return;
-    if (!state.view || state.view.kind !== 'room') return;
+    if (!state.view) return;
     e.preventDefault();
     main.classList.add('dropping');
   });
@@ -166,7 +174,7 @@ export function wireFiles() {
   });
   $('#composer').addEventListener('paste', (e) => {
     const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
-    if (!files.length || !state.view || state.view.kind !== 'room') return;
+    if (!files.length || !state.view) return;
     e.preventDefault();
     uploadFiles(files);
   });

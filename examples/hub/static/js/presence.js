@@ -14,6 +14,7 @@ import { avatar } from './ui/avatar.js';
 import { $, h } from './ui/dom.js';
 import { setConnStatus } from './ui/status.js';
 import { toast } from './ui/toasts.js';
+import { onActivity, onReadElsewhere, watchRooms } from './unread.js';
 
 function upsertUser(raw, status) {
   let u;
@@ -40,6 +41,9 @@ export function startPresence() {
     url: () => wsUrl('/presence'),
     onOpen: () => {
       if (state.myStatus !== 'online') conn.send({ type: 'status', status: state.myStatus });
+      // The sidebar's rooms send `activity` here; counts may have moved while away.
+      watchRooms(true);
+      onReadElsewhere();
     },
     onFrame: (f) => onPresenceFrame(conn, f),
     onStatus: (st) => {
@@ -90,6 +94,9 @@ function onPresenceFrame(conn, f) {
       return;
     }
     case 'mention': return onMention(f);
+    case 'activity': return onActivity(f);
+    case 'read': return onReadElsewhere();
+    case 'watching_unread': return undefined;
     case 'error': return toast(f.detail || f.code || 'error', { kind: 'error', title: (f.code || 'error').replace(/_/g, ' ') });
     default: return undefined;
   }

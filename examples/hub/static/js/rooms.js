@@ -6,6 +6,7 @@ import { saveMentionBadges } from './mentions.js';
 import { peoplePicker, renderChips } from './people-picker.js';
 import { state } from './state.js';
 import { loadJson, save, STORAGE } from './storage.js';
+import { clearRoomUnread, fmtUnread, roomUnread, unreadBadge, watchRooms } from './unread.js';
 import { closeView, renderEmptyView, renderHeader } from './views.js';
 import { hideDialog, showDialog } from './ui/dialogs.js';
 import { $, h } from './ui/dom.js';
@@ -117,14 +118,19 @@ export function renderRoomList() {
   ul.replaceChildren(...rooms.map((room) => {
     const active = state.view && state.view.kind === 'room' && state.view.id === room.id;
     const badge = state.mentionBadges.get(room.id);
-    const li = h('li', { class: `nav-item${active ? ' active' : ''}`, dataset: { room: room.id } },
+    if (active) clearRoomUnread(room.id);
+    const unread = roomUnread(room.id);
+    const unreadText = unread ? fmtUnread(unread, state.roomUnreadMore.has(room.id)) : '';
+    const li = h('li', { class: `nav-item${active ? ' active' : ''}${unread ? ' unread' : ''}`, dataset: { room: room.id } },
       h('button', {
         type: 'button', class: 'nav-btn', title: roomTitle(room),
         on: { click: () => openRoom(room.id) },
       },
       room.private ? h('span', { class: 'nav-icon' }, icon('lock', 14)) : h('span', { class: 'nav-icon', text: '#', 'aria-hidden': 'true' }),
       h('span', { class: 'nav-label', text: room.name }),
-      badge ? h('span', { class: 'badge mention-badge', text: `@${badge}`, 'aria-label': `${badge} mention${badge === 1 ? '' : 's'}` }) : null),
+      badge ? h('span', { class: 'badge mention-badge', text: `@${badge}`, 'aria-label': `${badge} mention${badge === 1 ? '' : 's'}` }) : null,
+      // The count is part of the link's name: "general, 3 unread".
+      unread ? unreadBadge(unreadText) : null),
       h('button', {
         type: 'button', class: 'nav-x room-leave', title: 'Leave room', 'aria-label': `Leave ${room.name}`, text: '✕',
         on: { click: (e) => { e.stopPropagation(); leaveRoom(room.id); } },
@@ -132,6 +138,7 @@ export function renderRoomList() {
     return li;
   }));
   if (!rooms.length) ul.append(h('li', { class: 'nav-empty', text: 'No rooms yet' }));
+  watchRooms(false);
 }
 
 async function createRoom(e) {

@@ -18,6 +18,7 @@ import { showDialog } from './ui/dialogs.js';
 import { $ } from './ui/dom.js';
 import { closePopovers } from './ui/popovers.js';
 import { setConnStatus, updateTitle } from './ui/status.js';
+import { onUnreadChange } from './unread.js';
 
 export function sessionExpired() {
   if (!state.token) return;
@@ -87,6 +88,8 @@ export function startSession() {
   state.dmNames = dms.names && typeof dms.names === 'object' ? dms.names : {};
   loadMentionBadges();
 
+  // Unread counts come with the presence connection (unread.js).
+  onUnreadChange(() => { renderRoomList(); renderDmList(); });
   renderRoomList();
   renderDmList();
   renderPresence();

@@ -19,6 +19,9 @@ export const state = {
   dmNames: {}, // sub -> last known username, for peers not on presence
   knownNames: {}, // sub -> username learnt from messages (user_id) and DMs (from_id)
   dmUnread: new Map(), // sub -> count
+  dmUnreadMore: new Set(), // subs whose count the hub stopped at (shown "n+")
+  roomUnread: new Map(), // room id -> messages by others since my read position (unread.js)
+  roomUnreadMore: new Set(), // room ids whose count the hub stopped at
   mentionBadges: new Map(), // room id -> count
   seenMentions: new Set(), // `room:message id` of mentions already notified
   mentionsCaughtUp: false, // this session asked the hub for mentions made while I was away
@@ -74,6 +77,9 @@ export function clearSession() {
   state.knownNames = {};
   state.view = null;
   state.dmUnread.clear();
+  state.dmUnreadMore.clear();
+  state.roomUnread.clear();
+  state.roomUnreadMore.clear();
   state.mentionBadges.clear();
   state.seenMentions.clear();
   state.mentionsCaughtUp = false;
