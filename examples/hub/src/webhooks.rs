@@ -29,6 +29,7 @@ use bytes::Bytes;
 use channelbox::Hub;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -234,24 +235,32 @@ impl Webhooks {
 
     /// Queues event `name` with `data`; never waits. `unless_online`: skip
     /// it if that user turns out to be connected on another hub.
-    fn emit(&self, name: &'static str, data: Value, unless_online: Option<&str>) {
+    fn emit(&self, name: &'static str, data: impl Serialize, unless_online: Option<&str>) {
         self.emit_at(crate::frames::now_ms(), name, data, unless_online)
     }
 
     /// [`Webhooks::emit`] with the event's `ts` given.
-    fn emit_at(&self, ts: u64, name: &'static str, data: Value, unless_online: Option<&str>) {
+    fn emit_at(
+        &self,
+        ts: u64,
+        name: &'static str,
+        data: impl Serialize,
+        unless_online: Option<&str>,
+    ) {
         let id = format!("{:032x}", rand::random::<u128>());
-        let body = json!({
-            "event": name,
-            "id": id,
-            "ts": ts,
-            "node": self.node,
-            "data": data,
-        });
+        // Encoded straight from borrowed fields: no JSON tree is built.
+        let body = serde_json::to_vec(&Envelope {
+            event: name,
+            id: &id,
+            ts,
+            node: &self.node,
+            data,
+        })
+        .unwrap_or_default();
         let event = Event {
             name,
             id,
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(body),
             unless_online: unless_online.map(str::to_owned),
         };
         match self.queue.try_send(event) {
@@ -384,9 +393,65 @@ fn preview(content: &str) -> &str {
     }
 }
 
+/// What every event's body holds (PROTOCOL.md, "Webhooks").
+#[derive(Serialize)]
+struct Envelope<'a, D> {
+    event: &'a str,
+    id: &'a str,
+    ts: u64,
+    node: &'a str,
+    data: D,
+}
+
+/// `dm.offline`'s `data`.
+#[derive(Serialize)]
+struct DmOffline<'a> {
+    from: &'a str,
+    from_name: &'a str,
+    to: &'a str,
+    message_id: u64,
+    preview: &'a str,
+}
+
+/// `mention.offline`'s `data`.
+#[derive(Serialize)]
+struct MentionOffline<'a> {
+    room: &'a str,
+    message_id: u64,
+    from: &'a str,
+    from_name: &'a str,
+    user: &'a str,
+    preview: &'a str,
+}
+
+/// `room.created`'s `data`.
+#[derive(Serialize)]
+struct RoomCreated<'a> {
+    room: &'a str,
+    name: &'a str,
+    private: bool,
+    owner: &'a str,
+    members: &'a std::collections::BTreeSet<String>,
+}
+
+/// `user.banned`'s `data`.
+#[derive(Serialize)]
+struct UserBanned<'a> {
+    room: &'a str,
+    user: &'a str,
+    by: &'a str,
+    until: Option<u64>,
+    duration_s: Option<u64>,
+}
+
 /// Queues an offline event for `user` unless they have a connection: on
 /// this hub (checked here), or on another hub (checked by the delivery).
-fn emit_if_offline(state: &AppState, user: &str, name: &'static str, data: impl FnOnce() -> Value) {
+fn emit_if_offline<D: Serialize>(
+    state: &AppState,
+    user: &str,
+    name: &'static str,
+    data: impl FnOnce() -> D,
+) {
     let Some(webhooks) = &state.webhooks else {
         return;
     };
@@ -410,14 +475,12 @@ pub fn dm_offline(
     if to == from_sub {
         return;
     }
-    emit_if_offline(state, to, "dm.offline", || {
-        json!({
-            "from": from_sub,
-            "from_name": from_name,
-            "to": to,
-            "message_id": id,
-            "preview": preview(content),
-        })
+    emit_if_offline(state, to, "dm.offline", || DmOffline {
+        from: from_sub,
+        from_name,
+        to,
+        message_id: id,
+        preview: preview(content),
     });
 }
 
@@ -432,28 +495,26 @@ pub fn mention_offline(
     user: &str,
     content: &str,
 ) {
-    emit_if_offline(state, user, "mention.offline", || {
-        json!({
-            "room": room,
-            "message_id": id,
-            "from": from_sub,
-            "from_name": from_name,
-            "user": user,
-            "preview": preview(content),
-        })
+    emit_if_offline(state, user, "mention.offline", || MentionOffline {
+        room,
+        message_id: id,
+        from: from_sub,
+        from_name,
+        user,
+        preview: preview(content),
     });
 }
 
 /// `room.created`: `POST /rooms` created `room`.
 pub fn room_created(state: &AppState, room: &Room) {
     if let Some(webhooks) = &state.webhooks {
-        let data = json!({
-            "room": room.id,
-            "name": room.name,
-            "private": room.private,
-            "owner": room.owner,
-            "members": room.members,
-        });
+        let data = RoomCreated {
+            room: &room.id,
+            name: &room.name,
+            private: room.private,
+            owner: &room.owner,
+            members: &room.members,
+        };
         webhooks.emit("room.created", data, None);
     }
 }
@@ -464,13 +525,13 @@ pub fn user_banned(state: &AppState, room: &str, user: &str, by: &str, duration:
     if let Some(webhooks) = &state.webhooks {
         let ts = crate::frames::now_ms();
         let until = duration.map(|d| ts.saturating_add(d.as_millis() as u64));
-        let data = json!({
-            "room": room,
-            "user": user,
-            "by": by,
-            "until": until,
-            "duration_s": duration.map(|d| d.as_secs()),
-        });
+        let data = UserBanned {
+            room,
+            user,
+            by,
+            until,
+            duration_s: duration.map(|d| d.as_secs()),
+        };
         webhooks.emit_at(ts, "user.banned", data, None);
     }
 }
