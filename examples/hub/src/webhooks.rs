@@ -411,6 +411,8 @@ struct DmOffline<'a> {
     to: &'a str,
     message_id: u64,
     preview: &'a str,
+    /// The attached files' ids.
+    attachments: &'a [Value],
 }
 
 /// `mention.offline`'s `data`.
@@ -463,7 +465,8 @@ fn emit_if_offline<D: Serialize>(
 }
 
 /// `dm.offline`: the DM `id` from `from_sub` (shown as `from_name`) to
-/// `to`, who has no connection.
+/// `to`, who has no connection, with its checked `attachments` (an array
+/// of file ids).
 pub fn dm_offline(
     state: &AppState,
     from_sub: &str,
@@ -471,6 +474,7 @@ pub fn dm_offline(
     to: &str,
     id: u64,
     content: &str,
+    attachments: Option<&Value>,
 ) {
     if to == from_sub {
         return;
@@ -481,6 +485,9 @@ pub fn dm_offline(
         to,
         message_id: id,
         preview: preview(content),
+        attachments: attachments
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice),
     });
 }
 

@@ -262,8 +262,30 @@ async fn every_event_type_arrives_signed_with_its_data() {
     assert_eq!(
         offline.event["data"],
         json!({"from": "alice", "from_name": "alice", "to": "bob", "message_id": id,
-               "preview": "are you there, bob?"})
+               "preview": "are you there, bob?", "attachments": []})
     );
+    // A file: the event lists it.
+    let (status, _, raw) = hub
+        .http(
+            "POST",
+            "/files?name=pic.png&dm=bob",
+            Some(&alice),
+            Some("image/png"),
+            b"\x89PNG\r\n\x1a\nhi",
+        )
+        .await;
+    assert_eq!(status, 201);
+    let file: Value = serde_json::from_slice(&raw).unwrap();
+    let id = alice_dm
+        .say_with(
+            json!({"type": "message", "content": "see attached", "attachments": [file["id"]]}),
+        )
+        .await;
+    let offline = receiver
+        .event("dm.offline", |d| d["message_id"] == id)
+        .await;
+    assert_eq!(offline.event["data"]["attachments"], json!([file["id"]]));
+    assert_eq!(offline.event["data"]["preview"], "see attached");
     // Once bob is connected (any socket), a DM to him is no webhook.
     let bob = hub.user("bob");
     let mut bob_presence = hub.ws("/presence", &bob).await.unwrap();
@@ -323,7 +345,7 @@ async fn every_event_type_arrives_signed_with_its_data() {
         .await;
 
     let got = receiver.got();
-    assert_eq!(receiver.count("dm.offline"), 1, "{got:#?}");
+    assert_eq!(receiver.count("dm.offline"), 2, "{got:#?}");
     assert_eq!(receiver.count("mention.offline"), 2, "{got:#?}");
     assert!(got.iter().all(|r| r.event["data"]["user"] != "dave"));
     let node = hub.state.store.node.clone();
