@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -27,56 +27,26 @@ const MAX_PER_SENDER: usize = 400;
 /// The built hub binary on `--data-dir dir`, killed (SIGKILL, by PID) when
 /// dropped.
 struct HubProcess {
-    child: Child,
+    child: common::HubChild,
     addr: std::net::SocketAddr,
 }
 
 impl HubProcess {
     fn start(dir: &Path) -> HubProcess {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/durability-<hash> -> target/<profile>/examples/hub
-        let bin = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|profile| profile.join("examples").join("hub"))
-            .unwrap();
-        assert!(
-            bin.exists(),
-            "{} missing: cargo build --example hub",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--jwt-secret", SECRET])
-            .args(["--threads", "2", "--messages-per-second", "100000"])
-            .args(["--burst", "100000"])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the hub binary");
-        let p = HubProcess {
-            child,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(p.addr).is_err() {
-            assert!(Instant::now() < deadline, "the hub did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        p
+        let child = common::HubChild::start(|c| {
+            c.args(["--jwt-secret", SECRET])
+                .args(["--threads", "2", "--messages-per-second", "100000"])
+                .args(["--burst", "100000"])
+                .arg("--data-dir")
+                .arg(dir)
+                .stderr(Stdio::inherit());
+        });
+        let addr = child.addr;
+        HubProcess { child, addr }
     }
 
     fn kill(&mut self) {
-        // `Child::kill` is SIGKILL on Unix, to this PID only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     async fn connect(&self, sub: &str, query: &str) -> common::Ws {
@@ -92,12 +62,6 @@ impl HubProcess {
             .expect("connect in time")
             .expect("upgrade");
         ws
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -804,27 +804,10 @@ async fn public_key_and_key_set_and_secret_each_verify_their_own_tokens() {
     hub.stop().await;
 }
 
-/// The hub binary next to this test's (`target/<profile>/examples/hub`).
-fn hub_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("hub"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --example hub",
-        bin.display()
-    );
-    bin
-}
+/// A child process (openssl's TLS server); killed (by PID) when dropped.
+struct ChildProcess(std::process::Child);
 
-/// A child process (a hub, openssl's TLS server); killed (by PID) when
-/// dropped.
-struct HubProcess(std::process::Child);
-
-impl Drop for HubProcess {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -836,26 +819,17 @@ async fn a_hub_process_takes_tokens_from_a_served_key_set_and_refuses_a_bad_one(
     let k = keys();
     let server = JwksServer::start(jwks(&k.providers())).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _hub = HubProcess(
-        Command::new(hub_binary())
-            .args(["--port", &port.to_string(), "--threads", "2"])
+    // Spawned without waiting: the wait below is async, beside the key
+    // set server on this runtime.
+    let hub = common::HubChild::spawn(|c| {
+        c.args(["--threads", "2"])
             .args(["--jwt-audience", "channelbox"])
             .arg("--data-dir")
             .arg(dir.path())
             .env("CHANNELBOX_JWT_JWKS", &server.url)
-            .env_remove("CHANNELBOX_JWT_SECRET")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the hub binary"),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            .env_remove("CHANNELBOX_JWT_SECRET");
+    });
+    let addr = hub.addr;
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the hub did not start");
@@ -890,7 +864,7 @@ async fn a_hub_process_takes_tokens_from_a_served_key_set_and_refuses_a_bad_one(
     }
 
     // A key set that cannot be read: the process says so and exits.
-    let out = Command::new(hub_binary())
+    let out = Command::new(common::hub_binary())
         .args(["--port", "0", "--jwt-jwks"])
         .arg(k.dir.path().join("no-such-set.json"))
         .arg("--data-dir")
@@ -929,12 +903,8 @@ async fn an_https_key_set_behind_an_untrusted_certificate_stops_the_start() {
         "-out",
         cert.to_str().unwrap(),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _tls = HubProcess(
+    let port = common::free_port();
+    let _tls = ChildProcess(
         Command::new("openssl")
             .args([
                 "s_server",

@@ -9,7 +9,6 @@ mod common;
 
 use channelbox_test_support::RedisServer;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Hub;
@@ -300,7 +299,7 @@ async fn presence_is_the_union_of_the_hubs() {
 /// Hub processes (the built example binary) on one Redis; each is killed
 /// (SIGKILL, by PID) when dropped, also when the test fails.
 struct HubProcess {
-    child: Child,
+    child: common::HubChild,
     addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -309,57 +308,25 @@ const PROCESS_SECRET: &str = "process-test-secret";
 
 impl HubProcess {
     fn start(redis: &RedisServer, name: &str, ttl_s: u64) -> HubProcess {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/redis_hub-<hash> -> target/<profile>/examples/hub
-        let bin = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|profile| profile.join("examples").join("hub"))
-            .unwrap();
-        assert!(
-            bin.exists(),
-            "{} missing: cargo build --example hub",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--redis-url", &redis.url()])
-            .args(["--node-name", name, "--jwt-secret", PROCESS_SECRET])
-            .args([
-                "--presence-ttl-seconds",
-                &ttl_s.to_string(),
-                "--threads",
-                "1",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the hub binary");
-        let p = HubProcess {
+        let child = common::HubChild::start(|c| {
+            c.args(["--redis-url", &redis.url()])
+                .args(["--node-name", name, "--jwt-secret", PROCESS_SECRET])
+                .args(["--presence-ttl-seconds", &ttl_s.to_string()])
+                .args(["--threads", "1"])
+                .arg("--data-dir")
+                .arg(dir.path());
+        });
+        let addr = child.addr;
+        HubProcess {
             child,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(p.addr).is_err() {
-            assert!(Instant::now() < deadline, "hub {name} did not start");
-            std::thread::sleep(Duration::from_millis(20));
         }
-        p
     }
 
     fn kill(&mut self) {
-        // `Child::kill` is SIGKILL on Unix, to this PID only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     async fn presence(&self, sub: &str) -> common::Client {
@@ -375,12 +342,6 @@ impl HubProcess {
             .expect("connect in time")
             .expect("upgrade");
         common::Client { ws }
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

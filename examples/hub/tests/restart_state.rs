@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use channelbox_hub::auth::{Auth, Claims};
@@ -19,61 +19,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "restart-test-secret-of-some-length";
 
-/// The hub binary next to this test's (`target/<profile>/examples/hub`).
-fn hub_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("hub"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --example hub",
-        bin.display()
-    );
-    bin
-}
-
 /// One hub process on `127.0.0.1`; SIGKILLed (by PID) when dropped.
 struct HubProcess {
-    child: Child,
+    child: common::HubChild,
     addr: std::net::SocketAddr,
 }
 
 impl HubProcess {
     fn start(data_dir: &Path) -> HubProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(hub_binary())
-            .args(["--port", &port.to_string(), "--jwt-secret", SECRET])
-            .args(["--threads", "2"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the hub binary");
-        let p = HubProcess {
-            child,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(p.addr).is_err() {
-            assert!(Instant::now() < deadline, "the hub did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        p
+        let child = common::HubChild::start(|c| {
+            c.args(["--jwt-secret", SECRET])
+                .args(["--threads", "2"])
+                .arg("--data-dir")
+                .arg(data_dir);
+        });
+        let addr = child.addr;
+        HubProcess { child, addr }
     }
 
     /// SIGKILL (`Child::kill` on Unix), this PID only.
     fn kill_9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     fn token(&self, sub: &str, admin: bool) -> String {
@@ -135,13 +101,6 @@ impl HubProcess {
             body.to_owned()
         };
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -326,12 +285,8 @@ async fn a_damaged_row_is_skipped_and_counted() {
 fn a_damaged_state_file_stops_the_hub_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hub.redb"), vec![0x5a; 64 * 1024]).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(hub_binary())
+    let port = common::free_port();
+    let mut child = Command::new(common::hub_binary())
         .args(["--port", &port.to_string(), "--jwt-secret", SECRET])
         .arg("--data-dir")
         .arg(dir.path())

@@ -522,3 +522,85 @@ pub fn saved(hub: &Hub, room: &str, id: u64) -> Value {
         .expect("saved message");
     serde_json::from_slice(m.data()).unwrap()
 }
+
+/// The hub binary next to this test's (`target/<profile>/examples/hub`),
+/// which `cargo test -p channelbox-hub` builds with the tests.
+pub fn hub_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/hub
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("hub"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --example hub",
+        bin.display()
+    );
+    bin
+}
+
+/// A free port on 127.0.0.1 (bound, then let go for a child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process of the built hub binary on `127.0.0.1`; killed (SIGKILL, by
+/// PID) when dropped, also when the test fails.
+pub struct HubChild {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl HubChild {
+    /// Starts the hub binary with `--port` and what `configure` adds
+    /// (its output goes nowhere unless `configure` says otherwise), without
+    /// waiting for it to listen.
+    pub fn spawn(configure: impl FnOnce(&mut std::process::Command)) -> HubChild {
+        use std::process::{Command, Stdio};
+        let port = free_port();
+        let mut command = Command::new(hub_binary());
+        command
+            .args(["--port", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        configure(&mut command);
+        HubChild {
+            child: command.spawn().expect("start the hub binary"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// [`HubChild::spawn`], then waits (at most 15 s) until it accepts
+    /// connections.
+    pub fn start(configure: impl FnOnce(&mut std::process::Command)) -> HubChild {
+        let hub = HubChild::spawn(configure);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(hub.addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hub
+    }
+
+    /// SIGKILL (`Child::kill` on Unix), this PID only, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HubChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
