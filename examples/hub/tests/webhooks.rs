@@ -3,8 +3,9 @@
 //! with the receiver's secret, each event type is triggered over real
 //! WebSockets and HTTP and arrives with its data, retries and give-ups are
 //! counted in `/metrics`, a stuck or dead endpoint leaves chat flowing, a
-//! full queue drops and counts, and with two hubs on Redis each fact is
-//! posted once and "offline" means on no hub.
+//! full queue drops and counts, with two hubs on Redis each fact is posted
+//! once and "offline" means on no hub, the server API's paths post too, and
+//! the hub binary takes its flags and environment.
 
 mod common;
 
@@ -720,4 +721,56 @@ async fn the_server_apis_dm_mention_and_ban_post_webhooks_too() {
     );
     assert!(receiver.got().iter().all(|r| r.signed));
     hub.stop().await;
+}
+
+/// The hub binary, configured as an operator would: the URL as a flag, the
+/// secret from `CHANNELBOX_WEBHOOK_SECRET`; and refused without a secret.
+#[tokio::test]
+async fn the_hub_binary_takes_the_url_flag_and_the_secret_from_the_environment() {
+    let receiver = Receiver::start(HOOK_SECRET, &[Answer::Status(200)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = receiver.url();
+    let hub = common::HubChild::start(|c| {
+        c.args(["--webhook-url", &url, "--jwt-secret", common::SECRET])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("CHANNELBOX_WEBHOOK_SECRET", HOOK_SECRET);
+    });
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/rooms", hub.addr))
+        .bearer_auth(common::token("alice", "Alice"))
+        .header("Content-Type", "application/json")
+        .body(json!({"name": "From a process"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let r = receiver
+        .event("room.created", |d| d["name"] == "From a process")
+        .await;
+    assert!(r.signed, "{r:?}");
+    assert_eq!(r.event["data"]["owner"], "alice");
+    drop(hub);
+
+    // A URL without a secret: the process stops at once, saying why.
+    let out = tokio::process::Command::new(common::hub_binary())
+        .args([
+            "--port",
+            &common::free_port().to_string(),
+            "--webhook-url",
+            &url,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("CHANNELBOX_WEBHOOK_SECRET")
+        .env("RUST_BACKTRACE", "0")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--webhook-secret"), "{stderr}");
 }
