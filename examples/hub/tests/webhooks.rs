@@ -439,6 +439,14 @@ async fn a_receiver_that_fails_twice_sees_the_retries_and_one_delivery() {
     assert_eq!(metric(&hub, "webhook_retries_total").await, 2);
     assert_eq!(metric(&hub, "webhook_events_failed_total").await, 0);
     assert_eq!(metric(&hub, "webhook_events_queued_total").await, 1);
+    // /stats says the same.
+    let (status, stats) = hub.json("GET", "/stats", &hub.admin("ops"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stats["webhooks"],
+        json!({"queued": 1, "delivered": 1, "retried": 2, "failed": 0, "dropped": 0,
+               "skipped": 0, "queue_depth": 0, "in_flight": 0})
+    );
     hub.stop().await;
 }
 
