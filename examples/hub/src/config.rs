@@ -224,6 +224,27 @@ pub struct Config {
     /// Longest a fetch or read of --jwt-jwks may take (not a flag).
     #[arg(skip = std::time::Duration::from_secs(5))]
     pub jwt_jwks_fetch_timeout: std::time::Duration,
+
+    // Signed webhooks (issue 15, item 3).
+    /// POST signed JSON events (`dm.offline`, `mention.offline`,
+    /// `room.created`, `user.banned`) to this http(s) URL; needs
+    /// --webhook-secret. Off without it. See PROTOCOL.md, "Webhooks".
+    #[arg(long, env = "CHANNELBOX_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Key of the HMAC-SHA256 in each event's `X-Channelbox-Signature`.
+    #[arg(long, env = "CHANNELBOX_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Webhook events waiting for delivery at most; more are dropped and
+    /// counted (not a flag: tests make it small).
+    #[arg(skip = 10_000usize)]
+    pub webhook_queue_max: usize,
+    /// Milliseconds before a webhook's first retry, doubled for each next
+    /// one (not a flag: tests make it short).
+    #[arg(skip = 500u64)]
+    pub webhook_retry_base_ms: u64,
+    /// Milliseconds one webhook POST may take (not a flag).
+    #[arg(skip = 5_000u64)]
+    pub webhook_timeout_ms: u64,
 }
 
 /// `--history-store`: where room history lives without Redis.

@@ -196,6 +196,15 @@ pub async fn deliver(
     for inbox in inboxes {
         let _ = inbox.await;
     }
+    crate::webhooks::dm_offline(
+        state,
+        from.sub,
+        from.username,
+        peer,
+        report.offset,
+        content,
+        attachments,
+    );
     // The conversation's history expires once it is idle long enough.
     state.features.idle.idle_since_now(state, pair, None);
     state

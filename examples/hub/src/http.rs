@@ -401,6 +401,7 @@ async fn stats(
         },
     });
     features::extend_stats(&state, &caller, &mut body);
+    crate::webhooks::extend_stats(&state, &mut body);
     if detail {
         body["detail"] = crate::dashboard::detail(&state);
     }
@@ -585,5 +586,6 @@ async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response
     }
     state.auth.write_metrics(&mut out);
     features::extend_metrics(&state, &caller, &mut out);
+    crate::webhooks::extend_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

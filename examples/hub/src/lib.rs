@@ -31,6 +31,8 @@
 //! - [`store`]: the hub's own state (rooms, bans, mutes, read receipts,
 //!   threads, client ids) in one place: redb in `<data dir>/hub.redb`, or
 //!   Redis with `--redis-url`.
+//! - [`webhooks`]: signed JSON events POSTed to an application backend
+//!   (`--webhook-url`), from a bounded queue off the chat path.
 
 pub mod api;
 pub mod assets;
@@ -51,6 +53,7 @@ pub mod session;
 pub mod socket;
 pub mod store;
 pub mod upgrade;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::Refusal;

@@ -87,6 +87,8 @@ pub struct AppState {
     /// Set to true when shutdown begins: HTTP connections finish their
     /// request and close.
     pub stop: watch::Sender<bool>,
+    /// Signed webhooks to the application backend; `None` when off.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 impl AppState {
@@ -107,6 +109,8 @@ impl AppState {
             None => crate::store::Store::open_embedded(&config.data_dir)?,
         });
         let features = features::FeatureState::new(store.clone());
+        let node = config.node_name.as_deref().unwrap_or(&store.node);
+        let webhooks = crate::webhooks::Webhooks::from_config(&config, &hub, node)?.map(Arc::new);
         if !store.is_shared() {
             features.rooms.import_rooms_json(&config.data_dir);
         }
@@ -129,6 +133,7 @@ impl AppState {
             started: std::time::Instant::now(),
             demo_secret,
             config,
+            webhooks,
         });
         // Sockets other hubs' bans and room changes shut out (Redis).
         let weak = Arc::downgrade(&state);
@@ -441,6 +446,9 @@ pub async fn run_with_state(
     tracing::info!(%addr, "channelbox hub listening");
 
     let router = http::router(state.clone());
+    if let Some(webhooks) = &state.webhooks {
+        webhooks.start();
+    }
 
     // With Redis: presence across hubs (see `presence::watch`).
     if state.hub.config().engine == channelbox::EngineKind::Redis {
@@ -484,6 +492,9 @@ pub async fn run_with_state(
     while state.pending.evict_oldest() {}
     state.hub.close_all();
     let drained = state.wait_drained(Duration::from_secs(5)).await;
+    if let Some(webhooks) = &state.webhooks {
+        webhooks.shutdown(Duration::from_secs(2)).await;
+    }
     tracing::info!(drained, "hub stopped");
     Ok(())
 }

@@ -96,6 +96,15 @@ pub async fn notify_from(
                 .hub
                 .group_send_async(&group, Kind::Json, notice.clone(), false);
             let _ = send.await;
+            crate::webhooks::mention_offline(
+                state,
+                author.sub,
+                author.username,
+                room,
+                id,
+                sub,
+                content,
+            );
         }
     }
 }

@@ -306,6 +306,7 @@ pub async fn apply(
                     state.config.max_bans_per_room,
                 )
                 .await?;
+            crate::webhooks::user_banned(state, room, target, by.sub, duration);
             let how_long = duration.map_or(String::new(), |d| format!(" for {}s", d.as_secs()));
             (
                 format!("{target} was banned by {}{how_long}", by.username),

@@ -487,6 +487,7 @@ async fn create(State(state): State<Arc<AppState>>, claims: Claims, raw: JsonBod
         tracing::error!(error = %e, room = %room.id, "could not count the room for its owner");
     }
     tracing::info!(room = %room.id, owner = %claims.sub, private = room.private, "room created");
+    crate::webhooks::room_created(&state, &room);
     (StatusCode::CREATED, Json(room)).into_response()
 }
 
