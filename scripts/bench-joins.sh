@@ -39,9 +39,11 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 cpu() { cat /proc/$HUB/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+# User and system time of the whole process, in clock ticks.
+ticks() { awk '{print $14, $15}' /proc/$HUB/stat; }
 sleep 1
 [ -n "${CALLGRIND:-}" ] && callgrind_control --zero "$HUB" >/dev/null
-A=$(cpu)
+A=$(cpu); TA=$(ticks)
 T0=$(date +%s.%N)
 "$TARGET/release/examples/loadgen" idle --url "ws://127.0.0.1:$PORT" --jwt-secret "$SECRET" \
   --conns "$CONNS" --rooms "$ROOMS" --hold-secs 600 --timeout 900 --connect-timeout-ms 60000 \
@@ -54,7 +56,7 @@ for _ in $(seq 3600); do
   NOW=$(cpu)
   if [ "$NOW" = "$LAST" ] && [ "$NOW" != "$A" ]; then SAME=$((SAME + 1)); else SAME=0; fi
   LAST=$NOW
-  if [ "$SAME" -ge 6 ]; then B=$NOW; break; fi
+  if [ "$SAME" -ge 6 ]; then B=$NOW; TB=$(ticks); break; fi
 done
 T1=$(date +%s.%N)
 [ -n "${CALLGRIND:-}" ] && callgrind_control --dump=joins "$HUB" >/dev/null
@@ -65,12 +67,16 @@ JOINED=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
 kill $LG 2>/dev/null || true
 wait $LG 2>/dev/null || true
 LG=
-python3 - "$A" "$B" "$JOINED" "$CONNS" "$ROOMS" "$T0" "$T1" <<'PY'
+python3 - "$A" "$B" "$JOINED" "$CONNS" "$ROOMS" "$T0" "$T1" "$TA" "${TB:-$TA}" "$(getconf CLK_TCK)" <<'PY'
 import sys
 a, b, joined, conns, rooms = (int(x) for x in sys.argv[1:6])
 t0, t1 = float(sys.argv[6]), float(sys.argv[7])
+ua, sa = (int(x) for x in sys.argv[8].split())
+ub, sb = (int(x) for x in sys.argv[9].split())
+hz = int(sys.argv[10])
+user, system = (ub - ua) / hz, (sb - sa) / hz
 cpu = b - a
 per = cpu / joined / 1000 if joined else float("nan")
 print(f"conns={conns} rooms={rooms} joined={joined} hub_cpu_ms={cpu / 1e6:.1f} "
-      f"per_join_us={per:.1f} wall_s={t1 - t0 - 1.5:.1f}")
+      f"per_join_us={per:.1f} user_s={user:.2f} sys_s={system:.2f} wall_s={t1 - t0 - 1.5:.1f}")
 PY
