@@ -102,7 +102,8 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
             state.features.analytics.record_broadcast(&room, n);
         });
     }
-    if socket.send_now(&history).await.is_err() {
+    let reads = features::join_frame(session, ChatRoom { id: room, group });
+    if socket.send_now_all(&[history, reads]).await.is_err() {
         leave(session, group).await;
         return false;
     }

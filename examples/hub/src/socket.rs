@@ -279,10 +279,18 @@ impl Socket {
     /// Writes one frame now, ahead of anything still queued (the `history`
     /// frame of a join).
     pub async fn send_now(&mut self, frame: &Bytes) -> io::Result<()> {
+        self.send_now_all(std::slice::from_ref(frame)).await
+    }
+
+    /// Writes these frames now, in order and in one write, ahead of
+    /// anything still queued (a join's `history` and `reads` frames).
+    pub async fn send_now_all(&mut self, frames: &[Bytes]) -> io::Result<()> {
         let rest = WRITE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();
-            push_frame(&mut buf, Kind::Json, frame);
+            for frame in frames {
+                push_frame(&mut buf, Kind::Json, frame);
+            }
             self.write_now(&mut buf)
         });
         match rest {

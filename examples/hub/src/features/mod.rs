@@ -416,9 +416,14 @@ pub async fn after_message(session: &Session, room: ChatRoom<'_>, sent: &SentMes
     unread::after_message(session, room, sent).await;
 }
 
-/// After a joiner got its `history` frame: everyone's last read message.
+/// The frame a joiner gets right after its `history` frame, in the same
+/// write (one `sendto` for both; issue 14): everyone's last read message.
+pub fn join_frame(session: &Session, room: ChatRoom<'_>) -> Bytes {
+    reads::reads_frame(session, room.id)
+}
+
+/// After a joiner got its `history` frame: unread counts' first visit.
 pub fn on_join(session: &Session, room: ChatRoom<'_>) {
-    reads::send_reads(session, room.id);
     unread::first_visit(session, room);
 }
 

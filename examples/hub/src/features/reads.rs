@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::{fields, saved, ChatRoom};
@@ -77,11 +78,14 @@ pub async fn read(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
     super::unread::room_read(session, room.id, id).await
 }
 
-/// After the joiner's `history` frame: everyone's last read message (an
-/// `error` frame instead when the store cannot answer).
-pub fn send_reads(session: &Session, room: &str) {
+/// What the joiner gets right after its `history` frame: everyone's last
+/// read message (an `error` frame instead when the store cannot answer).
+pub fn reads_frame(session: &Session, room: &str) -> Bytes {
     match session.state.features.reads.of_room(room) {
-        Ok(reads) => session.send_json(&json!({"type": "reads", "reads": reads})),
-        Err(e) => session.refuse(&Refusal::from(e)),
+        Ok(reads) => frames::encode(&json!({"type": "reads", "reads": reads})),
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            frames::error(refusal.code.as_str(), &refusal.detail)
+        }
     }
 }

@@ -262,7 +262,8 @@ pub async fn room_read(session: &Session, room: &str, id: u64) -> Result<(), Ref
 }
 
 /// A user joined `room` (after its `history` frame): a first visit starts
-/// the room's count at its last message now.
+/// the room's count at its last message now. One batched set-if-absent
+/// (a read of the batch and the file, no fsync), not a read then a write.
 pub fn first_visit(session: &Session, room: ChatRoom<'_>) {
     let state = session.state.clone();
     let claims = session.claims.clone();
@@ -271,16 +272,13 @@ pub fn first_visit(session: &Session, room: ChatRoom<'_>) {
     let last = state.hub.last_offset_async(room.group);
     tokio::spawn(async move {
         let room = room_id;
-        let known = state.store.get(Table::UserReads, &claims.sub, &room).await;
-        if let Ok(None) = known {
-            let last = last.await.unwrap_or(0);
-            if let Err(e) = state
-                .store
-                .advance(Table::UserReads, &claims.sub, &room, last)
-                .await
-            {
-                tracing::warn!(error = %e, room, "could not record a first visit");
-            }
+        let last = last.await.unwrap_or(0).to_string();
+        let marked = state
+            .store
+            .put_new_batched(Table::UserReads, &claims.sub, &room, last.as_bytes())
+            .await;
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, room, "could not record a first visit");
         }
     });
 }

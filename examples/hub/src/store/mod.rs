@@ -318,6 +318,25 @@ impl Store {
         }
     }
 
+    /// [`Store::put_new`], batched (see [`embedded::Batcher`]): one look
+    /// at the batch and the file, no fsync of its own (issue 14: the
+    /// first-visit mark of a join).
+    pub async fn put_new_batched(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.update_batched(table, group, field, |old| match old {
+                None => (Some(value.to_vec()), true),
+                Some(_) => (None, false),
+            }),
+            Backend::Redis(r) => r.put_new(table, group, field, value).await,
+        }
+    }
+
     /// Replaces `old` with `new` (`None` removes) only if `(group, field)`
     /// still holds `old`; true when it did.
     pub async fn swap(
@@ -594,6 +613,48 @@ fn decode_client_id(raw: &[u8]) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_batched_put_new_sets_only_an_absent_value_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_embedded(dir.path()).unwrap();
+            let put = |v: &'static [u8]| store.put_new_batched(Table::UserReads, "u", "r", v);
+            assert!(put(b"7").await.unwrap());
+            assert!(!put(b"9").await.unwrap());
+            assert_eq!(
+                store
+                    .get(Table::UserReads, "u", "r")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"7"[..])
+            );
+            // An existing value, even a lower one, is left as it is.
+            assert!(store.advance(Table::UserReads, "v", "r", 3).await.unwrap());
+            assert!(!store
+                .put_new_batched(Table::UserReads, "v", "r", b"8")
+                .await
+                .unwrap());
+        }
+        let store = Store::open_embedded(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .get(Table::UserReads, "u", "r")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"7"[..])
+        );
+        assert_eq!(
+            store
+                .get(Table::UserReads, "v", "r")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"3"[..])
+        );
+    }
 
     #[tokio::test]
     async fn embedded_values_survive_a_reopen_and_batched_ones_are_visible_at_once() {
