@@ -9,11 +9,28 @@ use std::ptr::{null, null_mut};
 
 use channelbox::ffi::*;
 
-/// Threads of this process (a thread names itself only once it runs, so
-/// all are counted).
+/// Threads of this process that are not exiting (a thread names itself
+/// only once it runs, so all are counted). `pthread_join` returns once the
+/// joined thread has cleared its tid on its way out, a moment before the
+/// kernel takes it off /proc/self/task; such a thread has `PF_EXITING`
+/// (0x4) in its flags and is not counted. One still starting up or
+/// sleeping is.
 fn threads() -> usize {
+    const PF_EXITING: u64 = 0x4;
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // After the name's closing parenthesis: state, ppid, pgrp,
+            // session, tty_nr, tpgid, flags.
+            let flags: u64 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(6)?
+                .parse()
+                .ok()?;
+            Some(flags & PF_EXITING == 0)
+        })
+        .filter(|&live| live)
         .count()
 }
 
