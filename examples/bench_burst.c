@@ -3,9 +3,17 @@
  *
  * One group of 1000 members, 100-byte text payloads. For each queue depth
  * (1, 10, 64, 256) it makes `depth` group sends in a row, timing only the
- * sends, then drains every member with cbx_conn_recv_batch (256 a call)
- * and cbx_messages_free, timing the drain separately. Every member then
- * holds `depth` messages at the end of the burst.
+ * sends, then drains every member, timing the drain separately. Every
+ * member holds `depth` messages at the end of the burst. Two hosts, side
+ * by side in every round:
+ *
+ *   per connection: no ready fd; the drain walks the members, calling
+ *          cbx_conn_recv_batch (256 a call) until CBX_EMPTY, and
+ *          cbx_messages_free;
+ *   ready list: the ready fd is on before the sends (an event loop's
+ *          setup: each send lists the members whose queue was empty), and
+ *          the drain calls cbx_hub_recv_ready (1024 entries a call) until
+ *          CBX_EMPTY, and cbx_messages_free.
  *
  * Two cases a depth:
  *   fresh: a new hub and new connections each round, so every queue
@@ -14,11 +22,12 @@
  *          messages before (a long-lived server's steady state).
  * Each figure is the median of the rounds.
  *
- * `bench_burst --callgrind send|drain fresh|reused DEPTH` runs one round
- * with callgrind's instrumentation on only around the sends or only around
- * the drain (run it under `valgrind --tool=callgrind --instr-atstart=no`):
- * the instruction count, divided by the deliveries, is the stable number
- * on a shared machine. scripts/bench-burst.sh builds and runs everything.
+ * `bench_burst --callgrind PART fresh|reused DEPTH` runs one round with
+ * callgrind's instrumentation on only around one part (PART: send, drain,
+ * send-ready or drain-ready; run it under `valgrind --tool=callgrind
+ * --instr-atstart=no`): the instruction count, divided by the deliveries,
+ * is the stable number on a shared machine. scripts/bench-burst.sh builds
+ * and runs everything.
  *
  * Build from the repository root, after `cargo build --release`:
  *
@@ -42,6 +51,7 @@
 #define MEMBERS 1000
 #define PAYLOAD 100
 #define BATCH 256
+#define READY_BATCH 1024
 #define MAX_ROUNDS 64
 
 #define TRY(call)                                                         \
@@ -59,9 +69,13 @@ enum part { PART_NONE, PART_SEND, PART_DRAIN };
 
 struct bench {
     cbx_hub *hub;
+    /* The ready fd is on and the drain is cbx_hub_recv_ready. */
+    int ready;
     uint64_t conns[MEMBERS];
     uint8_t payload[PAYLOAD];
     cbx_message *batch[BATCH];
+    uint64_t ready_conns[READY_BATCH];
+    cbx_message *ready_messages[READY_BATCH];
 };
 
 static double now_ns(void) {
@@ -79,6 +93,10 @@ static void bench_open(struct bench *b) {
     for (int i = 0; i < MEMBERS; i++) {
         TRY(cbx_conn_open(b->hub, NULL, 0, &b->conns[i]));
         TRY(cbx_group_add(b->hub, b->conns[i], "burst"));
+    }
+    if (b->ready && cbx_hub_ready_fd(b->hub) < 0) {
+        fprintf(stderr, "cbx_hub_ready_fd: %s\n", cbx_last_error());
+        exit(1);
     }
 }
 
@@ -107,12 +125,9 @@ static double burst(struct bench *b, int depth, enum part measured) {
     return t1 - t0;
 }
 
-/* Receives and frees everything pending; returns the nanoseconds it took
- * and checks that each member got exactly `depth` messages. */
-static double drain(struct bench *b, int depth, enum part measured) {
+/* Receives and frees everything pending, one connection at a time. */
+static long drain_each_connection(struct bench *b) {
     long total = 0;
-    if (measured == PART_DRAIN) CALLGRIND_START_INSTRUMENTATION;
-    double t0 = now_ns();
     for (int i = 0; i < MEMBERS; i++) {
         for (;;) {
             size_t n = 0;
@@ -128,6 +143,34 @@ static double drain(struct bench *b, int depth, enum part measured) {
             total += (long)n;
         }
     }
+    return total;
+}
+
+/* Receives and frees everything pending from the ready list. */
+static long drain_ready(struct bench *b) {
+    long total = 0;
+    for (;;) {
+        size_t n = 0;
+        cbx_result rc = cbx_hub_recv_ready(b->hub, b->ready_conns,
+                                           b->ready_messages, READY_BATCH, &n);
+        if (rc == CBX_EMPTY) break;
+        if (rc != CBX_OK) {
+            fprintf(stderr, "recv_ready: %s: %s\n", cbx_result_name(rc),
+                    cbx_last_error());
+            exit(1);
+        }
+        cbx_messages_free(b->ready_messages, n);
+        total += (long)n;
+    }
+    return total;
+}
+
+/* Receives and frees everything pending; returns the nanoseconds it took
+ * and checks that each member got exactly `depth` messages. */
+static double drain(struct bench *b, int depth, enum part measured) {
+    if (measured == PART_DRAIN) CALLGRIND_START_INSTRUMENTATION;
+    double t0 = now_ns();
+    long total = b->ready ? drain_ready(b) : drain_each_connection(b);
     double t1 = now_ns();
     if (measured == PART_DRAIN) CALLGRIND_STOP_INSTRUMENTATION;
     if (total != (long)depth * MEMBERS) {
@@ -148,33 +191,54 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Median ns per delivery (send) and per message (drain) over `rounds`. */
-static void measure(struct bench *b, int depth, int fresh, int rounds,
-                    double *send_ns, double *drain_ns) {
-    double sends[MAX_ROUNDS], drains[MAX_ROUNDS];
+/* One round's times, ns per delivery (send) and per message (drain). */
+struct round {
+    double send, drain;
+};
+
+/* Median ns per delivery (send) and per message (drain) over `rounds`, for
+ * both hosts, their rounds alternating. */
+static void measure(struct bench *per_conn, struct bench *ready, int depth,
+                    int fresh, int rounds, struct round *out_per_conn,
+                    struct round *out_ready) {
+    double sends[2][MAX_ROUNDS], drains[2][MAX_ROUNDS];
     double deliveries = (double)depth * MEMBERS;
+    struct bench *hosts[2] = {per_conn, ready};
     if (!fresh) {
-        bench_open(b);
-        burst(b, depth, PART_NONE); /* the queues grow once, untimed */
-        drain(b, depth, PART_NONE);
+        for (int h = 0; h < 2; h++) {
+            bench_open(hosts[h]);
+            burst(hosts[h], depth, PART_NONE); /* queues grow once, untimed */
+            drain(hosts[h], depth, PART_NONE);
+        }
     }
     for (int r = 0; r < rounds; r++) {
-        if (fresh) bench_open(b);
-        sends[r] = burst(b, depth, PART_NONE) / deliveries;
-        drains[r] = drain(b, depth, PART_NONE) / deliveries;
-        if (fresh) bench_close(b);
+        for (int h = 0; h < 2; h++) {
+            struct bench *b = hosts[h];
+            if (fresh) bench_open(b);
+            sends[h][r] = burst(b, depth, PART_NONE) / deliveries;
+            drains[h][r] = drain(b, depth, PART_NONE) / deliveries;
+            if (fresh) bench_close(b);
+        }
     }
-    if (!fresh) bench_close(b);
-    *send_ns = median(sends, rounds);
-    *drain_ns = median(drains, rounds);
+    if (!fresh) {
+        bench_close(per_conn);
+        bench_close(ready);
+    }
+    out_per_conn->send = median(sends[0], rounds);
+    out_per_conn->drain = median(drains[0], rounds);
+    out_ready->send = median(sends[1], rounds);
+    out_ready->drain = median(drains[1], rounds);
 }
 
 static int run_callgrind(struct bench *b, const char *part, const char *mode,
                          int depth) {
     enum part measured;
-    if (strcmp(part, "send") == 0) measured = PART_SEND;
-    else if (strcmp(part, "drain") == 0) measured = PART_DRAIN;
+    if (strcmp(part, "send") == 0 || strcmp(part, "send-ready") == 0)
+        measured = PART_SEND;
+    else if (strcmp(part, "drain") == 0 || strcmp(part, "drain-ready") == 0)
+        measured = PART_DRAIN;
     else return 2;
+    b->ready = strstr(part, "-ready") != NULL;
     int fresh;
     if (strcmp(mode, "fresh") == 0) fresh = 1;
     else if (strcmp(mode, "reused") == 0) fresh = 0;
@@ -193,29 +257,36 @@ static int run_callgrind(struct bench *b, const char *part, const char *mode,
 }
 
 int main(int argc, char **argv) {
-    static struct bench b;
-    memset(b.payload, 'x', PAYLOAD);
+    static struct bench per_conn, ready;
+    memset(per_conn.payload, 'x', PAYLOAD);
+    memset(ready.payload, 'x', PAYLOAD);
+    ready.ready = 1;
     if (argc == 5 && strcmp(argv[1], "--callgrind") == 0)
-        return run_callgrind(&b, argv[2], argv[3], atoi(argv[4]));
+        return run_callgrind(&per_conn, argv[2], argv[3], atoi(argv[4]));
     int rounds = 15;
     if (argc == 2 && strcmp(argv[1], "--quick") == 0) rounds = 3;
     else if (argc != 1) {
         fprintf(stderr,
                 "usage: bench_burst [--quick]\n"
-                "       bench_burst --callgrind send|drain fresh|reused DEPTH\n");
+                "       bench_burst --callgrind "
+                "send|drain|send-ready|drain-ready fresh|reused DEPTH\n");
         return 2;
     }
     static const int depths[] = {1, 10, 64, 256};
-    printf("%d members, %d B text, drain %d a call, median of %d rounds\n\n",
-           MEMBERS, PAYLOAD, BATCH, rounds);
-    printf("| depth | queues | send: ns per delivery | drain: ns per message |\n");
-    printf("|---:|:---|---:|---:|\n");
+    printf("%d members, %d B text, median of %d rounds; per connection: "
+           "cbx_conn_recv_batch %d a call; ready list: ready fd on, "
+           "cbx_hub_recv_ready %d a call\n\n",
+           MEMBERS, PAYLOAD, rounds, BATCH, READY_BATCH);
+    printf("| depth | queues | send ns, per connection | drain ns, per "
+           "connection | send ns, ready fd on | drain ns, ready list |\n");
+    printf("|---:|:---|---:|---:|---:|---:|\n");
     for (size_t d = 0; d < sizeof depths / sizeof *depths; d++) {
         for (int fresh = 1; fresh >= 0; fresh--) {
-            double send_ns, drain_ns;
-            measure(&b, depths[d], fresh, rounds, &send_ns, &drain_ns);
-            printf("| %d | %s | %.1f | %.1f |\n", depths[d],
-                   fresh ? "fresh" : "reused", send_ns, drain_ns);
+            struct round pc, rl;
+            measure(&per_conn, &ready, depths[d], fresh, rounds, &pc, &rl);
+            printf("| %d | %s | %.1f | %.1f | %.1f | %.1f |\n", depths[d],
+                   fresh ? "fresh" : "reused", pc.send, pc.drain, rl.send,
+                   rl.drain);
             fflush(stdout);
         }
     }

@@ -468,6 +468,39 @@ int32_t cbx_hub_ready_fd(struct cbx_hub *hub);
 cbx_result cbx_hub_take_ready(struct cbx_hub *hub, uint64_t *conns, size_t cap, size_t *n_out);
 
 /**
+ * Receives from every ready connection in one call: the drain of an
+ * event loop on the ready fd, instead of `cbx_hub_take_ready` and then a
+ * receive per connection. Writes up to `cap` entries, entry `i` being
+ * `conns[i]` and `messages[i]`, and their count to `*n_out`:
+ *
+ * - a message (free it with `cbx_message_free`, or the whole array with
+ *   `cbx_messages_free`, which skips NULLs) and the connection it was
+ *   queued for. Connections come in the order they became ready, each
+ *   one's messages oldest first;
+ * - a NULL message: the hub closed that connection (slow consumer, TTL,
+ *   `cbx_close_all`, ...) and every message queued on it came before;
+ *   `cbx_conn_close_reason` says why. Said once a connection. Ids the
+ *   host released with `cbx_conn_close` are never listed.
+ *
+ * A connection drained by the call comes off the ready list (as
+ * `cbx_hub_take_ready` takes it off); one that `cap` left messages on
+ * stays first in line for the next call. `CBX_EMPTY` when no connection
+ * is ready (nothing written). The ready fd is reset once none is left,
+ * so a host calls this until `CBX_EMPTY` each time the fd is readable.
+ *
+ * The first call turns readiness on as `cbx_hub_ready_fd` does (and
+ * lists the connections that already hold messages): call that first,
+ * as an event loop does, so that sends list their connections from the
+ * start. A `cap` of 0 is `CBX_INVALID_ARGUMENT`; one larger than any
+ * array can be is `CBX_TOO_LARGE`.
+ */
+cbx_result cbx_hub_recv_ready(struct cbx_hub *hub,
+                              uint64_t *conns,
+                              struct cbx_message **messages,
+                              size_t cap,
+                              size_t *n_out);
+
+/**
  * Every group with at least one member, as JSON:
  * `{"chat_1": {"connections": [ids], "users": ["alice"]}}` (users are
  * distinct: a user with several connections is listed once). Free `*out`
@@ -542,7 +575,8 @@ cbx_result cbx_message_views(const struct cbx_message *const *messages,
 void cbx_message_free(struct cbx_message *m);
 
 /**
- * Frees `n` messages from a batch receive (NULL entries are skipped).
+ * Frees `n` messages from a batch receive (NULL entries are skipped) and
+ * sets each entry to NULL.
  */
 void cbx_messages_free(struct cbx_message **messages, size_t n);
 

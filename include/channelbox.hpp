@@ -277,6 +277,14 @@ struct close_reason {
     std::string text;
 };
 
+/** One entry of `hub::recv_ready`: a message queued for connection
+ * `conn`, or, with no message, word that the hub closed `conn` and that
+ * every message queued on it came before (`close_reason()` says why). */
+struct delivery {
+    conn_id conn = 0;
+    std::optional<message> msg;
+};
+
 class hub;
 
 /** An open connection, owned: its id is released (`cbx_conn_close`: it
@@ -540,6 +548,46 @@ public:
         detail::check(cbx_hub_take_ready(h_, ids.data(), std::min(max, connection::max_batch), &n));
         ids.resize(n);
         return ids;
+    }
+
+    /** Receives from every ready connection in one call (see
+     * `cbx_hub_recv_ready`): appends up to `max` entries to `out` and
+     * returns how many (0 when no connection is ready). A `max` over
+     * `connection::max_batch` takes at most that many; a `max` of 0 throws
+     * `CBX_INVALID_ARGUMENT`. */
+    std::size_t recv_ready(std::vector<delivery> &out, std::size_t max) const {
+        std::size_t cap = std::min(max, connection::max_batch);
+        std::vector<conn_id> ids(cap == 0 ? 1 : cap);
+        std::vector<cbx_message *> handles(cap == 0 ? 1 : cap);
+        std::size_t n = 0;
+        cbx_result rc = cbx_hub_recv_ready(h_, ids.data(), handles.data(), cap, &n);
+        if (rc == CBX_EMPTY) {
+            return 0;
+        }
+        detail::check(rc);
+        try {
+            out.reserve(out.size() + n);
+        } catch (...) {
+            cbx_messages_free(handles.data(), n);
+            throw;
+        }
+        for (std::size_t i = 0; i < n; i++) {
+            // Cannot throw: capacity reserved, and both moves are noexcept.
+            delivery d;
+            d.conn = ids[i];
+            if (handles[i] != nullptr) {
+                d.msg.emplace(handles[i]);
+            }
+            out.push_back(std::move(d));
+        }
+        return n;
+    }
+    /** Up to `max` entries from the ready connections (empty when none is
+     * ready). */
+    std::vector<delivery> recv_ready(std::size_t max = 256) const {
+        std::vector<delivery> out;
+        recv_ready(out, max);
+        return out;
     }
 
 private:

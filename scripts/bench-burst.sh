@@ -3,9 +3,10 @@
 # `scripts/bench-burst.sh [--quick]`.
 #
 # Builds the release library and examples/bench_burst.c against it, runs
-# the timed table (1000 members, 100 B, queue depths 1, 10, 64, 256), then
+# the timed table (1000 members, 100 B, queue depths 1, 10, 64, 256; a host
+# that drains connection by connection and one on the ready list), then
 # counts instructions (and, for the sends, simulated D1 cache misses) per
-# delivery under callgrind, for the sends and for the drain separately:
+# delivery under callgrind, for the sends and for the drains separately:
 # stable numbers on a shared, noisy machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,12 @@ cc -O2 -Wall -Wextra -std=c11 -Iinclude examples/bench_burst.c -o "$bin" \
 
 if command -v valgrind >/dev/null; then
   echo
-  echo "callgrind (--cache-sim=yes): instructions and D1 cache misses per delivery"
-  echo "(send) and instructions per message (drain):"
+  echo "callgrind (--cache-sim=yes): instructions (and D1 cache misses) per"
+  echo "delivery for the sends, instructions per message for the drains; per"
+  echo "connection host, then ready-list host (ready fd on, cbx_hub_recv_ready):"
   echo
-  echo "| depth | queues | send: instructions | send: D1 misses | drain: instructions |"
-  echo "|---:|:---|---:|---:|---:|"
+  echo "| depth | queues | send | send D1 misses | drain, per connection | send, ready fd on | drain, ready list |"
+  echo "|---:|:---|---:|---:|---:|---:|---:|"
   out=$(mktemp)
   trap 'rm -f "$out"' EXIT
   # Prints "Ir D1-misses" for one part of one run.
@@ -41,9 +43,11 @@ if command -v valgrind >/dev/null; then
     for mode in fresh reused; do
       read -r s_ir s_miss < <(cg send "$mode" "$depth")
       read -r d_ir _ < <(cg drain "$mode" "$depth")
+      read -r rs_ir _ < <(cg send-ready "$mode" "$depth")
+      read -r rd_ir _ < <(cg drain-ready "$mode" "$depth")
       awk -v n=$((depth * 1000)) -v s="$s_ir" -v m="$s_miss" -v d="$d_ir" \
-        -v depth="$depth" -v mode="$mode" \
-        'BEGIN { printf "| %d | %s | %.1f | %.2f | %.1f |\n", depth, mode, s / n, m / n, d / n }'
+        -v rs="$rs_ir" -v rd="$rd_ir" -v depth="$depth" -v mode="$mode" \
+        'BEGIN { printf "| %d | %s | %.1f | %.2f | %.1f | %.1f | %.1f |\n", depth, mode, s / n, m / n, d / n, rs / n, rd / n }'
     done
   done
 fi

@@ -41,6 +41,17 @@ pub(crate) enum Push {
     Closed,
 }
 
+/// What a drain ([`ConnState::drain_each`]) left in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// Empty, and open (or released by the host).
+    Nothing,
+    /// Messages the drain had no room for.
+    More,
+    /// Empty and closed by the hub: the receiver is to be told.
+    Closed,
+}
+
 /// Queue limits, copied from the hub config so a push needs no other lock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -330,6 +341,35 @@ impl ConnState {
             out.push(message);
         }
         Ok(n)
+    }
+
+    /// Hands up to `max` pending messages to `each`, oldest first, under
+    /// the queue's lock (the hub's ready-list drain: no batch vector in
+    /// between). Returns how many, and what is left: nothing, more
+    /// messages, or a queue closed by the hub and now drained (never said
+    /// of one the host released, whose id is gone).
+    pub(crate) fn drain_each(&self, max: usize, mut each: impl FnMut(Message)) -> (usize, Left) {
+        let mut q = self.queue.0.lock();
+        let n = q.items.len().min(max);
+        let mut freed = 0;
+        // `pop_front` rather than `drain`: a drain's set-up and drop cost
+        // more than the message when one or two are queued.
+        for _ in 0..n {
+            if let Some(message) = q.items.pop_front() {
+                freed += message.len();
+                each(message);
+            }
+        }
+        q.room_bytes += freed as isize;
+        let left = if !q.items.is_empty() {
+            Left::More
+        } else {
+            match q.closed.as_deref() {
+                None | Some(CloseReason::ClosedByHost) => Left::Nothing,
+                Some(_) => Left::Closed,
+            }
+        };
+        (n, left)
     }
 
     /// Blocks up to `timeout` (None = forever) for at least one message.

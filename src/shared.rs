@@ -104,6 +104,29 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// Takes back `refs` references that [`Shared::into_raw`] handed out
+    /// for one value and drops them with one decrement (a host freeing a
+    /// batch in which a broadcast sits many times).
+    ///
+    /// # Safety
+    /// `value` came from `into_raw` at least `refs` times and none of
+    /// those references is used again.
+    pub(crate) unsafe fn drop_raw(value: *const T, refs: usize) {
+        if refs == 0 {
+            return;
+        }
+        // SAFETY: one of the references, per the caller's contract; the
+        // others are given up by the same decrement.
+        let mut this = std::mem::ManuallyDrop::new(unsafe { Shared::from_raw(value) });
+        if this.inner().refs.fetch_sub(refs, Ordering::Release) != refs {
+            return;
+        }
+        fence(Ordering::Acquire);
+        this.drop_slow();
+    }
+}
+
 impl<T> Clone for Shared<T> {
     #[inline]
     fn clone(&self) -> Shared<T> {
@@ -249,6 +272,23 @@ mod tests {
         assert_eq!(s.count(), 2);
         drop(back);
         drop(s);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn raw_references_dropped_together_free_the_value_once_with_the_last() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let s = Shared::new(Tracked(drops.clone()));
+        let raw: Vec<*const Tracked> = (0..5).map(|_| Shared::into_raw(s.clone())).collect();
+        // SAFETY: three of the five raw references, each used once.
+        unsafe { Shared::drop_raw(raw[0], 3) };
+        assert_eq!(s.count(), 3);
+        // SAFETY: none given back.
+        unsafe { Shared::drop_raw(raw[0], 0) };
+        drop(s);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        // SAFETY: the last two.
+        unsafe { Shared::drop_raw(raw[3], 2) };
         assert_eq!(drops.load(Ordering::SeqCst), 1);
     }
 

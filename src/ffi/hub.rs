@@ -140,6 +140,67 @@ pub unsafe extern "C" fn cbx_hub_take_ready(
     })
 }
 
+/// Receives from every ready connection in one call: the drain of an
+/// event loop on the ready fd, instead of `cbx_hub_take_ready` and then a
+/// receive per connection. Writes up to `cap` entries, entry `i` being
+/// `conns[i]` and `messages[i]`, and their count to `*n_out`:
+///
+/// - a message (free it with `cbx_message_free`, or the whole array with
+///   `cbx_messages_free`, which skips NULLs) and the connection it was
+///   queued for. Connections come in the order they became ready, each
+///   one's messages oldest first;
+/// - a NULL message: the hub closed that connection (slow consumer, TTL,
+///   `cbx_close_all`, ...) and every message queued on it came before;
+///   `cbx_conn_close_reason` says why. Said once a connection. Ids the
+///   host released with `cbx_conn_close` are never listed.
+///
+/// A connection drained by the call comes off the ready list (as
+/// `cbx_hub_take_ready` takes it off); one that `cap` left messages on
+/// stays first in line for the next call. `CBX_EMPTY` when no connection
+/// is ready (nothing written). The ready fd is reset once none is left,
+/// so a host calls this until `CBX_EMPTY` each time the fd is readable.
+///
+/// The first call turns readiness on as `cbx_hub_ready_fd` does (and
+/// lists the connections that already hold messages): call that first,
+/// as an event loop does, so that sends list their connections from the
+/// start. A `cap` of 0 is `CBX_INVALID_ARGUMENT`; one larger than any
+/// array can be is `CBX_TOO_LARGE`.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_hub_recv_ready(
+    hub: *mut cbx_hub,
+    conns: *mut u64,
+    messages: *mut *mut cbx_message,
+    cap: usize,
+    n_out: *mut usize,
+) -> cbx_result {
+    boundary(|| {
+        let hub = hub_ref(hub)?;
+        let conns = out_ptr(conns, "conns")?;
+        let messages = out_ptr(messages, "messages")?;
+        let n_out = out_ptr(n_out, "n_out")?;
+        if cap == 0 {
+            return Err(Error::InvalidArgument("cap is 0".into()));
+        }
+        if cap > max_count::<*mut cbx_message>() {
+            return Err(Error::TooLarge(format!(
+                "cap is {cap}, more entries than memory can hold"
+            )));
+        }
+        let mut i = 0;
+        let n = hub.recv_ready_each(cap, |id, message| {
+            // Within `cap`: `recv_ready_each` hands out at most that many.
+            *conns.add(i) = id;
+            *messages.add(i) = message.map_or(std::ptr::null_mut(), cbx_message::into_raw);
+            i += 1;
+        })?;
+        if n == 0 {
+            return Err(Error::Empty);
+        }
+        *n_out = n;
+        Ok(())
+    })
+}
+
 /// Every group with at least one member, as JSON:
 /// `{"chat_1": {"connections": [ids], "users": ["alice"]}}` (users are
 /// distinct: a user with several connections is listed once). Free `*out`

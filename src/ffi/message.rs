@@ -31,6 +31,16 @@ impl cbx_message {
         Message(Shared::from_raw(m.cast_const().cast::<Envelope>()))
     }
 
+    /// Gives back `refs` references `into_raw` handed out for one message
+    /// (none when `refs` is 0).
+    ///
+    /// # Safety
+    /// `m` came from `into_raw` at least `refs` times and none of those is
+    /// used again.
+    unsafe fn free_many(m: *mut cbx_message, refs: usize) {
+        Shared::drop_raw(m.cast_const().cast::<Envelope>(), refs);
+    }
+
     /// The body behind a pointer from `into_raw` (NULL: None).
     ///
     /// # Safety
@@ -151,7 +161,8 @@ pub unsafe extern "C" fn cbx_message_free(m: *mut cbx_message) {
     })
 }
 
-/// Frees `n` messages from a batch receive (NULL entries are skipped).
+/// Frees `n` messages from a batch receive (NULL entries are skipped) and
+/// sets each entry to NULL.
 #[no_mangle]
 pub unsafe extern "C" fn cbx_messages_free(messages: *mut *mut cbx_message, n: usize) {
     boundary_value((), || {
@@ -160,11 +171,21 @@ pub unsafe extern "C" fn cbx_messages_free(messages: *mut *mut cbx_message, n: u
         if messages.is_null() || n > max_count::<*mut cbx_message>() {
             return;
         }
+        // A broadcast drained from many connections sits in a row many
+        // times: each run of one message is given back in one decrement.
+        let mut run: (*mut cbx_message, usize) = (std::ptr::null_mut(), 0);
         for m in std::slice::from_raw_parts_mut(messages, n) {
-            if !m.is_null() {
-                drop(cbx_message::from_raw(*m));
-                *m = std::ptr::null_mut();
+            if m.is_null() {
+                continue;
             }
+            if *m == run.0 {
+                run.1 += 1;
+            } else {
+                cbx_message::free_many(run.0, run.1);
+                run = (*m, 1);
+            }
+            *m = std::ptr::null_mut();
         }
+        cbx_message::free_many(run.0, run.1);
     })
 }

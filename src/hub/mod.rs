@@ -31,7 +31,7 @@ use crate::conn::{ConnId, ConnState, Limits};
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::history::Bounds;
-use crate::message::Kind;
+use crate::message::{Kind, Message};
 use crate::ready::Ready;
 use crate::reaper::Reaper;
 use crate::stats::{Counters, Stats};
@@ -340,6 +340,39 @@ impl Hub {
     /// closed) after it; drain each one until it is empty.
     pub fn take_ready(&self, out: &mut [ConnId]) -> usize {
         self.inner.ready.take(out)
+    }
+
+    /// Receives from every connection that is ready, in one call: moves
+    /// up to `max` messages into `out` as `(id, Some(message))`, taking
+    /// the ready connections in the order they became ready and each one's
+    /// messages oldest first, and adds `(id, None)` for a connection the
+    /// hub closed once everything queued on it is in `out` (its
+    /// [`crate::Connection::close_reason`] says why; it is said once).
+    /// A connection drained here comes off the ready list, as
+    /// [`Hub::take_ready`] takes it off; one `max` left no room for stays
+    /// first in line. Returns how many entries it added (0: none ready).
+    ///
+    /// The first call turns readiness on as [`Hub::ready_fd`] does (and
+    /// lists the connections that already hold messages); call that first
+    /// to have the sends list their connections from the start.
+    pub fn recv_ready(
+        &self,
+        out: &mut Vec<(ConnId, Option<Message>)>,
+        max: usize,
+    ) -> Result<usize> {
+        self.recv_ready_each(max, |id, m| out.push((id, m)))
+    }
+
+    /// [`Hub::recv_ready`] handing each entry to `each` (the C ABI writes
+    /// them straight into the host's arrays).
+    pub(crate) fn recv_ready_each(
+        &self,
+        max: usize,
+        each: impl FnMut(ConnId, Option<Message>),
+    ) -> Result<usize> {
+        self.ready_fd()?;
+        let open = |id| self.conn(id).is_ok();
+        Ok(self.inner.ready.recv(max, open, each))
     }
 
     // ----- counters ----------------------------------------------------

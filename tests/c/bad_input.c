@@ -643,6 +643,39 @@ static void hub_calls_refuse_null(void) {
     cbx_hub_free(hub);
 }
 
+static void recv_ready_refuses_bad_input(void) {
+    cbx_hub *hub = new_hub(NULL);
+    uint64_t conns[4] = {SENTINEL_U64, SENTINEL_U64, SENTINEL_U64,
+                         SENTINEL_U64};
+    cbx_message *messages[4] = {SENTINEL_PTR, SENTINEL_PTR, SENTINEL_PTR,
+                                SENTINEL_PTR};
+    size_t n = 77;
+    CHECK_RC(cbx_hub_recv_ready(NULL, conns, messages, 4, &n),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, &n), CBX_EMPTY);
+    CHECK(n == 77);
+    /* Failed calls write nothing and lose no ready connection. */
+    uint64_t c = open_conn(hub, NULL);
+    REQUIRE_OK(cbx_conn_send(hub, c, CBX_TEXT, BYTES("x")));
+    CHECK_RC(cbx_hub_recv_ready(hub, NULL, messages, 4, &n), CBX_NULL_POINTER);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, NULL, 4, &n), CBX_NULL_POINTER);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, NULL),
+             CBX_NULL_POINTER);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 0, &n),
+             CBX_INVALID_ARGUMENT);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, SIZE_MAX, &n),
+             CBX_TOO_LARGE);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, SIZE_MAX / 8 + 1, &n),
+             CBX_TOO_LARGE);
+    CHECK(n == 77 && conns[0] == SENTINEL_U64 && messages[0] == SENTINEL_PTR);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, &n), CBX_OK);
+    CHECK(n == 1 && conns[0] == c && messages[0] != NULL);
+    CHECK(conns[1] == SENTINEL_U64 && messages[1] == SENTINEL_PTR);
+    cbx_messages_free(messages, 1);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, &n), CBX_EMPTY);
+    cbx_hub_free(hub);
+}
+
 static void message_accessors_accept_null(void) {
     size_t len = 77;
     CHECK(cbx_message_kind(NULL) == 0);
@@ -707,6 +740,7 @@ int main(void) {
     RUN(user_send_refuses_bad_input);
     RUN(history_calls_refuse_bad_input);
     RUN(hub_calls_refuse_null);
+    RUN(recv_ready_refuses_bad_input);
     RUN(message_accessors_accept_null);
     RUN(message_views_refuse_bad_input);
     return check_summary();

@@ -713,6 +713,159 @@ static void ready_fd_lists_connections_ready_before_it_was_created(void) {
     cbx_hub_free(hub);
 }
 
+/* Checks that entry `i` of a cbx_hub_recv_ready batch is `text` queued
+ * for `conn`. */
+static void check_entry(const uint64_t *conns, cbx_message *const *messages,
+                        size_t i, uint64_t conn, const char *text) {
+    CHECK(conns[i] == conn);
+    REQUIRE(messages[i] != NULL);
+    size_t len = 0;
+    const uint8_t *data = cbx_message_data(messages[i], &len);
+    CHECK(len == strlen(text) && memcmp(data, text, len) == 0);
+}
+
+/* One call drains every ready connection, in the order they became ready,
+ * each one's messages oldest first; cap leaves the rest first in line;
+ * a connection the hub closed ends with a NULL message, once; ids the
+ * host released are never listed. */
+static void recv_ready_drains_every_ready_connection_in_one_call(void) {
+    cbx_hub *hub = new_hub("{\"queue_max_messages\": 2}");
+    uint64_t a = open_conn(hub, NULL);
+    uint64_t b = open_conn(hub, NULL);
+    uint64_t slow = open_conn(hub, NULL);
+    uint64_t released = open_conn(hub, NULL);
+    REQUIRE_OK(cbx_group_add(hub, a, "g"));
+    REQUIRE_OK(cbx_group_add(hub, b, "g"));
+    int fd = cbx_hub_ready_fd(hub);
+    REQUIRE(fd >= 0);
+    uint64_t conns[8];
+    cbx_message *messages[8];
+    size_t n = 77;
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_EMPTY);
+    CHECK(n == 77);
+
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("1"), 0, NULL));
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("2"), 0, NULL));
+    REQUIRE_OK(cbx_conn_send(hub, slow, CBX_TEXT, BYTES("x")));
+    REQUIRE_OK(cbx_conn_send(hub, released, CBX_TEXT, BYTES("gone")));
+    REQUIRE_OK(cbx_conn_close(hub, released));
+    CHECK(readable(fd));
+    /* Room for three: a's two and b's first; b stays first in line. */
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 3, &n), CBX_OK);
+    REQUIRE(n == 3);
+    check_entry(conns, messages, 0, a, "1");
+    check_entry(conns, messages, 1, a, "2");
+    check_entry(conns, messages, 2, b, "1");
+    CHECK(strcmp(cbx_message_group(messages[0]), "g") == 0);
+    cbx_messages_free(messages, n);
+    CHECK(messages[0] == NULL && messages[2] == NULL);
+    CHECK(readable(fd));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_OK);
+    REQUIRE(n == 2);
+    check_entry(conns, messages, 0, b, "2");
+    check_entry(conns, messages, 1, slow, "x");
+    CHECK(strcmp(cbx_message_group(messages[1]), "") == 0);
+    cbx_messages_free(messages, n);
+    CHECK(!readable(fd));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_EMPTY);
+
+    /* Drained: the next message lists a connection again. */
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("3"), 0, NULL));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_OK);
+    REQUIRE(n == 2);
+    check_entry(conns, messages, 0, a, "3");
+    check_entry(conns, messages, 1, b, "3");
+    cbx_messages_free(messages, n);
+
+    /* A slow consumer: its messages, then NULL, said once, even when the
+     * close has to wait for the next call. */
+    REQUIRE_OK(cbx_conn_send(hub, slow, CBX_TEXT, BYTES("y")));
+    REQUIRE_OK(cbx_conn_send(hub, slow, CBX_TEXT, BYTES("z")));
+    CHECK_RC(cbx_conn_send(hub, slow, CBX_TEXT, BYTES("lost")), CBX_CLOSED);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 2, &n), CBX_OK);
+    REQUIRE(n == 2);
+    check_entry(conns, messages, 0, slow, "y");
+    check_entry(conns, messages, 1, slow, "z");
+    cbx_messages_free(messages, n);
+    CHECK(readable(fd));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_OK);
+    CHECK(n == 1 && conns[0] == slow && messages[0] == NULL);
+    cbx_close_code code = CBX_CLOSE_NONE;
+    uint32_t host_code = 1;
+    char *text = NULL;
+    REQUIRE_OK(cbx_conn_close_reason(hub, slow, &code, &host_code, &text));
+    CHECK(code == CBX_CLOSE_SLOW_CONSUMER);
+    cbx_string_free(text);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_EMPTY);
+    CHECK(!readable(fd));
+
+    /* Closed by the hub, then released by the host before the drain: only
+     * the one still held is said to be closed. */
+    REQUIRE_OK(cbx_close_all(hub));
+    REQUIRE_OK(cbx_conn_close(hub, a));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_OK);
+    CHECK(n == 1 && conns[0] == b && messages[0] == NULL);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_EMPTY);
+    cbx_hub_free(hub);
+}
+
+/* Without cbx_hub_ready_fd, the first cbx_hub_recv_ready turns readiness
+ * on and finds the connections that already hold messages. */
+static void recv_ready_finds_messages_queued_before_its_first_call(void) {
+    cbx_hub *hub = new_hub(NULL);
+    uint64_t c = open_conn(hub, NULL);
+    REQUIRE_OK(cbx_conn_send(hub, c, CBX_TEXT, BYTES("early")));
+    uint64_t conns[4];
+    cbx_message *messages[4];
+    size_t n = 0;
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, &n), CBX_OK);
+    REQUIRE(n == 1);
+    check_entry(conns, messages, 0, c, "early");
+    cbx_messages_free(messages, n);
+    /* And from then on sends list it. */
+    REQUIRE_OK(cbx_conn_send(hub, c, CBX_TEXT, BYTES("late")));
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 4, &n), CBX_OK);
+    REQUIRE(n == 1);
+    check_entry(conns, messages, 0, c, "late");
+    cbx_messages_free(messages, n);
+    cbx_hub_free(hub);
+}
+
+/* cbx_messages_free gives a broadcast's references back together: the
+ * message lives while any other reference does. */
+static void messages_free_of_one_broadcast_keeps_other_references(void) {
+    cbx_hub *hub = new_hub(NULL);
+    uint64_t c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = open_conn(hub, NULL);
+        REQUIRE_OK(cbx_group_add(hub, c[i], "g"));
+    }
+    REQUIRE(cbx_hub_ready_fd(hub) >= 0);
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("same"), 0, NULL));
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("next"), 0, NULL));
+    cbx_message *kept = NULL;
+    REQUIRE_OK(cbx_conn_recv(hub, c[0], 0, &kept));
+    uint64_t conns[8];
+    cbx_message *messages[8];
+    size_t n = 0;
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 8, &n), CBX_OK);
+    REQUIRE(n == 5);
+    /* c[0]'s "next", then "same" and "next" of c[1] and of c[2]. */
+    REQUIRE(messages[1] == messages[3]);
+    REQUIRE(messages[0] == messages[2] && messages[2] == messages[4]);
+    REQUIRE(messages[0] != messages[1]);
+    /* Runs of one message, a NULL inside one. */
+    cbx_message *with_null[6] = {messages[1], NULL,        messages[3],
+                                 messages[0], messages[2], messages[4]};
+    cbx_messages_free(with_null, 6);
+    for (int i = 0; i < 6; i++) CHECK(with_null[i] == NULL);
+    size_t len = 0;
+    const uint8_t *data = cbx_message_data(kept, &len);
+    CHECK(len == 4 && memcmp(data, "same", 4) == 0);
+    cbx_hub_free(hub);
+    cbx_message_free(kept);
+}
+
 static void recv_times_out_with_empty(void) {
     cbx_hub *hub = new_hub(NULL);
     uint64_t c = open_conn(hub, NULL);
@@ -956,6 +1109,9 @@ int main(void) {
     RUN(groups_json_lists_a_user_once);
     RUN(ready_fd_signals_with_poll);
     RUN(ready_fd_lists_connections_ready_before_it_was_created);
+    RUN(recv_ready_drains_every_ready_connection_in_one_call);
+    RUN(recv_ready_finds_messages_queued_before_its_first_call);
+    RUN(messages_free_of_one_broadcast_keeps_other_references);
     RUN(recv_times_out_with_empty);
     RUN(recv_batch_and_views_read_many_messages);
     RUN(messages_outlive_the_hub);

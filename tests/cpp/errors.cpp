@@ -90,6 +90,9 @@ static void counts_of_zero_are_refused_like_in_c() {
     std::vector<cbx::message> out;
     CHECK_THROWS(c.recv_batch(out, 0), CBX_INVALID_ARGUMENT, "cap");
     CHECK_THROWS((void)hub.take_ready(0), CBX_INVALID_ARGUMENT, "cap");
+    std::vector<cbx::delivery> ready;
+    CHECK_THROWS(hub.recv_ready(ready, 0), CBX_INVALID_ARGUMENT, "cap");
+    CHECK(ready.empty());
     CHECK(out.empty());
 }
 

@@ -307,6 +307,29 @@ static void ready_fd_lists_what_was_queued_before_it_and_after() {
     CHECK(hub.take_ready().empty() && !readable(fd));
 }
 
+static void recv_ready_drains_every_ready_connection() {
+    cbx::hub hub(R"({"queue_max_messages": 1})");
+    auto a = hub.open();
+    auto b = hub.open();
+    a.join("g");
+    b.join("g");
+    (void)hub.ready_fd();
+    CHECK(hub.recv_ready().empty());
+    hub.group_send("g", cbx::kind::text, "hi");
+    std::vector<cbx::delivery> got = hub.recv_ready(1);
+    CHECK(got.size() == 1 && got[0].conn == a.id() && got[0].msg &&
+          got[0].msg->text() == "hi" && got[0].msg->group() == "g");
+    hub.recv_ready(got, static_cast<std::size_t>(-1)); // huge max: what there is
+    CHECK(got.size() == 2 && got[1].conn == b.id() && got[1].msg->text() == "hi");
+    b.send(cbx::kind::text, "1");
+    CHECK_THROWS(b.send(cbx::kind::text, "2"), CBX_CLOSED, "");
+    got = hub.recv_ready();
+    CHECK(got.size() == 2 && got[0].msg && got[0].msg->text() == "1");
+    CHECK(got[1].conn == b.id() && !got[1].msg);
+    CHECK(b.close_reason().code == cbx::close_code::slow_consumer);
+    CHECK(hub.recv_ready().empty());
+}
+
 int main() {
     RUN(version_and_result_names);
     RUN(group_send_reaches_members_and_saves_history);
@@ -321,5 +344,6 @@ int main() {
     RUN(close_reasons_say_why);
     RUN(ttl_expires_a_connection);
     RUN(ready_fd_lists_what_was_queued_before_it_and_after);
+    RUN(recv_ready_drains_every_ready_connection);
     return check_summary();
 }
