@@ -23,10 +23,16 @@ use crate::message::Message;
 /// detected rather than aliasing a newer connection.
 pub type ConnId = u64;
 
-/// Slots a queue gets when the connection opens (8 bytes each): the first
-/// message to a new connection then needs no allocation inside the
-/// group's send, which holds the group's lock.
-const QUEUE_SLOTS_AT_OPEN: usize = 4;
+/// Slots a queue holds inside the connection's state, on its lock's cache
+/// line: up to this many pending messages need no allocation (a send to a
+/// new connection allocates nothing while it holds the group's lock), and
+/// an idle connection holds no queue buffer at all.
+const FIRST_SLOTS: usize = 4;
+
+/// Slots the queue's buffer gets when a burst first passes the first
+/// slots: one allocation, nothing to copy or free (there is no buffer
+/// yet), and enough for a burst of 20 with no second one.
+const REST_SLOTS_AT_FIRST: usize = 16;
 
 /// What happened to one message offered to one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,37 +72,158 @@ fn max_room(max_bytes: usize) -> isize {
     isize::try_from(max_bytes).unwrap_or(isize::MAX)
 }
 
-/// What a push reads and writes, and nothing else: with its lock it is 64
-/// bytes, one cache line (see [`QueueLine`]), so a delivery to a member
-/// touches one line of the member's state, not three.
+/// A connection's pending messages, oldest first: up to [`FIRST_SLOTS`] in
+/// `first`, the rest in `rest`, a buffer allocated when a burst first
+/// needs it. A message goes to `first` only while `rest` is empty, so
+/// everything in `first` is older than everything in `rest`.
+///
+/// `repr(C)`, in this order: what every push reads and writes (the bound,
+/// the room, `rest`'s header) fills, with the lock, the connection's first
+/// cache line; `first` starts the second, beside the waiting flags a push
+/// to an empty queue reads. A delivery touches two lines of the member,
+/// as with one buffer, but a queue needs a buffer only past
+/// [`FIRST_SLOTS`], and getting one is one allocation, with nothing to
+/// copy or free.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Queue {
-    items: VecDeque<Message>,
-    /// Payload bytes `items` may still take: `max_bytes` minus what it
-    /// holds, so a push compares with one field rather than two. Below
-    /// zero while an empty queue's one message is over the bound.
-    room_bytes: isize,
-    /// `Limits::max_messages`, copied here to share the line.
-    max_messages: usize,
     /// Set once; the reason is what receivers are told after draining.
     /// Boxed: one word on the hot line, set at most once a connection.
     closed: Option<Box<CloseReason>>,
+    /// Payload bytes the queue may still take: `max_bytes` minus what it
+    /// holds, so a push compares with one field rather than two. Below
+    /// zero while an empty queue's one message is over the bound.
+    room_bytes: isize,
+    /// `Limits::max_messages`, copied here to share the line; a bound
+    /// past `u32::MAX` messages (32 GiB of pointers) counts as that.
+    max_messages: u32,
+    /// Where the oldest of `first` is.
+    head: u8,
+    /// How many of `first` hold a message.
+    first_len: u8,
+    rest: VecDeque<Message>,
+    first: [Option<Message>; FIRST_SLOTS],
 }
 
-/// The queue and its lock on a cache line of their own.
-#[derive(Debug)]
-#[repr(align(64))]
-struct QueueLine(Mutex<Queue>);
+impl Queue {
+    fn new(limits: &Limits) -> Queue {
+        Queue {
+            closed: None,
+            room_bytes: max_room(limits.max_bytes),
+            max_messages: u32::try_from(limits.max_messages).unwrap_or(u32::MAX),
+            head: 0,
+            first_len: 0,
+            rest: VecDeque::new(),
+            first: Default::default(),
+        }
+    }
+
+    /// Messages pending.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        usize::from(self.first_len) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first_len == 0 && self.rest.is_empty()
+    }
+
+    /// The bound on messages.
+    #[inline(always)]
+    fn max_messages(&self) -> usize {
+        self.max_messages as usize
+    }
+
+    /// True when a push needs no allocation.
+    #[inline(always)]
+    fn has_slot(&self) -> bool {
+        if self.rest.is_empty() && usize::from(self.first_len) < FIRST_SLOTS {
+            return true;
+        }
+        self.rest.len() < self.rest.capacity()
+    }
+
+    /// Appends the message `copy` makes when a slot is free (no
+    /// allocation); false, and nothing made, when none is.
+    #[inline(always)]
+    fn push_back_in_slot(&mut self, copy: impl FnOnce() -> Message) -> bool {
+        if self.rest.is_empty() {
+            if usize::from(self.first_len) < FIRST_SLOTS {
+                let at = (usize::from(self.head) + usize::from(self.first_len)) % FIRST_SLOTS;
+                self.first[at] = Some(copy());
+                self.first_len += 1;
+                return true;
+            }
+            if self.rest.capacity() == 0 {
+                return false;
+            }
+        } else if self.rest.len() == self.rest.capacity() {
+            return false;
+        }
+        self.rest.push_back(copy());
+        true
+    }
+
+    /// Appends the newest message (`rest` grows when it must).
+    #[inline(always)]
+    fn push_back(&mut self, message: Message) {
+        if self.rest.is_empty() && usize::from(self.first_len) < FIRST_SLOTS {
+            let at = (usize::from(self.head) + usize::from(self.first_len)) % FIRST_SLOTS;
+            self.first[at] = Some(message);
+            self.first_len += 1;
+        } else {
+            self.rest.push_back(message);
+        }
+    }
+
+    /// Takes the oldest message.
+    #[inline]
+    fn pop_front(&mut self) -> Option<Message> {
+        if self.first_len == 0 {
+            return self.rest.pop_front();
+        }
+        let message = self.first[usize::from(self.head)].take();
+        self.head = ((usize::from(self.head) + 1) % FIRST_SLOTS) as u8;
+        self.first_len -= 1;
+        message
+    }
+
+    /// Makes room for one more message when every slot is taken: the
+    /// first time, [`REST_SLOTS_AT_FIRST`]; then fourfold (fewer copies
+    /// while the group is locked); never past the bound.
+    fn grow(&mut self) {
+        let have = self.len();
+        let first = self.rest.capacity() == 0;
+        let room = if first {
+            REST_SLOTS_AT_FIRST
+        } else {
+            have.saturating_mul(3)
+        };
+        let room = room.min(self.max_messages().saturating_sub(have).max(1));
+        if first {
+            // Straight to the allocator, without `reserve`'s regrowth.
+            self.rest = VecDeque::with_capacity(room);
+        } else {
+            self.rest.reserve(room);
+        }
+    }
+
+    /// Slots without allocating (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        FIRST_SLOTS + self.rest.capacity()
+    }
+}
 
 /// The state of one connection, shared by the hub's maps and the groups it
-/// is a member of.
+/// is a member of. `repr(C, align(64))`: the queue and its lock come first,
+/// at the start of a cache line (see [`Queue`]), then the flags a push to
+/// an empty queue reads, on the line of the first slots; the other fields
+/// follow in an order that leaves no gaps (256 bytes in all).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct ConnState {
-    pub(crate) id: ConnId,
-    pub(crate) user: Option<Arc<str>>,
-    /// Absolute expiry in ms since the epoch (Nexios' `expires`).
-    pub(crate) expires_at_ms: Option<u64>,
-    queue: QueueLine,
+    queue: Mutex<Queue>,
     /// Threads blocked in `recv` (so a push knows to signal the condvar).
     /// Changed and read only under the queue's lock (atomic only to live
     /// off its cache line).
@@ -106,12 +233,16 @@ pub(crate) struct ConnState {
     /// would pay the waker's atomics, task or no task. Changed and read
     /// only under the queue's lock.
     task_waiting: AtomicBool,
+    /// Set while the id sits in the hub's ready list, so it is listed once.
+    pub(crate) in_ready: AtomicBool,
+    pub(crate) id: ConnId,
+    pub(crate) user: Option<Arc<str>>,
+    /// Absolute expiry in ms since the epoch (Nexios' `expires`).
+    pub(crate) expires_at_ms: Option<u64>,
     /// Wakes blocking receivers.
     cond: Condvar,
     /// Wakes the async receiver.
     waker: AtomicWaker,
-    /// Set while the id sits in the hub's ready list, so it is listed once.
-    pub(crate) in_ready: AtomicBool,
     /// The groups it belongs to, so closing it can leave them all. Also the
     /// lock that orders a join against a concurrent close.
     pub(crate) groups: Mutex<FxHashSet<Arc<str>>>,
@@ -129,12 +260,7 @@ impl ConnState {
             id,
             user,
             expires_at_ms,
-            queue: QueueLine(Mutex::new(Queue {
-                items: VecDeque::with_capacity(QUEUE_SLOTS_AT_OPEN),
-                room_bytes: max_room(limits.max_bytes),
-                max_messages: limits.max_messages,
-                closed: None,
-            })),
+            queue: Mutex::new(Queue::new(&limits)),
             blocked: AtomicU32::new(0),
             task_waiting: AtomicBool::new(false),
             cond: Condvar::new(),
@@ -179,15 +305,14 @@ impl ConnState {
         len: usize,
         copy: impl FnOnce() -> Message,
     ) -> std::result::Result<bool, MutexGuard<'_, Queue>> {
-        let mut q = self.queue.0.lock();
-        let n = q.items.len();
-        if q.closed.is_some()
-            || n >= q.items.capacity()
-            || (n > 0 && (n >= q.max_messages || len as isize > q.room_bytes))
-        {
+        let mut q = self.queue.lock();
+        let n = q.len();
+        if q.closed.is_some() || (n > 0 && (n >= q.max_messages() || len as isize > q.room_bytes)) {
             return Err(q);
         }
-        q.items.push_back(copy());
+        if !q.push_back_in_slot(copy) {
+            return Err(q);
+        }
         q.room_bytes -= len as isize;
         let wake = n == 0;
         if wake && self.anyone_waiting() {
@@ -210,8 +335,7 @@ impl ConnState {
         }
         let limits = self.limits;
         let fits = |q: &Queue| {
-            q.items.is_empty()
-                || (q.items.len() < limits.max_messages && len as isize <= q.room_bytes)
+            q.is_empty() || (q.len() < q.max_messages() && len as isize <= q.room_bytes)
         };
         let mut dropped_oldest = 0;
         if !fits(&q) {
@@ -219,7 +343,7 @@ impl ConnState {
                 SlowConsumer::DropNewest => return Push::Dropped,
                 SlowConsumer::Disconnect => {
                     q.closed = Some(Box::new(CloseReason::SlowConsumer {
-                        messages: q.items.len(),
+                        messages: q.len(),
                         bytes: self.queued_bytes(&q),
                     }));
                     let blocked = self.blocked.load(Ordering::Relaxed) > 0;
@@ -229,7 +353,7 @@ impl ConnState {
                 }
                 SlowConsumer::DropOldest => {
                     while !fits(&q) {
-                        if let Some(old) = q.items.pop_front() {
+                        if let Some(old) = q.pop_front() {
                             q.room_bytes += old.len() as isize;
                             dropped_oldest += 1;
                         }
@@ -237,15 +361,11 @@ impl ConnState {
                 }
             }
         }
-        let wake = q.items.is_empty();
-        if q.items.len() == q.items.capacity() {
-            // A burst is filling it: grow fourfold (within the bound)
-            // rather than double, fewer copies while the group is locked.
-            let room = q.items.len().saturating_mul(3).max(QUEUE_SLOTS_AT_OPEN);
-            let room = room.min(limits.max_messages.saturating_sub(q.items.len()).max(1));
-            q.items.reserve(room);
+        let wake = q.is_empty();
+        if !q.has_slot() {
+            q.grow();
         }
-        q.items.push_back(message.clone());
+        q.push_back(message.clone());
         q.room_bytes -= len as isize;
         let blocked = wake && self.blocked.load(Ordering::Relaxed) > 0;
         let task = wake && self.task_waiting.swap(false, Ordering::Relaxed);
@@ -293,7 +413,7 @@ impl ConnState {
 
     /// Closes the queue; returns false when it was already closed.
     pub(crate) fn close(&self, reason: CloseReason) -> bool {
-        let mut q = self.queue.0.lock();
+        let mut q = self.queue.lock();
         if q.closed.is_some() {
             return false;
         }
@@ -306,29 +426,29 @@ impl ConnState {
 
     /// True once closed (it may still hold messages to drain).
     pub(crate) fn is_closed(&self) -> bool {
-        self.queue.0.lock().closed.is_some()
+        self.queue.lock().closed.is_some()
     }
 
     /// Why it was closed, if it was.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        self.queue.0.lock().closed.as_deref().cloned()
+        self.queue.lock().closed.as_deref().cloned()
     }
 
     /// Messages and bytes waiting.
     pub(crate) fn pending(&self) -> (usize, usize) {
-        let q = self.queue.0.lock();
-        (q.items.len(), self.queued_bytes(&q))
+        let q = self.queue.lock();
+        (q.len(), self.queued_bytes(&q))
     }
 
     /// Moves up to `max` pending messages into `out`. `Ok(0)`: nothing yet;
     /// `Err(Closed)`: closed and drained.
     pub(crate) fn try_recv_batch(&self, out: &mut Vec<Message>, max: usize) -> Result<usize> {
-        let mut q = self.queue.0.lock();
+        let mut q = self.queue.lock();
         Self::drain(&mut q, out, max)
     }
 
     fn drain(q: &mut Queue, out: &mut Vec<Message>, max: usize) -> Result<usize> {
-        let n = q.items.len().min(max);
+        let n = q.len().min(max);
         if n == 0 {
             return match &q.closed {
                 Some(reason) if max > 0 => Err(Error::Closed(CloseReason::clone(reason))),
@@ -336,10 +456,14 @@ impl ConnState {
             };
         }
         out.reserve(n);
-        for message in q.items.drain(..n) {
-            q.room_bytes += message.len() as isize;
-            out.push(message);
+        let mut freed = 0;
+        for _ in 0..n {
+            if let Some(message) = q.pop_front() {
+                freed += message.len();
+                out.push(message);
+            }
         }
+        q.room_bytes += freed as isize;
         Ok(n)
     }
 
@@ -349,19 +473,17 @@ impl ConnState {
     /// messages, or a queue closed by the hub and now drained (never said
     /// of one the host released, whose id is gone).
     pub(crate) fn drain_each(&self, max: usize, mut each: impl FnMut(Message)) -> (usize, Left) {
-        let mut q = self.queue.0.lock();
-        let n = q.items.len().min(max);
+        let mut q = self.queue.lock();
+        let n = q.len().min(max);
         let mut freed = 0;
-        // `pop_front` rather than `drain`: a drain's set-up and drop cost
-        // more than the message when one or two are queued.
         for _ in 0..n {
-            if let Some(message) = q.items.pop_front() {
+            if let Some(message) = q.pop_front() {
                 freed += message.len();
                 each(message);
             }
         }
         q.room_bytes += freed as isize;
-        let left = if !q.items.is_empty() {
+        let left = if !q.is_empty() {
             Left::More
         } else {
             match q.closed.as_deref() {
@@ -381,7 +503,7 @@ impl ConnState {
         timeout: Option<Duration>,
     ) -> Result<usize> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut q = self.queue.0.lock();
+        let mut q = self.queue.lock();
         loop {
             let n = Self::drain(&mut q, out, max)?;
             if n > 0 || max == 0 {
@@ -411,7 +533,7 @@ impl ConnState {
         max: usize,
     ) -> Poll<Result<usize>> {
         {
-            let mut q = self.queue.0.lock();
+            let mut q = self.queue.lock();
             match Self::drain(&mut q, out, max) {
                 Ok(0) if max > 0 => self.task_waiting.store(true, Ordering::Relaxed),
                 other => return Poll::Ready(other),
@@ -552,16 +674,72 @@ mod tests {
             assert!(matches!(c.push(&msg(1)), Push::Queued { .. }));
         }
         assert_eq!(c.push(&msg(1)), Push::Dropped);
-        let q = c.queue.0.lock();
-        assert_eq!(q.items.len(), 10);
-        // 4 slots at open, then 16 would pass the bound: 10 it is.
-        assert!(q.items.capacity() >= 10 && q.items.capacity() < 16);
+        let q = c.queue.lock();
+        assert_eq!(q.len(), 10);
+        // 4 first slots, then 16 more would pass the bound: 6 it is.
+        assert_eq!(q.capacity(), 10);
     }
 
     #[test]
-    fn a_queue_and_its_lock_fill_one_cache_line() {
-        assert_eq!(std::mem::size_of::<QueueLine>(), 64);
-        assert_eq!(std::mem::align_of::<QueueLine>(), 64);
+    fn a_push_touches_two_cache_lines_and_an_idle_queue_has_no_buffer() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        assert_eq!(std::mem::align_of::<ConnState>(), 64);
+        assert_eq!(std::mem::size_of::<ConnState>(), 256);
+        let q = c.queue.lock();
+        let start = &c as *const ConnState as usize;
+        let end = |p: usize, size: usize| p + size - start;
+        // The lock, the bound, the room and the buffer's header: one line.
+        for at in [
+            end(&q.closed as *const _ as usize, 8),
+            end(&q.room_bytes as *const _ as usize, 8),
+            end(&q.first_len as *const _ as usize, 1),
+            end(&q.rest as *const _ as usize, std::mem::size_of_val(&q.rest)),
+        ] {
+            assert!(at <= 64, "{at} bytes in");
+        }
+        // The first slots and the waiting flags: the next one.
+        for at in [
+            end(
+                &q.first as *const _ as usize,
+                std::mem::size_of_val(&q.first),
+            ),
+            end(&c.blocked as *const _ as usize, 4),
+            end(&c.task_waiting as *const _ as usize, 1),
+        ] {
+            assert!(at > 64 && at <= 128, "{at} bytes in");
+        }
+        assert_eq!(q.rest.capacity(), 0);
+    }
+
+    #[test]
+    fn messages_leave_in_order_across_the_first_slots_and_the_rest() {
+        let c = conn(1000, 1 << 20, SlowConsumer::DropNewest);
+        let mut next = 0u8;
+        let mut expected = 0u8;
+        let mut out = Vec::new();
+        // Pushes and receives interleaved so that the oldest sit in either
+        // place and the first slots wrap around.
+        for round in 0..40usize {
+            for _ in 0..(round % 7 + 1) {
+                let m = Message::new(Kind::Binary, Bytes::from(vec![next]), None, 0, 0);
+                c.push(&m);
+                next = next.wrapping_add(1);
+            }
+            out.clear();
+            c.try_recv_batch(&mut out, round % 5 + 1).unwrap();
+            for m in &out {
+                assert_eq!(m.data()[0], expected);
+                expected = expected.wrapping_add(1);
+            }
+        }
+        out.clear();
+        c.try_recv_batch(&mut out, usize::MAX).unwrap();
+        for m in &out {
+            assert_eq!(m.data()[0], expected);
+            expected = expected.wrapping_add(1);
+        }
+        assert_eq!(expected, next);
+        assert_eq!(c.pending(), (0, 0));
     }
 
     #[test]
