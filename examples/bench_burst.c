@@ -22,6 +22,10 @@
  *          messages before (a long-lived server's steady state).
  * Each figure is the median of the rounds.
  *
+ * `bench_burst --idle N` opens N connections (each with a user id, in
+ * rooms of 10, as bench_core's idle figure) and prints the growth of the
+ * process's RSS per connection: what a connection that holds nothing costs.
+ *
  * `bench_burst --callgrind PART fresh|reused DEPTH` runs one round with
  * callgrind's instrumentation on only around one part (PART: send, drain,
  * send-ready or drain-ready; run it under `valgrind --tool=callgrind
@@ -230,6 +234,39 @@ static void measure(struct bench *per_conn, struct bench *ready, int depth,
     out_ready->drain = median(drains[1], rounds);
 }
 
+/* Resident set size in bytes. */
+static long rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * 4096;
+}
+
+static int run_idle(long n) {
+    if (n < 10) return 2;
+    cbx_hub *hub = NULL;
+    TRY(cbx_hub_new(NULL, &hub));
+    uint64_t *conns = calloc((size_t)n, sizeof *conns);
+    if (conns == NULL) return 1;
+    long before = rss_bytes();
+    char name[64];
+    for (long i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "user%ld", i);
+        TRY(cbx_conn_open(hub, name, 0, &conns[i]));
+        snprintf(name, sizeof name, "room%ld", i % (n / 10));
+        TRY(cbx_group_add(hub, conns[i], name));
+    }
+    long after = rss_bytes();
+    printf("%ld idle connections (user id, rooms of 10): %.0f B of RSS each\n",
+           n, (double)(after - before) / (double)n);
+    for (long i = 0; i < n; i++) TRY(cbx_conn_close(hub, conns[i]));
+    free(conns);
+    cbx_hub_free(hub);
+    return 0;
+}
+
 static int run_callgrind(struct bench *b, const char *part, const char *mode,
                          int depth) {
     enum part measured;
@@ -261,6 +298,8 @@ int main(int argc, char **argv) {
     memset(per_conn.payload, 'x', PAYLOAD);
     memset(ready.payload, 'x', PAYLOAD);
     ready.ready = 1;
+    if (argc == 3 && strcmp(argv[1], "--idle") == 0)
+        return run_idle(atol(argv[2]));
     if (argc == 5 && strcmp(argv[1], "--callgrind") == 0)
         return run_callgrind(&per_conn, argv[2], argv[3], atoi(argv[4]));
     int rounds = 15;
@@ -268,6 +307,7 @@ int main(int argc, char **argv) {
     else if (argc != 1) {
         fprintf(stderr,
                 "usage: bench_burst [--quick]\n"
+                "       bench_burst --idle N\n"
                 "       bench_burst --callgrind "
                 "send|drain|send-ready|drain-ready fresh|reused DEPTH\n");
         return 2;

@@ -21,6 +21,8 @@ bin=target/release/bench_burst
 cc -O2 -Wall -Wextra -std=c11 -Iinclude examples/bench_burst.c -o "$bin" \
   -Ltarget/release -lchannelbox -Wl,-rpath,"$PWD/target/release"
 "$bin" $QUICK
+echo
+"$bin" --idle 100000
 
 if command -v valgrind >/dev/null; then
   echo
