@@ -23,9 +23,11 @@
 //! - `store`: durable history (`history_dir`): one writer thread commits
 //!   every change to the windows in groups (group commit); a saved send
 //!   returns once durable; offsets and epochs survive a restart.
-//! - `conn`: each connection's bounded outbound queue and the slow-consumer
+//! - `conn`: each connection's bounded outbound queue (its first slots
+//!   inside the connection, a buffer past them) and the slow-consumer
 //!   policy; receivers wait on it blocking, async (waker) or through
-//! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts.
+//! - `ready`: the hub's eventfd for epoll/poll/asyncio hosts, and the
+//!   ready list they drain, one connection at a time or all in one call.
 //! - `reaper`: closes connections whose time to live ran out, on a thread.
 //! - [`CloseReason`] (`close`): why a connection was closed, with a code
 //!   every host can match on.
