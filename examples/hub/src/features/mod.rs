@@ -34,7 +34,9 @@
 //! (older pages), `search` (the index and its frame), `moderation`. The
 //! message path: `messages` (the hooks around a send), `client_ids`
 //! (resends), `mentions`, `directory` (users seen). HTTP: `rooms` (registry
-//! and REST), `files` (uploads). Shared: `saved` (messages as history keeps
+//! and REST), `files` (uploads). Joins: `joins` (rates), `membership` (who
+//! joined which room: which join and leave notices are saved, the `leave`
+//! frame and `POST /rooms/{id}/leave`). Shared: `saved` (messages as history keeps
 //! them), `fields` (frame fields), `analytics` (per-room counters).
 
 use std::hash::BuildHasher;
