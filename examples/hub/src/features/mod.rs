@@ -21,7 +21,8 @@
 //!   and `/metrics`.
 //!
 //! Close codes the extensions use: 4000 kicked; 4003 banned, removed from
-//! a private room (or the room made private without you), room deleted.
+//! a private room (or the room made private without you), room deleted;
+//! 1000 with `membership::LEFT_REASON` after the user left the room.
 //! Defaults: a ban without `duration_s` lasts until `unban`; a mute without
 //! it lasts 10 minutes; `unban` lifts both. Typing: 2 notices a second per
 //! socket. Reactions: 32 distinct emojis a message. Attachments: 10 a
