@@ -4,7 +4,8 @@ Two guests in two browser contexts sign in, join one room, see each other
 on presence, see each other typing, chat, react (keyboard too), edit a
 multi-line message, delete with a confirmation, upload a picture and a
 file (names, sizes, types, downloads under the original name), reply in a
-thread and search; then the room's owner mutes (with a duration), unmutes
+thread and search; switch rooms, visit a DM and reload without a join or
+leave line, and leave a room with exactly one; then the room's owner mutes (with a duration), unmutes
 and kicks from the menus, each asked about first. Screenshots of every
 step go to target/browser/client-NN-*.png.
 
@@ -31,6 +32,16 @@ PNG = bytes.fromhex(
     "5d0000000049454e44ae426082"
 )
 NOTES = b"minutes of the meeting\n"
+
+
+def notice_lines(page, text=None):
+    """Join and leave lines in the open room's list (only `text`, when given)."""
+    pattern = re.escape(text) if text else r"(joined|left) the chat"
+    return page.locator("#messages .message.system").filter(has_text=re.compile(pattern))
+
+
+def notice_texts(page):
+    return notice_lines(page).all_inner_texts()
 
 
 def run(hub, out):
@@ -225,6 +236,46 @@ def run(hub, out):
             expect(b.locator("#search-panel")).to_be_hidden()
             expect(b.locator("#search-input")).to_have_value("")
             print("search ok")
+
+            # Join/leave noise (issue 16): room switches, a DM visit and
+            # reloads are not membership changes, so they write no lines;
+            # "Leave room" writes exactly one.
+            side = f"{room}-side"
+            join(b, side)
+            join(a, side)
+            expect(notice_lines(b, "alice joined the chat")).to_have_count(1)
+            before = notice_lines(b).count()
+            for _ in range(3):
+                join(a, room)
+                join(a, side)
+            a.click(f'#presence-list .user[data-user="{bob}"] .nav-btn')
+            expect(a.locator("#view-title")).to_contain_text("bob")
+            join(a, side)
+            a.reload()
+            expect(a.locator("#connection-status")).to_have_text("connected")
+            expect(a.locator("#view-title")).to_contain_text(side)
+            b.wait_for_timeout(500)
+            assert notice_lines(b).count() == before, notice_texts(b)
+            # Bob's own reload: the same lines, from history.
+            b.reload()
+            expect(b.locator("#connection-status")).to_have_text("connected")
+            expect(b.locator("#view-title")).to_contain_text(side)
+            expect(notice_lines(b, "alice joined the chat")).to_have_count(1)
+            assert notice_lines(b).count() == before, notice_texts(b)
+            # Alice sees no more lines than bob does.
+            assert notice_lines(a).count() == before, notice_texts(a)
+            shot(b, "no-join-leave-noise")
+            # Alice leaves the room from the sidebar: one line for bob.
+            a.locator(f'#room-list li[data-room="{side}"] .room-leave').click()
+            expect(notice_lines(b, "alice left the chat")).to_have_count(1)
+            expect(a.locator(f'#room-list li[data-room="{side}"]')).to_have_count(0)
+            b.wait_for_timeout(500)
+            assert notice_lines(b).count() == before + 1, notice_texts(b)
+            shot(b, "left-one-line")
+            # Back where the rest of the walk happens.
+            join(a, room)
+            join(b, room)
+            print("no join/leave noise ok")
 
             # A direct message offers the paperclip too (DMs carry attachments;
             # sending one is in test_unread.py).

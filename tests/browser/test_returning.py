@@ -380,9 +380,10 @@ def run(hub, out, axe_source):
             expect(message(k, "typed without a mouse")).to_be_visible()
             k.locator("body").evaluate("(b) => { document.activeElement.blur(); }")
             order = []
-            # Bounded: every message in view has its own stops (author,
-            # react, thread), and the room holds a few dozen by now.
-            for _ in range(200):
+            # Bounded: the message list is one stop plus the controls of
+            # its active message (a roving tabindex), however many
+            # messages the room holds (136 stops before it, in this room).
+            for _ in range(40):
                 k.keyboard.press("Tab")
                 f = focused(k)
                 order.append(f["id"] or f["cls"] or f["tag"])
@@ -394,6 +395,36 @@ def run(hub, out, axe_source):
             assert visible, order
             shot(k, "keyboard-only")
             print(f"keyboard ok ({len(order)} tab stops to the composer)")
+
+            # The arrows walk the messages: Shift+Tab from the composer
+            # reaches the active (newest) message's controls, then the message.
+            k.locator("#composer").focus()
+            ids = k.evaluate("() => Array.from(document.querySelectorAll('#messages .message[data-id]'), (n) => n.dataset.id)")
+            assert len(ids) > 3, ids
+            active = k.evaluate("() => Array.from(document.querySelectorAll('#messages .message[data-id][tabindex=\"0\"]'), (n) => n.dataset.id)")
+            assert active == [ids[-1]], (active, ids[-1])
+            k.locator(f'#messages .message[data-id="{ids[-1]}"]').focus()
+            k.keyboard.press("ArrowUp")
+            k.keyboard.press("ArrowUp")
+            now = k.evaluate("() => document.activeElement.dataset.id")
+            assert now == ids[-3], (now, ids[-3:])
+            k.keyboard.press("Home")
+            assert k.evaluate("() => document.activeElement.dataset.id") == ids[0]
+            k.keyboard.press("End")
+            assert k.evaluate("() => document.activeElement.dataset.id") == ids[-1]
+            inside = "() => document.activeElement.closest('.message[data-id]')?.dataset.id"
+            # Tab goes into the active message's own controls...
+            k.keyboard.press("Tab")
+            assert k.evaluate(inside) == ids[-1], (k.evaluate(inside), ids[-1])
+            assert focused(k)["cls"] == "author", focused(k)
+            k.keyboard.press("Shift+Tab")
+            assert k.evaluate("() => document.activeElement.dataset.id") == ids[-1]
+            # ...and once the arrows moved on, the newest one's are out of the order.
+            k.keyboard.press("ArrowUp")
+            k.keyboard.press("Tab")
+            assert k.evaluate(inside) != ids[-1], (k.evaluate(inside), ids[-2:])
+            shot(k, "keyboard-arrows")
+            print("message list arrows ok")
 
             # A confirmation dialog passes axe too.
             mine = message(k, "typed without a mouse")

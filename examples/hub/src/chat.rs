@@ -2,6 +2,11 @@
 //! `?since=` recovery), and chat messages. Every other frame type goes to
 //! `features::handle_frame`.
 //!
+//! Notices follow membership (`features::membership`): a connection that
+//! makes its user a member saves "X joined the chat"; a member's
+//! reconnect, and any socket's close, tell the room live only (no `id`,
+//! never in history). Only an explicit leave saves "X left the chat".
+//!
 //! A message is encoded once, inside `group_send_with_async`, when its history
 //! offset (the message `id`) is known; every member's queue then holds the
 //! same bytes.
@@ -73,7 +78,10 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
         Box::pin(async move { handle_text(session, room, text.as_str()).await })
     })
     .await;
-    leave(session, group).await;
+    // An explicit leave saved its notice already.
+    let explicit = matches!(&end, crate::socket::Event::Closed { code: 1000, reason }
+        if reason == features::membership::LEFT_REASON);
+    leave(session, group, !explicit).await;
     socket.finish(&end).await;
 }
 
@@ -83,12 +91,23 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
 async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &Arc<str>) -> bool {
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
+    let sub = &session.claims.sub;
+    let first = features::membership::on_connect(state, room, sub).await;
+    let joined = format!("{} joined the chat", session.claims.username);
+    if !first {
+        // A member is back: live only, and sent before this socket is in
+        // the room, so it does not get its own notice.
+        send_notice(state, room, group, sub, true, false, &joined).await;
+    }
     if session.conn.join(group).is_err() {
         return false;
     }
     features::joined(session, room);
-    let joined = format!("{} joined the chat", session.claims.username);
-    let upto = match send_notice(session, room, group, true, &joined).await {
+    let saved = match first {
+        true => send_notice(state, room, group, sub, true, true, &joined).await,
+        false => None,
+    };
+    let upto = match saved {
         Some(id) => id,
         // Not saved: the history frame holds what was saved before it.
         None => state.hub.last_offset_async(group).await.unwrap_or(0),
@@ -104,48 +123,54 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
     }
     let reads = features::join_frame(session, ChatRoom { id: room, group });
     if socket.send_now_all(&[history, reads]).await.is_err() {
-        leave(session, group).await;
+        leave(session, group, true).await;
         return false;
     }
     true
 }
 
-/// Leaves the room and tells it (not while the hub shuts down).
-async fn leave(session: &Session, group: &str) {
+/// The socket leaves the room; with `tell`, the room hears it live only
+/// (not while the hub shuts down): closing a socket is not leaving.
+async fn leave(session: &Session, group: &str, tell: bool) {
     let _ = session.conn.leave(group);
     features::on_leave(session);
     if let Endpoint::Chat { room, .. } = &session.endpoint {
         features::left(session, room);
     }
     let state = &session.state;
-    if !state
-        .shutting_down
-        .load(std::sync::atomic::Ordering::SeqCst)
+    if tell
+        && !state
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
     {
         let left = format!("{} left the chat", session.claims.username);
         if let Endpoint::Chat { room, .. } = &session.endpoint {
-            send_notice(session, room, group, false, &left).await;
+            let sub = &session.claims.sub;
+            send_notice(state, room, group, sub, false, false, &left).await;
         }
     }
 }
 
-/// A join or leave notice: saved (its id returned) while this user's
-/// notices of the kind in this room stay within `--join-notices-per-minute`;
-/// over it, delivered live only, without an id, so they never push
-/// messages out of the room's history.
-async fn send_notice(
-    session: &Session,
+/// A join or leave notice of user `sub`: with `save` (a membership
+/// began or ended), saved (its id returned) while their notices of the
+/// kind in this room stay within `--join-notices-per-minute`; otherwise
+/// delivered live only, without an id, so it never pushes messages out of
+/// the room's history.
+pub(crate) async fn send_notice(
+    state: &AppState,
     room: &str,
     group: &str,
+    sub: &str,
     joined: bool,
+    save: bool,
     message: &str,
 ) -> Option<u64> {
-    let state = &session.state;
     let per_minute = state.config.join_notices_per_minute;
-    if state
-        .features
-        .joins
-        .save_notice(room, &session.claims.sub, joined, per_minute)
+    if save
+        && state
+            .features
+            .joins
+            .save_notice(room, sub, joined, per_minute)
     {
         return Some(send_system(state, group, message).await).filter(|&id| id > 0);
     }

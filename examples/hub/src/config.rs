@@ -89,9 +89,10 @@ pub struct Config {
     pub node_name: Option<String>,
     // Room- and message-level limits (issue 12).
     /// Join (and, apart, leave) notices of one user in one room saved in
-    /// the room's history per minute, with bursts of as many (0 = save
-    /// all); the others are delivered live only, so a reconnect loop never
-    /// pushes messages out of history.
+    /// the room's history per minute, with bursts of as many (0 = no
+    /// cap); the others are delivered live only, so a join/leave loop
+    /// never pushes messages out of history. Only a membership that
+    /// begins or ends saves a notice (see `features::membership`).
     #[arg(long, default_value_t = 3)]
     pub join_notices_per_minute: u32,
     /// WebSocket joins (`/chat`) one user may make per minute, over all

@@ -143,13 +143,14 @@ async fn away_client_converges(a_hub: &Hub, b_hub: &Hub, room: &str) -> Vec<Valu
     let expected_ids: Vec<u64> = (first..first + replay.len() as u64).collect();
     assert_eq!(ids(replay), expected_ids, "{recovery}");
     let types: Vec<&str> = replay.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // alice's close and return are not saved: she stays a member (issue 16).
     assert_eq!(
         types,
-        ["system", "edited", "deleted", "reaction", "reaction", "reaction", "message", "system"],
+        ["edited", "deleted", "reaction", "reaction", "reaction", "message"],
         "{recovery}"
     );
     // The replayed events are the ones the room got live, ids included.
-    assert_eq!(&replay[1..6], &live[..]);
+    assert_eq!(&replay[..5], &live[..]);
     for event in &live {
         let id = event["id"].as_u64().expect("an update event has an id");
         assert!(id > m3 && id < m4, "update event id {id}");

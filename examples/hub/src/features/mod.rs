@@ -21,7 +21,8 @@
 //!   and `/metrics`.
 //!
 //! Close codes the extensions use: 4000 kicked; 4003 banned, removed from
-//! a private room (or the room made private without you), room deleted.
+//! a private room (or the room made private without you), room deleted;
+//! 1000 with `membership::LEFT_REASON` after the user left the room.
 //! Defaults: a ban without `duration_s` lasts until `unban`; a mute without
 //! it lasts 10 minutes; `unban` lifts both. Typing: 2 notices a second per
 //! socket. Reactions: 32 distinct emojis a message. Attachments: 10 a
@@ -34,7 +35,9 @@
 //! (older pages), `search` (the index and its frame), `moderation`. The
 //! message path: `messages` (the hooks around a send), `client_ids`
 //! (resends), `mentions`, `directory` (users seen). HTTP: `rooms` (registry
-//! and REST), `files` (uploads). Shared: `saved` (messages as history keeps
+//! and REST), `files` (uploads). Joins: `joins` (rates), `membership` (who
+//! joined which room: which join and leave notices are saved, the `leave`
+//! frame and `POST /rooms/{id}/leave`). Shared: `saved` (messages as history keeps
 //! them), `fields` (frame fields), `analytics` (per-room counters).
 
 use std::hash::BuildHasher;
@@ -61,6 +64,8 @@ pub mod fields;
 pub mod files;
 pub mod history;
 pub mod joins;
+// Issue 16: membership-based join and leave notices.
+pub mod membership;
 pub mod mentions;
 pub mod messages;
 pub mod moderation;
@@ -111,6 +116,8 @@ pub struct FeatureState {
     pub analytics: analytics::Analytics,
     /// Join rates per user and the join/leave notices saved lately.
     pub joins: joins::Joins,
+    /// Who is a member of which room (join and leave notices).
+    pub members: membership::Members,
     /// Open sockets by user and room, for the join caps.
     pub occupancy: occupancy::Occupancy,
     /// Ad-hoc rooms and DM conversations by when they went idle, so their
@@ -126,6 +133,7 @@ impl FeatureState {
             moderation: moderation::Moderation::new(store.clone()),
             reads: reads::Reads::new(store.clone()),
             threads: threads::Threads::new(store.clone()),
+            members: membership::Members::new(store.clone()),
             client_ids: client_ids::ClientIds::new(store),
             search: Default::default(),
             directory: Default::default(),
@@ -150,6 +158,7 @@ impl FeatureState {
         }
         self.reads.forget_room(room).await;
         self.threads.forget_room(room).await;
+        self.members.forget_room(room).await;
         self.search.evict_before(room, u64::MAX);
         self.analytics.forget_room(room);
     }
@@ -299,6 +308,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(rooms::routes())
         .merge(files::routes())
         .merge(unread::routes())
+        .merge(membership::routes())
 }
 
 /// May `claims` join `room`? 403 for a private room the caller is not a
@@ -348,9 +358,9 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
 }
 
 /// Frame types that act on the room of a `/chat` socket.
-const ROOM_FRAMES: [&str; 12] = [
+const ROOM_FRAMES: [&str; 13] = [
     "typing", "reaction", "edit", "delete", "read", "history", "thread", "search", "kick", "ban",
-    "mute", "unban",
+    "mute", "unban", "leave",
 ];
 
 /// A client frame of a type the base does not handle.
@@ -385,6 +395,7 @@ async fn room_frame(
         "thread" => threads::thread(session, room, frame).await,
         "search" => search::frame(session, frame).await,
         "kick" | "ban" | "mute" | "unban" => moderation::handle(session, room, ty, frame).await,
+        "leave" => membership::frame(session, room).await,
         _ => Err(unknown_type(ty)),
     }
 }

@@ -356,6 +356,8 @@ pub async fn apply(
             .record_broadcast(room, report.delivered);
     }
     if let Some((code, reason)) = close {
+        // A kick or a ban ends the membership (the line above says why).
+        super::membership::end(state, room, target).await;
         // Here and on every other hub.
         let event = CloseEvent {
             room: room.to_owned(),

@@ -657,8 +657,36 @@ async fn change(
             node: state.store.node.clone(),
         };
         super::close_sockets(state, event).await;
+        super::membership::keep_admitted(state, &room).await;
     }
     Ok(room)
+}
+
+/// `sub` leaves room `id` of their own accord (`membership::leave`): a
+/// private room they do not own drops them from its `members` (someone who
+/// manages it must add them again), by compare and swap as [`change`]
+/// does. The owner stays owner; a public or never-created room has no list
+/// to change. True when the list changed.
+pub async fn leave_members(state: &AppState, id: &str, sub: &str) -> Result<bool, StoreError> {
+    for _ in 0..CHANGE_TRIES {
+        let Some((Stored::Room(mut room), old)) = state.features.rooms.stored(id).await? else {
+            return Ok(false);
+        };
+        if !room.private || room.owner == sub || !room.members.remove(sub) {
+            return Ok(false);
+        }
+        let new = serde_json::to_vec(&room).map_err(|e| StoreError::Database(e.to_string()))?;
+        if state
+            .store
+            .swap(Table::Rooms, "", id, &old, Some(&new))
+            .await?
+        {
+            return Ok(true);
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the room changed too often meanwhile".into(),
+    ))
 }
 
 async fn update(

@@ -39,6 +39,7 @@ const USER_READS: Kv = TableDefinition::new("user_reads");
 const USER_DMS: Kv = TableDefinition::new("user_dms");
 const CLIENT_IDS: Kv = TableDefinition::new("client_ids");
 const META: Kv = TableDefinition::new("meta");
+const MEMBERS: Kv = TableDefinition::new("members");
 /// (room, root, reply) -> ().
 const THREADS: TableDefinition<'static, (&'static str, u64, u64), ()> =
     TableDefinition::new("threads");
@@ -54,6 +55,7 @@ fn def(table: Table) -> Kv {
         Table::UserDms => USER_DMS,
         Table::ClientIds => CLIENT_IDS,
         Table::Meta => META,
+        Table::Members => MEMBERS,
     }
 }
 
@@ -61,7 +63,7 @@ fn def(table: Table) -> Kv {
 fn batched(table: Table) -> bool {
     matches!(
         table,
-        Table::Reads | Table::UserReads | Table::UserDms | Table::ClientIds
+        Table::Reads | Table::UserReads | Table::UserDms | Table::ClientIds | Table::Members
     )
 }
 
@@ -144,10 +146,11 @@ impl Embedded {
         };
         // The tables are made once (a write, an fsync); later opens only read.
         let made = db.begin_read()?.list_tables()?.count();
-        if made < 10 {
+        // (A file from before the members table has one fewer: made here.)
+        if made < 11 {
             let tx = db.begin_write().map_err(anyhow::Error::from)?;
             for table in [
-                ROOMS, OWNED, BANS, MUTES, READS, USER_READS, USER_DMS, CLIENT_IDS, META,
+                ROOMS, OWNED, BANS, MUTES, READS, USER_READS, USER_DMS, CLIENT_IDS, META, MEMBERS,
             ] {
                 tx.open_table(table)?;
             }

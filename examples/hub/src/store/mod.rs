@@ -1,5 +1,6 @@
 //! The hub's own state in one place: rooms (owner, privacy, members), bans
-//! and mutes, read receipts, thread replies and client ids.
+//! and mutes, read receipts, thread replies, client ids and who joined
+//! which room.
 //!
 //! Two backends, one per mode, behind the same calls:
 //!
@@ -56,6 +57,9 @@ pub enum Table {
     ClientIds,
     /// group "" : name -> value (migrations done).
     Meta,
+    /// group room : user id -> when they joined (ms, decimal): the room's
+    /// members (`features::membership`).
+    Members,
 }
 
 impl Table {
@@ -71,6 +75,7 @@ impl Table {
             Table::UserDms => "user_dms",
             Table::ClientIds => "client_ids",
             Table::Meta => "meta",
+            Table::Members => "members",
         }
     }
 }

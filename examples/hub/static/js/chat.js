@@ -25,6 +25,25 @@ import { $ } from './ui/dom.js';
 import { setConnStatus, showNotice, updateTitle } from './ui/status.js';
 import { toast } from './ui/toasts.js';
 
+/** The close reason of the sockets an explicit leave closes (code 1000), as the hub sends it. */
+export const LEFT_REASON = 'you left this room';
+
+/**
+ * Tell the hub I leave room `id`: it ends my membership, saves one "left the chat" line and
+ * closes my sockets in the room. Through the open room's socket (`{"type":"leave"}`) when it is
+ * that room's, else `POST /rooms/{id}/leave` (no join first, so no join line either).
+ */
+export function sendLeave(id) {
+  const conn = state.chat;
+  if (conn && !conn.stopped && conn.open && state.view && state.view.kind === 'room' && state.view.id === id) {
+    conn.leaving = true;
+    if (conn.send({ type: 'leave' })) return;
+  }
+  api('POST', `/rooms/${enc(id)}/leave`).then((res) => {
+    if (!res.ok) toast(`Could not leave #${id} on the hub: ${res.status}`, { kind: 'error' });
+  });
+}
+
 /** Open a room; with focusId, jump to that message once it is on screen (mentions, search). */
 export function openRoom(id, focusId) {
   if (!state.me) return;
@@ -71,6 +90,13 @@ export function openRoom(id, focusId) {
     onClose: (ev, opened, fails) => {
       if (state.chat !== conn) return 'stop';
       r.loadingOlder = false;
+      if (ev.code === 1000 && ev.reason === LEFT_REASON) {
+        // I left this room (here or in another tab): stay out until I open it again.
+        setConnStatus('idle');
+        showNotice('You left this room. Open it again to rejoin.', 'info');
+        setComposerEnabled(false, 'You left this room');
+        return 'stop';
+      }
       if (ev.code === 4003) {
         r.forbidden = true;
         setConnStatus('forbidden');
@@ -225,7 +251,11 @@ export function loadOlder() {
 
 function onLiveMessage(r, m) {
   if (typeof m.id !== 'number') {
-    // Unsaved frame: show it but keep it out of the store.
+    // A notice without an id is live only: someone's socket came or went
+    // (a reconnect, a room switch, a closed tab), not a membership change.
+    // It is not a line of the room's history.
+    if (m.type === 'system') return;
+    // Other unsaved frames: show them but keep them out of the store.
     if (currentRoom() === r) appendTransient(m);
     return;
   }

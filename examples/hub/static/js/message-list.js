@@ -307,8 +307,72 @@ export function focusMessage(id) {
   return true;
 }
 
+// Roving tabindex: the message list is one stop in the Tab order, not
+// three or more a message. One message (the active one: the newest until
+// the keyboard or a click picks another) has tabindex 0 and its controls
+// are in the Tab order; every other message and its controls are -1
+// (reachable by the arrows). ArrowUp/ArrowDown/Home/End move between
+// messages while a message itself has the focus.
+const FOCUSABLE = 'button, a[href], input, textarea, select, [tabindex]';
+let activeId = null;
+
+function listMessages(box) {
+  return $$('.message[data-id]', box);
+}
+
+/** Gives the Tab order to the active message only (the newest when none is). */
+function applyRoving() {
+  const box = mainBox();
+  const list = listMessages(box);
+  if (!list.length) return;
+  let active = activeId !== null ? list.find((n) => n.dataset.id === activeId) : null;
+  if (!active) active = list[list.length - 1];
+  for (const node of list) {
+    const on = node === active;
+    node.tabIndex = on ? 0 : -1;
+    for (const c of node.querySelectorAll(FOCUSABLE)) c.tabIndex = on ? 0 : -1;
+  }
+}
+
+function activate(node) {
+  activeId = node.dataset.id;
+  applyRoving();
+}
+
+function onListKey(e) {
+  const node = e.target;
+  if (!node.matches || !node.matches('#messages .message[data-id]')) return;
+  const list = listMessages(mainBox());
+  const i = list.indexOf(node);
+  let next = null;
+  if (e.key === 'ArrowUp') next = list[i - 1];
+  else if (e.key === 'ArrowDown') next = list[i + 1];
+  else if (e.key === 'Home') next = list[0];
+  else if (e.key === 'End') next = list[list.length - 1];
+  else return;
+  e.preventDefault();
+  if (!next) return;
+  activate(next);
+  next.focus({ preventScroll: true });
+  next.scrollIntoView({ block: 'nearest' });
+}
+
 /** Scrolling the list: older pages at the top, the jump-to-latest button. */
 export function wireMessageList() {
+  const list = $('#messages');
+  // Every render path (a room, a page, a live message, an edit) ends here.
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; applyRoving(); });
+  }).observe(list, { childList: true, subtree: true });
+  list.addEventListener('keydown', onListKey);
+  // A click or a focus inside a message makes it the active one.
+  list.addEventListener('focusin', (e) => {
+    const node = e.target.closest && e.target.closest('.message[data-id]');
+    if (node && node.dataset.id !== activeId) activate(node);
+  });
   $('#messages').addEventListener('scroll', () => {
     const box = $('#messages');
     if (box.scrollTop < 60 && state.view && state.view.kind === 'room') loadOlder();

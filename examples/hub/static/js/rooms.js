@@ -1,7 +1,7 @@
 // The room list: the rooms REST API, rooms joined by name, creating a room.
 
 import { api, errText } from './api.js';
-import { openRoom } from './chat.js';
+import { openRoom, sendLeave } from './chat.js';
 import { saveMentionBadges } from './mentions.js';
 import { peoplePicker, renderChips } from './people-picker.js';
 import { state } from './state.js';
@@ -71,8 +71,9 @@ function setLeft(id, left) {
   save(STORAGE.left(state.me.sub), Array.from(set));
 }
 
-/** Leave a room: out of the list and the view until I join it again. */
+/** Leave a room: the hub ends my membership (one "left" line), and the room is out of the list and the view until I join it again. */
 export function leaveRoom(id) {
+  sendLeave(id);
   setLeft(id, true);
   // Not where the next visit opens either.
   const last = loadJson(STORAGE.last(state.me.sub), null);

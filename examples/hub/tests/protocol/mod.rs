@@ -64,6 +64,13 @@ impl Target {
         }
     }
 
+    /// True for the tutorial's server, which saves every join and leave
+    /// notice; the hub saves those of a membership that begins or ends
+    /// (PROTOCOL.md, Base): a closed socket's notice is live only.
+    pub fn saves_every_notice(&self) -> bool {
+        matches!(self.server, Server::C(_))
+    }
+
     /// The C server, or `None` (after saying why) when its libraries are
     /// not installed and this is not CI.
     pub async fn c() -> Option<Target> {
