@@ -102,7 +102,7 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
             state.features.analytics.record_broadcast(&room, n);
         });
     }
-    let reads = features::join_frame(session, ChatRoom { id: room, group });
+    let reads = features::join_frame(session, ChatRoom { id: room, group }).await;
     if socket.send_now_all(&[history, reads]).await.is_err() {
         leave(session, group).await;
         return false;
