@@ -503,12 +503,34 @@ impl Store {
     }
 
     /// Client id `key`'s message was saved as `id`; remembered for `keep`.
+    /// Not when its commit failed already ([`Store::release`] came first).
     pub async fn settle(&self, key: &str, id: u64, keep: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |_| {
-                (Some(encode_client_id(id, now_ms())), ())
+            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |old| match old
+                .and_then(decode_client_id)
+            {
+                Some(RELEASED) => (None, ()),
+                _ => (Some(encode_client_id(id, now_ms())), ()),
             }),
             Backend::Redis(r) => r.settle(key, id, keep).await,
+        }
+    }
+
+    /// Client id `key`'s message (`id`) was not saved after all (its
+    /// commit failed): the id is free again, so a resend is saved anew
+    /// rather than acked with the id of a message that is not on disk.
+    /// Only while `key` still holds that claim or that id.
+    pub async fn release(&self, key: &str, id: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |old| match old
+                .and_then(decode_client_id)
+            {
+                Some((held, _)) if held == 0 || held == id => {
+                    (Some(encode_client_id(RELEASED.0, RELEASED.1)), ())
+                }
+                _ => (None, ()),
+            }),
+            Backend::Redis(r) => r.release(key, id).await,
         }
     }
 
@@ -644,6 +666,10 @@ pub fn now_ms() -> u64 {
 pub fn parse_u64(raw: &[u8]) -> Option<u64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
+
+/// A client id released after a failed commit: free to claim (its time
+/// is long past), and never settled over.
+const RELEASED: (u64, u64) = (0, 0);
 
 /// `id,at_ms` (id 0 while being saved).
 fn encode_client_id(id: u64, at_ms: u64) -> Vec<u8> {

@@ -99,6 +99,12 @@ if excess > 0 then
 end
 return evicted";
 
+/// Deletes a client id that still holds its claim (`0`) or `ARGV[1]`.
+const RELEASE_CLIENT_ID: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == '0' or v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
 /// A lease held in Redis (see [`Inner::lease`]); given back when dropped.
 pub struct Held {
     inner: Arc<Inner>,
@@ -146,6 +152,7 @@ pub struct Inner {
     advance: redis::Script,
     release: redis::Script,
     put_capped: redis::Script,
+    release_cid: redis::Script,
 }
 
 /// One query, sent again as it is if the first try lost the link.
@@ -217,6 +224,7 @@ impl RedisStore {
                 advance: redis::Script::new(ADVANCE),
                 release: redis::Script::new(RELEASE),
                 put_capped: redis::Script::new(PUT_CAPPED),
+                release_cid: redis::Script::new(RELEASE_CLIENT_ID),
             }),
             _stop: stop,
         })
@@ -619,6 +627,13 @@ impl Inner {
             .arg("EX")
             .arg(keep.as_secs().max(1));
         self.run(Query::Cmd(&cmd)).await
+    }
+
+    /// Forgets client id `key` if it still holds the claim (`0`) or `id`.
+    pub async fn release(&self, key: &str, id: u64) -> Result<(), StoreError> {
+        let mut call = self.release_cid.prepare_invoke();
+        call.key(self.client_id_key(key)).arg(id);
+        self.run::<i64>(Query::Script(&call)).await.map(|_| ())
     }
 
     fn thread_key(&self, room: &str, root: u64) -> String {
