@@ -85,10 +85,25 @@ async fn a_stopped_redis_holds_up_joins_but_not_the_rest_of_a_one_thread_hub() {
         c.args(["--jwt-secret", common::SECRET, "--threads", "1"])
             .args(["--redis-url", &redis.url()])
             .arg("--data-dir")
-            .arg(dir.path());
+            .arg(dir.path())
+            .stderr(std::process::Stdio::inherit());
     });
     // Open before the stall: a socket in room "a".
     let mut open = join(hub.addr, "a", "olga").await.expect("join before");
+    // Joined for good (its core connection open, subscribed) once the
+    // `history` frame is here.
+    let history = tokio::time::timeout(common::WAIT, async {
+        loop {
+            match open.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"history\"") => break t,
+                Some(Ok(_)) => continue,
+                other => panic!("socket lost before the stall: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the history frame");
+    assert!(history.contains("\"type\":\"history\""), "{history}");
     let pid = redis_pid(&redis);
 
     let stopped = Stopped::new(pid);
