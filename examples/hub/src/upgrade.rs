@@ -190,9 +190,13 @@ async fn peek_request(
     deadline: Instant,
 ) -> Result<Request, Option<StatusCode>> {
     use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
-    let mut head = vec![0u8; MAX_HEAD_BYTES];
+    // Most heads fit the first size; a longer one gets the largest.
+    let mut head = vec![0u8; 4096];
+    // Between looks at a head still arriving: doubling, so a trickling
+    // client costs a few dozen peeks up to the deadline, not hundreds.
+    let mut pause = Duration::from_millis(1);
     // Bounded by `deadline` (the count bounds it too).
-    for _ in 0..100_000 {
+    for _ in 0..10_000 {
         let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
         let n = match peeked {
             Ok(Ok(n)) if n > 0 => n,
@@ -200,11 +204,20 @@ async fn peek_request(
         };
         match Request::try_parse(&head[..n]) {
             Ok(Some((_, request))) => return Ok(request),
+            Ok(None) if n == head.len() && n < MAX_HEAD_BYTES => {
+                head.resize(MAX_HEAD_BYTES, 0);
+            }
             Ok(None) if n == head.len() => {
                 return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
             }
             // The rest of the head is on its way.
-            Ok(None) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Ok(None) => {
+                if Instant::now() + pause >= deadline {
+                    return Err(None);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
             Err(_) => return Err(None),
         }
     }
@@ -222,16 +235,14 @@ async fn handshake(
     kind: WsKind,
     deadline: Instant,
 ) -> Option<(WebSocketStream<TcpStream>, Accepted)> {
+    // With the path it was decided for (none: whatever the path).
     let decided = match peek_request(&stream, deadline).await {
         Ok(request) => {
             let uri = request.uri().clone();
-            (uri, admit(state, &request, kind).await)
+            (Some(uri), admit(state, &request, kind).await)
         }
         Err(None) => return None,
-        Err(Some(status)) => (
-            Default::default(),
-            Err((status, "the request head is too large")),
-        ),
+        Err(Some(status)) => (None, Err((status, "the request head is too large"))),
     };
     let mut decided = Some(decided);
     let mut accepted = None;
@@ -241,7 +252,8 @@ async fn handshake(
         let decision = match decided.take() {
             // The same bytes as peeked: a different path cannot happen, but
             // would be refused rather than admitted on another's decision.
-            Some((uri, decision)) if uri == *request.uri() => decision,
+            Some((None, decision)) => decision,
+            Some((Some(uri), decision)) if uri == *request.uri() => decision,
             _ => Err((StatusCode::BAD_REQUEST, "the request changed")),
         };
         match decision {
