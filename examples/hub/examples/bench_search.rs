@@ -271,7 +271,12 @@ fn alone(n: usize, rooms: usize) {
             let t = Instant::now();
             let c = thread_cpu();
             let found = index
-                .search(&q, 20, |room| readable(all_rooms, room), fetch)
+                .search(
+                    &q,
+                    20,
+                    |room: Arc<str>| std::future::ready(readable(all_rooms, &room)),
+                    fetch,
+                )
                 .now_or_never()
                 .expect("the in-memory engine answers at once");
             times.push(t.elapsed());
@@ -412,7 +417,7 @@ fn on_redis(n: usize, rooms: usize) {
                 let q = pick(&mut rng);
                 let t = Instant::now();
                 let found = index2
-                    .search(&q, 20, |room| readable(all_rooms, room), fetch)
+                    .search(&q, 20, |room: Arc<str>| std::future::ready(readable(all_rooms, &room)), fetch)
                     .await
                     .expect("redis answers");
                 times.push(t.elapsed());
@@ -441,7 +446,7 @@ fn on_redis(n: usize, rooms: usize) {
             let query = format!("probe{p}x");
             loop {
                 let found = index2
-                    .search(&query, 1, |_| true, fetch)
+                    .search(&query, 1, |_| std::future::ready(true), fetch)
                     .await
                     .expect("redis answers");
                 if !found.is_empty() || t.elapsed() > PROBE_LIMIT {

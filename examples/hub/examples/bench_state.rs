@@ -59,21 +59,25 @@ fn main() -> anyhow::Result<()> {
     })?;
 
     let started = Instant::now();
-    for i in 0..n {
-        let sub = format!("u{}", i % 20);
-        // As `features::admit`: the room's row and the user's ban in one read.
-        let stored =
-            store.get_many_blocking(&[(Table::Rooms, "", ROOM), (Table::Bans, ROOM, &sub)])?;
-        let admitted = features
-            .rooms
-            .admits_stored(ROOM, stored[0].as_deref(), &sub, false)
-            && !features
-                .moderation
-                .ban_holds(ROOM, &sub, stored[1].as_deref());
-        assert!(admitted);
-        let reads = features.reads.of_room(ROOM)?;
-        assert_eq!(reads.len(), 20);
-    }
+    runtime.block_on(async {
+        for i in 0..n {
+            let sub = format!("u{}", i % 20);
+            // As `features::admit`: the room's row and the user's ban in one read.
+            let stored = store
+                .get_many(&[(Table::Rooms, "", ROOM), (Table::Bans, ROOM, &sub)])
+                .await?;
+            let admitted = features
+                .rooms
+                .admits_stored(ROOM, stored[0].as_deref(), &sub, false)
+                && !features
+                    .moderation
+                    .ban_holds(ROOM, &sub, stored[1].as_deref());
+            assert!(admitted);
+            let reads = features.reads.of_room(ROOM).await?;
+            assert_eq!(reads.len(), 20);
+        }
+        anyhow::Ok(())
+    })?;
     let join = started.elapsed();
 
     let started = Instant::now();

@@ -121,7 +121,7 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
             state.features.analytics.record_broadcast(&room, n);
         });
     }
-    let reads = features::join_frame(session, ChatRoom { id: room, group });
+    let reads = features::join_frame(session, ChatRoom { id: room, group }).await;
     if socket.send_now_all(&[history, reads]).await.is_err() {
         leave(session, group, true).await;
         return false;
@@ -387,13 +387,28 @@ async fn send_message(
         // in a task of its own, so this socket's next frames are read (and
         // their messages share commits) meanwhile.
         Staged::Sent(report, durable) => {
-            acknowledge_when_durable(session, draft.client_id.clone(), report.offset, durable)
-                .await;
+            acknowledge_when_durable(
+                session,
+                room.id,
+                draft.client_id.clone(),
+                report.offset,
+                durable,
+            )
+            .await;
             report
         }
         // Through Redis: the id is Redis' answer.
         Staged::Engine(send) => {
-            let report = send.await?;
+            let report = match send.await {
+                Ok(report) => report,
+                Err(e) => {
+                    if let Some(client_id) = &draft.client_id {
+                        let ids = &state.features.client_ids;
+                        ids.failed(room.id, &claims.sub, client_id, 0).await;
+                    }
+                    return Err(e.into());
+                }
+            };
             if let Some(client_id) = &draft.client_id {
                 session.send_json(&serde_json::json!({
                     "type": "ack", "client_id": client_id, "id": report.offset,
@@ -495,12 +510,17 @@ pub async fn publish(
 /// commit to wait for): answered here, no task.
 async fn acknowledge_when_durable(
     session: &Session,
+    room: &str,
     client_id: Option<String>,
     id: u64,
     mut durable: channelbox::HubFuture<channelbox::Result<()>>,
 ) {
     use futures_util::FutureExt;
     if let Some(result) = (&mut durable).now_or_never() {
+        if let (Err(_), Some(client_id)) = (&result, &client_id) {
+            let ids = &session.state.features.client_ids;
+            ids.failed(room, &session.claims.sub, client_id, id).await;
+        }
         if let Some(frame) = ack_frame(result, client_id, id) {
             session.send(frame);
         }
@@ -511,8 +531,15 @@ async fn acknowledge_when_durable(
     };
     let state = session.state.clone();
     let conn = session.conn.id();
+    let (room, sub) = (room.to_owned(), session.claims.sub.clone());
     tokio::spawn(async move {
-        if let Some(frame) = ack_frame(durable.await, client_id, id) {
+        let result = durable.await;
+        if let (Err(_), Some(client_id)) = (&result, &client_id) {
+            // A resend is saved anew, not acked with this id.
+            let ids = &state.features.client_ids;
+            ids.failed(&room, &sub, client_id, id).await;
+        }
+        if let Some(frame) = ack_frame(result, client_id, id) {
             let _ = state.hub.conn_send(conn, Kind::Json, frame);
         }
         drop(slot);

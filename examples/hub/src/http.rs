@@ -400,7 +400,7 @@ async fn stats(
             "malformed": s.core.engine_malformed,
         },
     });
-    features::extend_stats(&state, &caller, &mut body);
+    features::extend_stats(&state, &caller, &mut body).await;
     crate::webhooks::extend_stats(&state, &mut body);
     if detail {
         body["detail"] = crate::dashboard::detail(&state);
@@ -585,7 +585,7 @@ async fn metrics(caller: Claims, State(state): State<Arc<AppState>>) -> Response
         );
     }
     state.auth.write_metrics(&mut out);
-    features::extend_metrics(&state, &caller, &mut out);
+    features::extend_metrics(&state, &caller, &mut out).await;
     crate::webhooks::extend_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

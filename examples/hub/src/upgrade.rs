@@ -178,19 +178,85 @@ fn ws_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(config.max_frame_bytes))
 }
 
-/// Checks the token and the path, then upgrades by `deadline`;
-/// 401/403/404/429 otherwise.
+/// Longest request head a WebSocket upgrade may have.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Peeks at the socket until the whole request head is there (parsed as
+/// tungstenite parses it, from the same bytes it then reads), by
+/// `deadline`: `Err(None)` when the socket closed, stalled or sent what is
+/// not a request, `Err(Some(431))` for a head over [`MAX_HEAD_BYTES`].
+async fn peek_request(
+    stream: &TcpStream,
+    deadline: Instant,
+) -> Result<Request, Option<StatusCode>> {
+    use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
+    // Most heads fit the first size; a longer one gets the largest.
+    let mut head = vec![0u8; 4096];
+    // Between looks at a head still arriving: doubling, so a trickling
+    // client costs a few dozen peeks up to the deadline, not hundreds.
+    let mut pause = Duration::from_millis(1);
+    // Bounded by `deadline` (the count bounds it too).
+    for _ in 0..10_000 {
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
+        let n = match peeked {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Err(None),
+        };
+        match Request::try_parse(&head[..n]) {
+            Ok(Some((_, request))) => return Ok(request),
+            Ok(None) if n == head.len() && n < MAX_HEAD_BYTES => {
+                head.resize(MAX_HEAD_BYTES, 0);
+            }
+            Ok(None) if n == head.len() => {
+                return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+            }
+            // The rest of the head is on its way.
+            Ok(None) => {
+                if Instant::now() + pause >= deadline {
+                    return Err(None);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(_) => return Err(None),
+        }
+    }
+    Err(None)
+}
+
+/// Checks the token, the path and the room's admission (async: with Redis
+/// the state store is asked without holding a worker), then upgrades by
+/// `deadline`; 401/403/404/429/503 otherwise. The request head is read
+/// (peeked) and decided on before tungstenite's synchronous callback runs,
+/// which then only hands the decision over.
 async fn handshake(
     state: &Arc<AppState>,
     stream: TcpStream,
     kind: WsKind,
     deadline: Instant,
 ) -> Option<(WebSocketStream<TcpStream>, Accepted)> {
+    // With the path it was decided for (none: whatever the path).
+    let decided = match peek_request(&stream, deadline).await {
+        Ok(request) => {
+            let uri = request.uri().clone();
+            (Some(uri), admit(state, &request, kind).await)
+        }
+        Err(None) => return None,
+        Err(Some(status)) => (None, Err((status, "the request head is too large"))),
+    };
+    let mut decided = Some(decided);
     let mut accepted = None;
     // tungstenite's callback type: its error is the HTTP response itself.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        match admit(state, request, kind) {
+        let decision = match decided.take() {
+            // The same bytes as peeked: a different path cannot happen, but
+            // would be refused rather than admitted on another's decision.
+            Some((None, decision)) => decision,
+            Some((Some(uri), decision)) if uri == *request.uri() => decision,
+            _ => Err((StatusCode::BAD_REQUEST, "the request changed")),
+        };
+        match decision {
             Ok(a) => {
                 accepted = Some(a);
                 Ok(response)
@@ -228,7 +294,7 @@ async fn handshake(
 }
 
 /// The route, the token and the room's admission, from the request.
-fn admit(
+async fn admit(
     state: &Arc<AppState>,
     request: &Request,
     kind: WsKind,
@@ -255,6 +321,7 @@ fn admit(
         WsKind::Chat => {
             let room = tail("/chat/")?;
             features::admit(state, &claims, &room)
+                .await
                 .map_err(|status| (status, "you may not join this room"))?;
             Endpoint::Chat {
                 group: frames::room_group(&room).into(),

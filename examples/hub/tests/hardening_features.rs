@@ -659,9 +659,9 @@ async fn bans_per_room_are_bounded() {
             .await;
     }
     let moderation = &hub.state.features.moderation;
-    assert_eq!(moderation.bans_kept("r"), 3);
-    assert!(!moderation.is_banned("r", "u0"));
-    assert!(moderation.is_banned("r", "u5"));
+    assert_eq!(moderation.bans_kept("r").await.unwrap(), 3);
+    assert!(!moderation.banned("r", "u0").await.unwrap());
+    assert!(moderation.banned("r", "u5").await.unwrap());
 }
 
 /// `--max-remembered-users` bounds the users the hub remembers.

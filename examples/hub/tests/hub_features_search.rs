@@ -44,14 +44,19 @@ fn every_word_must_match_case_insensitively_newest_first() {
         .search(
             "HELLO world",
             20,
-            |_| true,
+            |_| ready(true),
             |r, i| ready(store.fetch(&r, i)),
         )
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 2), ("a".into(), 1)]);
     let hits = index
-        .search("hello", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search(
+            "hello",
+            20,
+            |_| ready(true),
+            |r, i| ready(store.fetch(&r, i)),
+        )
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(
@@ -62,14 +67,14 @@ fn every_word_must_match_case_insensitively_newest_first() {
         .search(
             "hello missing",
             20,
-            |_| true,
+            |_| ready(true),
             |r, i| ready(store.fetch(&r, i))
         )
         .now_or_never()
         .expect("an in-memory fetch is ready at once")
         .is_empty());
     assert!(index
-        .search("  ", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search("  ", 20, |_| ready(true), |r, i| ready(store.fetch(&r, i)))
         .now_or_never()
         .expect("an in-memory fetch is ready at once")
         .is_empty());
@@ -83,7 +88,7 @@ fn limit_is_respected() {
         store.put(&index, "a", i, "same words");
     }
     let hits = index
-        .search("same", 7, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search("same", 7, |_| ready(true), |r, i| ready(store.fetch(&r, i)))
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(hits.len(), 7);
@@ -105,7 +110,7 @@ fn unreadable_rooms_are_skipped_and_asked_once() {
             100,
             |room| {
                 asked.push(room.to_string());
-                room != "secret"
+                ready(&*room != "secret")
             },
             |r, i| ready(store.fetch(&r, i)),
         )
@@ -129,12 +134,12 @@ fn edits_change_what_matches() {
     );
     index.update("a", 1, "old text", "new words");
     assert!(index
-        .search("old", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search("old", 20, |_| ready(true), |r, i| ready(store.fetch(&r, i)))
         .now_or_never()
         .expect("an in-memory fetch is ready at once")
         .is_empty());
     let hits = index
-        .search("new", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search("new", 20, |_| ready(true), |r, i| ready(store.fetch(&r, i)))
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 1)]);
@@ -157,7 +162,12 @@ fn deleted_and_evicted_messages_are_gone() {
     store.0.remove(&("a".to_string(), 1));
     store.0.remove(&("a".to_string(), 2));
     let hits = index
-        .search("word", 20, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search(
+            "word",
+            20,
+            |_| ready(true),
+            |r, i| ready(store.fetch(&r, i)),
+        )
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), 3)]);
@@ -187,7 +197,12 @@ fn compaction_keeps_order_and_results() {
     index.evict_before("a", 100_001);
     assert_eq!(index.len().0, 40_000);
     let hits = index
-        .search("even common", 3, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search(
+            "even common",
+            3,
+            |_| ready(true),
+            |r, i| ready(store.fetch(&r, i)),
+        )
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(
@@ -196,7 +211,7 @@ fn compaction_keeps_order_and_results() {
     );
     store.put(&index, "a", n + 1, "even newer");
     let hits = index
-        .search("even", 1, |_| true, |r, i| ready(store.fetch(&r, i)))
+        .search("even", 1, |_| ready(true), |r, i| ready(store.fetch(&r, i)))
         .now_or_never()
         .expect("an in-memory fetch is ready at once");
     assert_eq!(ids(&hits), vec![("a".into(), n + 1)]);
@@ -241,7 +256,7 @@ fn a_search_resumes_past_many_unreadable_postings() {
         .search(
             "needle",
             20,
-            |room| room == "open",
+            |room| ready(&*room == "open"),
             |r, i| ready(store.fetch(&r, i)),
         )
         .now_or_never()

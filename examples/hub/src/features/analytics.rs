@@ -106,6 +106,15 @@ impl Analytics {
         });
     }
 
+    /// Every room with counters.
+    pub fn rooms(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.lock().keys().cloned());
+        }
+        out
+    }
+
     /// Forgets a deleted room's counters.
     pub fn forget_room(&self, room: &str) {
         let shard = (FxBuildHasher.hash_one(room) as usize) % SHARDS;

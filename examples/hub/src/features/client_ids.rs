@@ -84,6 +84,14 @@ impl ClientIds {
         }
     }
 
+    /// The message of `client_id` (`id`) was refused after all (its
+    /// commit failed): a resend is saved anew, not acked as `id`.
+    pub async fn failed(&self, room: &str, sub: &str, client_id: &str, id: u64) {
+        if let Err(e) = self.store.release(&key(room, sub, client_id), id).await {
+            tracing::warn!(error = %e, room, "could not free a refused message's client id");
+        }
+    }
+
     /// Starts a sweep of expired ids when the last one is old enough.
     fn maybe_sweep(&self) {
         if self.store.is_shared() {

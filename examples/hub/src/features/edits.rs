@@ -5,9 +5,11 @@
 //! joiner's `history` frame shows the current state, then saves an update
 //! event with an id of its own (`edited`, `deleted`, `reaction`: see
 //! `frames::UPDATE_TYPES`) that the room gets live and a client recovering
-//! with `?since=` gets in its replay. Both happen under a per-room lock, so
-//! two reactions to one message never lose each other and the events keep
-//! the order of the rewrites they describe.
+//! with `?since=` gets in its replay. Both happen under a per-room lock
+//! (this process's, and with Redis a lease in Redis every hub takes: see
+//! [`Store::lease`](crate::store::Store::lease)), so two reactions to one
+//! message, through one hub or two, never lose each other and the events
+//! keep the order of the rewrites they describe.
 
 use bytes::Bytes;
 use channelbox::Kind;
@@ -18,7 +20,9 @@ use super::saved::{author, is_deleted, replace, saved_message};
 use super::{fields, mentions, shard_of, ChatRoom, SHARDS};
 use crate::error::Refusal;
 use crate::frames;
+use crate::server::AppState;
 use crate::session::Session;
+use crate::store::Lease;
 
 /// Distinct emojis on one message.
 const MAX_EMOJIS: usize = 32;
@@ -46,6 +50,23 @@ impl EditLocks {
     }
 }
 
+/// Holds `group`'s edits here and, with Redis, on every hub.
+struct RoomLock<'a> {
+    _local: MutexGuard<'a, ()>,
+    _shared: Lease,
+}
+
+/// Takes `group`'s edit lock: this process's first (so one task per hub
+/// waits for the shared one), then the shared lease.
+async fn lock_room<'a>(state: &'a AppState, group: &str) -> Result<RoomLock<'a>, Refusal> {
+    let local = state.features.edit_locks.lock(group).await;
+    let shared = state.store.lease(&format!("edit:{group}")).await?;
+    Ok(RoomLock {
+        _local: local,
+        _shared: shared,
+    })
+}
+
 /// `{"type":"reaction","message_id","emoji","op":"add"|"remove"}`.
 pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Result<(), Refusal> {
     let id = fields::message_id(frame)?;
@@ -61,10 +82,12 @@ pub async fn reaction(session: &Session, room: ChatRoom<'_>, frame: &Value) -> R
     let state = &session.state;
     let sub = session.claims.sub.as_str();
     // A mute silences everything a user adds to the room, reactions too.
-    if state.features.moderation.is_muted(room.id, sub) {
-        return Err(Refusal::muted());
-    }
-    let _lock = state.features.edit_locks.lock(room.group).await;
+    state
+        .features
+        .moderation
+        .check_not_muted(room.id, sub)
+        .await?;
+    let _lock = lock_room(state, room.group).await?;
     let mut m = saved_message(state, room.group, id).await?;
     if is_deleted(&m) {
         return Err(Refusal::not_found(format!("message {id} was deleted")));
@@ -154,11 +177,13 @@ pub async fn edit(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
     let state = &session.state;
     let content = fields::text(frame, "content", state.config.max_frame_bytes)?;
     let sub = session.claims.sub.as_str();
-    if state.features.moderation.is_muted(room.id, sub) {
-        return Err(Refusal::muted());
-    }
+    state
+        .features
+        .moderation
+        .check_not_muted(room.id, sub)
+        .await?;
     let (old, mentioned, before, saved) = {
-        let _lock = state.features.edit_locks.lock(room.group).await;
+        let _lock = lock_room(state, room.group).await?;
         let mut m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
             return Err(Refusal::not_found(format!("message {id} was deleted")));
@@ -219,14 +244,15 @@ pub async fn delete(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
     let state = &session.state;
     let claims = &session.claims;
     {
-        let _lock = state.features.edit_locks.lock(room.group).await;
+        let _lock = lock_room(state, room.group).await?;
         let m = saved_message(state, room.group, id).await?;
         if is_deleted(&m) {
             return Ok(());
         }
         let allowed = author(&m) == Some(claims.sub.as_str())
             || claims.is_admin()
-            || state.features.rooms.owner(room.id).as_deref() == Some(claims.sub.as_str());
+            || state.features.rooms.owner_async(room.id).await?.as_deref()
+                == Some(claims.sub.as_str());
         if !allowed {
             return Err(Refusal::forbidden(
                 "only the author, the room's owner or an admin may delete a message",

@@ -90,7 +90,11 @@ pub async fn notify_from(
             continue;
         }
         let admin = state.features.directory.is_admin(sub);
-        if super::may_read(state, room, sub, admin) {
+        let readable = super::may_read_async(state, room, sub, admin).await;
+        if readable.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, room, "mention: room check failed; not told");
+            false
+        }) {
             let group = frames::notify_group(sub);
             let send = state
                 .hub

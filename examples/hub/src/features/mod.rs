@@ -7,8 +7,9 @@
 //! - [`FeatureState`]: kept in `AppState::features`, for the extensions' state.
 //! - [`routes`]: merged into the HTTP router (`/rooms`, `/files`).
 //! - [`STATIC`]: more static files, `(path, content type, body)`.
-//! - [`admit`]: before upgrading `/chat/{room}`; 403 for a private room the
-//!   caller is not a member of, or a ban.
+//! - [`admit`]: before upgrading `/chat/{room}` (awaited before the
+//!   handshake's callback); 403 for a private room the caller is not a
+//!   member of, or a ban.
 //! - [`handle_frame`]: every client frame whose `type` the base does not
 //!   handle, on `/chat`, `/presence` and `/dm` (see `Session::endpoint`).
 //! - [`on_message`]: before a chat message is built (mutes, thread roots,
@@ -197,20 +198,6 @@ impl ChatRoom<'_> {
     }
 }
 
-/// True when `sub` may read `room`: admitted by the room and not banned
-/// (false when the state store cannot say). From synchronous code; see
-/// [`may_read_async`].
-pub fn may_read(state: &AppState, room: &str, sub: &str, admin: bool) -> bool {
-    let stored = state.store.get_many_blocking(&admission_keys(room, sub));
-    match stored {
-        Ok(stored) => admission(state, room, sub, admin, &stored) == Admission::Admitted,
-        Err(e) => {
-            tracing::warn!(error = %e, room, "room check failed; refused");
-            false
-        }
-    }
-}
-
 /// What the state store says of a user and a room.
 #[derive(Debug, PartialEq, Eq)]
 enum Admission {
@@ -248,7 +235,8 @@ fn admission(
     }
 }
 
-/// [`may_read`], async, with the store's errors.
+/// True when `sub` may read `room`: admitted by the room and not banned
+/// (one read of the state store: one Redis round trip).
 pub async fn may_read_async(
     state: &AppState,
     room: &str,
@@ -315,10 +303,10 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// member of, and for a banned user; 429 over `--joins-per-minute`, for a
 /// user already in `--max-rooms-joined-per-user` rooms, and for a room
 /// with `--max-room-members` users connected (admins pass both caps); 503
-/// when the state store (Redis) cannot answer. Called from the upgrade's
-/// synchronous handshake callback, so the store is asked with its
-/// blocking calls (see [`crate::store`]).
-pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
+/// when the state store (Redis) cannot answer. Called by the upgrade
+/// before the handshake's synchronous callback (one read of the store,
+/// awaited: no worker waits on Redis).
+pub async fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), StatusCode> {
     let features = &state.features;
     features.search.start(state);
     let unavailable = |e: StoreError| {
@@ -333,7 +321,8 @@ pub fn admit(state: &AppState, claims: &Claims, room: &str) -> Result<(), Status
     );
     let stored = state
         .store
-        .get_many_blocking(&admission_keys(room, &claims.sub))
+        .get_many(&admission_keys(room, &claims.sub))
+        .await
         .map_err(unavailable)?;
     if admission(state, room, &claims.sub, claims.is_admin(), &stored) != Admission::Admitted {
         return Err(StatusCode::FORBIDDEN);
@@ -429,8 +418,8 @@ pub async fn after_message(session: &Session, room: ChatRoom<'_>, sent: &SentMes
 
 /// The frame a joiner gets right after its `history` frame, in the same
 /// write (one `sendto` for both; issue 14): everyone's last read message.
-pub fn join_frame(session: &Session, room: ChatRoom<'_>) -> Bytes {
-    reads::reads_frame(session, room.id)
+pub async fn join_frame(session: &Session, room: ChatRoom<'_>) -> Bytes {
+    reads::reads_frame(session, room.id).await
 }
 
 /// After a joiner got its `history` frame: unread counts' first visit.
@@ -474,13 +463,13 @@ pub fn on_leave(session: &Session) {
 
 /// Adds per-room messages and deliveries, per-minute rates over the last
 /// hour and the busiest rooms to the `GET /stats` object.
-pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
-    let visible = |room: &str| {
-        state
-            .features
-            .rooms
-            .may_read(room, &caller.sub, caller.is_admin())
-    };
+pub async fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
+    let mut names = state.features.analytics.rooms();
+    if let Some(per_room) = stats.get("per_room").and_then(Value::as_object) {
+        names.extend(per_room.keys().cloned());
+    }
+    let readable = readable_rooms(state, caller, names).await;
+    let visible = |room: &str| readable.contains(room);
     let top_n = state.config.stats_top_rooms;
     let Value::Object(traffic) = state.features.analytics.snapshot(&visible, top_n) else {
         return;
@@ -524,13 +513,10 @@ pub fn extend_stats(state: &AppState, caller: &Claims, stats: &mut Value) {
 }
 
 /// Adds the per-room counters to the `GET /metrics` text.
-pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
-    let visible = |room: &str| {
-        state
-            .features
-            .rooms
-            .may_read(room, &caller.sub, caller.is_admin())
-    };
+pub async fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
+    let names = state.features.analytics.rooms();
+    let readable = readable_rooms(state, caller, names).await;
+    let visible = |room: &str| readable.contains(room);
     let top_n = state.config.stats_top_rooms;
     state.features.analytics.metrics(out, &visible, top_n);
     out.push_str(
@@ -549,6 +535,40 @@ pub fn extend_metrics(state: &AppState, caller: &Claims, out: &mut String) {
         "channelbox_hub_search_index_dropped_total {}\n",
         state.features.search.dropped()
     ));
+}
+
+/// The rooms among `names` that `caller` may read (bans aside), asked of
+/// the state store a chunk at a time (one Redis round trip per chunk); none
+/// of a chunk the store cannot answer for.
+async fn readable_rooms(
+    state: &AppState,
+    caller: &Claims,
+    mut names: Vec<String>,
+) -> rustc_hash::FxHashSet<String> {
+    use crate::store::Table;
+    const CHUNK: usize = 512;
+    names.sort_unstable();
+    names.dedup();
+    let admin = caller.is_admin();
+    let mut out = rustc_hash::FxHashSet::default();
+    for chunk in names.chunks(CHUNK) {
+        let keys: Vec<crate::store::Key<'_>> = chunk
+            .iter()
+            .map(|n| (Table::Rooms, "", n.as_str()))
+            .collect();
+        match state.store.get_many(&keys).await {
+            Ok(rows) => {
+                for (name, row) in chunk.iter().zip(rows) {
+                    let rooms = &state.features.rooms;
+                    if rooms.admits_stored(name, row.as_deref(), &caller.sub, admin) {
+                        out.insert(name.clone());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "stats: room checks failed; rooms left out"),
+        }
+    }
+    out
 }
 
 /// Keeps the `top_n` busiest entries of `/stats`' `per_room` (by messages

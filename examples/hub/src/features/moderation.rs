@@ -88,18 +88,12 @@ impl Sanctions {
             .is_some_and(|s| s.holds(now_ms())))
     }
 
-    fn active_blocking(&self, room: &str, sub: &str) -> Result<bool, StoreError> {
-        let raw = self.store.get_blocking(self.table, room, sub)?;
-        Ok(raw
-            .and_then(|raw| self.decode(room, sub, &raw))
-            .is_some_and(|s| s.holds(now_ms())))
-    }
-
     /// Sets a sanction (durable when this returns); a room holds at most
     /// `max` (`--max-bans-per-room`): over it, expired and damaged entries
     /// go first, then the one that ends first, permanent ones last and the
-    /// oldest of them first. (Two hubs setting at once may each evict one:
-    /// the room then holds slightly fewer, never more than `max` + 1.)
+    /// oldest of them first. One atomic step in the store, so two hubs
+    /// setting at once never leave more than `max` (see
+    /// [`Store::put_capped`]).
     async fn set(
         &self,
         room: &str,
@@ -112,31 +106,13 @@ impl Sanctions {
             set_us: now_us(),
         };
         self.store
-            .put(self.table, room, sub, &sanction.encode())
+            .put_capped(self.table, room, sub, &sanction.encode(), max)
             .await?;
-        let max = max.max(1);
-        if self.store.count(self.table, room).await? <= max {
-            return Ok(());
-        }
-        let now = now_ms();
-        let mut kept: Vec<(String, Sanction)> = Vec::new();
-        for (user, raw) in self.store.all(self.table, room).await? {
-            match self.decode(room, &user, &raw) {
-                Some(s) if s.holds(now) || user == sub => kept.push((user, s)),
-                _ => self.store.remove(self.table, room, &user).await?,
-            }
-        }
-        // Soonest ending first; permanent ones after, oldest first.
-        kept.sort_by_key(|(_, s)| (s.until_ms.is_none(), s.until_ms, s.set_us));
-        let excess = kept.len().saturating_sub(max);
-        for (user, _) in kept.iter().filter(|(u, _)| u != sub).take(excess) {
-            self.store.remove(self.table, room, user).await?;
-        }
         Ok(())
     }
 
-    fn len(&self, room: &str) -> Result<usize, StoreError> {
-        self.store.count_blocking(self.table, room)
+    async fn len(&self, room: &str) -> Result<usize, StoreError> {
+        self.store.count(self.table, room).await
     }
 
     async fn lift(&self, room: &str, sub: &str) -> Result<(), StoreError> {
@@ -180,33 +156,24 @@ impl Moderation {
         self.mutes.active(room, sub).await
     }
 
+    /// `muted` when `sub` is muted in `room`; `unavailable` when the store
+    /// cannot say.
+    pub async fn check_not_muted(&self, room: &str, sub: &str) -> Result<(), Refusal> {
+        if self.muted(room, sub).await? {
+            return Err(Refusal::muted());
+        }
+        Ok(())
+    }
+
     /// True when the stored ban `raw` of `sub` in `room` holds now.
     pub fn ban_holds(&self, room: &str, sub: &str, raw: Option<&[u8]>) -> bool {
         raw.and_then(|raw| self.bans.decode(room, sub, raw))
             .is_some_and(|s| s.holds(now_ms()))
     }
 
-    /// [`Moderation::banned`] from synchronous code; true (refused) when
-    /// the store cannot say.
-    pub fn is_banned(&self, room: &str, sub: &str) -> bool {
-        self.bans.active_blocking(room, sub).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, room, "ban check failed; refused");
-            true
-        })
-    }
-
-    /// [`Moderation::muted`] from synchronous code; true (refused) when
-    /// the store cannot say.
-    pub fn is_muted(&self, room: &str, sub: &str) -> bool {
-        self.mutes.active_blocking(room, sub).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, room, "mute check failed; refused");
-            true
-        })
-    }
-
     /// Bans kept for `room` (expired ones included until the next ban).
-    pub fn bans_kept(&self, room: &str) -> usize {
-        self.bans.len(room).unwrap_or(0)
+    pub async fn bans_kept(&self, room: &str) -> Result<usize, StoreError> {
+        self.bans.len(room).await
     }
 
     /// Forgets every sanction of a deleted room.
@@ -380,7 +347,18 @@ mod tests {
     #[tokio::test]
     async fn a_full_room_evicts_the_soonest_ending_then_the_oldest_permanent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_embedded(dir.path()).unwrap());
+        evicts_in_order(Arc::new(Store::open_embedded(dir.path()).unwrap())).await;
+    }
+
+    /// The Lua script keeps the same order as the embedded transaction.
+    #[tokio::test]
+    async fn the_redis_cap_evicts_in_the_same_order() {
+        let redis = channelbox_test_support::RedisServer::start();
+        let store = Store::open_redis(&redis.url(), "t", Duration::from_secs(2)).unwrap();
+        evicts_in_order(Arc::new(store)).await;
+    }
+
+    async fn evicts_in_order(store: Arc<Store>) {
         let s = Sanctions {
             store,
             table: Table::Bans,
@@ -391,17 +369,26 @@ mod tests {
         s.set("r", "long", later, 3).await.unwrap();
         s.set("r", "short", sooner, 3).await.unwrap();
         s.set("r", "perm2", None, 3).await.unwrap();
-        let active = |u: &'static str| s.active_blocking("r", u).unwrap();
-        assert!(!active("short") && active("long"));
+        assert!(!s.active("r", "short").await.unwrap() && s.active("r", "long").await.unwrap());
         s.set("r", "perm3", None, 3).await.unwrap();
-        assert!(!active("long"));
+        assert!(!s.active("r", "long").await.unwrap());
         s.set("r", "perm4", None, 3).await.unwrap();
-        assert!(!active("perm1"));
-        assert!(active("perm2") && active("perm3") && active("perm4"));
-        assert_eq!(s.len("r").unwrap(), 3);
+        assert!(!s.active("r", "perm1").await.unwrap());
+        for u in ["perm2", "perm3", "perm4"] {
+            assert!(s.active("r", u).await.unwrap(), "{u}");
+        }
+        assert_eq!(s.len("r").await.unwrap(), 3);
         // Setting one already there never evicts another.
         s.set("r", "perm4", None, 3).await.unwrap();
-        assert!(active("perm2"));
+        assert!(s.active("r", "perm2").await.unwrap());
+        // An expired or damaged entry goes before any that holds.
+        s.store.put(Table::Bans, "r", "old", b"1,1").await.unwrap();
+        s.store.put(Table::Bans, "r", "bad", b"junk").await.unwrap();
+        s.set("r", "perm5", None, 3).await.unwrap();
+        assert_eq!(s.len("r").await.unwrap(), 3);
+        for u in ["perm3", "perm4", "perm5"] {
+            assert!(s.active("r", u).await.unwrap(), "{u}");
+        }
     }
 
     #[test]

@@ -38,9 +38,9 @@ impl Reads {
     }
 
     /// Everyone's last read message in `room` (damaged entries skipped).
-    pub fn of_room(&self, room: &str) -> Result<Map<String, Value>, StoreError> {
+    pub async fn of_room(&self, room: &str) -> Result<Map<String, Value>, StoreError> {
         let mut out = Map::new();
-        for (sub, raw) in self.store.all_blocking(Table::Reads, room)? {
+        for (sub, raw) in self.store.all(Table::Reads, room).await? {
             match parse_u64(&raw) {
                 Some(id) => {
                     out.insert(sub, json!(id));
@@ -80,8 +80,8 @@ pub async fn read(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Resul
 
 /// What the joiner gets right after its `history` frame: everyone's last
 /// read message (an `error` frame instead when the store cannot answer).
-pub fn reads_frame(session: &Session, room: &str) -> Bytes {
-    match session.state.features.reads.of_room(room) {
+pub async fn reads_frame(session: &Session, room: &str) -> Bytes {
+    match session.state.features.reads.of_room(room).await {
         Ok(reads) => frames::encode(&json!({"type": "reads", "reads": reads})),
         Err(e) => {
             let refusal = Refusal::from(e);

@@ -123,22 +123,11 @@ impl Registry {
         })
     }
 
-    /// True when room `id` exists in the store (damaged or not).
+    /// True when room `id` exists in the store (damaged or not). Blocks
+    /// for a Redis round trip with Redis: for the embedded store only
+    /// (`features::left` asks it only then).
     pub fn exists_blocking(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.stored_blocking(id)?.is_some())
-    }
-
-    /// The room `id`, if it was created (from synchronous code; a store
-    /// error reads as none).
-    pub fn get(&self, id: &str) -> Option<Room> {
-        match self.stored_blocking(id) {
-            Ok(Some(Stored::Room(room))) => Some(room),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, room = id, "room lookup failed");
-                None
-            }
-        }
     }
 
     /// True when `sub` may read room `id` as its stored row `raw` says
@@ -151,31 +140,8 @@ impl Registry {
         }
     }
 
-    /// True when `sub` (an admin or not) may read room `id` (bans aside);
-    /// a damaged row admits admins only.
-    pub fn may_read_checked(&self, id: &str, sub: &str, admin: bool) -> Result<bool, StoreError> {
-        Ok(match self.stored_blocking(id)? {
-            None => true,
-            Some(Stored::Room(r)) => r.admits_sub(sub, admin),
-            Some(Stored::Corrupt) => admin,
-        })
-    }
-
-    /// [`Registry::may_read_checked`], refusing when the store cannot say.
-    pub fn may_read(&self, id: &str, sub: &str, admin: bool) -> bool {
-        self.may_read_checked(id, sub, admin).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, room = id, "room check failed; refused");
-            false
-        })
-    }
-
-    /// The owner of room `id` (None for rooms never created, damaged ones,
-    /// and when the store cannot say).
-    pub fn owner(&self, id: &str) -> Option<String> {
-        self.get(id).map(|r| r.owner)
-    }
-
-    /// [`Registry::owner`], async, with the store's errors.
+    /// The owner of room `id` (None for rooms never created and damaged
+    /// ones).
     pub async fn owner_async(&self, id: &str) -> Result<Option<String>, StoreError> {
         Ok(self.room(id).await?.map(|r| r.owner))
     }

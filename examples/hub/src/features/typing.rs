@@ -45,14 +45,12 @@ pub async fn typing(session: &Session, room: ChatRoom<'_>, frame: &Value) -> Res
         Some(_) => return Err(Refusal::bad_request("state must be true or false")),
     };
     // Muted users do not tell the room they are typing either.
-    if session
+    session
         .state
         .features
         .moderation
-        .is_muted(room.id, &session.claims.sub)
-    {
-        return Err(Refusal::muted());
-    }
+        .check_not_muted(room.id, &session.claims.sub)
+        .await?;
     if !session.state.features.typing.allow(session.conn.id()) {
         return Err(Refusal::rate_limited(
             "typing notices are limited to 2 a second",

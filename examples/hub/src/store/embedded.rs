@@ -316,6 +316,36 @@ impl Embedded {
         })
     }
 
+    /// Sets `(group, field)`, then removes the fields of `group` that
+    /// `evict` names (it sees every field with its value, the new one
+    /// included), in one durable transaction; how many went.
+    pub fn put_then_evict(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+        evict: impl FnOnce(&[(String, Vec<u8>)]) -> Vec<String>,
+    ) -> Result<usize, StoreError> {
+        let end = group_end(group);
+        let gone = self.write(|tx| {
+            let mut t = tx.open_table(def(table))?;
+            t.insert((group, field), value)?;
+            let mut all = Vec::new();
+            for row in t.range((group, "")..(end.as_str(), ""))? {
+                let (k, v) = row?;
+                all.push((k.value().1.to_owned(), v.value().to_vec()));
+            }
+            let gone = evict(&all);
+            for f in &gone {
+                t.remove((group, f.as_str()))?;
+            }
+            Ok(gone.len())
+        })?;
+        self.drop_batched(table, group, field);
+        Ok(gone)
+    }
+
     /// Removes `(group, field)`, durably.
     pub fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
         self.drop_batched(table, group, field);

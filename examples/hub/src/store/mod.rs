@@ -21,11 +21,12 @@
 //! is logged, counted in [`Store::corrupt`] (`/stats`, `/metrics`) and
 //! skipped by the feature; it never stops the hub.
 //!
-//! Every call has an async form; the few the base calls from synchronous
-//! code (the upgrade's admission check, mutes in frames other helpers
-//! own) also have a `_blocking` form. With Redis those run on the store's
-//! own runtime thread and the caller waits (bounded by the engine
-//! timeout), so they work from any runtime, current-thread included.
+//! Every call has an async form, and the hub's async paths (the upgrade's
+//! admission check, frames, searches, `/stats`) use it: no worker waits
+//! on Redis. A few also have a `_blocking` form, for start-up (importing
+//! `rooms.json`) and for embedded-only checks (`features::left`). With
+//! Redis those run on the store's own runtime thread and the caller waits
+//! (bounded by the engine timeout).
 
 pub mod embedded;
 pub mod redis;
@@ -241,26 +242,6 @@ impl Store {
         }
     }
 
-    /// [`Store::get_many`] from synchronous code.
-    pub fn get_many_blocking(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        match &self.backend {
-            Backend::Embedded(db) => db.get_many(keys),
-            Backend::Redis(r) => {
-                let owned: Vec<(Table, String, String)> = keys
-                    .iter()
-                    .map(|(t, g, f)| (*t, (*g).to_owned(), (*f).to_owned()))
-                    .collect();
-                r.blocking(move |r| async move {
-                    let keys: Vec<Key<'_>> = owned
-                        .iter()
-                        .map(|(t, g, f)| (*t, g.as_str(), f.as_str()))
-                        .collect();
-                    r.get_many(&keys).await
-                })
-            }
-        }
-    }
-
     /// Sets `(group, field)`; durable when it returns.
     pub async fn put(
         &self,
@@ -358,6 +339,56 @@ impl Store {
         }
     }
 
+    /// Sets the sanction `(group, field)` (values are `until_ms,set_us`,
+    /// `until_ms` 0 for "until lifted") and keeps `group` at `max` fields
+    /// at most, in one atomic step on either backend (a Lua script in
+    /// Redis, one transaction in redb), so hubs setting at once never
+    /// leave more than `max`. Evicted first: expired and damaged values,
+    /// then the soonest ending, permanent ones last and the oldest of
+    /// them first; never `field`. Returns how many were evicted.
+    pub async fn put_capped(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let max = max.max(1);
+        let now = now_ms();
+        match &self.backend {
+            Backend::Embedded(db) => off_worker(|| {
+                db.put_then_evict(table, group, field, value, |all| {
+                    capped_evictions(all, field, max, now)
+                })
+            }),
+            Backend::Redis(r) => r.put_capped(table, group, field, value, max, now).await,
+        }
+    }
+
+    /// Takes the lease `name` for a read-modify-write that must not
+    /// interleave with the same one on another hub (Redis: `SET NX PX`
+    /// with a random token, waited for a bounded time, given back when the
+    /// [`Lease`] drops, lapsing by itself after [`LEASE`] if its holder
+    /// died). Embedded: nothing to take (one process; the caller's own
+    /// lock serializes). `Unavailable` when another holder kept it past
+    /// the wait.
+    pub async fn lease(&self, name: &str) -> Result<Lease, StoreError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(Lease { _held: None }),
+            Backend::Redis(r) => {
+                // Past a dead holder's lease, plus one engine timeout.
+                let wait = LEASE + r.timeout();
+                match r.lease(name, LEASE, wait).await? {
+                    Some(held) => Ok(Lease { _held: Some(held) }),
+                    None => Err(StoreError::Unavailable(format!(
+                        "the shared lock {name:?} stayed taken"
+                    ))),
+                }
+            }
+        }
+    }
+
     /// Removes `(group, field)`.
     pub async fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
         match &self.backend {
@@ -378,37 +409,11 @@ impl Store {
         }
     }
 
-    /// [`Store::all`] from synchronous code.
-    pub fn all_blocking(
-        &self,
-        table: Table,
-        group: &str,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        match &self.backend {
-            Backend::Embedded(db) => db.all(table, group),
-            Backend::Redis(r) => {
-                let group = group.to_owned();
-                r.blocking(move |r| async move { r.all(table, &group).await })
-            }
-        }
-    }
-
     /// How many fields `group` holds.
     pub async fn count(&self, table: Table, group: &str) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => db.count(table, group),
             Backend::Redis(r) => r.count(table, group).await,
-        }
-    }
-
-    /// [`Store::count`] from synchronous code.
-    pub fn count_blocking(&self, table: Table, group: &str) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Embedded(db) => db.count(table, group),
-            Backend::Redis(r) => {
-                let group = group.to_owned();
-                r.blocking(move |r| async move { r.count(table, &group).await })
-            }
         }
     }
 
@@ -503,12 +508,34 @@ impl Store {
     }
 
     /// Client id `key`'s message was saved as `id`; remembered for `keep`.
+    /// Not when its commit failed already ([`Store::release`] came first).
     pub async fn settle(&self, key: &str, id: u64, keep: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |_| {
-                (Some(encode_client_id(id, now_ms())), ())
+            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |old| match old
+                .and_then(decode_client_id)
+            {
+                Some(RELEASED) => (None, ()),
+                _ => (Some(encode_client_id(id, now_ms())), ()),
             }),
             Backend::Redis(r) => r.settle(key, id, keep).await,
+        }
+    }
+
+    /// Client id `key`'s message (`id`) was not saved after all (its
+    /// commit failed): the id is free again, so a resend is saved anew
+    /// rather than acked with the id of a message that is not on disk.
+    /// Only while `key` still holds that claim or that id.
+    pub async fn release(&self, key: &str, id: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.update_batched(Table::ClientIds, "", key, |old| match old
+                .and_then(decode_client_id)
+            {
+                Some((held, _)) if held == 0 || held == id => {
+                    (Some(encode_client_id(RELEASED.0, RELEASED.1)), ())
+                }
+                _ => (None, ()),
+            }),
+            Backend::Redis(r) => r.release(key, id).await,
         }
     }
 
@@ -573,6 +600,47 @@ impl Store {
     }
 }
 
+/// How long a [`Store::lease`] lasts when its holder never gives it back.
+/// Longer than any read-modify-write under it takes while Redis answers
+/// (a few round trips, each bounded by the engine timeout).
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// A lease taken with [`Store::lease`]; given back when dropped.
+#[must_use = "the lease is given back when this drops"]
+pub struct Lease {
+    _held: Option<redis::Held>,
+}
+
+/// The fields [`Store::put_capped`] evicts from `all` (the new `field`
+/// included) to keep at most `max`; the same order as the Lua script.
+fn capped_evictions(all: &[(String, Vec<u8>)], field: &str, max: usize, now: u64) -> Vec<String> {
+    if all.len() <= max {
+        return Vec::new();
+    }
+    let mut gone = Vec::new();
+    let mut kept: Vec<(u64, u64, &str)> = Vec::new();
+    for (f, v) in all {
+        if f == field {
+            continue;
+        }
+        match decode_sanction(v) {
+            Some((until, set)) if until == 0 || until > now => kept.push((until, set, f)),
+            _ => gone.push(f.clone()),
+        }
+    }
+    // Soonest ending first, permanent ones (0) after, oldest first.
+    kept.sort_by_key(|&(until, set, f)| (until == 0, until, set, f));
+    let excess = kept.len().saturating_sub(max - 1);
+    gone.extend(kept.iter().take(excess).map(|(_, _, f)| (*f).to_owned()));
+    gone
+}
+
+/// `until_ms,set_us`.
+fn decode_sanction(raw: &[u8]) -> Option<(u64, u64)> {
+    let (until, set) = std::str::from_utf8(raw).ok()?.split_once(',')?;
+    Some((until.parse().ok()?, set.parse().ok()?))
+}
+
 impl From<StoreError> for crate::error::Refusal {
     fn from(e: StoreError) -> Self {
         tracing::warn!(error = %e, "state store call failed");
@@ -603,6 +671,10 @@ pub fn now_ms() -> u64 {
 pub fn parse_u64(raw: &[u8]) -> Option<u64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
+
+/// A client id released after a failed commit: free to claim (its time
+/// is long past), and never settled over.
+const RELEASED: (u64, u64) = (0, 0);
 
 /// `id,at_ms` (id 0 while being saved).
 fn encode_client_id(id: u64, at_ms: u64) -> Vec<u8> {

@@ -50,6 +50,87 @@ if cur and cur >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1";
 
+/// Frees a lease only if it is still the caller's (`ARGV[1]`, its token).
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// Sets a sanction (`ARGV[1]` -> `ARGV[2]`, both `until_ms,set_us`) and,
+/// when the hash then holds more than `ARGV[3]`, evicts in one step:
+/// expired and damaged entries first, then the soonest ending, permanent
+/// ones (`until_ms` 0) last and the oldest of them first; never the one
+/// just set. Returns how many were evicted. The same order as
+/// `features::moderation` keeps in embedded mode.
+const PUT_CAPPED: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local max = tonumber(ARGV[3])
+if redis.call('HLEN', KEYS[1]) <= max then return 0 end
+local now = tonumber(ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+local kept = {}
+local evicted = 0
+for i = 1, #all, 2 do
+  local user = all[i]
+  if user ~= ARGV[1] then
+    local u, s = string.match(all[i + 1], '^(%d+),(%d+)$')
+    u = tonumber(u)
+    s = tonumber(s)
+    if u == nil or s == nil or (u ~= 0 and u <= now) then
+      redis.call('HDEL', KEYS[1], user)
+      evicted = evicted + 1
+    else
+      kept[#kept + 1] = {user, u, s}
+    end
+  end
+end
+local excess = #kept - (max - 1)
+if excess > 0 then
+  table.sort(kept, function(a, b)
+    local pa, pb = a[2] == 0, b[2] == 0
+    if pa ~= pb then return pb end
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    if a[3] ~= b[3] then return a[3] < b[3] end
+    return a[1] < b[1]
+  end)
+  for i = 1, excess do
+    redis.call('HDEL', KEYS[1], kept[i][1])
+    evicted = evicted + 1
+  end
+end
+return evicted";
+
+/// Deletes a client id that still holds its claim (`0`) or `ARGV[1]`.
+const RELEASE_CLIENT_ID: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == '0' or v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// A lease held in Redis (see [`Inner::lease`]); given back when dropped.
+pub struct Held {
+    inner: Arc<Inner>,
+    key: String,
+    token: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let (key, token) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        // On the store's runtime: a drop cannot wait, and the caller's
+        // runtime may be stopping. A lease not given back expires.
+        self.inner.runtime.spawn(async move {
+            let mut call = inner.release.prepare_invoke();
+            call.key(&key).arg(&token);
+            if let Err(e) = inner.run::<i64>(Query::Script(&call)).await {
+                tracing::warn!(error = %e, key, "could not give a lease back; it expires by itself");
+            }
+        });
+    }
+}
+
 /// The Redis store.
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -69,6 +150,9 @@ pub struct Inner {
     put_new: redis::Script,
     swap: redis::Script,
     advance: redis::Script,
+    release: redis::Script,
+    put_capped: redis::Script,
+    release_cid: redis::Script,
 }
 
 /// One query, sent again as it is if the first try lost the link.
@@ -138,6 +222,9 @@ impl RedisStore {
                 put_new: redis::Script::new(PUT_NEW),
                 swap: redis::Script::new(SWAP),
                 advance: redis::Script::new(ADVANCE),
+                release: redis::Script::new(RELEASE),
+                put_capped: redis::Script::new(PUT_CAPPED),
+                release_cid: redis::Script::new(RELEASE_CLIENT_ID),
             }),
             _stop: stop,
         })
@@ -162,6 +249,21 @@ impl RedisStore {
                 Err(_) => Err(StoreError::Unavailable("timed out".into())),
             },
         )
+    }
+
+    /// The engine timeout every call is bounded by.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// [`Inner::lease`].
+    pub async fn lease(
+        &self,
+        name: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<Held>, StoreError> {
+        Inner::lease(&self.inner, name, lease, wait).await
     }
 
     /// Starts the close-event subscription (renewed after a lost link);
@@ -426,6 +528,66 @@ impl Inner {
         Ok(done == 1)
     }
 
+    /// The [`PUT_CAPPED`] script: sets `field` and keeps the group at
+    /// `max` fields at most, atomically; how many it evicted.
+    pub async fn put_capped(
+        &self,
+        table: Table,
+        group: &str,
+        field: &str,
+        value: &[u8],
+        max: usize,
+        now_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let mut call = self.put_capped.prepare_invoke();
+        call.key(self.hash(table, group))
+            .arg(field)
+            .arg(value)
+            .arg(max.max(1))
+            .arg(now_ms);
+        let evicted: i64 = self.run(Query::Script(&call)).await?;
+        Ok(evicted.max(0) as usize)
+    }
+
+    /// Takes the lease `<p>:hub:lease:<name>` (`SET NX PX`, a random
+    /// token), waiting while another holds it, at most `wait`; `None` when
+    /// it stayed taken. It lapses after `lease` if never given back (a
+    /// holder that died).
+    pub async fn lease(
+        self: &Arc<Self>,
+        name: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<Held>, StoreError> {
+        let key = format!("{}lease:{name}", self.keys);
+        let token = format!("{:016x}", rand::random::<u64>());
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        // Bounded by `wait`; the count bounds it too.
+        for _ in 0..100_000 {
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease.as_millis().max(1) as u64);
+            let taken: Option<String> = self.run(Query::Cmd(&set)).await?;
+            if taken.is_some() {
+                return Ok(Some(Held {
+                    inner: self.clone(),
+                    key,
+                    token,
+                }));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(8));
+        }
+        Ok(None)
+    }
+
     fn client_id_key(&self, key: &str) -> String {
         format!("{}cid:{key}", self.keys)
     }
@@ -465,6 +627,13 @@ impl Inner {
             .arg("EX")
             .arg(keep.as_secs().max(1));
         self.run(Query::Cmd(&cmd)).await
+    }
+
+    /// Forgets client id `key` if it still holds the claim (`0`) or `id`.
+    pub async fn release(&self, key: &str, id: u64) -> Result<(), StoreError> {
+        let mut call = self.release_cid.prepare_invoke();
+        call.key(self.client_id_key(key)).arg(id);
+        self.run::<i64>(Query::Script(&call)).await.map(|_| ())
     }
 
     fn thread_key(&self, room: &str, root: u64) -> String {

@@ -286,15 +286,16 @@ impl MemoryIndex {
     /// The index's read lock is held only to pick candidates, a bounded
     /// number at a time; texts are fetched (awaiting the engine) with the
     /// lock released.
-    pub async fn search<Fetched>(
+    pub async fn search<Fetched, Asked>(
         &self,
         query: &str,
         limit: usize,
-        mut may_read: impl FnMut(&str) -> bool,
+        mut may_read: impl FnMut(Arc<str>) -> Asked,
         mut fetch: impl FnMut(Arc<str>, u64) -> Fetched,
     ) -> Vec<Hit>
     where
         Fetched: std::future::Future<Output = Option<serde_json::Value>>,
+        Asked: std::future::Future<Output = bool>,
     {
         let wanted = words(query);
         if wanted.is_empty() || limit == 0 {
@@ -308,7 +309,9 @@ impl MemoryIndex {
         let mut cursor = u32::MAX;
         let mut generation = None;
         loop {
-            let mut candidates: Vec<(Arc<str>, u64)> = Vec::new();
+            // With the room's index: rooms not asked yet are asked (the
+            // state store may be remote) once the lock is released.
+            let mut candidates: Vec<(u32, Arc<str>, u64)> = Vec::new();
             let mut exhausted = true;
             {
                 let st = self.inner.read();
@@ -348,13 +351,22 @@ impl MemoryIndex {
                     if !d.live {
                         continue;
                     }
-                    let name = &st.rooms[d.room as usize].name;
-                    if *readable.entry(d.room).or_insert_with(|| may_read(name)) {
-                        candidates.push((name.clone(), d.id));
+                    if readable.get(&d.room) != Some(&false) {
+                        let name = &st.rooms[d.room as usize].name;
+                        candidates.push((d.room, name.clone(), d.id));
                     }
                 }
             }
-            for (room, id) in candidates {
+            for (r, room, _) in &candidates {
+                if !readable.contains_key(r) {
+                    let ok = may_read(room.clone()).await;
+                    readable.insert(*r, ok);
+                }
+            }
+            for (r, room, id) in candidates {
+                if readable.get(&r) != Some(&true) {
+                    continue;
+                }
                 let Some(message) = fetch(room.clone(), id).await else {
                     evicted.push((room, id));
                     continue;

@@ -21,7 +21,7 @@
 //!   rarest word's refs newest first and checks the other words by score,
 //!   so its cost follows the hits asked for, not the history.
 //!
-//! Permissions are asked per room met, through [`super::may_read`].
+//! Permissions are asked per room met, through [`super::may_read_async`].
 //!
 //! Not done: prefix matching ("contras" finding "contrast"). Both indexes
 //! match whole words only.
@@ -332,13 +332,16 @@ impl SearchIndex {
     /// Messages that contain every word of `query`, newest first, at most
     /// `limit`, only from rooms `may_read` accepts (asked once per room
     /// met), each read back from history as it is now.
-    pub async fn search(
+    pub async fn search<Asked>(
         &self,
         state: &AppState,
         query: &str,
         limit: usize,
-        may_read: impl FnMut(&str) -> bool,
-    ) -> Result<Vec<Hit>, Refusal> {
+        may_read: impl FnMut(Arc<str>) -> Asked,
+    ) -> Result<Vec<Hit>, Refusal>
+    where
+        Asked: std::future::Future<Output = bool>,
+    {
         match self.home(state) {
             Home::Alone(local) => {
                 local.built().await;
@@ -400,8 +403,13 @@ pub async fn frame(session: &Session, frame: &Value) -> Result<(), Refusal> {
     let hits = state
         .features
         .search
-        .search(state, query, limit, |room| {
-            super::may_read(state, room, &claims.sub, claims.is_admin())
+        .search(state, query, limit, |room: Arc<str>| async move {
+            super::may_read_async(state, &room, &claims.sub, claims.is_admin())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, %room, "search: room check failed; skipped");
+                    false
+                })
         })
         .await?;
     let messages: Vec<Value> = hits

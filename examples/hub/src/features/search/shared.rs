@@ -194,15 +194,16 @@ impl SharedIndex {
     /// Messages that contain every word of `query`, newest first, at most
     /// `limit`, only from rooms `may_read` accepts (asked once per room
     /// met); `fetch` reads a candidate back from history.
-    pub async fn search<Fetching>(
+    pub async fn search<Fetching, Asked>(
         &self,
         query: &str,
         limit: usize,
-        mut may_read: impl FnMut(&str) -> bool,
+        mut may_read: impl FnMut(Arc<str>) -> Asked,
         fetch: impl Fn(Arc<str>, u64) -> Fetching,
     ) -> RedisResult<Vec<Hit>>
     where
         Fetching: Future<Output = Fetched>,
+        Asked: Future<Output = bool>,
     {
         let wanted = words(query);
         let mut hits = Vec::new();
@@ -288,7 +289,7 @@ impl SharedIndex {
                     Some((_, false)) => continue,
                     None => {
                         let r: Arc<str> = room.into();
-                        let ok = may_read(&r);
+                        let ok = may_read(r.clone()).await;
                         readable.insert(r.clone(), ok);
                         if !ok {
                             continue;
