@@ -48,7 +48,7 @@ run() { # messages -> prints "Ir deliveries"
   pid=$!
   for _ in $(seq 1 600); do port_busy "$port" && break; sleep 0.1; done
   "$LG" fanout --url "ws://127.0.0.1:$port" --jwt-secret "$SECRET" --rooms "$ROOMS" \
-    --subs "$SUBS" --messages "$m" --quiet-ms 5000 --timeout 600 >"$WORK/lg.$m.json" 2>"$WORK/lg.$m.log"
+    --subs "$SUBS" --messages "$m" --quiet-ms 20000 --drain-ms 600000 --timeout 900 >"$WORK/lg.$m.json" 2>"$WORK/lg.$m.log"
   kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null
