@@ -16,6 +16,7 @@
 #    Uses scripts/bench-hub.sh (same hub flags, loopback only).
 #
 # BENCH_DIR: where the stores go (default target/); REPEAT: hub rounds;
+# NO_BUILD=1: use the release binaries already built;
 # STORES: which hub settings, in this order each round (default "memory disk
 # disk-nofsync interval5ms"; also interval0ms, interval2ms: the disk store
 # with that --history-commit-interval-ms, fsync on).
@@ -32,7 +33,9 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "disk: $(df -h "${BENCH_DIR:-target}" | awk 'NR==2 {print $1, $2}')"
 echo "rustc: $(rustc --version)"
 echo
-if [ "$HUB_ONLY" = 1 ]; then
+if [ -n "${NO_BUILD:-}" ]; then
+  : # NO_BUILD=1: the release binaries already built
+elif [ "$HUB_ONLY" = 1 ]; then
   cargo build --release --quiet --example hub --example loadgen || exit 1
 else
   cargo build --release --quiet --example bench_durable --example hub --example loadgen || exit 1
