@@ -15,7 +15,11 @@
 #    (1 room x 1000, 200 messages), REPEAT rounds each (default 3), medians.
 #    Uses scripts/bench-hub.sh (same hub flags, loopback only).
 #
-# BENCH_DIR: where the stores go (default target/); REPEAT: hub rounds.
+# BENCH_DIR: where the stores go (default target/); REPEAT: hub rounds;
+# NO_BUILD=1: use the release binaries already built;
+# STORES: which hub settings, in this order each round (default "memory disk
+# disk-nofsync interval5ms"; also interval0ms, interval2ms: the disk store
+# with that --history-commit-interval-ms, fsync on).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 QUICK=${1:-}
@@ -29,7 +33,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "disk: $(df -h "${BENCH_DIR:-target}" | awk 'NR==2 {print $1, $2}')"
 echo "rustc: $(rustc --version)"
 echo
-cargo build --release --quiet --example bench_durable --example hub --example loadgen || exit 1
+if [ -n "${NO_BUILD:-}" ]; then
+  : # NO_BUILD=1: the release binaries already built
+elif [ "$HUB_ONLY" = 1 ]; then
+  cargo build --release --quiet --example hub --example loadgen || exit 1
+else
+  cargo build --release --quiet --example bench_durable --example hub --example loadgen || exit 1
+fi
 [ "$HUB_ONLY" = 1 ] || target/release/examples/bench_durable $QUICK
 
 if [ "$HUB_ONLY" = 0 ] && command -v valgrind >/dev/null; then
@@ -52,12 +62,12 @@ echo
 echo "## hub CPU per delivery: --history-store memory vs disk (same run, alternating)"
 OUTS=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
 for round in $(seq 1 "$REPEAT"); do
-  for store in memory disk disk-nofsync interval5ms; do
+  for store in ${STORES:-memory disk disk-nofsync interval5ms}; do
     data="$OUTS/data-$store-$round"
     mkdir -p "$data"
     case "$store" in
       disk-nofsync) flags="--history-store disk --history-fsync false" ;;
-      interval5ms) flags="--history-store disk --history-commit-interval-ms 5" ;;
+      interval*ms) ms=${store#interval}; flags="--history-store disk --history-commit-interval-ms ${ms%ms}" ;;
       *) flags="--history-store $store" ;;
     esac
     HUB_ARGS="$flags --data-dir $data" scripts/bench-hub.sh --no-build \
@@ -65,9 +75,9 @@ for round in $(seq 1 "$REPEAT"); do
       || echo "round $round ($store) failed: see $OUTS/$store-$round.log"
   done
 done
-python3 - "$OUTS" "$REPEAT" <<'PY'
+python3 - "$OUTS" "$REPEAT" "${STORES:-memory disk disk-nofsync interval5ms}" <<'PY'
 import json, statistics, sys, glob, os
-outs, repeat = sys.argv[1], int(sys.argv[2])
+outs, repeat, stores = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 def rounds(store, sc):
     vals = []
     for f in glob.glob(os.path.join(outs, f"{store}-[0-9]*", f"{sc}.json")):
@@ -86,7 +96,7 @@ print("| --- | --- | --- | --- | --- |")
 for sc in ("d", "a"):
     m = rounds("memory", sc)
     mm = statistics.median(m) if m else None
-    for store in ("memory", "disk", "disk-nofsync", "interval5ms"):
+    for store in stores:
         v = rounds(store, sc)
         if not v or not mm:
             print(f"| {sc} | {store} | ? | ? | missing rounds |")

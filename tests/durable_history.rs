@@ -235,6 +235,59 @@ fn staged_sends_report_at_once_and_resolve_once_committed() {
     rt.block_on(commit).unwrap();
 }
 
+/// `group_send_built_staged`: a payload the caller built is saved and
+/// delivered like a checked one, with only its size checked (the example
+/// hub's chat frames); the checked call still refuses what is not JSON.
+#[test]
+fn built_staged_sends_check_the_size_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    {
+        let hub = Hub::new(Config {
+            max_payload_bytes: 64,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let member = hub.open(None, None).unwrap();
+        member.join("g").unwrap();
+        let staged = hub
+            .group_send_built_staged("g", Kind::Json, true, |offset| {
+                bytes::Bytes::from(format!(r#"{{"id":{offset}}}"#))
+            })
+            .unwrap();
+        let channelbox::Staged::Sent(report, commit) = staged else {
+            panic!("the memory engine sends here")
+        };
+        assert_eq!((report.offset, report.delivered), (1, 1));
+        rt.block_on(commit).unwrap();
+        let got = member
+            .recv(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        assert_eq!(&got.data()[..], br#"{"id":1}"#);
+        // Over max_payload_bytes: refused, nothing saved or delivered.
+        let big = hub.group_send_built_staged("g", Kind::Json, true, |_| {
+            bytes::Bytes::from(vec![b' '; 65])
+        });
+        assert!(matches!(big, Err(channelbox::Error::TooLarge(_))));
+        // Not parsed: the caller vouches for it.
+        assert!(hub
+            .group_send_built_staged("g", Kind::Json, false, |_| {
+                bytes::Bytes::from_static(b"{not json")
+            })
+            .is_ok());
+        // The checked call parses.
+        let checked = hub.group_send_with_staged("g", Kind::Json, true, |_| {
+            bytes::Bytes::from_static(b"{not json")
+        });
+        assert!(matches!(checked, Err(channelbox::Error::InvalidJson(_))));
+    }
+    let hub = open(dir.path());
+    let texts: Vec<String> = payloads(&hub, "g").into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, [r#"{"id":1}"#]);
+}
+
 #[test]
 fn many_threads_sending_share_commits() {
     let dir = tempfile::tempdir().unwrap();

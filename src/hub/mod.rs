@@ -261,6 +261,12 @@ impl Hub {
     }
 
     fn check_payload(&self, kind: Kind, data: &[u8]) -> Result<()> {
+        self.check_size(data)?;
+        kind.validate(data)
+    }
+
+    /// Refuses a payload over `max_payload_bytes`.
+    fn check_size(&self, data: &[u8]) -> Result<()> {
         let max = self.inner.config.max_payload_bytes;
         if data.len() > max {
             return Err(Error::TooLarge(format!(
@@ -268,7 +274,7 @@ impl Hub {
                 data.len()
             )));
         }
-        kind.validate(data)
+        Ok(())
     }
 
     // ----- lookups -----------------------------------------------------

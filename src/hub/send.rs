@@ -114,6 +114,44 @@ impl Hub {
             self.check_payload(kind, &data)?;
             Ok(data)
         };
+        self.send_staged(group, kind, save_history, build)
+    }
+
+    /// [`Hub::group_send_with_staged`] for a payload the caller built
+    /// itself and vouches for (e.g. serialized by `serde_json`): only its
+    /// size is checked, not its content, so a host does not pay for parsing
+    /// again, on every message, the JSON it has just written. A payload
+    /// that is not what its kind says reaches members and history as it
+    /// is: use the checked call for anything taken from a client.
+    pub fn group_send_built_staged<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Staged>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_size(&data)?;
+            Ok(data)
+        };
+        self.send_staged(group, kind, save_history, build)
+    }
+
+    /// The staged send behind both calls above.
+    fn send_staged<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Staged>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
         match &self.inner.backend {
             Backend::Local => {
                 let (report, commit) = self.send_local_start(group, kind, save_history, build)?;

@@ -526,8 +526,10 @@ fn place(rows: &mut Rows, offset: u64, seq: u64) -> Option<u64> {
     }
 }
 
-fn encode_message(group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + group.len() + 17 + data.len());
+/// Encodes a `messages` value into `v` (cleared first).
+fn encode_message(v: &mut Vec<u8>, group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8]) {
+    v.clear();
+    v.reserve(4 + group.len() + 17 + data.len());
     v.extend_from_slice(&(group.len() as u32).to_le_bytes());
     v.extend_from_slice(group.as_bytes());
     v.extend_from_slice(&offset.to_le_bytes());
@@ -538,7 +540,6 @@ fn encode_message(group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8])
     });
     v.extend_from_slice(&ts_ms.to_le_bytes());
     v.extend_from_slice(data);
-    v
 }
 
 /// The sequence number of a `messages` key.
@@ -943,6 +944,8 @@ impl Writer {
         let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             let tx = db.begin_write()?;
             let mut touched: Vec<Arc<str>> = Vec::new();
+            // One buffer for every row this commit writes.
+            let mut value = Vec::new();
             {
                 let mut messages = tx.open_table(MESSAGES)?;
                 if *stale {
@@ -963,11 +966,12 @@ impl Writer {
                         } => {
                             let seq = *next_seq;
                             *next_seq += 1;
-                            messages.insert(
-                                &seq.to_be_bytes()[..],
-                                &encode_message(group, *offset, *kind, *ts_ms, data)[..],
-                            )?;
-                            let group_rows = rows.entry(group.clone()).or_default();
+                            encode_message(&mut value, group, *offset, *kind, *ts_ms, data);
+                            messages.insert(&seq.to_be_bytes()[..], &value[..])?;
+                            let group_rows = match rows.get_mut(group) {
+                                Some(group_rows) => group_rows,
+                                None => rows.entry(group.clone()).or_default(),
+                            };
                             if let Some(replaced) = place(group_rows, *offset, seq) {
                                 messages.remove(&replaced.to_be_bytes()[..])?;
                             }

@@ -377,9 +377,10 @@ async fn send_message(
         username: &claims.username,
     };
     let ts = frames::timestamp(frames::now_ms());
+    // Written by serde_json: valid JSON, so the core does not parse it again.
     let staged = state
         .hub
-        .group_send_with_staged(room.group, Kind::Json, true, |id| {
+        .group_send_built_staged(room.group, Kind::Json, true, |id| {
             message_frame(id, author, &draft, &ts)
         });
     let report = match staged? {
@@ -473,7 +474,7 @@ pub async fn publish(
     let ts = frames::timestamp(frames::now_ms());
     let staged = state
         .hub
-        .group_send_with_staged(room.group, Kind::Json, true, |id| {
+        .group_send_built_staged(room.group, Kind::Json, true, |id| {
             message_frame(id, author, &draft, &ts)
         });
     let report = match staged? {
@@ -504,10 +505,9 @@ pub async fn publish(
 }
 
 /// Sends the `ack` of message `id` once `durable` resolves (an `error`
-/// frame if its commit failed), without holding up the socket: at most
-/// [`crate::session::MAX_PENDING_ACKS`] wait at once, then the next
-/// message waits for a slot. Already resolved (history in memory, no
-/// commit to wait for): answered here, no task.
+/// frame if its commit failed), without holding up the socket (see
+/// [`crate::session::PendingAcks`]). Already resolved (history in memory,
+/// no commit to wait for): answered here.
 async fn acknowledge_when_durable(
     session: &Session,
     room: &str,
@@ -521,43 +521,36 @@ async fn acknowledge_when_durable(
             let ids = &session.state.features.client_ids;
             ids.failed(room, &session.claims.sub, client_id, id).await;
         }
-        if let Some(frame) = ack_frame(result, client_id, id) {
+        if let Some(frame) = ack_frame(result, client_id.as_deref(), id) {
             session.send(frame);
         }
         return;
     }
-    let Ok(slot) = session.pending_acks.clone().acquire_owned().await else {
-        return;
-    };
-    let state = session.state.clone();
-    let conn = session.conn.id();
-    let (room, sub) = (room.to_owned(), session.claims.sub.clone());
-    tokio::spawn(async move {
-        let result = durable.await;
-        if let (Err(_), Some(client_id)) = (&result, &client_id) {
-            // A resend is saved anew, not acked with this id.
-            let ids = &state.features.client_ids;
-            ids.failed(&room, &sub, client_id, id).await;
-        }
-        if let Some(frame) = ack_frame(result, client_id, id) {
-            let _ = state.hub.conn_send(conn, Kind::Json, frame);
-        }
-        drop(slot);
-    });
+    let acks = session.pending_acks.clone();
+    acks.push(session, room, client_id, id, durable).await;
 }
 
 /// The `ack` of a committed message (none without a `client_id`), or the
 /// `error` of a failed commit.
-fn ack_frame(
+pub(crate) fn ack_frame(
     committed: channelbox::Result<()>,
-    client_id: Option<String>,
+    client_id: Option<&str>,
     id: u64,
 ) -> Option<Bytes> {
+    #[derive(serde::Serialize)]
+    struct Ack<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        client_id: &'a str,
+        id: u64,
+    }
     match committed {
         Ok(()) => client_id.map(|client_id| {
-            frames::encode(&serde_json::json!({
-                "type": "ack", "client_id": client_id, "id": id,
-            }))
+            frames::encode(&Ack {
+                ty: "ack",
+                client_id,
+                id,
+            })
         }),
         Err(e) => {
             let refusal = Refusal::from(e);

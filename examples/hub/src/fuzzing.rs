@@ -96,9 +96,7 @@ impl FrameHarness {
             return Vec::new();
         };
         let session = Session {
-            pending_acks: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                crate::session::MAX_PENDING_ACKS,
-            )),
+            pending_acks: crate::session::PendingAcks::new(),
             _user_slot: user_slot,
             state: Arc::clone(&state),
             claims: Arc::new(claims),

@@ -50,7 +50,7 @@ pub struct Session {
     pub epoch: Option<u64>,
     /// Saved messages of this socket whose `ack` waits for the durable
     /// store ([`MAX_PENDING_ACKS`] at most; the next message waits for one).
-    pub pending_acks: Arc<tokio::sync::Semaphore>,
+    pub pending_acks: Arc<PendingAcks>,
     /// Counts this socket against `--max-connections-per-user` until the
     /// session ends.
     pub(crate) _user_slot: crate::server::UserSlot,
@@ -79,6 +79,104 @@ impl Session {
     /// Closes this socket with a WebSocket close code (e.g. 4003).
     pub fn close(&self, code: u16, reason: &str) {
         self.state.close_connection(self.conn.id(), code, reason);
+    }
+}
+
+/// The `ack`s of one socket's saved messages that wait for their commit,
+/// in the order the messages were sent, and the one task that sends them:
+/// started when the first waits, gone once none does. One task a socket
+/// and one wake-up a commit, not a task and a wake-up per message: commits
+/// complete in order, so once the oldest waiting one is done the acks
+/// behind it that shared its commit are answered without waiting again.
+pub struct PendingAcks {
+    /// [`MAX_PENDING_ACKS`] permits; a waiting ack holds one (forgotten
+    /// when taken, added back once the ack is sent).
+    slots: tokio::sync::Semaphore,
+    queue: parking_lot::Mutex<AckQueue>,
+}
+
+#[derive(Default)]
+struct AckQueue {
+    waiting: std::collections::VecDeque<PendingAck>,
+    /// A task is serving `waiting`.
+    served: bool,
+}
+
+/// One saved message whose `ack` waits for its commit.
+struct PendingAck {
+    durable: channelbox::HubFuture<channelbox::Result<()>>,
+    /// The room and `client_id` of a message sent with one: released if
+    /// the commit fails, so a resend is saved anew, not acked with `id`.
+    client_id: Option<(String, String)>,
+    id: u64,
+}
+
+impl PendingAcks {
+    /// No ack waiting, [`MAX_PENDING_ACKS`] free slots.
+    pub fn new() -> Arc<PendingAcks> {
+        Arc::new(PendingAcks {
+            slots: tokio::sync::Semaphore::new(MAX_PENDING_ACKS),
+            queue: parking_lot::Mutex::new(AckQueue::default()),
+        })
+    }
+
+    /// Sends message `id`'s `ack` (none without a `client_id`) once
+    /// `durable` resolves, or an `error` frame if its commit failed,
+    /// without holding up the socket: waits here only while
+    /// [`MAX_PENDING_ACKS`] acks of this socket wait already.
+    pub(crate) async fn push(
+        self: &Arc<Self>,
+        session: &Session,
+        room: &str,
+        client_id: Option<String>,
+        id: u64,
+        durable: channelbox::HubFuture<channelbox::Result<()>>,
+    ) {
+        let Ok(slot) = self.slots.acquire().await else {
+            return;
+        };
+        slot.forget();
+        let serve = {
+            let mut q = self.queue.lock();
+            q.waiting.push_back(PendingAck {
+                durable,
+                client_id: client_id.map(|c| (room.to_owned(), c)),
+                id,
+            });
+            !std::mem::replace(&mut q.served, true)
+        };
+        if serve {
+            let (acks, state, conn) = (self.clone(), session.state.clone(), session.conn.id());
+            let sub = session.claims.sub.clone();
+            tokio::spawn(async move { acks.serve(&state, conn, &sub).await });
+        }
+    }
+
+    /// Answers waiting acks in order until none is left.
+    async fn serve(&self, state: &AppState, conn: channelbox::ConnId, sub: &str) {
+        loop {
+            let next = {
+                let mut q = self.queue.lock();
+                match q.waiting.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        q.served = false;
+                        return;
+                    }
+                }
+            };
+            let committed = next.durable.await;
+            let client_id = next.client_id.as_ref();
+            if let (Err(_), Some((room, client_id))) = (&committed, client_id) {
+                let ids = &state.features.client_ids;
+                ids.failed(room, sub, client_id, next.id).await;
+            }
+            let client_id = client_id.map(|(_, c)| c.as_str());
+            if let Some(frame) = crate::chat::ack_frame(committed, client_id, next.id) {
+                let _ = state.hub.conn_send(conn, channelbox::Kind::Json, frame);
+            }
+            self.slots.add_permits(1);
+        }
     }
 }
 

@@ -408,9 +408,7 @@ fn open_session(
         conn,
         since,
         epoch,
-        pending_acks: std::sync::Arc::new(tokio::sync::Semaphore::new(
-            crate::session::MAX_PENDING_ACKS,
-        )),
+        pending_acks: crate::session::PendingAcks::new(),
         _user_slot: user_slot,
     });
     Some((session, socket))

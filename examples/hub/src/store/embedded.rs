@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use rustc_hash::FxHashMap;
 
 use super::{StoreError, Table};
@@ -60,6 +62,19 @@ fn def(table: Table) -> Kv {
 }
 
 /// Tables written through the [`Batcher`] (readers look there first).
+/// Every [`Table`], in the order of its discriminant.
+const TABLES: [Table; 9] = [
+    Table::Rooms,
+    Table::Owned,
+    Table::Bans,
+    Table::Mutes,
+    Table::Reads,
+    Table::UserReads,
+    Table::UserDms,
+    Table::ClientIds,
+    Table::Meta,
+];
+
 fn batched(table: Table) -> bool {
     matches!(
         table,
@@ -110,6 +125,11 @@ pub struct Batcher {
 /// The embedded store.
 pub struct Embedded {
     shared: Arc<(Database, Batcher)>,
+    /// Per table (by [`Table`] index): false while the table has never
+    /// held a row since the file was opened, so a read of it (a mute check
+    /// on every chat message, usually) answers without a read transaction.
+    /// Set before any write to the table begins.
+    may_hold: [AtomicBool; TABLES.len()],
     writer: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
 }
@@ -157,6 +177,16 @@ impl Embedded {
             tx.open_table(THREADS)?;
             tx.commit()?;
         }
+        let may_hold = {
+            let tx = db.begin_read()?;
+            let mut may_hold = [const { AtomicBool::new(true) }; TABLES.len()];
+            for (i, table) in TABLES.into_iter().enumerate() {
+                debug_assert_eq!(table as usize, i);
+                let empty = tx.open_table(def(table))?.is_empty()?;
+                may_hold[i] = AtomicBool::new(!empty);
+            }
+            may_hold
+        };
         let shared = Arc::new((
             db,
             Batcher {
@@ -173,6 +203,7 @@ impl Embedded {
         tracing::info!(path = %path.display(), "hub state opened");
         Ok(Embedded {
             shared,
+            may_hold,
             writer: Some(writer),
             path,
         })
@@ -184,6 +215,16 @@ impl Embedded {
 
     fn batcher(&self) -> &Batcher {
         &self.shared.1
+    }
+
+    /// False while `table` has held no row since the file was opened.
+    fn may_hold(&self, table: Table) -> bool {
+        self.may_hold[table as usize].load(Ordering::SeqCst)
+    }
+
+    /// Before a write to `table`: reads of it go to the file from now on.
+    fn will_hold(&self, table: Table) {
+        self.may_hold[table as usize].store(true, Ordering::SeqCst);
     }
 
     /// The value under `(group, field)`, the batch first.
@@ -214,6 +255,10 @@ impl Embedded {
                     continue;
                 }
             }
+            if !self.may_hold(table) {
+                out.push(None);
+                continue;
+            }
             let t = tx.open_table(def(table)).map_err(db_err)?;
             out.push(
                 t.get((group, field))
@@ -225,6 +270,9 @@ impl Embedded {
     }
 
     fn read(&self, table: Table, group: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.may_hold(table) {
+            return Ok(None);
+        }
         let tx = self.db().begin_read().map_err(db_err)?;
         let t = tx.open_table(def(table)).map_err(db_err)?;
         Ok(t.get((group, field))
@@ -252,6 +300,7 @@ impl Embedded {
         field: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
+        self.will_hold(table);
         self.write(|tx| {
             tx.open_table(def(table))?.insert((group, field), value)?;
             Ok(())
@@ -279,6 +328,7 @@ impl Embedded {
         field: &str,
         value: &[u8],
     ) -> Result<bool, StoreError> {
+        self.will_hold(table);
         self.write(|tx| {
             let mut t = tx.open_table(def(table))?;
             if t.get((group, field))?.is_some() {
@@ -298,6 +348,9 @@ impl Embedded {
         old: &[u8],
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
+        if new.is_some() {
+            self.will_hold(table);
+        }
         self.write(|tx| {
             let mut t = tx.open_table(def(table))?;
             let same = t.get((group, field))?.is_some_and(|v| v.value() == old);
@@ -478,6 +531,7 @@ impl Embedded {
             }
         };
         if let Some(new) = new {
+            self.will_hold(table);
             pending
                 .open
                 .puts

@@ -691,6 +691,67 @@ fn decode_client_id(raw: &[u8]) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
 
+    /// A table that never held a row answers reads without the file; the
+    /// first write of any kind makes reads go to the file again, and a
+    /// reopened file with rows is read from the start.
+    #[tokio::test]
+    async fn reads_of_empty_tables_see_every_later_write_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_embedded(dir.path()).unwrap();
+            assert_eq!(store.get(Table::Mutes, "room", "bob").await.unwrap(), None);
+            assert_eq!(store.get(Table::Bans, "room", "bob").await.unwrap(), None);
+            store.put(Table::Mutes, "room", "bob", b"m").await.unwrap();
+            assert_eq!(
+                store
+                    .get(Table::Mutes, "room", "bob")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"m"[..])
+            );
+            assert!(store
+                .put_new(Table::Bans, "room", "eve", b"b")
+                .await
+                .unwrap());
+            let many = store
+                .get_many(&[(Table::Bans, "room", "eve"), (Table::Owned, "o", "r")])
+                .await
+                .unwrap();
+            assert_eq!(many, vec![Some(b"b".to_vec()), None]);
+            assert!(store
+                .put_new_batched(Table::Reads, "room", "bob", b"4")
+                .await
+                .unwrap());
+        }
+        let store = Store::open_embedded(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .get(Table::Mutes, "room", "bob")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"m"[..])
+        );
+        assert_eq!(
+            store
+                .get(Table::Bans, "room", "eve")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"b"[..])
+        );
+        assert_eq!(
+            store
+                .get(Table::Reads, "room", "bob")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"4"[..])
+        );
+        assert_eq!(store.get(Table::Owned, "o", "r").await.unwrap(), None);
+    }
+
     #[tokio::test]
     async fn a_batched_put_new_sets_only_an_absent_value_and_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
