@@ -132,7 +132,8 @@ async fn leave(session: &Session, group: &str) {
 /// A join or leave notice: saved (its id returned) while this user's
 /// notices of the kind in this room stay within `--join-notices-per-minute`;
 /// over it, delivered live only, without an id, so they never push
-/// messages out of the room's history.
+/// messages out of the room's history. None at all in a room with more
+/// than `--join-notices-max-users` users on this hub.
 async fn send_notice(
     session: &Session,
     room: &str,
@@ -141,6 +142,10 @@ async fn send_notice(
     message: &str,
 ) -> Option<u64> {
     let state = &session.state;
+    let max_users = state.config.join_notices_max_users;
+    if max_users > 0 && state.features.occupancy.users_in(room) > max_users {
+        return None;
+    }
     let per_minute = state.config.join_notices_per_minute;
     if state
         .features
