@@ -91,6 +91,9 @@ one_run() { # one_run DIR
       (exec 3<>"/dev/tcp/${addrs[$i]}/${ports[$i]}") 2>/dev/null && break; sleep 0.1
     done
   done
+  local -a j0 j1 rss0
+  for i in "${!pids[@]}"; do j0[$i]=$(cpu_ns "${pids[$i]}"); rss0[$i]=$(rss_kb "${pids[$i]}"); done
+  local rj0; rj0=$(cpu_ns "$redis")
   local t0; t0=$(date +%s.%N)
   for i in $(seq 0 $((HUBS - 1))); do
     "$LG" idle --url "ws://${addrs[$i]}:${ports[$i]}" --jwt-secret "$SECRET" --conns "$CONNS" \
@@ -103,6 +106,8 @@ one_run() { # one_run DIR
   if ! wait_lines 'joined' 900 "${errs[@]}"; then echo "joining did not finish" >&2; return 1; fi
   local t1; t1=$(date +%s.%N)
   sleep 5
+  for i in "${!pids[@]}"; do j1[$i]=$(cpu_ns "${pids[$i]}"); done
+  local rj1; rj1=$(cpu_ns "$redis")
   # Idle rate, then the broadcast window.
   local -a a0 a1 b0 b1 rss
   for i in "${!pids[@]}"; do a0[$i]=$(cpu_ns "${pids[$i]}"); done
@@ -126,9 +131,9 @@ one_run() { # one_run DIR
     echo "join_wall_s=$(echo "$t1 - $t0" | bc)"
     echo "idle_window_s=$(echo "$ta1 - $ta0" | bc) broadcast_window_s=$(echo "$tb1 - $tb0" | bc)"
     for i in "${!pids[@]}"; do
-      echo "hub$i pid=${pids[$i]} rss_kb=${rss[$i]} idle_cpu_ns=$((a1[i] - a0[i])) bcast_cpu_ns=$((b1[i] - b0[i]))"
+      echo "hub$i pid=${pids[$i]} rss0_kb=${rss0[$i]} rss_kb=${rss[$i]} join_cpu_ns=$((j1[i] - j0[i])) idle_cpu_ns=$((a1[i] - a0[i])) bcast_cpu_ns=$((b1[i] - b0[i]))"
     done
-    echo "redis idle_cpu_ns=$((ra1 - ra0)) bcast_cpu_ns=$((rb1 - rb0))"
+    echo "redis join_cpu_ns=$((rj1 - rj0)) idle_cpu_ns=$((ra1 - ra0)) bcast_cpu_ns=$((rb1 - rb0))"
     echo "load: $(cat /proc/loadavg)"
   } >"$dir/samples.txt"
   python3 - "$dir" <<'PY'
@@ -160,12 +165,13 @@ for line in lines[3:]:
         idle_ns = int(h["idle_cpu_ns"]); b_ns = int(h["bcast_cpu_ns"])
         net = b_ns - idle_ns * b_s / idle_s
         deliveries = conns * msgs
-        out.append(f"{name}: rss {int(h['rss_kb'])/1024:.0f} MiB ({int(h['rss_kb'])*1024/conns:.0f} B/conn); "
+        out.append(f"{name}: rss {int(h['rss_kb'])/1024:.0f} MiB ({(int(h['rss_kb'])-int(h['rss0_kb']))*1024/conns:.0f} B/conn over the idle hub); "
+                   f"joins {int(h['join_cpu_ns'])/conns/1e3:.0f} us CPU each; "
                    f"idle {idle_ns/idle_s/1e6:.2f} ms CPU/s; broadcast window {b_ns/1e6:.1f} ms CPU; "
                    f"less idle {net/1e6:.1f} ms = {net/deliveries:.0f} ns per delivery")
     elif line.startswith("redis"):
         h = kv(line)
-        out.append(f"redis: idle {int(h['idle_cpu_ns'])/idle_s/1e6:.2f} ms CPU/s; broadcast window "
+        out.append(f"redis: joins {int(h['join_cpu_ns'])/conns/len(idles)/1e3:.1f} us CPU each; idle {int(h['idle_cpu_ns'])/idle_s/1e6:.2f} ms CPU/s; broadcast window "
                    f"{int(h['bcast_cpu_ns'])/1e6:.1f} ms CPU ({int(h['bcast_cpu_ns'])/1e3/msgs:.0f} us per message, idle included)")
     elif line.startswith("load"):
         out.append(line)
