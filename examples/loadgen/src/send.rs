@@ -36,10 +36,12 @@ pub async fn run_send(a: SendArgs) -> Value {
     let mut sent_at = Vec::with_capacity(a.messages);
     let mut echoed = 0usize;
     let mut errors = Vec::new();
+    let start = Instant::now();
     for seq in 0..a.messages {
         if seq > 0 {
-            // Read (and count our own echoes) while waiting for the next send.
-            let next = Instant::now() + Duration::from_millis(a.interval_ms);
+            // Read (and count our own echoes) until the next send is due: message `seq` goes
+            // at start + seq x interval, so the rate holds whatever a send took.
+            let next = start + Duration::from_millis(a.interval_ms * seq as u64);
             while let Ok(Some(Ok(m))) = timeout_at(next.into(), ws.next()).await {
                 echoed += own_echo(&m, &prefix);
             }
