@@ -49,7 +49,10 @@ impl Subscriptions {
     pub(crate) fn take_changes(&mut self) -> (Vec<String>, Vec<String>) {
         let (mut add, mut remove) = (Vec::new(), Vec::new());
         for channel in std::mem::take(&mut self.changed) {
-            match (self.desired.contains(&channel), self.active.contains(&channel)) {
+            match (
+                self.desired.contains(&channel),
+                self.active.contains(&channel),
+            ) {
                 (true, false) => add.push(channel),
                 (false, true) => remove.push(channel),
                 _ => {}
@@ -280,7 +283,10 @@ mod tests {
         };
         let (add, remove) = s.take_changes();
         // "c" is wanted but did not change since the last look: left alone.
-        assert_eq!((add, remove), (vec!["b".to_string()], vec!["old".to_string()]));
+        assert_eq!(
+            (add, remove),
+            (vec!["b".to_string()], vec!["old".to_string()])
+        );
         assert!(s.changed.is_empty());
         assert_eq!(s.active, set(&["a"]), "unsubscribed channels leave at once");
         // A channel wanted and unwanted again in between needs nothing.
