@@ -24,7 +24,7 @@ OUT="${OUT:-target/bench-latency/$(date -u +%Y%m%dT%H%M%SZ)}"
 SECRET=measure-secret-0123456789abcdef0123456789
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+cpu_ns() { { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 for r in $(seq 1 "$RUNS"); do
   dir="$OUT/run-$r"; mkdir -p "$dir"
@@ -41,7 +41,7 @@ for r in $(seq 1 "$RUNS"); do
     n=$(( i == PROCS - 1 ? SUBS - per * (PROCS - 1) : per ))
     "$LG" idle --url "ws://127.0.0.1:$port" --jwt-secret "$SECRET" --conns "$n" --rooms 1 \
       --room-prefix lat- --user-prefix "p${i}u" --hold-secs 120 --timeout 300 \
-      --expect-marked "$MESSAGES" --quiet >"$dir/idle$i.json" 2>"$dir/idle$i.err" &
+      --expect-marked "$MESSAGES" --stop-file "$data/stop" --quiet >"$dir/idle$i.json" 2>"$dir/idle$i.err" &
     lgs+=($!)
   done
   for _ in $(seq 1200); do
@@ -62,6 +62,7 @@ for r in $(seq 1 "$RUNS"); do
     [ "$n" -eq "$PROCS" ] && break; sleep 0.1
   done
   h1=$(cpu_ns "$hub"); l1=0; for p in "${lgs[@]}"; do l1=$((l1 + $(cpu_ns "$p"))); done
+  touch "$data/stop"
   for p in "${lgs[@]}"; do wait "$p" || true; done
   kill "$hub" 2>/dev/null || true; wait "$hub" 2>/dev/null || true
   rm -rf "$data"
