@@ -155,7 +155,8 @@ async fn leave(session: &Session, group: &str, tell: bool) {
 /// began or ended), saved (its id returned) while their notices of the
 /// kind in this room stay within `--join-notices-per-minute`; otherwise
 /// delivered live only, without an id, so it never pushes messages out of
-/// the room's history.
+/// the room's history. None at all in a room with more than
+/// `--join-notices-max-users` users on this hub.
 pub(crate) async fn send_notice(
     state: &AppState,
     room: &str,
@@ -165,6 +166,10 @@ pub(crate) async fn send_notice(
     save: bool,
     message: &str,
 ) -> Option<u64> {
+    let max_users = state.config.join_notices_max_users;
+    if max_users > 0 && state.features.occupancy.users_in(room) > max_users {
+        return None;
+    }
     let per_minute = state.config.join_notices_per_minute;
     if save
         && state

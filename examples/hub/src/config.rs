@@ -95,6 +95,12 @@ pub struct Config {
     /// begins or ends saves a notice (see `features::membership`).
     #[arg(long, default_value_t = 3)]
     pub join_notices_per_minute: u32,
+    /// Rooms with more than this many users connected to this hub get no
+    /// join or leave notices at all (0 = always send them). Each notice
+    /// reaches every member, so N joins into one room cost N²/2
+    /// deliveries: a room of 95,000 is 4.5 billion.
+    #[arg(long, default_value_t = 0)]
+    pub join_notices_max_users: usize,
     /// WebSocket joins (`/chat`) one user may make per minute, over all
     /// rooms (0 = no limit); more are refused with 429.
     #[arg(long, default_value_t = 120)]

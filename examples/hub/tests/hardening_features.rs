@@ -255,6 +255,44 @@ async fn a_reconnect_loop_does_not_push_messages_out_of_history() {
     assert!(notices <= 8, "{notices} notices saved: {history}");
 }
 
+/// `--join-notices-max-users`: a room with more users than that on the
+/// hub gets no join notices (N joins would cost N²/2 deliveries); below
+/// it they go out as before.
+#[tokio::test]
+async fn big_rooms_get_no_join_notices() {
+    let hub = Hub::start_with(|c| c.join_notices_max_users = 2).await;
+    let (mut alice, _) = hub.join("lobby", &hub.user("alice")).await;
+    let (_bob, _) = hub.join("lobby", &hub.user("bob")).await;
+    alice
+        .expect_where("system", |f| f["message"] == "bob joined the chat")
+        .await;
+    let (_carol, history) = hub.join("lobby", &hub.user("carol")).await;
+    let notices: Vec<&Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "system")
+        .collect();
+    assert_eq!(notices.len(), 2, "alice's and bob's only: {history}");
+    alice.send(json!({"message": "after carol"})).await;
+    // Until her own message comes back, alice sees no notice of carol's.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        match alice.next_within(common::WAIT).await {
+            common::Seen::Frame(f) if f["type"] == "message" => {
+                assert_eq!(f["content"], "after carol");
+                break;
+            }
+            common::Seen::Frame(f) => seen.push(f),
+            other => panic!("alice's socket: {other:?}"),
+        }
+    }
+    assert!(
+        seen.iter().all(|f| f["type"] != "system"),
+        "no notice for carol: {seen:?}"
+    );
+}
+
 /// `--joins-per-minute` refuses a reconnect loop with 429.
 #[tokio::test]
 async fn joins_over_the_rate_are_refused() {

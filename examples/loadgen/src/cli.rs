@@ -22,6 +22,9 @@ pub enum Cmd {
     Fanout(FanoutArgs),
     /// Hold N idle connections and measure the server's RSS per connection.
     Idle(IdleArgs),
+    /// Join one room as one user and send marked messages stamped with the machine's
+    /// monotonic clock, for `idle --expect-marked` receivers in other processes to time.
+    Send(SendArgs),
     /// One of the BENCHMARKS.md scenarios with its preset sizes (a, b, c, d, e).
     Scenario(ScenarioArgs),
     /// Soak: readers, rejoining churners and steady publishing for minutes; server RSS, fds,
@@ -37,6 +40,7 @@ impl Cmd {
         match self {
             Cmd::Fanout(a) => Some(&a.c),
             Cmd::Idle(a) => Some(&a.c),
+            Cmd::Send(a) => Some(&a.c),
             Cmd::Scenario(a) => Some(&a.c),
             Cmd::Soak(a) => Some(&a.c),
             Cmd::Report(_) => None,
@@ -207,6 +211,40 @@ pub struct IdleArgs {
     /// Hold time after all connections joined (s).
     #[arg(long, default_value_t = 5)]
     pub hold_secs: u64,
+    /// User names are this prefix and the connection's index (several processes on one
+    /// server need different prefixes).
+    #[arg(long, default_value = "i")]
+    pub user_prefix: String,
+    /// Marked messages (from `loadgen send`, any run id) each connection should receive: their
+    /// latency is timed on the machine's monotonic clock, and the hold ends early once every
+    /// connection has this many (0: marked messages are not looked for).
+    #[arg(long, default_value_t = 0)]
+    pub expect_marked: usize,
+    /// With --expect-marked: keep holding after every connection got them, until this file
+    /// exists (a script samples the servers' CPU first, then creates it).
+    #[arg(long)]
+    pub stop_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub c: Common,
+    /// The room to send to (the full name: --room-prefix does not apply).
+    #[arg(long)]
+    pub room: String,
+    /// The sender's user name.
+    #[arg(long, default_value = "sender")]
+    pub user: String,
+    /// Marked messages to send.
+    #[arg(long, default_value_t = 1)]
+    pub messages: usize,
+    /// Pause between two messages (ms).
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Extra bytes of padding in each message body.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
 }
 
 #[cfg(test)]

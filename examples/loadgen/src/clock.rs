@@ -19,6 +19,18 @@ pub fn now_ns() -> u64 {
     start().elapsed().as_nanos() as u64
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so a message
+/// stamped by `loadgen send` can be timed by `loadgen idle` in other processes.
+pub fn machine_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// (work deadline, end deadline) for a run limited to `timeout_s` seconds since process start:
 /// connecting, publishing and draining stop at the first; collecting results and closing
 /// sockets must be over by the second, which leaves a few seconds before `--timeout` itself.
@@ -33,6 +45,13 @@ pub fn deadlines(timeout_s: u64) -> (Instant, Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_clock_moves_forward() {
+        let a = machine_ns();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(machine_ns() >= a + 2_000_000);
+    }
 
     #[test]
     fn work_stops_before_the_end_and_the_end_before_the_timeout() {

@@ -11,6 +11,8 @@
 //!   (fixed `--rate` or saturation), subscribers count deliveries, detect loss,
 //!   duplicates and reordering, and record publisher-send -> subscriber-receive latency.
 //! * `idle`: open N idle connections, hold them, report the server's RSS delta per connection.
+//! * `send`: one user sends marked messages stamped with the machine's clock, which `idle
+//!   --expect-marked` connections (in any process) time: a broadcast across processes and hubs.
 //! * `soak`: readers, rejoining churners and publishers for minutes: the server's RSS and fds over
 //!   time, latency p99 per interval, messages lost for connected and for rejoining readers.
 //!
@@ -39,6 +41,7 @@ mod idle;
 mod procfs;
 mod report;
 mod scenarios;
+mod send;
 mod soak;
 mod stats;
 mod wire;
@@ -112,6 +115,7 @@ async fn run(cmd: Cmd, limit: u64) -> Value {
         match cmd {
             Cmd::Fanout(a) => fanout::run_fanout(a).await,
             Cmd::Idle(a) => idle::run_idle(a).await,
+            Cmd::Send(a) => send::run_send(a).await,
             Cmd::Scenario(a) => scenarios::run_scenario(a).await,
             Cmd::Soak(a) => soak::run_soak(a).await,
             Cmd::Report(_) => unreachable!("report measures nothing"),

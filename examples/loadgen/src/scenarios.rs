@@ -72,6 +72,9 @@ pub fn preset(name: ScenarioName, c: Common, repeat: usize) -> Preset {
             conns: 5000,
             rooms: 500,
             hold_secs: 5,
+            user_prefix: "i".into(),
+            expect_marked: 0,
+            stop_file: None,
         }),
         ScenarioName::D => Preset::Fanout(saturated(c, repeat, 100, 10, 200)),
         ScenarioName::E => {

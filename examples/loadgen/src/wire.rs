@@ -36,6 +36,23 @@ pub fn parse_marker(b: &[u8]) -> Option<Marker> {
     })
 }
 
+/// The marker of any run in `b` (`B|<8 hex digits>|round|seq|sent_ns|`), for receivers that
+/// do not know the sender's run id.
+pub fn any_marker(b: &[u8]) -> Option<Marker> {
+    let mut from = 0;
+    while let Some(p) = find(&b[from..], b"B|") {
+        let s = from + p;
+        let id = b.get(s + 2..s + 10)?;
+        if id.iter().all(u8::is_ascii_hexdigit) && b.get(s + 10) == Some(&b'|') {
+            if let Some(m) = parse_marker(&b[s + 11..]) {
+                return Some(m);
+            }
+        }
+        from = s + 1;
+    }
+    None
+}
+
 #[inline]
 fn num(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 {
@@ -135,6 +152,18 @@ mod tests {
         assert!(b.starts_with(&p));
         let m = parse_marker(&b.as_bytes()[p.len()..]).unwrap();
         assert_eq!((m.round, m.seq, m.sent_ns), (2, 17, 123456789));
+    }
+
+    #[test]
+    fn any_runs_marker_is_found_in_a_frame() {
+        let frame = format!(
+            r#"{{"type":"message","id":3,"user":"B|x","content":"{}"}}"#,
+            body(0xab, 0, 7, 99, "pad")
+        );
+        let m = any_marker(frame.as_bytes()).unwrap();
+        assert_eq!((m.round, m.seq, m.sent_ns), (0, 7, 99));
+        assert!(any_marker(br#"{"content":"B|12345678|1|x|"}"#).is_none());
+        assert!(any_marker(b"B|1234").is_none());
     }
 
     #[test]

@@ -587,6 +587,9 @@ impl Fanout for RedisEngine {
         let channel = self.channel(topic);
         let mut s = self.shared.subs.lock();
         let active = s.active.contains(&channel);
+        if !active {
+            s.changed.insert(channel.clone());
+        }
         s.desired.insert(channel);
         drop(s);
         if !active {
@@ -599,6 +602,9 @@ impl Fanout for RedisEngine {
         let mut s = self.shared.subs.lock();
         s.desired.remove(&channel);
         let active = s.active.contains(&channel);
+        if active {
+            s.changed.insert(channel);
+        }
         drop(s);
         if active {
             self.shared.subs_changed.notify_one();

@@ -34,8 +34,38 @@ pub(crate) struct Subscriptions {
     pub(crate) desired: FxHashSet<String>,
     /// Channels confirmed subscribed in the current session.
     pub(crate) active: FxHashSet<String>,
+    /// Channels whose wanted state changed since the last reconcile: only
+    /// these are compared, so a join costs O(1) however many channels a
+    /// node holds (every user has one; comparing the whole sets made N
+    /// joins cost N²).
+    pub(crate) changed: FxHashSet<String>,
     /// A session is up.
     pub(crate) connected: bool,
+}
+
+impl Subscriptions {
+    /// Channels to subscribe and to unsubscribe, from those that changed;
+    /// those to unsubscribe are no longer active when this returns.
+    pub(crate) fn take_changes(&mut self) -> (Vec<String>, Vec<String>) {
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for channel in std::mem::take(&mut self.changed) {
+            match (
+                self.desired.contains(&channel),
+                self.active.contains(&channel),
+            ) {
+                (true, false) => add.push(channel),
+                (false, true) => remove.push(channel),
+                _ => {}
+            }
+        }
+        // No longer active before the UNSUBSCRIBE is sent: a join that
+        // wants the channel again meanwhile waits for the SUBSCRIBE that
+        // follows, instead of trusting a subscription about to go.
+        for channel in &remove {
+            self.active.remove(channel);
+        }
+        (add, remove)
+    }
 }
 
 /// Runs sessions forever (until the runtime stops).
@@ -96,7 +126,12 @@ fn lose(shared: &Shared, reason: CloseReason) {
 async fn session(shared: &Arc<Shared>, pubsub: redis::aio::PubSub) {
     let (mut sink, mut stream) = pubsub.split();
     {
-        shared.subs.lock().connected = true;
+        let mut s = shared.subs.lock();
+        s.connected = true;
+        // A new session has nothing subscribed: every wanted channel.
+        let wanted: Vec<String> = s.desired.iter().cloned().collect();
+        s.changed.extend(wanted);
+        drop(s);
         shared.connected.store(true, Ordering::Relaxed);
     }
     shared.subs_cond.notify_all();
@@ -137,17 +172,7 @@ async fn reconcile(
     seen: &mut FxHashMap<String, (u64, u64)>,
 ) -> bool {
     loop {
-        let (add, remove): (Vec<String>, Vec<String>) = {
-            let mut s = shared.subs.lock();
-            let remove: Vec<String> = s.active.difference(&s.desired).cloned().collect();
-            // No longer active before the UNSUBSCRIBE is sent: a join that
-            // wants the channel again meanwhile waits for the SUBSCRIBE
-            // that follows, instead of trusting a subscription about to go.
-            for channel in &remove {
-                s.active.remove(channel);
-            }
-            (s.desired.difference(&s.active).cloned().collect(), remove)
-        };
+        let (add, remove) = shared.subs.lock().take_changes();
         if add.is_empty() && remove.is_empty() {
             return true;
         }
@@ -171,7 +196,15 @@ async fn reconcile(
         if results.iter().any(|r| r.is_err()) {
             return false;
         }
-        shared.subs.lock().active.extend(add);
+        let mut s = shared.subs.lock();
+        for channel in add {
+            // Unwanted while its SUBSCRIBE was out: look at it again.
+            if !s.desired.contains(&channel) {
+                s.changed.insert(channel.clone());
+            }
+            s.active.insert(channel);
+        }
+        drop(s);
         shared.subs_cond.notify_all();
     }
 }
@@ -229,5 +262,35 @@ fn dispatch(shared: &Shared, m: &redis::Msg, seen: &mut FxHashMap<String, (u64, 
         }
         Some(Channel::User(user)) => shared.sink.deliver_user(user, b.kind, b.payload, b.ts_ms),
         None => malformed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> FxHashSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_changed_channels_are_compared() {
+        let mut s = Subscriptions {
+            desired: set(&["a", "b", "c"]),
+            active: set(&["a", "old"]),
+            changed: set(&["b", "old"]),
+            ..Default::default()
+        };
+        let (add, remove) = s.take_changes();
+        // "c" is wanted but did not change since the last look: left alone.
+        assert_eq!(
+            (add, remove),
+            (vec!["b".to_string()], vec!["old".to_string()])
+        );
+        assert!(s.changed.is_empty());
+        assert_eq!(s.active, set(&["a"]), "unsubscribed channels leave at once");
+        // A channel wanted and unwanted again in between needs nothing.
+        s.changed = set(&["a", "zz"]);
+        assert_eq!(s.take_changes(), (vec![], vec![]));
     }
 }

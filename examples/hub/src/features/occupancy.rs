@@ -52,6 +52,11 @@ impl Occupancy {
         Ok(())
     }
 
+    /// Distinct users with a socket in `room` on this hub.
+    pub fn users_in(&self, room: &str) -> usize {
+        self.0.lock().users_in.get(room).copied().unwrap_or(0)
+    }
+
     /// `sub` opened a socket in `room`.
     pub fn joined(&self, room: &str, sub: &str) {
         let mut counts = self.0.lock();
@@ -108,6 +113,7 @@ mod tests {
         assert_eq!(o.check("b", "u", 1, 10), Err(Full::UserInTooManyRooms));
         assert_eq!(o.check("a", "u", 1, 10), Ok(()));
         assert_eq!(o.check("a", "v", 10, 1), Err(Full::RoomFull));
+        assert_eq!((o.users_in("a"), o.users_in("b")), (1, 0));
         o.left("a", "u");
         assert_eq!(o.check("b", "u", 1, 10), Err(Full::UserInTooManyRooms));
         o.left("a", "u");

@@ -270,7 +270,36 @@ pub struct IdleResult<'a> {
     /// This process's VmRSS (kB) before connecting and at the end of the hold.
     pub self_before: Option<u64>,
     pub self_after: Option<u64>,
+    /// Marked messages received (`--expect-marked`).
+    pub marked: Option<&'a crate::idle::Marked>,
     pub errors: Vec<String>,
+}
+
+/// The marked messages an idle run received: how many in all, how many connections got every
+/// one, latency percentiles over all deliveries, and per message its deliveries and the latest.
+fn marked_json(m: &crate::idle::Marked) -> Value {
+    let seen = m.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut lat: Vec<u32> = seen.iter().map(|&(_, us)| us).collect();
+    lat.sort_unstable();
+    let mut per_seq: std::collections::BTreeMap<u32, (usize, u32)> = Default::default();
+    for &(seq, us) in &seen {
+        let e = per_seq.entry(seq).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(us);
+    }
+    let per_seq: Vec<Value> = per_seq
+        .iter()
+        .map(|(seq, (n, max))| json!({"seq": seq, "received": n, "last_ms": *max as f64 / 1000.0}))
+        .collect();
+    json!({
+        "expected_per_conn": m.expect,
+        "received": seen.len(),
+        "conns_complete": m.complete.load(std::sync::atomic::Ordering::Relaxed),
+        "lat_p50_ms": crate::stats::percentile_ms(&lat, 0.5),
+        "lat_p99_ms": crate::stats::percentile_ms(&lat, 0.99),
+        "lat_max_ms": lat.last().map(|&us| us as f64 / 1000.0),
+        "per_message": per_seq,
+    })
 }
 
 impl IdleResult<'_> {
@@ -303,6 +332,7 @@ impl IdleResult<'_> {
             "server_rss_bytes_per_conn": per_conn(self.rss_before, self.rss_held),
             "loadgen_rss_bytes_per_conn": per_conn(self.self_before, self.self_after),
             "loadgen_cpu_s_total": round3(cpu_self_s()),
+            "marked": self.marked.map(marked_json),
             "errors_total": n_err,
             "error_kinds": kinds,
             "errors": errors,
