@@ -220,14 +220,8 @@ async fn a_client_back_from_away_gets_edits_deletes_and_reactions_in_id_order() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_converges_across_two_hubs_on_redis() {
     let redis = RedisServer::start();
-    let node = |name: &str| {
-        let (url, name) = (redis.url(), name.to_owned());
-        Hub::start_with(move |c| {
-            c.redis_url = Some(url);
-            c.node_name = Some(name);
-        })
-    };
-    let (h1, h2) = (node("h1").await, node("h2").await);
+    let h1 = Hub::on_redis(&redis, "h1", |_| {}).await;
+    let h2 = Hub::on_redis(&redis, "h2", |_| {}).await;
     // Alice reads and recovers on h1; bob writes and changes on h2.
     let live = away_client_converges(&h1, &h2, "spanned").await;
     for event in &live {

@@ -276,20 +276,11 @@ async fn membership_holds_across_a_restart() {
     hub.stop().await;
 }
 
-async fn node(redis: &RedisServer, name: &str) -> Hub {
-    let url = redis.url();
-    let name = name.to_owned();
-    Hub::start_with(move |c| {
-        c.redis_url = Some(url);
-        c.node_name = Some(name);
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hubs_on_one_redis_share_memberships() {
     let redis = RedisServer::start();
-    let (h1, h2) = (node(&redis, "h1").await, node(&redis, "h2").await);
+    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
     let (mut alice, _) = h1.join("hall", &h1.user("alice")).await;
 
     // First visit through h1: saved.

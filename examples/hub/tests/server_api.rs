@@ -480,14 +480,7 @@ async fn bad_input_gets_400_404_or_413_with_a_code() {
 }
 
 async fn node(redis: &RedisServer, name: &str) -> Hub {
-    let url = redis.url();
-    let name = name.to_owned();
-    Hub::start_with(move |c| {
-        c.redis_url = Some(url);
-        c.node_name = Some(name);
-        c.api_key = Some(KEY.into());
-    })
-    .await
+    Hub::on_redis(redis, name, |c| c.api_key = Some(KEY.into())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,14 +12,7 @@ use common::Hub;
 use serde_json::{json, Value};
 
 async fn node(redis: &RedisServer, name: &str, max_bans: usize) -> Hub {
-    let url = redis.url();
-    let name = name.to_owned();
-    Hub::start_with(move |c| {
-        c.redis_url = Some(url);
-        c.node_name = Some(name);
-        c.max_bans_per_room = max_bans;
-    })
-    .await
+    Hub::on_redis(redis, name, |c| c.max_bans_per_room = max_bans).await
 }
 
 /// Users reacting through each hub.

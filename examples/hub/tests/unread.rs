@@ -243,14 +243,8 @@ async fn a_watching_socket_gets_one_activity_frame_per_message_and_reads_from_ot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_and_live_frames_cross_two_hubs_on_one_redis() {
     let redis = RedisServer::start();
-    let node = |name: &'static str| {
-        let url = redis.url();
-        Hub::start_with(move |c| {
-            c.redis_url = Some(url);
-            c.node_name = Some(name.into());
-        })
-    };
-    let (a, b) = (node("a").await, node("b").await);
+    let a = Hub::on_redis(&redis, "a", |_| {}).await;
+    let b = Hub::on_redis(&redis, "b", |_| {}).await;
     // Alice has read the room on hub B; her sidebar socket is on hub B too.
     let (mut bob, _) = a.join("lobby", &a.user("bob")).await;
     let first = bob.say("first").await;

@@ -61,6 +61,22 @@ impl Hub {
         Hub::start_config(config, dir).await
     }
 
+    /// One of several hubs on the Redis server `redis`, with node name
+    /// `name` and the default settings as `change` leaves them.
+    pub async fn on_redis(
+        redis: &channelbox_test_support::RedisServer,
+        name: &str,
+        change: impl FnOnce(&mut Config),
+    ) -> Hub {
+        let (url, name) = (redis.url(), name.to_owned());
+        Hub::start_with(move |c| {
+            c.redis_url = Some(url);
+            c.node_name = Some(name);
+            change(c);
+        })
+        .await
+    }
+
     /// Stops this hub and starts a new one with the same settings and
     /// data directory (a restart).
     pub async fn restart(mut self) -> Hub {
