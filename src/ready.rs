@@ -6,6 +6,13 @@
 //! from empty to non-empty (or it closes). After `take`, drain it until it
 //! reports empty; it will be listed again on its next message.
 //!
+//! Listing is in two steps. The push that finds the queue empty marks the
+//! connection under the queue's lock, which it holds anyway (the queue's
+//! `listed` flag: set at most once until the connection comes off the
+//! list); the pusher then appends what it marked. A fan-out appends every
+//! member it marked under one lock of the list after its loop, and
+//! signals the fd at most once a send.
+//!
 //! The fd costs nothing until a host first asks for it. At that moment every
 //! connection that already holds messages (or was closed by the hub) is
 //! listed and the fd signalled, as epoll reports an fd that is ready when it
@@ -63,38 +70,48 @@ impl Ready {
         // SAFETY: `raw` is a fresh fd that we own.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
         let fd = self.fd.get_or_init(|| owned).as_raw_fd();
-        // Enabled before the scan: a message queued from here on is listed
-        // by its own `notify` (its queue lock orders it after this store),
-        // one queued earlier is seen by the scan. `in_ready` keeps a
-        // connection seen by both from being listed twice.
+        // Enabled before the scan: a push from here on reads it under its
+        // queue's lock, after the scan's look at that queue or before it
+        // (the lock orders them), and marks the connection itself; one
+        // queued earlier is seen by the scan. The queue's `listed` flag
+        // keeps a connection seen by both from being listed twice.
         self.enabled.store(true, Ordering::SeqCst);
         for conn in existing() {
-            let (messages, _) = conn.pending();
-            if messages > 0 || conn.is_closed() {
-                self.notify(&conn);
+            if conn.mark_if_pending(self) {
+                self.list(&conn);
             }
         }
         Ok(fd)
     }
 
-    /// Lists `conn` as ready, once, and signals the fd when the list was
-    /// empty. Inlined into the fan-out loop: with no fd asked for it is
-    /// one load.
+    /// True once a host asked for the fd: pushes then mark connections
+    /// for the list. Read under a queue's lock.
     #[inline(always)]
-    pub(crate) fn notify(&self, conn: &Arc<ConnState>) {
-        if self.enabled.load(Ordering::Relaxed) {
-            self.list_once(conn);
+    pub(crate) fn is_on(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Appends a connection a push or a close marked (see
+    /// `ConnState::mark_if_pending`), and signals the fd when the list was
+    /// empty.
+    pub(crate) fn list(&self, conn: &Arc<ConnState>) {
+        let mut list = self.list.lock();
+        let was_empty = list.is_empty();
+        list.push_back(conn.clone());
+        if was_empty {
+            self.signal();
         }
     }
 
-    #[inline(never)]
-    fn list_once(&self, conn: &Arc<ConnState>) {
-        if conn.in_ready.swap(true, Ordering::AcqRel) {
+    /// Appends every connection a fan-out marked, in its order, under one
+    /// lock, and signals the fd at most once; leaves `conns` empty.
+    pub(crate) fn list_all(&self, conns: &mut Vec<Arc<ConnState>>) {
+        if conns.is_empty() {
             return;
         }
         let mut list = self.list.lock();
         let was_empty = list.is_empty();
-        list.push_back(conn.clone());
+        list.extend(conns.drain(..));
         if was_empty {
             self.signal();
         }
@@ -123,16 +140,22 @@ impl Ready {
     /// Moves up to `out.len()` ready connection ids into `out`; resets the
     /// fd once the list is empty.
     pub(crate) fn take(&self, out: &mut [ConnId]) -> usize {
-        let mut list = self.list.lock();
-        let n = list.len().min(out.len());
-        for (slot, conn) in out.iter_mut().zip(list.drain(..n)) {
-            conn.in_ready.store(false, Ordering::Release);
+        let taken: Vec<Arc<ConnState>> = {
+            let mut list = self.list.lock();
+            let n = list.len().min(out.len());
+            let taken = list.drain(..n).collect();
+            if list.is_empty() {
+                self.reset();
+            }
+            taken
+        };
+        // Unmarked before the host drains them (it does once this
+        // returns): a push after that drain lists them again.
+        for (slot, conn) in out.iter_mut().zip(&taken) {
+            conn.unlist();
             *slot = conn.id;
         }
-        if list.is_empty() {
-            self.reset();
-        }
-        n
+        taken.len()
     }
 
     /// Receives from the ready connections in the order they became ready:
@@ -166,10 +189,8 @@ impl Ready {
             }
             let mut conns = chunk.drain(..);
             for conn in conns.by_ref() {
-                // Cleared before the queue is looked at: a message pushed
-                // after the drain below finds the flag down and lists the
-                // connection again.
-                conn.in_ready.store(false, Ordering::Release);
+                // `drain_each` unmarks it under the queue's lock: a
+                // message pushed after the drain lists it again.
                 let id = conn.id;
                 let (got, left) = conn.drain_each(max - n, |m| each(id, Some(m)));
                 n += got;
@@ -194,21 +215,22 @@ impl Ready {
         n
     }
 
-    /// Puts the connection a receive had no room for (`first`, whose flag
-    /// it lowered) and those it did not reach (`rest`, still flagged) back
-    /// at the head of the list, in their order. `first` stays where it is
-    /// if a push listed it again meanwhile.
+    /// Puts the connection a receive had no room for (`first`, which its
+    /// drain unmarked) and those it did not reach (`rest`, still marked)
+    /// back at the head of the list, in their order. `first` stays where
+    /// it is if a push listed it again meanwhile.
     fn put_back(
         &self,
         first: Arc<ConnState>,
         rest: impl DoubleEndedIterator<Item = Arc<ConnState>>,
     ) {
+        let first = first.relist().then_some(first);
         let mut list = self.list.lock();
         let was_empty = list.is_empty();
         for conn in rest.rev() {
             list.push_front(conn);
         }
-        if !first.in_ready.swap(true, Ordering::AcqRel) {
+        if let Some(first) = first {
             list.push_front(first);
         }
         if was_empty && !list.is_empty() {

@@ -73,3 +73,90 @@ fn no_connection_is_missed_when_sends_race_the_first_ready_fd_call() {
     }
     assert!(rounds >= 1);
 }
+
+const MEMBERS: usize = 40;
+const SENDERS: usize = 3;
+const SENDS: usize = 300;
+
+/// Group sends from several threads race a drainer on `recv_ready`. A
+/// fan-out marks the members whose queue was empty under each queue's
+/// lock and lists them all after its loop, while the drainer takes them
+/// off and unmarks them under the same lock: no message may be stranded
+/// on a connection that is not listed, and within one call a connection's
+/// entries come in one run (it is listed once) and in send order.
+#[test]
+fn fan_outs_racing_the_ready_list_drain_strand_no_message() {
+    let hub = Hub::new(Config::default()).unwrap();
+    let conns: Vec<_> = (0..MEMBERS)
+        .map(|_| hub.open(None, None).unwrap())
+        .collect();
+    for c in &conns {
+        hub.group_add(c.id(), "room").unwrap();
+    }
+    let index: std::collections::HashMap<u64, usize> =
+        conns.iter().enumerate().map(|(i, c)| (c.id(), i)).collect();
+    let fd = hub.ready_fd().unwrap();
+    assert!(fd >= 0);
+    let start = Arc::new(Barrier::new(SENDERS + 1));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let hub = hub.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                for i in 0..SENDS {
+                    hub.group_send("room", Kind::Text, format!("{s} {i}"), false)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    // What each member got from each sender: the next number expected.
+    let mut next = vec![[0usize; SENDERS]; MEMBERS];
+    let mut got = 0;
+    let want = MEMBERS * SENDERS * SENDS;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    let mut calls = 0;
+    while got < want && Instant::now() < deadline {
+        // Wait for the fd (bounded), then drain what is listed.
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        out.clear();
+        let n = hub.recv_ready(&mut out, 4096).unwrap();
+        calls += 1;
+        for (id, message) in &out[..n] {
+            let message = message.as_ref().expect("no connection is closed here");
+            let text = std::str::from_utf8(message.data()).unwrap();
+            let (s, i) = text.split_once(' ').unwrap();
+            let (s, i): (usize, usize) = (s.parse().unwrap(), i.parse().unwrap());
+            let member = index[id];
+            assert_eq!(
+                i, next[member][s],
+                "member {member}, sender {s}: out of order"
+            );
+            next[member][s] += 1;
+            got += 1;
+        }
+    }
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    assert_eq!(
+        got,
+        want,
+        "stranded: {} messages after {calls} calls",
+        want - got
+    );
+    for c in &conns {
+        assert_eq!(c.pending().0, 0);
+    }
+    let mut rest = Vec::new();
+    assert_eq!(hub.recv_ready(&mut rest, 16).unwrap(), 0);
+}

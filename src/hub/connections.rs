@@ -144,8 +144,8 @@ impl Hub {
     /// groups; false when it was closed already (it leaves them anyway).
     fn shut(&self, conn: &Arc<ConnState>, reason: CloseReason) -> bool {
         let closed = conn.close(reason);
-        if closed {
-            self.inner.ready.notify(conn);
+        if closed && conn.mark_if_pending(&self.inner.ready) {
+            self.inner.ready.list(conn);
         }
         self.detach(conn);
         closed
@@ -160,7 +160,9 @@ impl Hub {
         for id in due {
             if let Ok(state) = self.conn(id) {
                 if state.close(CloseReason::Expired) {
-                    self.inner.ready.notify(&state);
+                    if state.mark_if_pending(&self.inner.ready) {
+                        self.inner.ready.list(&state);
+                    }
                     self.detach(&state);
                     closed += 1;
                 }
