@@ -126,9 +126,14 @@ pub(crate) struct Queue {
     /// On the hub's ready list, or marked for it by a push that will put
     /// it there once its fan-out ends: a connection is listed once. Read
     /// and written only under the queue's lock (the push already holds
-    /// it), so listing costs no atomic instruction of its own; it fills
-    /// the padding after `first_len`.
+    /// it), so listing costs no atomic instruction of its own. While it is
+    /// set the connection is not freed (the list holds a plain pointer;
+    /// see `crate::ready`).
     listed: bool,
+    /// The host released the id ([`ConnState::release`]): nothing marks
+    /// it for the ready list any more. `listed` and this fill the padding
+    /// after `first_len`.
+    released: bool,
     rest: VecDeque<Message>,
     first: [Option<Message>; FIRST_SLOTS],
 }
@@ -142,6 +147,7 @@ impl Queue {
             head: 0,
             first_len: 0,
             listed: false,
+            released: false,
             rest: VecDeque::new(),
             first: Default::default(),
         }
@@ -514,22 +520,33 @@ impl ConnState {
     /// is not listed yet and it has something to say (messages, or a
     /// close); true when it did, and the caller lists it. For a close, and
     /// for the connections that were ready before the fd existed.
+    /// Never marks one the host released.
     pub(crate) fn mark_if_pending(&self, ready: &Ready) -> bool {
         let mut q = self.queue.lock();
-        (!q.is_empty() || q.closed.is_some()) && q.mark_listed(ready)
-    }
-
-    /// Marks a connection that came off the ready list with messages left
-    /// for it again; false when a push listed it again meanwhile.
-    pub(crate) fn relist(&self) -> bool {
-        let mut q = self.queue.lock();
-        !std::mem::replace(&mut q.listed, true)
+        !q.released && (!q.is_empty() || q.closed.is_some()) && q.mark_listed(ready)
     }
 
     /// Clears the mark of a connection taken off the ready list (its host
     /// drains it next): its next push to an empty queue lists it again.
+    /// The caller must not touch the connection through the list's pointer
+    /// after this.
     pub(crate) fn unlist(&self) {
         self.queue.lock().listed = false;
+    }
+
+    /// The host released the id (after closing it): from here on nothing
+    /// marks it for the ready list. True when it is marked now: the ready
+    /// list (or a fan-out about to append to it) points to it, so the
+    /// hub's reference must outlive the mark (`Ready::retire`).
+    pub(crate) fn release(&self) -> bool {
+        let mut q = self.queue.lock();
+        q.released = true;
+        q.listed
+    }
+
+    /// True while marked for the ready list.
+    pub(crate) fn is_listed(&self) -> bool {
+        self.queue.lock().listed
     }
 
     /// Why it was closed, if it was.
@@ -567,13 +584,16 @@ impl ConnState {
     /// Hands up to `max` pending messages to `each`, oldest first, under
     /// the queue's lock (the hub's ready-list drain: no batch vector in
     /// between). Returns how many, and what is left: nothing, more
-    /// messages, or a queue closed by the hub and now drained (never said
-    /// of one the host released, whose id is gone).
-    /// Clears the connection's ready-list mark under the same lock (it
-    /// was taken off the list): a push after this drain lists it again.
+    /// messages (or a close that found no room: `More` too), or a queue
+    /// closed by the hub and now drained, with room left to say so (never
+    /// said of one the host released, whose id is gone).
+    ///
+    /// The connection came off the ready list: unless `More`, its mark is
+    /// cleared under the same lock (a push after this drain lists it
+    /// again) and the caller must not touch it through the list's pointer
+    /// any more; on `More` it stays marked, for the caller to put back.
     pub(crate) fn drain_each(&self, max: usize, each: impl FnMut(Message)) -> (usize, Left) {
         let mut q = self.queue.lock();
-        q.listed = false;
         let n = q.len().min(max);
         let freed = q.take_front(n, each);
         q.room_bytes += freed as isize;
@@ -582,9 +602,14 @@ impl ConnState {
         } else {
             match q.closed.as_deref() {
                 None | Some(CloseReason::ClosedByHost) => Left::Nothing,
-                Some(_) => Left::Closed,
+                Some(_) if q.released => Left::Nothing,
+                Some(_) if n < max => Left::Closed,
+                Some(_) => Left::More,
             }
         };
+        if left != Left::More {
+            q.listed = false;
+        }
         (n, left)
     }
 

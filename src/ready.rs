@@ -13,6 +13,21 @@
 //! member it marked under one lock of the list after its loop, and
 //! signals the fd at most once a send.
 //!
+//! The list holds plain pointers to the connections ([`Listed`]), not
+//! counted references: listing costs no atomic instruction, and taking a
+//! connection off none. What keeps a listed connection alive:
+//!
+//! - the hub's map of connections holds a reference until the host
+//!   releases the id ([`crate::Hub::close`]), and the pointer exists only
+//!   while the connection is marked (every mark is made under the queue's
+//!   lock, by a thread that holds a reference at that moment);
+//! - releasing an id marks the queue released under its lock, after which
+//!   nothing marks it again; if it is marked then, the hub's reference goes
+//!   to this list's `retired`, which drops it once the mark is cleared;
+//! - whoever clears a mark (a drain, [`Ready::take`]) does so as its last
+//!   use of the pointer, under the queue's lock. A drain that leaves the
+//!   connection marked (no room for all it holds) puts it back.
+//!
 //! The fd costs nothing until a host first asks for it. At that moment every
 //! connection that already holds messages (or was closed by the hub) is
 //! listed and the fd signalled, as epoll reports an fd that is ready when it
@@ -21,6 +36,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -44,7 +60,40 @@ pub(crate) struct Ready {
     /// before it existed are listed once, before any caller gets the fd.
     creating: Mutex<()>,
     /// Connections to look at, in the order they became ready.
-    list: Mutex<VecDeque<Arc<ConnState>>>,
+    list: Mutex<VecDeque<Listed>>,
+    /// The hub's references to released connections that were still
+    /// marked when released (see the module doc).
+    retired: Mutex<Vec<Arc<ConnState>>>,
+}
+
+/// A connection on the ready list, or marked for it: a pointer without a
+/// reference count, valid while the connection is marked (see the module
+/// doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed(NonNull<ConnState>);
+
+// SAFETY: a `Listed` is only dereferenced while the connection is marked,
+// which keeps it alive (module doc); `ConnState` is `Sync`.
+unsafe impl Send for Listed {}
+// SAFETY: as above.
+unsafe impl Sync for Listed {}
+
+impl Listed {
+    /// The pointer to a connection the caller marked.
+    #[inline(always)]
+    pub(crate) fn new(conn: &Arc<ConnState>) -> Listed {
+        Listed(NonNull::from(&**conn))
+    }
+
+    /// # Safety
+    ///
+    /// The connection must still be marked (`Queue::listed`): only the
+    /// taker of a pointer off the list clears the mark, as its last use.
+    #[inline(always)]
+    unsafe fn get<'a>(self) -> &'a ConnState {
+        // SAFETY: the caller's promise; marked connections are alive.
+        unsafe { self.0.as_ref() }
+    }
 }
 
 impl Ready {
@@ -97,7 +146,7 @@ impl Ready {
     pub(crate) fn list(&self, conn: &Arc<ConnState>) {
         let mut list = self.list.lock();
         let was_empty = list.is_empty();
-        list.push_back(conn.clone());
+        list.push_back(Listed::new(conn));
         if was_empty {
             self.signal();
         }
@@ -105,7 +154,7 @@ impl Ready {
 
     /// Appends every connection a fan-out marked, in its order, under one
     /// lock, and signals the fd at most once; leaves `conns` empty.
-    pub(crate) fn list_all(&self, conns: &mut Vec<Arc<ConnState>>) {
+    pub(crate) fn list_all(&self, conns: &mut Vec<Listed>) {
         if conns.is_empty() {
             return;
         }
@@ -140,7 +189,7 @@ impl Ready {
     /// Moves up to `out.len()` ready connection ids into `out`; resets the
     /// fd once the list is empty.
     pub(crate) fn take(&self, out: &mut [ConnId]) -> usize {
-        let taken: Vec<Arc<ConnState>> = {
+        let taken: Vec<Listed> = {
             let mut list = self.list.lock();
             let n = list.len().min(out.len());
             let taken = list.drain(..n).collect();
@@ -152,10 +201,28 @@ impl Ready {
         // Unmarked before the host drains them (it does once this
         // returns): a push after that drain lists them again.
         for (slot, conn) in out.iter_mut().zip(&taken) {
-            conn.unlist();
+            // SAFETY: marked until `unlist`, its last use.
+            let conn = unsafe { conn.get() };
             *slot = conn.id;
+            conn.unlist();
         }
+        self.drop_retired();
         taken.len()
+    }
+
+    /// Keeps the hub's reference to a released connection that is still
+    /// marked (`ConnState::release` said so) until the mark is cleared.
+    pub(crate) fn retire(&self, conn: Arc<ConnState>) {
+        self.retired.lock().push(conn);
+    }
+
+    /// Drops the retired references whose connection is no longer marked
+    /// (nothing can mark a released one again).
+    fn drop_retired(&self) {
+        let mut retired = self.retired.lock();
+        if !retired.is_empty() {
+            retired.retain(|conn| conn.is_listed());
+        }
     }
 
     /// Receives from the ready connections in the order they became ready:
@@ -174,7 +241,7 @@ impl Ready {
         mut each: impl FnMut(ConnId, Option<Message>),
     ) -> usize {
         let mut n = 0;
-        let mut chunk: Vec<Arc<ConnState>> = Vec::new();
+        let mut chunk: Vec<Listed> = Vec::new();
         while n < max {
             {
                 let mut list = self.list.lock();
@@ -188,51 +255,48 @@ impl Ready {
                 }
             }
             let mut conns = chunk.drain(..);
-            for conn in conns.by_ref() {
-                // `drain_each` unmarks it under the queue's lock: a
-                // message pushed after the drain lists it again.
+            for listed in conns.by_ref() {
+                // SAFETY: marked until `drain_each` clears the mark, its
+                // last use unless it leaves the mark (then it goes back).
+                let conn = unsafe { listed.get() };
                 let id = conn.id;
+                // Unmarked under the queue's lock unless `More`: a message
+                // pushed after the drain lists it again.
                 let (got, left) = conn.drain_each(max - n, |m| each(id, Some(m)));
                 n += got;
-                let relist = match left {
-                    Left::Nothing => false,
-                    Left::Closed if !open(id) => false,
-                    Left::Closed if n < max => {
-                        each(id, None);
-                        n += 1;
-                        false
+                match left {
+                    Left::Nothing => {}
+                    Left::Closed => {
+                        // `drain_each` left room for this entry.
+                        if open(id) {
+                            each(id, None);
+                            n += 1;
+                        }
                     }
-                    Left::Closed | Left::More => true,
-                };
-                if relist {
-                    // Out of room: this one and the rest of the chunk go
-                    // back first in line, in their order.
-                    self.put_back(conn, conns.by_ref());
-                    break;
+                    Left::More => {
+                        // Out of room: this one (still marked) and the
+                        // rest of the chunk go back first in line, in
+                        // their order.
+                        self.put_back(listed, conns.by_ref());
+                        break;
+                    }
                 }
             }
         }
+        self.drop_retired();
         n
     }
 
-    /// Puts the connection a receive had no room for (`first`, which its
-    /// drain unmarked) and those it did not reach (`rest`, still marked)
-    /// back at the head of the list, in their order. `first` stays where
-    /// it is if a push listed it again meanwhile.
-    fn put_back(
-        &self,
-        first: Arc<ConnState>,
-        rest: impl DoubleEndedIterator<Item = Arc<ConnState>>,
-    ) {
-        let first = first.relist().then_some(first);
+    /// Puts the connection a receive had no room for (`first`) and those
+    /// it did not reach (`rest`), all still marked, back at the head of
+    /// the list, in their order.
+    fn put_back(&self, first: Listed, rest: impl DoubleEndedIterator<Item = Listed>) {
         let mut list = self.list.lock();
         let was_empty = list.is_empty();
         for conn in rest.rev() {
             list.push_front(conn);
         }
-        if let Some(first) = first {
-            list.push_front(first);
-        }
+        list.push_front(first);
         if was_empty && !list.is_empty() {
             self.signal();
         }

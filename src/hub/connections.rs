@@ -78,6 +78,11 @@ impl Hub {
             .remove(&id)
             .ok_or(Error::NoSuchConnection(id))?;
         state.close(CloseReason::ClosedByHost);
+        if state.release() {
+            // Still on the ready list, which points to it without a
+            // reference: it keeps the map's until it comes off.
+            self.inner.ready.retire(state.clone());
+        }
         self.detach(&state);
         self.forget_user(&state);
         let mut sink = Vec::new();

@@ -13,6 +13,7 @@ use crate::conn::{ConnId, ConnState, Push};
 use crate::engine::{self, Engine, GroupPublish};
 use crate::error::{Error, Result};
 use crate::message::{Kind, Message};
+use crate::ready::Listed;
 use crate::stats::Counters;
 use crate::store::{Admit, Commit};
 
@@ -471,20 +472,20 @@ impl Hub {
         let len = message.len();
         let ready = &self.inner.ready;
         let mut delivered = 0;
-        let mut listed: Vec<Arc<ConnState>> = Vec::new();
+        let mut listed: Vec<Listed> = Vec::new();
         // One count increment for every member's reference; those the
         // slow path or a closed queue leaves go back when this drops.
         let mut copies = message.reserve(members.len());
-        for (i, member) in members.iter().enumerate() {
+        for member in members {
             match member.try_push(len, ready, || Message::take(&mut copies)) {
                 Ok(pushed) => {
                     delivered += 1;
                     if pushed.list {
                         if listed.capacity() == 0 {
-                            // Once a send: room for every member left.
-                            listed.reserve_exact(members.len() - i);
+                            // Once a send: room for every member.
+                            listed.reserve_exact(members.len());
                         }
-                        listed.push(member.clone());
+                        listed.push(Listed::new(member));
                     }
                 }
                 Err(q) => {
@@ -504,7 +505,7 @@ impl Hub {
         message: &Message,
         report: &mut SendReport,
         slow: &mut Vec<Arc<ConnState>>,
-        listed: &mut Vec<Arc<ConnState>>,
+        listed: &mut Vec<Listed>,
     ) {
         let push = conn.push(message, &self.inner.ready);
         self.account(conn, push, report, slow, listed);
@@ -519,7 +520,7 @@ impl Hub {
         push: Push,
         report: &mut SendReport,
         slow: &mut Vec<Arc<ConnState>>,
-        listed: &mut Vec<Arc<ConnState>>,
+        listed: &mut Vec<Listed>,
     ) {
         match push {
             Push::Queued {
@@ -530,7 +531,7 @@ impl Hub {
                 report.delivered += 1;
                 report.dropped += dropped_oldest;
                 if list {
-                    listed.push(conn.clone());
+                    listed.push(Listed::new(conn));
                 }
             }
             Push::Dropped => report.dropped += 1,
@@ -538,7 +539,7 @@ impl Hub {
                 report.dropped += 1;
                 report.disconnected += 1;
                 if conn.mark_if_pending(&self.inner.ready) {
-                    listed.push(conn.clone());
+                    listed.push(Listed::new(conn));
                 }
                 slow.push(conn.clone());
             }
