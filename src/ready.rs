@@ -249,13 +249,19 @@ impl Ready {
                 if k == 0 {
                     break;
                 }
-                chunk.extend(list.drain(..k));
+                // Plain copies (`Listed` is a pointer), then the range
+                // dropped, which has nothing to drop.
+                let (front, back) = list.as_slices();
+                let from_front = k.min(front.len());
+                chunk.clear();
+                chunk.extend_from_slice(&front[..from_front]);
+                chunk.extend_from_slice(&back[..k - from_front]);
+                list.drain(..k);
                 if list.is_empty() {
                     self.reset();
                 }
             }
-            let mut conns = chunk.drain(..);
-            for listed in conns.by_ref() {
+            for (i, &listed) in chunk.iter().enumerate() {
                 // SAFETY: marked until `drain_each` clears the mark, its
                 // last use unless it leaves the mark (then it goes back).
                 let conn = unsafe { listed.get() };
@@ -277,27 +283,31 @@ impl Ready {
                         // Out of room: this one (still marked) and the
                         // rest of the chunk go back first in line, in
                         // their order.
-                        self.put_back(listed, conns.by_ref());
-                        break;
+                        self.put_back(&chunk[i..]);
+                        return self.done(n);
                     }
                 }
             }
         }
+        self.done(n)
+    }
+
+    /// The end of a receive: retired references whose mark is gone go.
+    fn done(&self, n: usize) -> usize {
         self.drop_retired();
         n
     }
 
-    /// Puts the connection a receive had no room for (`first`) and those
-    /// it did not reach (`rest`), all still marked, back at the head of
-    /// the list, in their order.
-    fn put_back(&self, first: Listed, rest: impl DoubleEndedIterator<Item = Listed>) {
+    /// Puts the connection a receive had no room for and those it did not
+    /// reach (`conns`, all still marked) back at the head of the list, in
+    /// their order.
+    fn put_back(&self, conns: &[Listed]) {
         let mut list = self.list.lock();
         let was_empty = list.is_empty();
-        for conn in rest.rev() {
+        for &conn in conns.iter().rev() {
             list.push_front(conn);
         }
-        list.push_front(first);
-        if was_empty && !list.is_empty() {
+        if was_empty && !conns.is_empty() {
             self.signal();
         }
     }
