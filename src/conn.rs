@@ -18,6 +18,7 @@ use crate::close::CloseReason;
 use crate::config::SlowConsumer;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::ready::Ready;
 
 /// A connection's id: never reused within a hub, so a stale id is always
 /// detected rather than aliasing a newer connection.
@@ -41,14 +42,31 @@ const REST_SLOTS_AT_FIRST: usize = 15;
 /// What happened to one message offered to one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Push {
-    /// Queued; `wake` says the queue was empty, so a reader must be woken.
-    Queued { wake: bool, dropped_oldest: u64 },
+    /// Queued; `wake` says the queue was empty, so a reader must be woken;
+    /// `list` that the push marked the connection for the hub's ready list
+    /// (the ready fd is on and it was not listed), so the pusher must put
+    /// it there ([`Ready::list`]).
+    Queued {
+        wake: bool,
+        list: bool,
+        dropped_oldest: u64,
+    },
     /// Not queued: the queue was full and the policy drops the newest.
     Dropped,
     /// Not queued: the queue was full and the connection is now closed.
     Disconnected,
     /// Not queued: the connection was already closed.
     Closed,
+}
+
+/// What the common case of a push did ([`ConnState::try_push`]): two
+/// flags, so the fan-out loop gets them back in a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// The queue was empty: a reader was woken if one waited.
+    pub(crate) wake: bool,
+    /// The connection was marked for the ready list: the caller lists it.
+    pub(crate) list: bool,
 }
 
 /// What a drain ([`ConnState::drain_each`]) left in a queue.
@@ -105,6 +123,17 @@ pub(crate) struct Queue {
     head: u8,
     /// How many of `first` hold a message.
     first_len: u8,
+    /// On the hub's ready list, or marked for it by a push that will put
+    /// it there once its fan-out ends: a connection is listed once. Read
+    /// and written only under the queue's lock (the push already holds
+    /// it), so listing costs no atomic instruction of its own. While it is
+    /// set the connection is not freed (the list holds a plain pointer;
+    /// see `crate::ready`).
+    listed: bool,
+    /// The host released the id ([`ConnState::release`]): nothing marks
+    /// it for the ready list any more. `listed` and this fill the padding
+    /// after `first_len`.
+    released: bool,
     rest: VecDeque<Message>,
     first: [Option<Message>; FIRST_SLOTS],
 }
@@ -117,9 +146,23 @@ impl Queue {
             max_messages: u32::try_from(limits.max_messages).unwrap_or(u32::MAX),
             head: 0,
             first_len: 0,
+            listed: false,
+            released: false,
             rest: VecDeque::new(),
             first: Default::default(),
         }
+    }
+
+    /// Marks the connection for the ready list when the ready fd is on
+    /// and it is not listed yet; true when it did (the caller then lists
+    /// it).
+    #[inline(always)]
+    fn mark_listed(&mut self, ready: &Ready) -> bool {
+        if ready.is_on() && !self.listed {
+            self.listed = true;
+            return true;
+        }
+        false
     }
 
     /// Messages pending.
@@ -269,8 +312,6 @@ pub(crate) struct ConnState {
     /// would pay the waker's atomics, task or no task. Changed and read
     /// only under the queue's lock.
     task_waiting: AtomicBool,
-    /// Set while the id sits in the hub's ready list, so it is listed once.
-    pub(crate) in_ready: AtomicBool,
     pub(crate) id: ConnId,
     pub(crate) user: Option<Arc<str>>,
     /// Absolute expiry in ms since the epoch (Nexios' `expires`).
@@ -301,7 +342,6 @@ impl ConnState {
             task_waiting: AtomicBool::new(false),
             cond: Condvar::new(),
             waker: AtomicWaker::new(),
-            in_ready: AtomicBool::new(false),
             groups: Mutex::new(FxHashSet::default()),
             limits,
         }
@@ -309,20 +349,21 @@ impl ConnState {
 
     /// Offers one message under the slow-consumer policy. Never blocks on
     /// the reader.
-    pub(crate) fn push(&self, message: &Message) -> Push {
-        self.push_len(message, message.len())
+    pub(crate) fn push(&self, message: &Message, ready: &Ready) -> Push {
+        self.push_len(message, message.len(), ready)
     }
 
     /// [`ConnState::push`] with the payload length computed once per send
     /// rather than once per member.
     #[inline(always)]
-    pub(crate) fn push_len(&self, message: &Message, len: usize) -> Push {
-        match self.try_push(len, || message.clone()) {
-            Ok(wake) => Push::Queued {
+    pub(crate) fn push_len(&self, message: &Message, len: usize, ready: &Ready) -> Push {
+        match self.try_push(len, ready, || message.clone()) {
+            Ok(Pushed { wake, list }) => Push::Queued {
                 wake,
+                list,
                 dropped_oldest: 0,
             },
-            Err(q) => self.push_slow(q, message, len),
+            Err(q) => self.push_slow(q, message, len, ready),
         }
     }
 
@@ -331,16 +372,19 @@ impl ConnState {
     /// the slots it has. A lock, a slot for the reference `copy` makes (a
     /// clone, or one a fan-out reserved with the rest: no locked
     /// instruction, see `Message::reserve`), and a look at whether anyone
-    /// waits when the queue was empty. `Ok(wake)`: queued,
-    /// `wake` when the queue was empty. `Err`: the rest is up to
+    /// waits when the queue was empty, and when it was empty with the
+    /// ready fd on, the connection marked for the ready list (under the
+    /// lock already held: no atomic instruction). `Ok`: queued (see
+    /// [`Pushed`]). `Err`: the rest is up to
     /// [`ConnState::push_slow`], given the lock still held (so that the
     /// fast path hands nothing bigger than a register back).
     #[inline(always)]
     pub(crate) fn try_push(
         &self,
         len: usize,
+        ready: &Ready,
         copy: impl FnOnce() -> Message,
-    ) -> std::result::Result<bool, MutexGuard<'_, Queue>> {
+    ) -> std::result::Result<Pushed, MutexGuard<'_, Queue>> {
         let mut q = self.queue.lock();
         let n = q.len();
         if q.closed.is_some() || (n > 0 && (n >= q.max_messages() || len as isize > q.room_bytes)) {
@@ -351,10 +395,14 @@ impl ConnState {
         }
         q.room_bytes -= len as isize;
         let wake = n == 0;
-        if wake && self.anyone_waiting() {
-            self.wake_waiting(q);
+        let mut list = false;
+        if wake {
+            list = q.mark_listed(ready);
+            if self.anyone_waiting() {
+                self.wake_waiting(q);
+            }
         }
-        Ok(wake)
+        Ok(Pushed { wake, list })
     }
 
     /// [`ConnState::push_len`] for an empty, full or closed queue, or one
@@ -365,6 +413,7 @@ impl ConnState {
         mut q: MutexGuard<'_, Queue>,
         message: &Message,
         len: usize,
+        ready: &Ready,
     ) -> Push {
         if q.closed.is_some() {
             return Push::Closed;
@@ -403,6 +452,7 @@ impl ConnState {
         }
         q.push_back(message.clone());
         q.room_bytes -= len as isize;
+        let list = wake && q.mark_listed(ready);
         let blocked = wake && self.blocked.load(Ordering::Relaxed) > 0;
         let task = wake && self.task_waiting.swap(false, Ordering::Relaxed);
         drop(q);
@@ -411,6 +461,7 @@ impl ConnState {
         }
         Push::Queued {
             wake,
+            list,
             dropped_oldest,
         }
     }
@@ -465,6 +516,39 @@ impl ConnState {
         self.queue.lock().closed.is_some()
     }
 
+    /// Marks the connection for the ready list when the ready fd is on, it
+    /// is not listed yet and it has something to say (messages, or a
+    /// close); true when it did, and the caller lists it. For a close, and
+    /// for the connections that were ready before the fd existed.
+    /// Never marks one the host released.
+    pub(crate) fn mark_if_pending(&self, ready: &Ready) -> bool {
+        let mut q = self.queue.lock();
+        !q.released && (!q.is_empty() || q.closed.is_some()) && q.mark_listed(ready)
+    }
+
+    /// Clears the mark of a connection taken off the ready list (its host
+    /// drains it next): its next push to an empty queue lists it again.
+    /// The caller must not touch the connection through the list's pointer
+    /// after this.
+    pub(crate) fn unlist(&self) {
+        self.queue.lock().listed = false;
+    }
+
+    /// The host released the id (after closing it): from here on nothing
+    /// marks it for the ready list. True when it is marked now: the ready
+    /// list (or a fan-out about to append to it) points to it, so the
+    /// hub's reference must outlive the mark (`Ready::retire`).
+    pub(crate) fn release(&self) -> bool {
+        let mut q = self.queue.lock();
+        q.released = true;
+        q.listed
+    }
+
+    /// True while marked for the ready list.
+    pub(crate) fn is_listed(&self) -> bool {
+        self.queue.lock().listed
+    }
+
     /// Why it was closed, if it was.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         self.queue.lock().closed.as_deref().cloned()
@@ -500,8 +584,14 @@ impl ConnState {
     /// Hands up to `max` pending messages to `each`, oldest first, under
     /// the queue's lock (the hub's ready-list drain: no batch vector in
     /// between). Returns how many, and what is left: nothing, more
-    /// messages, or a queue closed by the hub and now drained (never said
-    /// of one the host released, whose id is gone).
+    /// messages (or a close that found no room: `More` too), or a queue
+    /// closed by the hub and now drained, with room left to say so (never
+    /// said of one the host released, whose id is gone).
+    ///
+    /// The connection came off the ready list: unless `More`, its mark is
+    /// cleared under the same lock (a push after this drain lists it
+    /// again) and the caller must not touch it through the list's pointer
+    /// any more; on `More` it stays marked, for the caller to put back.
     pub(crate) fn drain_each(&self, max: usize, each: impl FnMut(Message)) -> (usize, Left) {
         let mut q = self.queue.lock();
         let n = q.len().min(max);
@@ -512,9 +602,14 @@ impl ConnState {
         } else {
             match q.closed.as_deref() {
                 None | Some(CloseReason::ClosedByHost) => Left::Nothing,
-                Some(_) => Left::Closed,
+                Some(_) if q.released => Left::Nothing,
+                Some(_) if n < max => Left::Closed,
+                Some(_) => Left::More,
             }
         };
+        if left != Left::More {
+            q.listed = false;
+        }
         (n, left)
     }
 
@@ -595,6 +690,11 @@ mod tests {
     use crate::message::Kind;
     use bytes::Bytes;
 
+    /// A push with the ready fd off, as these tests want.
+    fn push(c: &ConnState, m: &Message) -> Push {
+        c.push(m, &Ready::default())
+    }
+
     fn msg(n: usize) -> Message {
         Message::new(Kind::Binary, Bytes::from(vec![0u8; n]), None, 0, 0)
     }
@@ -616,7 +716,7 @@ mod tests {
     fn drop_oldest_keeps_the_newest_within_bounds() {
         let c = conn(3, 1000, SlowConsumer::DropOldest);
         for _ in 0..5 {
-            c.push(&msg(10));
+            push(&c, &msg(10));
         }
         assert_eq!(c.pending(), (3, 30));
     }
@@ -624,19 +724,22 @@ mod tests {
     #[test]
     fn drop_newest_refuses_and_keeps_the_queue() {
         let c = conn(2, 1000, SlowConsumer::DropNewest);
-        assert!(matches!(c.push(&msg(1)), Push::Queued { wake: true, .. }));
-        assert!(matches!(c.push(&msg(1)), Push::Queued { wake: false, .. }));
-        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        assert!(matches!(push(&c, &msg(1)), Push::Queued { wake: true, .. }));
+        assert!(matches!(
+            push(&c, &msg(1)),
+            Push::Queued { wake: false, .. }
+        ));
+        assert_eq!(push(&c, &msg(1)), Push::Dropped);
         assert_eq!(c.pending(), (2, 2));
     }
 
     #[test]
     fn disconnect_closes_but_keeps_what_was_queued() {
         let c = conn(10, 25, SlowConsumer::Disconnect);
-        c.push(&msg(10));
-        c.push(&msg(10));
-        assert_eq!(c.push(&msg(10)), Push::Disconnected);
-        assert_eq!(c.push(&msg(1)), Push::Closed);
+        push(&c, &msg(10));
+        push(&c, &msg(10));
+        assert_eq!(push(&c, &msg(10)), Push::Disconnected);
+        assert_eq!(push(&c, &msg(1)), Push::Closed);
         let mut out = Vec::new();
         assert_eq!(c.try_recv_batch(&mut out, 10), Ok(2));
         assert_eq!(
@@ -665,17 +768,17 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
-        c.push(&msg(1));
-        c.push(&msg(1));
+        push(&c, &msg(1));
+        push(&c, &msg(1));
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(2)));
         // Not waiting any more: pushes to the empty queue wake nobody.
-        c.push(&msg(1));
+        push(&c, &msg(1));
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         // Waiting again (queue drained first): the next push wakes it.
         assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
-        c.push(&msg(1));
+        push(&c, &msg(1));
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
@@ -695,9 +798,9 @@ mod tests {
     fn a_burst_grows_the_slots_but_never_past_the_message_bound() {
         let c = conn(10, 1 << 20, SlowConsumer::DropNewest);
         for _ in 0..10 {
-            assert!(matches!(c.push(&msg(1)), Push::Queued { .. }));
+            assert!(matches!(push(&c, &msg(1)), Push::Queued { .. }));
         }
-        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        assert_eq!(push(&c, &msg(1)), Push::Dropped);
         let q = c.queue.lock();
         assert_eq!(q.len(), 10);
         // 4 first slots, then 15 more would pass the bound: 6 it is.
@@ -746,7 +849,7 @@ mod tests {
         for round in 0..40usize {
             for _ in 0..(round % 7 + 1) {
                 let m = Message::new(Kind::Binary, Bytes::from(vec![next]), None, 0, 0);
-                c.push(&m);
+                push(&c, &m);
                 next = next.wrapping_add(1);
             }
             out.clear();
@@ -769,16 +872,19 @@ mod tests {
     #[test]
     fn an_oversized_message_fits_an_empty_queue_and_is_counted_exactly() {
         let c = conn(10, 25, SlowConsumer::DropNewest);
-        assert!(matches!(c.push(&msg(40)), Push::Queued { wake: true, .. }));
-        assert_eq!(c.push(&msg(1)), Push::Dropped);
+        assert!(matches!(
+            push(&c, &msg(40)),
+            Push::Queued { wake: true, .. }
+        ));
+        assert_eq!(push(&c, &msg(1)), Push::Dropped);
         assert_eq!(c.pending(), (1, 40));
         let mut out = Vec::new();
         assert_eq!(c.try_recv_batch(&mut out, 10), Ok(1));
         assert_eq!(c.pending(), (0, 0));
         // The bound is whole again: 25 bytes, not 25 + 40.
-        assert!(matches!(c.push(&msg(20)), Push::Queued { .. }));
-        assert_eq!(c.push(&msg(6)), Push::Dropped);
-        assert!(matches!(c.push(&msg(5)), Push::Queued { .. }));
+        assert!(matches!(push(&c, &msg(20)), Push::Queued { .. }));
+        assert_eq!(push(&c, &msg(6)), Push::Dropped);
+        assert!(matches!(push(&c, &msg(5)), Push::Queued { .. }));
         assert_eq!(c.pending(), (2, 25));
     }
 

@@ -11,9 +11,12 @@
  *     the hub copies nothing per member and never blocks; a member whose
  *     bounded queue is full is closed by the hub (slow consumer, 4008).
  *   - The hub's ready fd sits in the same poll loop as the sockets. When it
- *     is readable, `cbx_hub_take_ready` names the connections that have
- *     something queued; their sockets are asked for a writable callback,
- *     which writes what is queued until `CBX_EMPTY` or the socket is full.
+ *     is readable, one `cbx_hub_recv_ready` call after another (until
+ *     `CBX_EMPTY`) hands over what every ready connection has queued; each
+ *     message goes to its socket's outbox and the socket is asked for a
+ *     writable callback, which writes the outbox until it is empty or the
+ *     socket is full. An outbox past --queue-max-bytes is a slow consumer:
+ *     its socket gets what it holds, then 4008, as from the hub's queue.
  *
  * Frames are built with jansson in the Rust hub's key order, so both
  * servers send the same bytes. Tokens are checked with libjwt.
@@ -76,6 +79,13 @@ struct session {
     size_t rx_len;
     bool joined;             /* the endpoint's join was counted or told */
     bool choked;             /* stopped writing with frames still queued */
+    bool hub_closed;         /* the hub closed it: close once the outbox is out */
+    bool slow;               /* its outbox overflowed: 4008 once it is out */
+    struct outbox {          /* received from the hub, not written yet */
+        cbx_message **ring;  /* `cap` slots, `len` from `head`, oldest first */
+        size_t head, len, cap;
+        size_t bytes;        /* payload bytes held */
+    } out;
     UT_hash_handle hh;       /* in server.sessions, keyed by conn */
 };
 
@@ -96,6 +106,7 @@ static struct server {
     struct session *sessions;    /* by channelbox connection id */
     struct online_user *online;  /* /presence users by id */
     bool stopping;               /* SIGINT/SIGTERM: no leave notices */
+    size_t queue_max_bytes;      /* a socket's outbox: 4008 above */
     unsigned char *out;          /* LWS_PRE bytes + the frame being written */
     size_t out_cap;
 } server;
@@ -657,16 +668,88 @@ static bool write_frame(struct lws *wsi, const void *data, size_t len, bool bina
     return written >= (int)len;
 }
 
-/* The hub closed the connection: 4008 for a slow consumer (its queue
- * filled), 1001 otherwise. Returns -1, which makes lws send the close. */
+/* ---- outboxes ------------------------------------------------------------ */
+
+/* Frees every message an outbox holds and its ring. */
+static void outbox_clear(struct outbox *o) {
+    for (size_t i = 0; i < o->len; i++)
+        cbx_message_free(o->ring[(o->head + i) % o->cap]);
+    free(o->ring);
+    memset(o, 0, sizeof *o);
+}
+
+/* Appends a message the outbox now owns; false when out of memory (the
+ * message is freed). */
+static bool outbox_push(struct outbox *o, cbx_message *m, size_t len) {
+    if (o->len == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        cbx_message **ring = malloc(cap * sizeof *ring);
+        if (!ring) {
+            cbx_message_free(m);
+            return false;
+        }
+        for (size_t i = 0; i < o->len; i++)
+            ring[i] = o->ring[(o->head + i) % o->cap];
+        free(o->ring);
+        o->ring = ring;
+        o->head = 0;
+        o->cap = cap;
+    }
+    o->ring[(o->head + o->len) % o->cap] = m;
+    o->len++;
+    o->bytes += len;
+    return true;
+}
+
+/* Takes the oldest message (the caller frees it); NULL when empty. An
+ * outbox that empties gives its ring back: an idle socket keeps none. */
+static cbx_message *outbox_pop(struct outbox *o) {
+    if (o->len == 0)
+        return NULL;
+    cbx_message *m = o->ring[o->head];
+    size_t len = 0;
+    cbx_message_data(m, &len);
+    o->head = (o->head + 1) % o->cap;
+    o->len--;
+    o->bytes -= len;
+    if (o->len == 0)
+        outbox_clear(o);
+    return m;
+}
+
+/* A message the hub handed over for `s`: into its outbox, within the
+ * bound (an empty outbox takes one message of any size, as the hub's
+ * queue does). Past it the socket is a slow consumer: it gets what the
+ * outbox holds, then 4008, and nothing more. */
+static void deliver(struct session *s, cbx_message *m) {
+    size_t len = 0;
+    cbx_message_data(m, &len);
+    if (s->slow || (s->out.len > 0 && s->out.bytes + len > server.queue_max_bytes)) {
+        cbx_message_free(m);
+        if (!s->slow) {
+            s->slow = true;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
+        }
+        return;
+    }
+    if (!outbox_push(&s->out, m, len)) {
+        fprintf(stderr, "chat-server: out of memory for an outbox\n");
+        s->slow = true;
+    }
+}
+
+/* The socket's outbox is out and the hub closed its connection (or the
+ * outbox overflowed): 4008 for a slow consumer, 1001 otherwise. Returns
+ * -1, which makes lws send the close. */
 static int close_for_hub(struct session *s) {
     cbx_close_code code = CBX_CLOSE_NONE;
     uint32_t host_code = 0;
     char *text = NULL;
     unsigned short status = 1001;
     const char *reason = "server shutting down";
-    if (CBX(cbx_conn_close_reason(server.hub, s->conn, &code, &host_code, &text)) &&
-        code == CBX_CLOSE_SLOW_CONSUMER) {
+    if (s->slow ||
+        (CBX(cbx_conn_close_reason(server.hub, s->conn, &code, &host_code, &text)) &&
+         code == CBX_CLOSE_SLOW_CONSUMER)) {
         status = 4008;
         reason = "too slow: outbound queue full";
     }
@@ -676,13 +759,13 @@ static int close_for_hub(struct session *s) {
     return -1;
 }
 
-/* LWS_CALLBACK_SERVER_WRITEABLE: the first frame, then what the hub queued,
- * until CBX_EMPTY (the hub lists the connection again on its next message)
- * or until a write did not go out whole. lws keeps the rest of that write
- * and says so with lws_partial_buffered() (no syscall); it calls back once
- * the socket drained, and writing resumes where it stopped. */
+/* LWS_CALLBACK_SERVER_WRITEABLE: the first frame, then the outbox, until
+ * it is empty (on_ready asks again when the hub hands over more) or until
+ * a write did not go out whole. lws keeps the rest of that write and says
+ * so with lws_partial_buffered() (no syscall); it calls back once the
+ * socket drained, and writing resumes where it stopped. */
 static int write_queued(struct session *s) {
-    if (s->choked) /* it drained: no more grace timeout (see on_ready) */
+    if (s->choked) /* it drained: no more grace timeout (see deliver) */
         lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
     s->choked = false;
     if (s->first_frame) {
@@ -696,17 +779,15 @@ static int write_queued(struct session *s) {
     for (int n = 0; n < DRAIN_MAX; n++) {
         if (lws_partial_buffered(s->wsi)) {
             s->choked = true;
+            /* Closing, and stuck again: the grace period starts over. */
+            if (s->hub_closed || s->slow)
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
             lws_callback_on_writable(s->wsi);
             return 0;
         }
-        cbx_message *m = NULL;
-        cbx_result rc = cbx_conn_recv(server.hub, s->conn, 0, &m);
-        if (rc == CBX_EMPTY)
-            return 0;
-        if (rc == CBX_CLOSED)
-            return close_for_hub(s);
-        if (!checked(rc, "cbx_conn_recv"))
-            return -1;
+        cbx_message *m = outbox_pop(&s->out);
+        if (!m)
+            return s->hub_closed || s->slow ? close_for_hub(s) : 0;
         size_t len = 0;
         const uint8_t *data = cbx_message_data(m, &len);
         bool written = write_frame(s->wsi, data, len,
@@ -735,6 +816,7 @@ static void close_session(struct session *s) {
     CBX(cbx_conn_close(server.hub, s->conn));
     s->open = false;
     identity_clear(&s->who);
+    outbox_clear(&s->out);
     free(s->first_frame);
     free(s->rx);
     s->first_frame = NULL;
@@ -849,31 +931,44 @@ static int on_socket(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 /* The hub's ready fd, adopted into lws' poll loop: readable while some
- * connection has something queued or was closed. */
+ * connection has something queued or was closed. One call hands over
+ * what every ready connection holds: entry i is conns[i] and messages[i],
+ * a NULL message saying that the hub closed that connection. */
 static int on_ready(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len) {
     if (reason != LWS_CALLBACK_RAW_RX_FILE)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
-    uint64_t conns[256];
-    size_t n = 0;
-    /* The fd stays readable until the list is empty. */
-    do {
-        if (!CBX(cbx_hub_take_ready(server.hub, conns, 256, &n)))
+    enum { BATCH = 256 };
+    uint64_t conns[BATCH];
+    cbx_message *messages[BATCH];
+    /* The fd stays readable until the hub has handed over everything. */
+    for (;;) {
+        size_t n = 0;
+        cbx_result rc = cbx_hub_recv_ready(server.hub, conns, messages, BATCH, &n);
+        if (rc == CBX_EMPTY)
             return 0;
+        if (!checked(rc, "cbx_hub_recv_ready"))
+            return 0;
+        struct session *s = NULL;
         for (size_t i = 0; i < n; i++) {
-            struct session *s;
-            HASH_FIND(hh, server.sessions, &conns[i], sizeof conns[i], s);
-            if (!s)
-                continue; /* closed since: nothing to write */
-            lws_callback_on_writable(s->wsi);
-            /* A socket stopped with frames queued is listed again only
-             * when the hub closed it: if it still takes nothing, it gets
-             * CLOSE_GRACE_SECS to take the rest and its close frame. */
-            if (s->choked)
+            /* A connection's entries come in a row: one lookup a run. */
+            if (!s || s->conn != conns[i])
+                HASH_FIND(hh, server.sessions, &conns[i], sizeof conns[i], s);
+            if (!s) {
+                cbx_message_free(messages[i]); /* closed since; NULL is fine */
+                continue;
+            }
+            if (messages[i]) {
+                deliver(s, messages[i]);
+            } else {
+                /* If the socket still takes nothing, it gets
+                 * CLOSE_GRACE_SECS for the rest and its close frame. */
+                s->hub_closed = true;
                 lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
+            }
+            lws_callback_on_writable(s->wsi);
         }
-    } while (n > 0);
-    return 0;
+    }
 }
 
 /* SIGINT and SIGTERM, as a signalfd in the same loop: the loop stops. */
@@ -939,20 +1034,21 @@ int main(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    size_t port = 8000, queue_max_bytes = 1 << 20;
+    size_t port = 8000;
     int status = 1, opt;
     struct lws_context *context = NULL;
     sigset_t signals;
 
     server.secret = getenv("CHANNELBOX_JWT_SECRET");
     server.max_frame_bytes = 64 * 1024;
+    server.queue_max_bytes = 1 << 20;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         bool ok = true;
         switch (opt) {
         case 'p': ok = parse_size(optarg, &port) && port <= 65535; break;
         case 's': server.secret = optarg; break;
         case 'f': ok = parse_size(optarg, &server.max_frame_bytes) && server.max_frame_bytes > 0; break;
-        case 'q': ok = parse_size(optarg, &queue_max_bytes); break;
+        case 'q': ok = parse_size(optarg, &server.queue_max_bytes); break;
         case 'h': usage(stdout); return 0;
         default: ok = false;
         }
@@ -978,13 +1074,14 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* History: the Rust hub's defaults; the queue bound makes slow
+    /* History: the Rust hub's defaults. The same bound on the hub's queue
+     * (between two turns of the loop) and on each outbox makes slow
      * consumers close (4008) instead of holding memory or the room. */
     char config[160];
     snprintf(config, sizeof config,
              "{\"history_max_messages\":10000,\"history_max_bytes\":1048576,"
              "\"queue_max_bytes\":%zu,\"slow_consumer\":\"disconnect\"}",
-             queue_max_bytes);
+             server.queue_max_bytes);
     if (!CBX(cbx_hub_new(config, &server.hub)))
         return 1;
     /* Asked for before any connection opens, so every one is listed. */

@@ -78,6 +78,11 @@ impl Hub {
             .remove(&id)
             .ok_or(Error::NoSuchConnection(id))?;
         state.close(CloseReason::ClosedByHost);
+        if state.release() {
+            // Still on the ready list, which points to it without a
+            // reference: it keeps the map's until it comes off.
+            self.inner.ready.retire(state.clone());
+        }
         self.detach(&state);
         self.forget_user(&state);
         let mut sink = Vec::new();
@@ -144,8 +149,8 @@ impl Hub {
     /// groups; false when it was closed already (it leaves them anyway).
     fn shut(&self, conn: &Arc<ConnState>, reason: CloseReason) -> bool {
         let closed = conn.close(reason);
-        if closed {
-            self.inner.ready.notify(conn);
+        if closed && conn.mark_if_pending(&self.inner.ready) {
+            self.inner.ready.list(conn);
         }
         self.detach(conn);
         closed
@@ -160,7 +165,9 @@ impl Hub {
         for id in due {
             if let Ok(state) = self.conn(id) {
                 if state.close(CloseReason::Expired) {
-                    self.inner.ready.notify(&state);
+                    if state.mark_if_pending(&self.inner.ready) {
+                        self.inner.ready.list(&state);
+                    }
                     self.detach(&state);
                     closed += 1;
                 }

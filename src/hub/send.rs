@@ -13,6 +13,7 @@ use crate::conn::{ConnId, ConnState, Push};
 use crate::engine::{self, Engine, GroupPublish};
 use crate::error::{Error, Result};
 use crate::message::{Kind, Message};
+use crate::ready::Listed;
 use crate::stats::Counters;
 use crate::store::{Admit, Commit};
 
@@ -215,7 +216,9 @@ impl Hub {
         let message = Message::new(kind, data, None, 0, self.now_ms());
         let mut report = SendReport::default();
         let mut slow = Vec::new();
-        self.deliver(&conn, &message, &mut report, &mut slow);
+        let mut listed = Vec::new();
+        self.deliver(&conn, &message, &mut report, &mut slow, &mut listed);
+        self.inner.ready.list_all(&mut listed);
         if report.delivered == 0 && report.disconnected == 0 && report.dropped == 0 {
             // Nothing happened: it was closed before this send.
             if let Some(reason) = conn.close_reason() {
@@ -443,17 +446,21 @@ impl Hub {
     ) -> SendReport {
         let mut report = SendReport::default();
         let mut slow = Vec::new();
+        let mut listed = Vec::new();
         for conn in &self.user_conns(user) {
-            self.deliver(conn, &message, &mut report, &mut slow);
+            self.deliver(conn, &message, &mut report, &mut slow, &mut listed);
         }
+        self.inner.ready.list_all(&mut listed);
         self.finish(&report, slow, send);
         report
     }
 
     /// Pushes one message to every member. The common case (queued,
-    /// nothing evicted) only bumps a local counter, and lists the member
-    /// as ready when its queue was empty: this loop is the cost of a
-    /// delivery.
+    /// nothing evicted) only bumps a local counter; a member whose queue
+    /// was empty, with the ready fd on, is marked under its queue's lock
+    /// and kept in a local list, and the members marked go onto the hub's
+    /// ready list under one lock after the loop (the fd signalled at most
+    /// once a send): this loop is the cost of a delivery.
     #[inline]
     fn fan_out(
         &self,
@@ -465,24 +472,30 @@ impl Hub {
         let len = message.len();
         let ready = &self.inner.ready;
         let mut delivered = 0;
+        let mut listed: Vec<Listed> = Vec::new();
         // One count increment for every member's reference; those the
         // slow path or a closed queue leaves go back when this drops.
         let mut copies = message.reserve(members.len());
         for member in members {
-            match member.try_push(len, || Message::take(&mut copies)) {
-                Ok(wake) => {
+            match member.try_push(len, ready, || Message::take(&mut copies)) {
+                Ok(pushed) => {
                     delivered += 1;
-                    if wake {
-                        ready.notify(member);
+                    if pushed.list {
+                        if listed.capacity() == 0 {
+                            // Once a send: room for every member.
+                            listed.reserve_exact(members.len());
+                        }
+                        listed.push(Listed::new(member));
                     }
                 }
                 Err(q) => {
-                    let push = member.push_slow(q, message, len);
-                    self.account(member, push, report, slow);
+                    let push = member.push_slow(q, message, len, ready);
+                    self.account(member, push, report, slow, &mut listed);
                 }
             }
         }
         report.delivered += delivered;
+        ready.list_all(&mut listed);
     }
 
     #[inline]
@@ -492,34 +505,42 @@ impl Hub {
         message: &Message,
         report: &mut SendReport,
         slow: &mut Vec<Arc<ConnState>>,
+        listed: &mut Vec<Listed>,
     ) {
-        self.account(conn, conn.push(message), report, slow);
+        let push = conn.push(message, &self.inner.ready);
+        self.account(conn, push, report, slow, listed);
     }
 
-    /// Records what one push did: counts, wake-ups, slow consumers.
+    /// Records what one push did: counts, connections marked for the
+    /// ready list (into `listed`, for [`crate::ready::Ready::list_all`]),
+    /// slow consumers.
     fn account(
         &self,
         conn: &Arc<ConnState>,
         push: Push,
         report: &mut SendReport,
         slow: &mut Vec<Arc<ConnState>>,
+        listed: &mut Vec<Listed>,
     ) {
         match push {
             Push::Queued {
-                wake,
+                list,
                 dropped_oldest,
+                ..
             } => {
                 report.delivered += 1;
                 report.dropped += dropped_oldest;
-                if wake {
-                    self.inner.ready.notify(conn);
+                if list {
+                    listed.push(Listed::new(conn));
                 }
             }
             Push::Dropped => report.dropped += 1,
             Push::Disconnected => {
                 report.dropped += 1;
                 report.disconnected += 1;
-                self.inner.ready.notify(conn);
+                if conn.mark_if_pending(&self.inner.ready) {
+                    listed.push(Listed::new(conn));
+                }
                 slow.push(conn.clone());
             }
             Push::Closed => {}

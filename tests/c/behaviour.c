@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -809,6 +810,101 @@ static void recv_ready_drains_every_ready_connection_in_one_call(void) {
     cbx_hub_free(hub);
 }
 
+/* A send to a large group lists every member whose queue was empty, in
+ * the group's order, each once, and writes the ready fd once (its eventfd
+ * counter reads 1); a second send before the drain lists nobody again and
+ * does not write the fd; after the drain the next send lists them all. */
+static void a_fan_out_lists_its_members_once_and_signals_once(void) {
+    enum { MEMBERS = 300 };
+    cbx_hub *hub = new_hub(NULL);
+    static uint64_t ids[MEMBERS];
+    for (int i = 0; i < MEMBERS; i++) {
+        ids[i] = open_conn(hub, NULL);
+        REQUIRE_OK(cbx_group_add(hub, ids[i], "big"));
+    }
+    int fd = cbx_hub_ready_fd(hub);
+    REQUIRE(fd >= 0);
+    static uint64_t conns[2 * MEMBERS + 1];
+    static cbx_message *messages[2 * MEMBERS + 1];
+    size_t n = 0;
+    for (int round = 0; round < 2; round++) {
+        REQUIRE_OK(cbx_group_send(hub, "big", CBX_TEXT, BYTES("a"), 0, NULL));
+        uint64_t count = 0;
+        REQUIRE(read(fd, &count, sizeof count) == (ssize_t)sizeof count);
+        CHECK(count == 1);
+        REQUIRE_OK(cbx_group_send(hub, "big", CBX_TEXT, BYTES("b"), 0, NULL));
+        CHECK(!readable(fd));
+        CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 2 * MEMBERS + 1, &n), CBX_OK);
+        REQUIRE(n == 2 * MEMBERS);
+        for (size_t i = 0; i < MEMBERS; i++) {
+            check_entry(conns, messages, 2 * i, ids[i], "a");
+            check_entry(conns, messages, 2 * i + 1, ids[i], "b");
+        }
+        cbx_messages_free(messages, n);
+        CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, 2 * MEMBERS + 1, &n), CBX_EMPTY);
+        CHECK(!readable(fd));
+    }
+    cbx_hub_free(hub);
+}
+
+/* Connections the host releases while they sit on the ready list: the
+ * list holds no reference of its own, so the hub keeps a released one
+ * alive until it comes off (valgrind and ASan runs of this test check
+ * that). cbx_hub_recv_ready skips them; cbx_hub_take_ready may still name
+ * them, as documented, and receiving from them says so. */
+static void connections_released_while_listed_are_skipped(void) {
+    enum { N = 50 };
+    cbx_hub *hub = new_hub(NULL);
+    uint64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = open_conn(hub, NULL);
+        REQUIRE_OK(cbx_group_add(hub, ids[i], "g"));
+    }
+    REQUIRE(cbx_hub_ready_fd(hub) >= 0);
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("m"), 0, NULL));
+    for (int i = 0; i < N; i += 2)
+        REQUIRE_OK(cbx_conn_close(hub, ids[i]));
+    uint64_t conns[N + 1];
+    cbx_message *messages[N + 1];
+    size_t n = 0;
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, N + 1, &n), CBX_OK);
+    REQUIRE(n == N / 2);
+    for (size_t i = 0; i < N / 2; i++) /* the group's order, joins so far */
+        check_entry(conns, messages, i, ids[2 * i + 1], "m");
+    cbx_messages_free(messages, n);
+    CHECK_RC(cbx_hub_recv_ready(hub, conns, messages, N + 1, &n), CBX_EMPTY);
+
+    /* Listed, then released, then taken: the ids come back, the
+     * connections are gone. */
+    REQUIRE_OK(cbx_group_send(hub, "g", CBX_TEXT, BYTES("m"), 0, NULL));
+    for (int i = 1; i < N; i += 2)
+        REQUIRE_OK(cbx_conn_close(hub, ids[i]));
+    uint64_t taken[N];
+    REQUIRE_OK(cbx_hub_take_ready(hub, taken, N, &n));
+    REQUIRE(n == N / 2);
+    for (size_t i = 0; i < N / 2; i++) {
+        /* One of the released ones (the group's order changed when the
+         * first half left it), each once. */
+        int found = 0;
+        for (int k = 1; k < N; k += 2)
+            found += taken[i] == ids[k];
+        for (size_t j = 0; j < i; j++)
+            found += taken[i] == taken[j] ? 100 : 0;
+        CHECK(found == 1);
+        cbx_message *m = NULL;
+        CHECK_RC(cbx_conn_recv(hub, taken[i], 0, &m), CBX_NO_SUCH_CONNECTION);
+    }
+    REQUIRE_OK(cbx_hub_take_ready(hub, taken, N, &n));
+    CHECK(n == 0);
+
+    /* Closed by the hub (listed with nothing queued), released, then
+     * the hub freed with it still listed. */
+    uint64_t last = open_conn(hub, NULL);
+    REQUIRE_OK(cbx_close_all(hub));
+    REQUIRE_OK(cbx_conn_close(hub, last));
+    cbx_hub_free(hub);
+}
+
 /* Without cbx_hub_ready_fd, the first cbx_hub_recv_ready turns readiness
  * on and finds the connections that already hold messages. */
 static void recv_ready_finds_messages_queued_before_its_first_call(void) {
@@ -1111,6 +1207,8 @@ int main(void) {
     RUN(ready_fd_lists_connections_ready_before_it_was_created);
     RUN(recv_ready_drains_every_ready_connection_in_one_call);
     RUN(recv_ready_finds_messages_queued_before_its_first_call);
+    RUN(a_fan_out_lists_its_members_once_and_signals_once);
+    RUN(connections_released_while_listed_are_skipped);
     RUN(messages_free_of_one_broadcast_keeps_other_references);
     RUN(recv_times_out_with_empty);
     RUN(recv_batch_and_views_read_many_messages);
