@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 /// How soon a message sent through one hub must be found through another.
 const WITHIN: Duration = Duration::from_secs(1);
 
-
 /// The (room, id) of each hit of `query`, as `client` gets them.
 async fn search(client: &mut Client, query: &str) -> Vec<(String, u64)> {
     client.send(json!({"type": "search", "query": query})).await;
@@ -59,7 +58,10 @@ async fn search_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_hub_is_found_through_the_other_within_a_second() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("other", &h2.user("bob")).await;
     let id = alice.say("the zebra crossing is open").await;
@@ -95,7 +97,10 @@ async fn private_room(hub: &Hub, owner: &str, members: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_rooms_hits_reach_its_members_only() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let room = private_room(&h1, "olga", &["alice"]).await;
     let (mut alice, _) = h1.join(&room, &h1.user("alice")).await;
     let secret = alice.say("launch codes tuesday").await;
@@ -119,7 +124,10 @@ async fn a_private_rooms_hits_reach_its_members_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_rooms_hits_reach_its_members_only_on_the_other_hub_too() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let room = private_room(&h1, "olga", &["alice"]).await;
     let (mut alice, _) = h1.join(&room, &h1.user("alice")).await;
     let secret = alice.say("launch codes tuesday").await;
@@ -136,7 +144,10 @@ async fn a_private_rooms_hits_reach_its_members_only_on_the_other_hub_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_is_found_by_its_new_words_only_and_a_delete_not_at_all_on_either_hub() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     let edited = alice.say("meet at the harbour").await;

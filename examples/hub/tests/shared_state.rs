@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::Hub;
 use serde_json::{json, Value};
 
-
 /// Creates a room through `hub` and returns its id.
 async fn create(hub: &Hub, token: &str, body: Value) -> String {
     let (status, room) = hub.json("POST", "/rooms", token, Some(body)).await;
@@ -22,7 +21,10 @@ async fn create(hub: &Hub, token: &str, body: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     assert_ne!(h1.state.config.data_dir, h2.state.config.data_dir);
     let id = create(
         &h1,
@@ -57,7 +59,10 @@ async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let id = create(&h1, &h1.user("olga"), json!({"name": "ruled"})).await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
@@ -84,7 +89,10 @@ async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let id = create(&h1, &h1.user("olga"), json!({"name": "quiet"})).await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
@@ -102,7 +110,10 @@ async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_made_on_one_hub_are_seen_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let id = alice.say("read me").await;
     alice.send(json!({"type": "read", "message_id": id})).await;
@@ -137,7 +148,10 @@ async fn read_receipts_made_on_one_hub_are_seen_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_started_on_one_hub_lists_replies_sent_through_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     let root = alice.say("topic").await;
@@ -160,7 +174,10 @@ async fn a_thread_started_on_one_hub_lists_replies_sent_through_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_through_the_other_hub_is_saved_once() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let frame = json!({"type": "message", "content": "once", "client_id": "c-1"});
     alice.send(frame.clone()).await;
@@ -184,7 +201,10 @@ async fn a_resend_through_the_other_hub_is_saved_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_values_in_redis_are_reported_and_skipped() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let id = create(&h1, &h1.user("olga"), json!({"name": "fine"})).await;
     let mut raw = redis.raw();
     let set = |raw: &mut redis::Connection, key: &str, field: &str, value: &[u8]| {
@@ -290,7 +310,10 @@ async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removed_or_a_room_deleted_on_one_hub_closes_sockets_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (Hub::on_redis(&redis, "h1", |_| {}).await, Hub::on_redis(&redis, "h2", |_| {}).await);
+    let (h1, h2) = (
+        Hub::on_redis(&redis, "h1", |_| {}).await,
+        Hub::on_redis(&redis, "h2", |_| {}).await,
+    );
     let olga = h1.user("olga");
     let id = create(
         &h1,
