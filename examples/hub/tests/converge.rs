@@ -220,8 +220,7 @@ async fn a_client_back_from_away_gets_edits_deletes_and_reactions_in_id_order() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_converges_across_two_hubs_on_redis() {
     let redis = RedisServer::start();
-    let h1 = Hub::on_redis(&redis, "h1", |_| {}).await;
-    let h2 = Hub::on_redis(&redis, "h2", |_| {}).await;
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     // Alice reads and recovers on h1; bob writes and changes on h2.
     let live = away_client_converges(&h1, &h2, "spanned").await;
     for event in &live {

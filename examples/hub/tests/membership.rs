@@ -279,10 +279,7 @@ async fn membership_holds_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hubs_on_one_redis_share_memberships() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("hall", &h1.user("alice")).await;
 
     // First visit through h1: saved.

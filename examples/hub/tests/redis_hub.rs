@@ -17,10 +17,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spans_two_hubs_with_one_sequence_of_ids() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     // Alice, on h1, sees bob join on h2.
@@ -60,10 +57,7 @@ async fn a_room_spans_two_hubs_with_one_sequence_of_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hub_counts_the_room_deliveries_to_its_own_sockets() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("counted", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("counted", &h2.user("bob")).await;
     alice
@@ -92,10 +86,7 @@ async fn room_stats(hub: &Hub) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_message_reaches_the_user_on_the_other_hub() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let mut bob = h2.ws("/dm/alice", &h2.user("bob")).await.unwrap();
     bob.expect("history").await;
     let mut alice = h1.ws("/dm/bob", &h1.user("alice")).await.unwrap();
@@ -125,10 +116,7 @@ async fn a_direct_message_reaches_the_user_on_the_other_hub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_closes_sockets_with_reconnect_and_they_recover() {
     let mut redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     alice.send(json!({"message": "before"})).await;
@@ -221,10 +209,7 @@ fn ids(users: &[serde_json::Value]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_the_union_of_the_hubs() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let alice_token = h1.token("alice", Some("Alice"), false);
     let (mut alice1, users) = presence_first(&h1, &alice_token, "alice").await;
     assert_eq!(ids(&users), vec!["alice"]);

@@ -58,10 +58,7 @@ async fn search_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_hub_is_found_through_the_other_within_a_second() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("other", &h2.user("bob")).await;
     let id = alice.say("the zebra crossing is open").await;
@@ -97,10 +94,7 @@ async fn private_room(hub: &Hub, owner: &str, members: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_rooms_hits_reach_its_members_only() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let room = private_room(&h1, "olga", &["alice"]).await;
     let (mut alice, _) = h1.join(&room, &h1.user("alice")).await;
     let secret = alice.say("launch codes tuesday").await;
@@ -124,10 +118,7 @@ async fn a_private_rooms_hits_reach_its_members_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_rooms_hits_reach_its_members_only_on_the_other_hub_too() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let room = private_room(&h1, "olga", &["alice"]).await;
     let (mut alice, _) = h1.join(&room, &h1.user("alice")).await;
     let secret = alice.say("launch codes tuesday").await;
@@ -144,10 +135,7 @@ async fn a_private_rooms_hits_reach_its_members_only_on_the_other_hub_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_is_found_by_its_new_words_only_and_a_delete_not_at_all_on_either_hub() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     let edited = alice.say("meet at the harbour").await;

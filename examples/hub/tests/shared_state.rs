@@ -21,10 +21,7 @@ async fn create(hub: &Hub, token: &str, body: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     assert_ne!(h1.state.config.data_dir, h2.state.config.data_dir);
     let id = create(
         &h1,
@@ -59,10 +56,7 @@ async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let id = create(&h1, &h1.user("olga"), json!({"name": "ruled"})).await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
@@ -89,10 +83,7 @@ async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let id = create(&h1, &h1.user("olga"), json!({"name": "quiet"})).await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
@@ -110,10 +101,7 @@ async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_made_on_one_hub_are_seen_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let id = alice.say("read me").await;
     alice.send(json!({"type": "read", "message_id": id})).await;
@@ -148,10 +136,7 @@ async fn read_receipts_made_on_one_hub_are_seen_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_started_on_one_hub_lists_replies_sent_through_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let (mut bob, _) = h2.join("lobby", &h2.user("bob")).await;
     let root = alice.say("topic").await;
@@ -174,10 +159,7 @@ async fn a_thread_started_on_one_hub_lists_replies_sent_through_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_through_the_other_hub_is_saved_once() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let (mut alice, _) = h1.join("lobby", &h1.user("alice")).await;
     let frame = json!({"type": "message", "content": "once", "client_id": "c-1"});
     alice.send(frame.clone()).await;
@@ -201,10 +183,7 @@ async fn a_resend_through_the_other_hub_is_saved_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_values_in_redis_are_reported_and_skipped() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let id = create(&h1, &h1.user("olga"), json!({"name": "fine"})).await;
     let mut raw = redis.raw();
     let set = |raw: &mut redis::Connection, key: &str, field: &str, value: &[u8]| {
@@ -310,10 +289,7 @@ async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removed_or_a_room_deleted_on_one_hub_closes_sockets_on_the_other() {
     let redis = RedisServer::start();
-    let (h1, h2) = (
-        Hub::on_redis(&redis, "h1", |_| {}).await,
-        Hub::on_redis(&redis, "h2", |_| {}).await,
-    );
+    let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let olga = h1.user("olga");
     let id = create(
         &h1,

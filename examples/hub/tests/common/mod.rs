@@ -77,6 +77,12 @@ impl Hub {
         .await
     }
 
+    /// Two hubs on `redis` with the default settings, named `h1` and `h2`.
+    pub async fn pair_on_redis(redis: &channelbox_test_support::RedisServer) -> (Hub, Hub) {
+        let h1 = Hub::on_redis(redis, "h1", |_| {}).await;
+        (h1, Hub::on_redis(redis, "h2", |_| {}).await)
+    }
+
     /// Stops this hub and starts a new one with the same settings and
     /// data directory (a restart).
     pub async fn restart(mut self) -> Hub {
