@@ -63,7 +63,7 @@ fn def(table: Table) -> Kv {
 
 /// Tables written through the [`Batcher`] (readers look there first).
 /// Every [`Table`], in the order of its discriminant.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 10] = [
     Table::Rooms,
     Table::Owned,
     Table::Bans,
@@ -73,6 +73,7 @@ const TABLES: [Table; 9] = [
     Table::UserDms,
     Table::ClientIds,
     Table::Meta,
+    Table::Members,
 ];
 
 fn batched(table: Table) -> bool {
