@@ -434,8 +434,7 @@ fn rows_that_do_not_decode_are_skipped_and_counted() {
                 .unwrap();
             let mut broken = segment(&[log_row("c", 6, &[2u8, 0, 0, 0, 0, 0, 0, 0, 0, b'y'])]);
             broken[1] = 0xff;
-            t.insert(&(seq + 2).to_be_bytes()[..], &broken[..])
-                .unwrap();
+            t.insert(&(seq + 2).to_be_bytes()[..], &broken[..]).unwrap();
             let groups: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("groups");
             let mut g = tx.open_table(groups).unwrap();
             g.insert(&b"broken"[..], &b"?"[..]).unwrap();
@@ -625,9 +624,10 @@ fn log_rows(dir: &Path) -> u64 {
     let tx = db.begin_read().unwrap();
     let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     let from = match tx.open_table(meta) {
-        Ok(t) => t.get("segments_from").unwrap().map_or(0, |v| {
-            u64::from_le_bytes(v.value().try_into().unwrap())
-        }),
+        Ok(t) => t
+            .get("segments_from")
+            .unwrap()
+            .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap())),
         Err(_) => u64::MAX,
     };
     let messages: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("messages");
@@ -887,7 +887,10 @@ fn dead_records_in_shared_segments_never_come_back() {
             .unwrap();
         // f's records go, the keepers keep the segment alive.
         hub.history_flush(Some("f")).unwrap();
-        assert!(hub.stats().history_store_commits < 12, "the batch shared commits");
+        assert!(
+            hub.stats().history_store_commits < 12,
+            "the batch shared commits"
+        );
         assert_eq!(
             payloads(&hub, "a"),
             [(4, "a4"), (5, "a5")].map(|(o, p)| (o, p.to_owned()))
@@ -938,13 +941,13 @@ fn mostly_dead_segments_are_copied_forward_and_the_log_stays_bounded() {
     assert!(rows <= 2 * 25, "{rows} records on disk for 25 live");
     let hub = Hub::new(bounded).unwrap();
     for q in 0..20 {
-        assert_eq!(
-            payloads(&hub, &format!("quiet{q}")),
-            [(1, format!("q{q}"))]
-        );
+        assert_eq!(payloads(&hub, &format!("quiet{q}")), [(1, format!("q{q}"))]);
     }
     let busy: Vec<String> = payloads(&hub, "busy").into_iter().map(|p| p.1).collect();
-    assert_eq!(busy, (95..100).map(|i| format!("late{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        busy,
+        (95..100).map(|i| format!("late{i}")).collect::<Vec<_>>()
+    );
     assert_eq!(hub.stats().history_store_skipped_rows, 0);
 }
 
@@ -978,8 +981,11 @@ fn a_file_of_the_log_layout_is_upgraded_in_place() {
                 let mut body = vec![2u8];
                 body.extend_from_slice(&1u64.to_le_bytes());
                 body.extend_from_slice(format!("old{offset}").as_bytes());
-                t.insert(&offset.to_be_bytes()[..], &log_row("old", offset, &body)[..])
-                    .unwrap();
+                t.insert(
+                    &offset.to_be_bytes()[..],
+                    &log_row("old", offset, &body)[..],
+                )
+                .unwrap();
             }
         }
         tx.commit().unwrap();
@@ -990,7 +996,10 @@ fn a_file_of_the_log_layout_is_upgraded_in_place() {
     };
     {
         let hub = Hub::new(bounded.clone()).unwrap();
-        assert_eq!(hub.history("old", HistoryQuery::default()).unwrap().epoch, epoch);
+        assert_eq!(
+            hub.history("old", HistoryQuery::default()).unwrap().epoch,
+            epoch
+        );
         assert_eq!(
             payloads(&hub, "old"),
             [(1, "old1"), (2, "old2"), (3, "old3")].map(|(o, p)| (o, p.to_owned()))
@@ -1003,7 +1012,10 @@ fn a_file_of_the_log_layout_is_upgraded_in_place() {
     }
     assert_eq!(log_rows(dir.path()), 3);
     let hub = Hub::new(bounded).unwrap();
-    assert_eq!(hub.history("old", HistoryQuery::default()).unwrap().epoch, epoch);
+    assert_eq!(
+        hub.history("old", HistoryQuery::default()).unwrap().epoch,
+        epoch
+    );
     assert_eq!(
         payloads(&hub, "old"),
         [(2, "old2-new"), (3, "old3"), (4, "new4")].map(|(o, p)| (o, p.to_owned()))

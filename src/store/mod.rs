@@ -1053,52 +1053,57 @@ fn load(
         // live ones too) are older than every live one, so they never
         // push a live one out; they are dropped at the end.
         let mut loading: HashMap<Arc<str>, Loading> = HashMap::new();
-        scan(&messages, &mut index, &skip, |name, offset, rest, replaces| {
-            let g = match loading.get_mut(name) {
-                Some(g) => g,
-                None => loading.entry(name.clone()).or_default(),
-            };
-            g.newest = g.newest.max(offset);
-            if replaces {
-                if let Ok(i) = g.window.binary_search_by_key(&offset, Message::offset) {
-                    let old = g.window.remove(i).expect("found");
-                    g.bytes -= old.len();
+        scan(
+            &messages,
+            &mut index,
+            &skip,
+            |name, offset, rest, replaces| {
+                let g = match loading.get_mut(name) {
+                    Some(g) => g,
+                    None => loading.entry(name.clone()).or_default(),
+                };
+                g.newest = g.newest.max(offset);
+                if replaces {
+                    if let Ok(i) = g.window.binary_search_by_key(&offset, Message::offset) {
+                        let old = g.window.remove(i).expect("found");
+                        g.bytes -= old.len();
+                    }
                 }
-            }
-            let Some(m) = decode_message(name, offset, rest) else {
-                skip();
-                return;
-            };
-            if offset <= g.dropped {
-                // Older than a row the bounds left out: so is it.
-                return;
-            }
-            if bounds.ttl_ms > 0 && now_ms.saturating_sub(m.ts_ms()) >= bounds.ttl_ms {
-                // Too old: so is every older offset.
-                g.dropped = offset;
-                while g.window.front().is_some_and(|f| f.offset() < offset) {
+                let Some(m) = decode_message(name, offset, rest) else {
+                    skip();
+                    return;
+                };
+                if offset <= g.dropped {
+                    // Older than a row the bounds left out: so is it.
+                    return;
+                }
+                if bounds.ttl_ms > 0 && now_ms.saturating_sub(m.ts_ms()) >= bounds.ttl_ms {
+                    // Too old: so is every older offset.
+                    g.dropped = offset;
+                    while g.window.front().is_some_and(|f| f.offset() < offset) {
+                        let old = g.window.pop_front().expect("not empty");
+                        g.bytes -= old.len();
+                    }
+                    return;
+                }
+                // Mostly the newest; a replacement (or a record copied
+                // forward) sits later in the log than the offsets after it.
+                g.bytes += m.len();
+                if !g.window.back().is_some_and(|b| b.offset() >= offset) {
+                    g.window.push_back(m);
+                } else {
+                    let (Ok(i) | Err(i)) = g.window.binary_search_by_key(&offset, Message::offset);
+                    g.window.insert(i, m);
+                }
+                while (bounds.max_messages > 0 && g.window.len() > bounds.max_messages)
+                    || (bounds.max_bytes > 0 && g.bytes > bounds.max_bytes && g.window.len() > 1)
+                {
                     let old = g.window.pop_front().expect("not empty");
                     g.bytes -= old.len();
+                    g.dropped = g.dropped.max(old.offset());
                 }
-                return;
-            }
-            // Mostly the newest; a replacement (or a record copied
-            // forward) sits later in the log than the offsets after it.
-            g.bytes += m.len();
-            if !g.window.back().is_some_and(|b| b.offset() >= offset) {
-                g.window.push_back(m);
-            } else {
-                let (Ok(i) | Err(i)) = g.window.binary_search_by_key(&offset, Message::offset);
-                g.window.insert(i, m);
-            }
-            while (bounds.max_messages > 0 && g.window.len() > bounds.max_messages)
-                || (bounds.max_bytes > 0 && g.bytes > bounds.max_bytes && g.window.len() > 1)
-            {
-                let old = g.window.pop_front().expect("not empty");
-                g.bytes -= old.len();
-                g.dropped = g.dropped.max(old.offset());
-            }
-        })?;
+            },
+        )?;
         for (name, g) in &index.groups {
             if !g.rows.is_empty() && !names.contains_key(name) {
                 // Rows of a group without a `groups` row: treated as an
