@@ -89,6 +89,13 @@ mod nosync;
 /// Offsets reserved on disk at a time for one group.
 pub(crate) const RESERVE: u64 = 4096;
 
+/// Without `history_commit_interval_ms`, the least time between the starts
+/// of two commits: a commit that follows another closer than this waits
+/// the rest (changes keep joining it), one after a quiet spell starts at
+/// once. Each redb commit costs ~250 000 instructions whatever it holds,
+/// so under load this sets how many messages share that cost.
+const SPACING: Duration = Duration::from_millis(2);
+
 /// How long the writer waits before retrying a failed commit.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -1183,6 +1190,9 @@ const COMPACT_MIN: usize = 64;
 impl Writer {
     fn run(mut self, shared: &Shared) {
         let mut retry: Vec<Op> = Vec::new();
+        // When the last commit started: without a commit interval, the
+        // next starts at once, or `SPACING` after it under load.
+        let mut last_start: Option<std::time::Instant> = None;
         loop {
             let (mut ops, commit, closing) = {
                 let mut q = shared.queue.lock();
@@ -1190,7 +1200,16 @@ impl Writer {
                     while q.ops.is_empty() && !q.closing {
                         shared.wake.wait(&mut q);
                     }
-                    if !self.linger.is_zero() {
+                    if self.linger.is_zero() {
+                        // Under load (the previous commit started less than
+                        // `SPACING` ago), let more changes join this one; a
+                        // lone send after a quiet spell commits at once.
+                        if let Some(deadline) = last_start.map(|t| t + SPACING) {
+                            while !q.closing && std::time::Instant::now() < deadline {
+                                shared.wake.wait_until(&mut q, deadline);
+                            }
+                        }
+                    } else {
                         // Let more changes join this commit (pushes onto
                         // a non-empty queue do not wake the writer).
                         let deadline = std::time::Instant::now() + self.linger;
@@ -1216,6 +1235,7 @@ impl Writer {
                 commit.complete(Ok(()));
                 continue;
             }
+            last_start = Some(std::time::Instant::now());
             match self.commit(&ops) {
                 Ok(()) => {
                     shared.commits.fetch_add(1, Ordering::Relaxed);
