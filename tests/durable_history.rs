@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use channelbox::{Config, Error, HistoryQuery, Hub, Kind};
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable};
 
 fn config(dir: &Path) -> Config {
     Config {

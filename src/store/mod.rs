@@ -645,7 +645,7 @@ fn push_raw_record(v: &mut Vec<u8>, body: &[u8]) {
 }
 
 /// Ends the records of the segment in `v`; its floors follow.
-fn end_records(v: &mut Vec<u8>) {
+fn end_records(v: &mut [u8]) {
     let len = (v.len() - SEGMENT_HEADER) as u64;
     v[1..SEGMENT_HEADER].copy_from_slice(&len.to_le_bytes());
 }
