@@ -152,6 +152,8 @@ fn main() {
         return callgrind(&args[1..]);
     }
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--restart-only`: just the restart table (to compare store layouts).
+    let restart_only = std::env::args().any(|a| a == "--restart-only");
     let base = std::env::var_os("BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -166,6 +168,9 @@ fn main() {
     println!("| --- | --- | --- | --- |");
     for fsync in [true, false] {
         for threads in [1, 4, 16, 64] {
+            if restart_only {
+                break;
+            }
             let r: Vec<_> = (0..runs)
                 .map(|_| throughput(&base, fsync, threads, secs))
                 .collect();

@@ -90,9 +90,9 @@ pub struct Config {
     pub history_fsync: bool,
     /// With `history_dir`: how long the writer lets changes gather after
     /// the first one arrives before it commits them together, in
-    /// milliseconds (0 to 1000). 0 commits as soon as the previous commit
-    /// is done (lowest latency; under load each commit still carries what
-    /// arrived during the previous one). A few milliseconds make commits
+    /// milliseconds (0 to 1000). 0 commits at once, but under load no
+    /// sooner than 2 ms after the previous commit started (each commit
+    /// carries what arrived meanwhile). A few milliseconds make commits
     /// larger and fewer when many senders are active (less CPU and disk
     /// work per message) at the cost of that much latency per saved send.
     pub history_commit_interval_ms: u64,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use channelbox::{Config, Error, HistoryQuery, Hub, Kind};
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable};
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -380,13 +380,27 @@ fn members_get_a_saved_message_before_it_is_committed_even_in_a_new_group() {
     );
 }
 
-/// A `messages` value: group name length (u32 LE), name, offset (u64 LE),
-/// then `body` (kind, timestamp, payload).
+/// A record: group name length (u32 LE), name, offset (u64 LE), then
+/// `body` (kind, timestamp, payload).
 fn log_row(group: &str, offset: u64, body: &[u8]) -> Vec<u8> {
     let mut v = (group.len() as u32).to_le_bytes().to_vec();
     v.extend_from_slice(group.as_bytes());
     v.extend_from_slice(&offset.to_le_bytes());
     v.extend_from_slice(body);
+    v
+}
+
+/// A `messages` segment: format 1, the records' length (u64 LE), each
+/// record with its length (u32 LE), then no floors.
+fn segment(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for r in records {
+        body.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        body.extend_from_slice(r);
+    }
+    let mut v = vec![1u8];
+    v.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    v.extend_from_slice(&body);
     v
 }
 
@@ -406,19 +420,21 @@ fn rows_that_do_not_decode_are_skipped_and_counted() {
             let messages: redb::TableDefinition<&[u8], &[u8]> =
                 redb::TableDefinition::new("messages");
             let mut t = tx.open_table(messages).unwrap();
-            // Appended to the log: a row replacing offset 2 with an
-            // unknown kind, one too short, and text that is not UTF-8.
+            // Appended to the log: a segment whose records are one
+            // replacing offset 2 with an unknown kind, one too short, and
+            // text that is not UTF-8; then a segment whose framing breaks.
             let last = t.last().unwrap().unwrap().0.value().to_vec();
-            let mut seq = u64::from_be_bytes(last.try_into().unwrap());
-            for (offset, body) in [
-                (2u64, &[9u8, 0, 0, 0, 0, 0, 0, 0, 0, b'x'][..]),
-                (4, &[2u8, 1][..]),
-                (5, &[2u8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..]),
-            ] {
-                seq += 1;
-                t.insert(&seq.to_be_bytes()[..], &log_row("c", offset, body)[..])
-                    .unwrap();
-            }
+            let seq = u64::from_be_bytes(last.try_into().unwrap());
+            let records = [
+                log_row("c", 2, &[9u8, 0, 0, 0, 0, 0, 0, 0, 0, b'x']),
+                log_row("c", 4, &[2u8, 1]),
+                log_row("c", 5, &[2u8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff]),
+            ];
+            t.insert(&(seq + 1).to_be_bytes()[..], &segment(&records)[..])
+                .unwrap();
+            let mut broken = segment(&[log_row("c", 6, &[2u8, 0, 0, 0, 0, 0, 0, 0, 0, b'y'])]);
+            broken[1] = 0xff;
+            t.insert(&(seq + 2).to_be_bytes()[..], &broken[..]).unwrap();
             let groups: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("groups");
             let mut g = tx.open_table(groups).unwrap();
             g.insert(&b"broken"[..], &b"?"[..]).unwrap();
@@ -427,7 +443,7 @@ fn rows_that_do_not_decode_are_skipped_and_counted() {
         tx.commit().unwrap();
     }
     let hub = open(dir.path());
-    assert_eq!(hub.stats().history_store_skipped_rows, 5);
+    assert_eq!(hub.stats().history_store_skipped_rows, 6);
     assert_eq!(
         payloads(&hub, "c"),
         vec![(1, "c1".to_owned()), (3, "c3".to_owned())]
@@ -600,12 +616,41 @@ fn child_fills_the_disk() {
         .unwrap();
 }
 
-/// The number of rows in the store's `messages` log (the hub closed).
+/// The number of records in the store's `messages` log (the hub closed):
+/// one a row below the `segments_from` meta row, else the records of each
+/// segment, live or not.
 fn log_rows(dir: &Path) -> u64 {
     let db = redb::Database::create(dir.join("history.redb")).unwrap();
     let tx = db.begin_read().unwrap();
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let from = match tx.open_table(meta) {
+        Ok(t) => t
+            .get("segments_from")
+            .unwrap()
+            .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap())),
+        Err(_) => u64::MAX,
+    };
     let messages: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("messages");
-    tx.open_table(messages).unwrap().len().unwrap()
+    let mut n = 0;
+    for row in tx.open_table(messages).unwrap().iter().unwrap() {
+        let (k, v) = row.unwrap();
+        // A key of the first layout (group, 0xFF, offset) is one row too.
+        let seq = k.value().try_into().map_or(0, u64::from_be_bytes);
+        if seq < from {
+            n += 1;
+            continue;
+        }
+        let v = v.value();
+        assert_eq!(v[0], 1, "segment format");
+        let len = u64::from_le_bytes(v[1..9].try_into().unwrap()) as usize;
+        let mut records = &v[9..9 + len];
+        while !records.is_empty() {
+            let l = u32::from_le_bytes(records[..4].try_into().unwrap()) as usize;
+            records = &records[4 + l..];
+            n += 1;
+        }
+    }
+    n
 }
 
 #[test]
@@ -791,4 +836,189 @@ fn child_fills_the_disk_then_frees_it() {
         send(&hub, "d", &format!("m{i}"));
     }
     println!("last {}", hub.last_offset("d").unwrap());
+}
+
+/// Sends `texts` to their groups without waiting in between (they share
+/// commits), then waits until every one is committed.
+fn send_batch(hub: &Hub, texts: &[(&str, String)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut commits = Vec::new();
+    for (group, text) in texts {
+        let text = text.clone();
+        let staged = hub
+            .group_send_with_staged(group, Kind::Text, true, move |_| bytes::Bytes::from(text))
+            .unwrap();
+        let channelbox::Staged::Sent(_, commit) = staged else {
+            panic!("the memory engine sends here")
+        };
+        commits.push(commit);
+    }
+    for commit in commits {
+        rt.block_on(commit).unwrap();
+    }
+}
+
+/// A commit writes its messages as one segment; a segment stays while any
+/// of its records is live, so it also holds evicted, replaced and flushed
+/// ones. None of those comes back at a restart, not even with wider bounds.
+#[test]
+fn dead_records_in_shared_segments_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let bounded = |max| Config {
+        history_max_messages: max,
+        history_commit_interval_ms: 50,
+        ..config(dir.path())
+    };
+    {
+        let hub = Hub::new(bounded(2)).unwrap();
+        send(&hub, "a", "a1");
+        send(&hub, "f", "f1");
+        // a2..a5 share commits with the kept f2: a2 and a3 are evicted in
+        // the segment that still holds f2.
+        let mut batch: Vec<(&str, String)> = (2..=5).map(|i| ("a", format!("a{i}"))).collect();
+        batch.push(("f", "f2".to_owned()));
+        // Keepers: enough live records that the segment is not rewritten.
+        let keepers: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+        batch.extend(keepers.iter().map(|k| (k.as_str(), format!("{k}-1"))));
+        send_batch(&hub, &batch);
+        hub.history_replace("k0", 1, Kind::Text, &b"k0-new"[..])
+            .unwrap();
+        // f's records go, the keepers keep the segment alive.
+        hub.history_flush(Some("f")).unwrap();
+        assert!(
+            hub.stats().history_store_commits < 12,
+            "the batch shared commits"
+        );
+        assert_eq!(
+            payloads(&hub, "a"),
+            [(4, "a4"), (5, "a5")].map(|(o, p)| (o, p.to_owned()))
+        );
+    }
+    for _ in 0..2 {
+        let hub = Hub::new(bounded(10)).unwrap();
+        assert_eq!(
+            payloads(&hub, "a"),
+            [(4, "a4"), (5, "a5")].map(|(o, p)| (o, p.to_owned()))
+        );
+        assert!(payloads(&hub, "f").is_empty());
+        assert_eq!(payloads(&hub, "k0"), [(1, "k0-new".to_owned())]);
+        assert_eq!(payloads(&hub, "k5"), [(1, "k5-1".to_owned())]);
+        assert_eq!(hub.stats().history_store_skipped_rows, 0);
+    }
+    let hub = Hub::new(bounded(10)).unwrap();
+    assert_eq!(send(&hub, "f", "f3"), 3);
+    assert_eq!(send(&hub, "a", "a6"), 6);
+}
+
+/// Segments left mostly dead by a busy group next to quiet ones are
+/// rewritten (their live records copied forward): the log stays within
+/// about twice the windows' records.
+#[test]
+fn mostly_dead_segments_are_copied_forward_and_the_log_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bounded = Config {
+        history_max_messages: 5,
+        history_commit_interval_ms: 20,
+        ..config(dir.path())
+    };
+    {
+        let hub = Hub::new(bounded.clone()).unwrap();
+        for q in 0..20 {
+            let group = format!("quiet{q}");
+            let mut batch = vec![(group.as_str(), format!("q{q}"))];
+            batch.extend((0..20).map(|i| ("busy", format!("b{q}-{i}"))));
+            send_batch(&hub, &batch);
+        }
+        for i in 0..100 {
+            send(&hub, "busy", &format!("late{i}"));
+        }
+    }
+    // 20 quiet windows of one and busy's 5: without copying forward the
+    // 20 first segments (21 records each) would all stay.
+    let rows = log_rows(dir.path());
+    assert!(rows <= 2 * 25, "{rows} records on disk for 25 live");
+    let hub = Hub::new(bounded).unwrap();
+    for q in 0..20 {
+        assert_eq!(payloads(&hub, &format!("quiet{q}")), [(1, format!("q{q}"))]);
+    }
+    let busy: Vec<String> = payloads(&hub, "busy").into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        busy,
+        (95..100).map(|i| format!("late{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(hub.stats().history_store_skipped_rows, 0);
+}
+
+/// A file of the log layout (layout 2: one message a row, `groups` rows
+/// without a floor) is read and upgraded in place: its rows are kept as
+/// they are and evicted as before; new commits write segments.
+#[test]
+fn a_file_of_the_log_layout_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.redb");
+    let epoch = 77u64;
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            tx.open_table(meta)
+                .unwrap()
+                .insert("messages_layout", &[2u8][..])
+                .unwrap();
+            let groups: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("groups");
+            let mut g = tx.open_table(groups).unwrap();
+            let mut row = vec![1u8];
+            row.extend_from_slice(&epoch.to_le_bytes());
+            row.extend_from_slice(&4u64.to_le_bytes());
+            g.insert(&b"old"[..], &row[..]).unwrap();
+            let messages: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("messages");
+            let mut t = tx.open_table(messages).unwrap();
+            for offset in 1..=3u64 {
+                let mut body = vec![2u8];
+                body.extend_from_slice(&1u64.to_le_bytes());
+                body.extend_from_slice(format!("old{offset}").as_bytes());
+                t.insert(
+                    &offset.to_be_bytes()[..],
+                    &log_row("old", offset, &body)[..],
+                )
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let bounded = Config {
+        history_max_messages: 3,
+        ..config(dir.path())
+    };
+    {
+        let hub = Hub::new(bounded.clone()).unwrap();
+        assert_eq!(
+            hub.history("old", HistoryQuery::default()).unwrap().epoch,
+            epoch
+        );
+        assert_eq!(
+            payloads(&hub, "old"),
+            [(1, "old1"), (2, "old2"), (3, "old3")].map(|(o, p)| (o, p.to_owned()))
+        );
+        // The next offset continues at the reservation; the oldest row
+        // (one of the earlier layout) is evicted.
+        assert_eq!(send(&hub, "old", "new4"), 4);
+        hub.history_replace("old", 2, Kind::Text, &b"old2-new"[..])
+            .unwrap();
+    }
+    assert_eq!(log_rows(dir.path()), 3);
+    let hub = Hub::new(bounded).unwrap();
+    assert_eq!(
+        hub.history("old", HistoryQuery::default()).unwrap().epoch,
+        epoch
+    );
+    assert_eq!(
+        payloads(&hub, "old"),
+        [(2, "old2-new"), (3, "old3"), (4, "new4")].map(|(o, p)| (o, p.to_owned()))
+    );
+    assert_eq!(hub.stats().history_store_skipped_rows, 0);
 }

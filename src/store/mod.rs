@@ -7,25 +7,37 @@
 //! under a group's lock except pushing onto the queue; a saved send waits
 //! for its commit after it has fanned out and let go of the lock.
 //!
-//! On disk (one file, `history.redb`), the messages as one log:
+//! On disk (one file, `history.redb`), the messages as one log of
+//! segments, one a commit:
 //!
-//! - `messages`: key = a global sequence number (8 bytes big-endian),
-//!   assigned by the writer in commit order; value = group name length
-//!   (u32 LE), group name, offset (u64 LE), kind (1 byte), timestamp (u64
-//!   LE), payload. Every save appends at the right edge of the B-tree
-//!   whatever its group, so a commit of messages to many groups rewrites a
-//!   few adjacent pages instead of one leaf per group, and evictions of the
-//!   oldest messages delete near the left edge. The writer keeps, per
-//!   group, the `(offset, sequence)` of each of its rows on disk (16 bytes
-//!   a message, in the writer thread only): an eviction deletes the oldest,
-//!   a replacement writes a new row and deletes the one it replaces, a
-//!   flush deletes them all. At start the log is read once in sequence
-//!   order to rebuild every group's window and that index.
-//! - `groups`: key = group name; value = format (1), epoch (u64 LE),
-//!   reserved (u64 LE).
-//! - `meta`: `messages_layout` = 2 (the log). A file whose `messages` hold
-//!   rows without it (the earlier layout, keyed by group and offset) is
-//!   refused with `Storage`, not converted.
+//! - `messages`: key = a global sequence number (8 bytes big-endian), one
+//!   a commit; value = a segment: format (1), the records' length (u64 LE),
+//!   the records, each its length (u32 LE) then group name length (u32
+//!   LE), group name, offset (u64 LE), kind (1 byte), timestamp (u64 LE),
+//!   payload; then the *floors*: for each group with a record in the
+//!   segment, name length (u32 LE), name, and the offset below which its
+//!   records are gone (u64 LE). One redb insert a commit, whatever the
+//!   number of messages and groups in it. A segment stays while any of
+//!   its records is live; its dead records (evicted, replaced, flushed)
+//!   are recognised at start by their group's floor (the newest segment
+//!   holding a group's records carries its floor, and a flush or a start
+//!   writes it in the `groups` row) or by a later record of the same
+//!   offset. The writer keeps, per group, the `(offset, segment)` of each
+//!   live record and, per segment, how many are live (in the writer
+//!   thread only): a segment with none is deleted; one under half live
+//!   has its live records copied into the next commit's segment, so the
+//!   log stays within about twice its live records. At start the log is
+//!   read once in sequence order to rebuild every group's window and that
+//!   index. Rows below the `meta` row `segments_from` are of the earlier
+//!   log layout (2: one message a row, unframed) and are read as one-record
+//!   segments: a file of that layout is upgraded in place at start.
+//! - `groups`: key = group name; value = format (2), epoch (u64 LE),
+//!   reserved (u64 LE), floor (u64 LE) (format 1, without the floor, is
+//!   read as floor 0).
+//! - `meta`: `messages_layout` = 3, `segments_from` (u64 LE). A file whose
+//!   `messages` hold rows without it (the first layout, keyed by group and
+//!   offset) is refused with `Storage`, not converted; so is a layout this
+//!   build does not know.
 //!
 //! **Offsets are never reused.** A group hands out an offset only below its
 //! *reservation*, a bound committed to disk ahead of use ([`RESERVE`] at a
@@ -48,8 +60,9 @@
 //! batch is on disk and writes are accepted again. If the process stops
 //! before that, the failed batch is lost; its senders were told.
 //!
-//! **Bad data.** A row that does not decode is skipped and counted
-//! (`history_store_skipped_rows`). A file that cannot be opened at all
+//! **Bad data.** A record (or a segment's framing or floors) that does
+//! not decode is skipped and counted (`history_store_skipped_rows`); a
+//! segment that does not decode whole is never deleted or rewritten. A file that cannot be opened at all
 //! (not a redb file, unreadable, locked by another hub) makes the hub
 //! refuse to start with `Storage` naming the file: the operator decides
 //! whether to move it aside, nothing is discarded behind their back.
@@ -76,6 +89,13 @@ mod nosync;
 /// Offsets reserved on disk at a time for one group.
 pub(crate) const RESERVE: u64 = 4096;
 
+/// Without `history_commit_interval_ms`, the least time between the starts
+/// of two commits: a commit that follows another closer than this waits
+/// the rest (changes keep joining it), one after a quiet spell starts at
+/// once. Each redb commit costs ~250 000 instructions whatever it holds,
+/// so under load this sets how many messages share that cost.
+const SPACING: Duration = Duration::from_millis(2);
+
 /// How long the writer waits before retrying a failed commit.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -88,10 +108,16 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The `meta` key of the `messages` layout.
 const LAYOUT_KEY: &str = "messages_layout";
-/// The `messages` layout this build writes: a log keyed by sequence.
-const LAYOUT: u8 = 2;
-/// The format byte of a `groups` value.
-const GROUP_FORMAT: u8 = 1;
+/// The `messages` layout this build writes: a log of segments keyed by
+/// sequence, one a commit.
+const LAYOUT: u8 = 3;
+/// The earlier log layout (one message a row), read and upgraded in place.
+const LOG_LAYOUT: u8 = 2;
+/// The `meta` key of the first sequence number that is a segment (rows
+/// below it are of the log layout).
+const SEGMENTS_FROM_KEY: &str = "segments_from";
+/// The format byte of a `groups` value (1: without the floor).
+const GROUP_FORMAT: u8 = 2;
 
 /// The durable history store of one hub.
 pub(crate) struct Store {
@@ -273,6 +299,7 @@ impl Store {
             stale: false,
             path,
             linger: Duration::from_millis(config.history_commit_interval_ms),
+            buf: Vec::new(),
         };
         let thread = {
             let shared = shared.clone();
@@ -503,13 +530,34 @@ struct Meta {
     /// One past the newest offset put (the reservation a clean close
     /// leaves, so the next start has no gap).
     next: u64,
+    /// The group's records below this offset are gone (flushed, evicted),
+    /// whatever copies partly live segments still hold.
+    floor: u64,
 }
 
-/// A group's rows on disk, `(offset, sequence)`, oldest offset first.
+/// A group's records on disk, `(offset, segment)`, oldest offset first.
 type Rows = VecDeque<(u64, u64)>;
 
+/// What the writer knows of one group's records in the log.
+#[derive(Default)]
+struct GroupLog {
+    rows: Rows,
+    /// Offsets below this are gone (evicted or flushed).
+    floor: u64,
+    /// The last segment whose floors list this group.
+    mark: u64,
+}
+
+/// How many records a segment holds, and how many of them are live (not
+/// evicted, replaced or flushed since).
+#[derive(Debug, Clone, Copy, Default)]
+struct Seg {
+    live: u32,
+    total: u32,
+}
+
 /// Records that row `seq` holds `offset` of its group; returns the row it
-/// supersedes (a replacement), which the caller deletes.
+/// supersedes (a replacement), whose record is then dead.
 fn place(rows: &mut Rows, offset: u64, seq: u64) -> Option<u64> {
     match rows.back() {
         Some(&(last, _)) if offset <= last => match rows.binary_search_by_key(&offset, |r| r.0) {
@@ -526,9 +574,36 @@ fn place(rows: &mut Rows, offset: u64, seq: u64) -> Option<u64> {
     }
 }
 
-/// Encodes a `messages` value into `v` (cleared first).
+/// One record of segment `seg` is dead: a segment with no live record is
+/// deleted (`dead`), one under half live is copied forward (`compact`).
+/// The segment being written (`cur`) only counts.
+fn release(
+    segs: &mut HashMap<u64, Seg>,
+    compact: &mut Vec<u64>,
+    dead: &mut Vec<u64>,
+    cur: u64,
+    seg: u64,
+) {
+    let Some(s) = segs.get_mut(&seg) else {
+        // A segment that did not decode whole: left alone.
+        return;
+    };
+    let was_half = s.live * 2 >= s.total;
+    s.live = s.live.saturating_sub(1);
+    if seg == cur {
+        return;
+    }
+    if s.live == 0 {
+        segs.remove(&seg);
+        dead.push(seg);
+    } else if was_half && s.live * 2 < s.total {
+        compact.push(seg);
+    }
+}
+
+/// Appends a message (group name length u32 LE, name, offset u64 LE, kind,
+/// timestamp u64 LE, payload) to `v`.
 fn encode_message(v: &mut Vec<u8>, group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8]) {
-    v.clear();
     v.reserve(4 + group.len() + 17 + data.len());
     v.extend_from_slice(&(group.len() as u32).to_le_bytes());
     v.extend_from_slice(group.as_bytes());
@@ -542,12 +617,162 @@ fn encode_message(v: &mut Vec<u8>, group: &str, offset: u64, kind: Kind, ts_ms: 
     v.extend_from_slice(data);
 }
 
+/// The format byte of a segment.
+const SEGMENT_FORMAT: u8 = 1;
+/// A segment's header: format, then the records' length (u64 LE).
+const SEGMENT_HEADER: usize = 9;
+
+/// Starts a segment in `v` (cleared first).
+fn begin_segment(v: &mut Vec<u8>) {
+    v.clear();
+    v.push(SEGMENT_FORMAT);
+    v.extend_from_slice(&[0; 8]);
+}
+
+/// Appends one record: its length (u32 LE), then the message.
+fn push_record(v: &mut Vec<u8>, group: &str, offset: u64, kind: Kind, ts_ms: u64, data: &[u8]) {
+    let at = v.len();
+    v.extend_from_slice(&[0; 4]);
+    encode_message(v, group, offset, kind, ts_ms, data);
+    let len = (v.len() - at - 4) as u32;
+    v[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends a record copied from another segment.
+fn push_raw_record(v: &mut Vec<u8>, body: &[u8]) {
+    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    v.extend_from_slice(body);
+}
+
+/// Ends the records of the segment in `v`; its floors follow.
+fn end_records(v: &mut [u8]) {
+    let len = (v.len() - SEGMENT_HEADER) as u64;
+    v[1..SEGMENT_HEADER].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends a floor: group name length (u32 LE), name, offset (u64 LE).
+fn push_floor(v: &mut Vec<u8>, group: &str, floor: u64) {
+    v.extend_from_slice(&(group.len() as u32).to_le_bytes());
+    v.extend_from_slice(group.as_bytes());
+    v.extend_from_slice(&floor.to_le_bytes());
+}
+
+/// The records of a `messages` row, in order.
+struct Records<'a> {
+    /// A row of the earlier layout: one message, not framed.
+    single: Option<&'a [u8]>,
+    rest: &'a [u8],
+    /// Set when the framing broke (the rest is skipped).
+    broken: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(s) = self.single.take() {
+            return Some(s);
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let body = self.rest.get(..4).and_then(|n| {
+            let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
+            self.rest.get(4..4usize.checked_add(n)?)
+        });
+        match body {
+            Some(body) => {
+                self.rest = &self.rest[4 + body.len()..];
+                Some(body)
+            }
+            None => {
+                self.broken = true;
+                self.rest = &[];
+                None
+            }
+        }
+    }
+}
+
+/// The floors of a segment: `(group, offset)`.
+struct Floors<'a> {
+    rest: &'a [u8],
+    broken: bool,
+}
+
+impl<'a> Iterator for Floors<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<(&'a str, u64)> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let floor = (|| {
+            let n = u32::from_le_bytes(self.rest.get(..4)?.try_into().ok()?) as usize;
+            let name = std::str::from_utf8(self.rest.get(4..4usize.checked_add(n)?)?).ok()?;
+            let at = 4 + n;
+            let floor = u64::from_le_bytes(self.rest.get(at..at + 8)?.try_into().ok()?);
+            Some((name, floor, at + 8))
+        })();
+        match floor {
+            Some((name, floor, used)) => {
+                self.rest = &self.rest[used..];
+                Some((name, floor))
+            }
+            None => {
+                self.broken = true;
+                self.rest = &[];
+                None
+            }
+        }
+    }
+}
+
+/// Splits a `messages` row into its records and floors: a row below
+/// `segments_from` (the earlier layout) is one message; `None` when the
+/// segment's header does not decode.
+fn split_row(seq: u64, segments_from: u64, value: &[u8]) -> Option<(Records<'_>, Floors<'_>)> {
+    if seq < segments_from {
+        return Some((
+            Records {
+                single: Some(value),
+                rest: &[],
+                broken: false,
+            },
+            Floors {
+                rest: &[],
+                broken: false,
+            },
+        ));
+    }
+    if value.len() < SEGMENT_HEADER || value[0] != SEGMENT_FORMAT {
+        return None;
+    }
+    let len = usize::try_from(u64::from_le_bytes(
+        value[1..SEGMENT_HEADER].try_into().ok()?,
+    ))
+    .ok()?;
+    let end = SEGMENT_HEADER.checked_add(len)?;
+    let records = value.get(SEGMENT_HEADER..end)?;
+    Some((
+        Records {
+            single: None,
+            rest: records,
+            broken: false,
+        },
+        Floors {
+            rest: &value[end..],
+            broken: false,
+        },
+    ))
+}
+
 /// The sequence number of a `messages` key.
 fn decode_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-/// The group name and offset of a `messages` value, and the rest of it.
+/// The group name and offset of a record, and the rest of it.
 fn decode_header(value: &[u8]) -> Option<(&str, u64, &[u8])> {
     let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
     let rest = &value[4..];
@@ -557,8 +782,8 @@ fn decode_header(value: &[u8]) -> Option<(&str, u64, &[u8])> {
     (!name.is_empty() && offset != 0).then_some((name, offset, &rest[8..]))
 }
 
-/// The message in the rest of a `messages` value (after its header), or
-/// `None` when it does not decode.
+/// The message in the rest of a record (after its header), or `None` when
+/// it does not decode.
 fn decode_message(group: &Arc<str>, offset: u64, rest: &[u8]) -> Option<Message> {
     let (&kind, rest) = rest.split_first()?;
     let kind = match kind {
@@ -581,40 +806,72 @@ fn decode_message(group: &Arc<str>, offset: u64, rest: &[u8]) -> Option<Message>
     ))
 }
 
-fn encode_group(meta: &Meta) -> [u8; 17] {
-    let mut v = [0u8; 17];
+fn encode_group(meta: &Meta) -> [u8; 25] {
+    let mut v = [0u8; 25];
     v[0] = GROUP_FORMAT;
     v[1..9].copy_from_slice(&meta.epoch.to_le_bytes());
-    v[9..].copy_from_slice(&meta.reserved.to_le_bytes());
+    v[9..17].copy_from_slice(&meta.reserved.to_le_bytes());
+    v[17..].copy_from_slice(&meta.floor.to_le_bytes());
     v
 }
 
-/// `(epoch, reserved)` of a `groups` row, or `None` when it does not decode.
-fn decode_group(value: &[u8]) -> Option<(u64, u64)> {
-    if value.len() != 17 || value[0] != GROUP_FORMAT {
-        return None;
-    }
+/// `(epoch, reserved, floor)` of a `groups` row (format 1, written before
+/// segments, has no floor), or `None` when it does not decode.
+fn decode_group(value: &[u8]) -> Option<(u64, u64, u64)> {
+    let floor = match (value.len(), value.first()) {
+        (17, Some(1)) => 0,
+        (25, Some(&GROUP_FORMAT)) => u64::from_le_bytes(value[17..].try_into().ok()?),
+        _ => return None,
+    };
     let epoch = u64::from_le_bytes(value[1..9].try_into().ok()?);
-    let reserved = u64::from_le_bytes(value[9..].try_into().ok()?);
-    (epoch != 0 && reserved >= 1).then_some((epoch, reserved))
+    let reserved = u64::from_le_bytes(value[9..17].try_into().ok()?);
+    (epoch != 0 && reserved >= 1).then_some((epoch, reserved, floor))
 }
 
-/// Checks the `messages` layout of the file, and records it in a new one.
-fn check_layout(tx: &redb::WriteTransaction) -> Result<(), String> {
-    let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+/// Checks the `messages` layout of the file, records it in a new one, and
+/// upgrades a file of the log layout (2) in place: its rows stay as they
+/// are, each read as one message, and new rows are segments. Returns the
+/// first sequence number that is a segment.
+fn check_layout(tx: &redb::WriteTransaction) -> Result<u64, String> {
+    let e = |e: redb::Error| e.to_string();
+    let mut meta = tx.open_table(META).map_err(|x| e(x.into()))?;
     let layout = meta
         .get(LAYOUT_KEY)
-        .map_err(|e| e.to_string())?
+        .map_err(|x| e(x.into()))?
+        .map(|v| v.value().to_vec());
+    let from = meta
+        .get(SEGMENTS_FROM_KEY)
+        .map_err(|x| e(x.into()))?
         .map(|v| v.value().to_vec());
     match layout.as_deref() {
-        Some([LAYOUT]) => Ok(()),
+        Some([LAYOUT]) => match from.as_deref().map(<[u8; 8]>::try_from) {
+            Some(Ok(from)) => Ok(u64::from_le_bytes(from)),
+            _ => Err(format!(
+                "its meta row {SEGMENTS_FROM_KEY:?} is missing or unreadable; \
+                 move the file aside to start with an empty history"
+            )),
+        },
+        Some([LOG_LAYOUT]) => {
+            // Every row so far is one message; segments start after them.
+            let messages = tx.open_table(MESSAGES).map_err(|x| e(x.into()))?;
+            let last = messages.last().map_err(|x| e(x.into()))?;
+            let from = match last {
+                Some((k, _)) => decode_seq(k.value()).map_or(1, |s| s + 1),
+                None => 1,
+            };
+            meta.insert(LAYOUT_KEY, &[LAYOUT][..])
+                .map_err(|x| e(x.into()))?;
+            meta.insert(SEGMENTS_FROM_KEY, &from.to_le_bytes()[..])
+                .map_err(|x| e(x.into()))?;
+            Ok(from)
+        }
         Some(other) => Err(format!(
-            "its messages layout {other:?} is not one this build reads ({LAYOUT}); \
-             move the file aside to start with an empty history"
+            "its messages layout {other:?} is not one this build reads ({LOG_LAYOUT} or \
+             {LAYOUT}); move the file aside to start with an empty history"
         )),
         None => {
-            let messages = tx.open_table(MESSAGES).map_err(|e| e.to_string())?;
-            if !messages.is_empty().map_err(|e| e.to_string())? {
+            let messages = tx.open_table(MESSAGES).map_err(|x| e(x.into()))?;
+            if !messages.is_empty().map_err(|x| e(x.into()))? {
                 return Err(
                     "its messages have the layout of an earlier build (keyed by \
                             group and offset), which this build does not read or convert; \
@@ -623,8 +880,10 @@ fn check_layout(tx: &redb::WriteTransaction) -> Result<(), String> {
                 );
             }
             meta.insert(LAYOUT_KEY, &[LAYOUT][..])
-                .map_err(|e| e.to_string())?;
-            Ok(())
+                .map_err(|x| e(x.into()))?;
+            meta.insert(SEGMENTS_FROM_KEY, &0u64.to_le_bytes()[..])
+                .map_err(|x| e(x.into()))?;
+            Ok(0)
         }
     }
 }
@@ -645,27 +904,35 @@ struct Loading {
 
 type Loaded = (Vec<Restored>, Index);
 
-/// What the writer knows of the disk: each group's `groups` row and rows,
-/// and the next sequence number.
+/// What the writer knows of the disk: each group's `groups` row and
+/// records, each segment's live records, and the next sequence number.
 #[derive(Default)]
 struct Index {
     metas: HashMap<Arc<str>, Meta>,
-    rows: HashMap<Arc<str>, Rows>,
+    groups: HashMap<Arc<str>, GroupLog>,
+    segs: HashMap<u64, Seg>,
+    /// Segments that fell under half live, to copy forward.
+    compact: Vec<u64>,
     next_seq: u64,
+    /// Rows below this sequence are of the log layout (one message each).
+    segments_from: u64,
 }
 
-/// Reads the log once in sequence order into each group's rows, calling
-/// `row` with every row that decodes (a later row for the same offset of a
-/// group supersedes the earlier one, which is deleted). Returns the next
-/// sequence number.
+/// Reads the log once in sequence order into `index` (each group's
+/// records and floor, each segment's record count), calling `row` with
+/// every record whose header decodes (a later record for the same offset
+/// of a group supersedes the earlier one, flagged). Records below their
+/// group's floor are still in `index.groups` afterwards: see [`settle`].
 fn scan(
-    messages: &mut redb::Table<&[u8], &[u8]>,
+    messages: &redb::Table<&[u8], &[u8]>,
+    index: &mut Index,
     skip: &dyn Fn(),
     mut row: impl FnMut(&Arc<str>, u64, &[u8], bool),
-    rows: &mut HashMap<Arc<str>, Rows>,
-) -> Result<u64, Box<dyn std::error::Error>> {
-    let mut next_seq = 1;
-    let mut superseded = Vec::new();
+) -> Result<(), Box<dyn std::error::Error>> {
+    index.groups.clear();
+    index.segs.clear();
+    index.compact.clear();
+    let mut next_seq = index.segments_from.max(1);
     for entry in messages.iter()? {
         let (k, v) = entry?;
         let Some(seq) = decode_seq(k.value()) else {
@@ -673,23 +940,85 @@ fn scan(
             continue;
         };
         next_seq = next_seq.max(seq + 1);
-        let Some((name, offset, rest)) = decode_header(v.value()) else {
+        let Some((mut records, mut floors)) = split_row(seq, index.segments_from, v.value()) else {
             skip();
             continue;
         };
-        let name: Arc<str> = match rows.get_key_value(name) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(name),
-        };
-        let old = place(rows.entry(name.clone()).or_default(), offset, seq);
-        let replaces = old.is_some();
-        superseded.extend(old);
-        row(&name, offset, rest, replaces);
+        let mut whole = true;
+        let mut total = 0u32;
+        for body in records.by_ref() {
+            let Some((name, offset, rest)) = decode_header(body) else {
+                skip();
+                whole = false;
+                continue;
+            };
+            let name: Arc<str> = match index.groups.get_key_value(name) {
+                Some((name, _)) => name.clone(),
+                None => Arc::from(name),
+            };
+            let g = index.groups.entry(name.clone()).or_default();
+            let replaces = place(&mut g.rows, offset, seq).is_some();
+            total += 1;
+            row(&name, offset, rest, replaces);
+        }
+        for (name, floor) in floors.by_ref() {
+            match index.groups.get_mut(name) {
+                Some(g) => g.floor = g.floor.max(floor),
+                None => {
+                    let g = index.groups.entry(Arc::from(name)).or_default();
+                    g.floor = floor;
+                }
+            }
+        }
+        if records.broken || floors.broken {
+            skip();
+            whole = false;
+        }
+        if whole {
+            index.segs.insert(seq, Seg { live: 0, total });
+        }
+        // A segment that did not decode whole is never deleted or
+        // rewritten: its records that decode are read, the rest is left
+        // on disk as it is.
     }
-    for seq in superseded {
+    index.next_seq = next_seq;
+    Ok(())
+}
+
+/// After [`scan`]: drops each group's records below its floor (the
+/// `groups` rows' floors in `floors`), counts every segment's live
+/// records, deletes the segments with none, and lists those under half
+/// live for copying forward.
+fn settle(
+    messages: &mut redb::Table<&[u8], &[u8]>,
+    index: &mut Index,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for (name, g) in index.groups.iter_mut() {
+        if let Some(m) = index.metas.get(name) {
+            g.floor = g.floor.max(m.floor);
+        }
+        while g.rows.front().is_some_and(|r| r.0 < g.floor) {
+            g.rows.pop_front();
+        }
+        for &(_, seg) in &g.rows {
+            if let Some(s) = index.segs.get_mut(&seg) {
+                s.live += 1;
+            }
+        }
+    }
+    let mut dead = Vec::new();
+    for (&seq, s) in &index.segs {
+        if s.live == 0 {
+            dead.push(seq);
+        } else if s.live * 2 < s.total {
+            index.compact.push(seq);
+        }
+    }
+    for seq in dead {
+        index.segs.remove(&seq);
         messages.remove(&seq.to_be_bytes()[..])?;
     }
-    Ok(next_seq)
+    Ok(())
 }
 
 /// Reads every group back, trims rows outside the bounds and reserves
@@ -701,18 +1030,21 @@ fn load(
     skipped: &AtomicU64,
 ) -> Result<Loaded, Box<dyn std::error::Error>> {
     let db = db.db.as_ref().expect("open");
-    let mut index = Index::default();
     let mut restored = Vec::new();
     let skip = || {
         skipped.fetch_add(1, Ordering::Relaxed);
     };
     let mut tx = db.begin_write()?;
     tx.set_durability(redb::Durability::Immediate)?;
-    check_layout(&tx)?;
+    let segments_from = check_layout(&tx)?;
+    let mut index = Index {
+        segments_from,
+        ..Index::default()
+    };
     {
         let mut groups = tx.open_table(GROUPS)?;
         let mut messages = tx.open_table(MESSAGES)?;
-        let mut names: HashMap<Arc<str>, Option<(u64, u64)>> = HashMap::new();
+        let mut names: HashMap<Arc<str>, Option<(u64, u64, u64)>> = HashMap::new();
         for row in groups.iter()? {
             let (k, v) = row?;
             match std::str::from_utf8(k.value()) {
@@ -724,10 +1056,13 @@ fn load(
         }
         // In log order: each group's window keeps its newest offsets
         // within the bounds, as many as fit (as if read newest first).
+        // Records below the group's floor (dead, in segments that hold
+        // live ones too) are older than every live one, so they never
+        // push a live one out; they are dropped at the end.
         let mut loading: HashMap<Arc<str>, Loading> = HashMap::new();
-        let mut rows = HashMap::new();
-        index.next_seq = scan(
-            &mut messages,
+        scan(
+            &messages,
+            &mut index,
             &skip,
             |name, offset, rest, replaces| {
                 let g = match loading.get_mut(name) {
@@ -736,8 +1071,6 @@ fn load(
                 };
                 g.newest = g.newest.max(offset);
                 if replaces {
-                    // There should be no such row: a replacement's commit
-                    // deletes the row it replaces.
                     if let Ok(i) = g.window.binary_search_by_key(&offset, Message::offset) {
                         let old = g.window.remove(i).expect("found");
                         g.bytes -= old.len();
@@ -760,8 +1093,8 @@ fn load(
                     }
                     return;
                 }
-                // Mostly the newest; a replacement is appended to the log
-                // later than the offsets after it.
+                // Mostly the newest; a replacement (or a record copied
+                // forward) sits later in the log than the offsets after it.
                 g.bytes += m.len();
                 if !g.window.back().is_some_and(|b| b.offset() >= offset) {
                     g.window.push_back(m);
@@ -777,40 +1110,40 @@ fn load(
                     g.dropped = g.dropped.max(old.offset());
                 }
             },
-            &mut rows,
         )?;
-        for name in rows.keys() {
-            if !names.contains_key(name) {
+        for (name, g) in &index.groups {
+            if !g.rows.is_empty() && !names.contains_key(name) {
                 // Rows of a group without a `groups` row: treated as an
                 // unreadable one.
                 names.insert(name.clone(), None);
             }
         }
         for (name, meta) in names {
-            let g = loading.remove(&name).unwrap_or_default();
-            let mut group_rows = rows.remove(&name).unwrap_or_default();
-            let (epoch, reserved) = match meta {
+            let mut g = loading.remove(&name).unwrap_or_default();
+            let (epoch, reserved, floor) = match meta {
                 Some(m) => m,
                 None => {
                     // The group's row is unreadable: a new epoch tells its
                     // clients their offsets no longer hold.
                     skip();
-                    (new_epoch(), 1)
+                    (new_epoch(), 1, 0)
                 }
             };
+            let log = index.groups.entry(name.clone()).or_default();
+            let floor = floor.max(log.floor);
+            while g.window.front().is_some_and(|m| m.offset() < floor) {
+                let old = g.window.pop_front().expect("not empty");
+                g.bytes -= old.len();
+            }
             let next = reserved.max(g.newest + 1);
             let first_kept = g.window.front().map_or(next, Message::offset);
-            while let Some(&(offset, seq)) = group_rows.front() {
-                if offset >= first_kept {
-                    break;
-                }
-                messages.remove(&seq.to_be_bytes()[..])?;
-                group_rows.pop_front();
-            }
+            // Outside the window now: dead (see `settle`).
+            log.floor = floor.max(first_kept);
             let meta = Meta {
                 epoch,
                 reserved: next + RESERVE,
                 next,
+                floor: log.floor,
             };
             groups.insert(name.as_bytes(), &encode_group(&meta)[..])?;
             let cell = Reservation::default();
@@ -822,11 +1155,9 @@ fn load(
                 name: name.clone(),
                 history,
             });
-            index.metas.insert(name.clone(), meta);
-            if !group_rows.is_empty() {
-                index.rows.insert(name, group_rows);
-            }
+            index.metas.insert(name, meta);
         }
+        settle(&mut messages, &mut index)?;
     }
     tx.commit()?;
     Ok((restored, index))
@@ -836,20 +1167,32 @@ fn load(
 
 struct Writer {
     db: Db,
-    /// Each group's `groups` row and rows on disk, and the next sequence.
+    /// Each group's `groups` row and records on disk, each segment's live
+    /// records, and the next sequence.
     index: Index,
-    /// Set when a commit failed after changing `index.rows`: the next
-    /// commit rereads them from the disk first.
+    /// Set when a commit failed after changing `index`: the next commit
+    /// rereads it from the disk first.
     stale: bool,
     path: PathBuf,
     /// `history_commit_interval_ms`: how long changes gather before a
     /// commit.
     linger: Duration,
+    /// The segment being written (kept from commit to commit).
+    buf: Vec<u8>,
 }
+
+/// Copies forward at least this many live records a commit (when
+/// segments under half live wait), and at most twice the commit's own
+/// messages if more: the log's size stays within about twice its live
+/// records.
+const COMPACT_MIN: usize = 64;
 
 impl Writer {
     fn run(mut self, shared: &Shared) {
         let mut retry: Vec<Op> = Vec::new();
+        // When the last commit started: without a commit interval, the
+        // next starts at once, or `SPACING` after it under load.
+        let mut last_start: Option<std::time::Instant> = None;
         loop {
             let (mut ops, commit, closing) = {
                 let mut q = shared.queue.lock();
@@ -857,7 +1200,16 @@ impl Writer {
                     while q.ops.is_empty() && !q.closing {
                         shared.wake.wait(&mut q);
                     }
-                    if !self.linger.is_zero() {
+                    if self.linger.is_zero() {
+                        // Under load (the previous commit started less than
+                        // `SPACING` ago), let more changes join this one; a
+                        // lone send after a quiet spell commits at once.
+                        if let Some(deadline) = last_start.map(|t| t + SPACING) {
+                            while !q.closing && std::time::Instant::now() < deadline {
+                                shared.wake.wait_until(&mut q, deadline);
+                            }
+                        }
+                    } else {
                         // Let more changes join this commit (pushes onto
                         // a non-empty queue do not wake the writer).
                         let deadline = std::time::Instant::now() + self.linger;
@@ -883,6 +1235,7 @@ impl Writer {
                 commit.complete(Ok(()));
                 continue;
             }
+            last_start = Some(std::time::Instant::now());
             match self.commit(&ops) {
                 Ok(()) => {
                     shared.commits.fetch_add(1, Ordering::Relaxed);
@@ -919,41 +1272,59 @@ impl Writer {
         }
     }
 
-    /// Writes `ops` in one transaction. The writer's `metas` change only
-    /// when it commits.
+    /// Writes `ops` in one transaction: every message of the batch in one
+    /// new segment (one row), the rows of segments left without a live
+    /// record deleted, and the live records of a few segments under half
+    /// live copied into the new one. The writer's `metas` change only when
+    /// it commits; on failure `index` is reread from the disk before the
+    /// next commit.
     fn commit(&mut self, ops: &[Op]) -> Result<(), String> {
         let Writer {
-            db, index, stale, ..
+            db,
+            index,
+            stale,
+            buf,
+            ..
         } = self;
         let db = db.get()?;
-        let Index {
-            metas: committed,
-            rows,
-            next_seq,
-        } = index;
         // The groups this batch changes, copied on first touch: the
         // writer's `metas` change only if the commit succeeds.
         let mut metas: HashMap<Arc<str>, Meta> = HashMap::new();
-        let touch = |metas: &mut HashMap<Arc<str>, Meta>, group: &Arc<str>| {
-            if !metas.contains_key(group) {
-                if let Some(m) = committed.get(group) {
-                    metas.insert(group.clone(), *m);
-                }
-            }
-        };
         let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             let tx = db.begin_write()?;
             let mut touched: Vec<Arc<str>> = Vec::new();
-            // One buffer for every row this commit writes.
-            let mut value = Vec::new();
             {
                 let mut messages = tx.open_table(MESSAGES)?;
                 if *stale {
-                    // A failed commit left `rows` ahead of the disk.
-                    rows.clear();
-                    *next_seq = scan(&mut messages, &|| {}, |_, _, _, _| {}, rows)?;
+                    // A failed commit left `index` ahead of the disk.
+                    scan(&messages, index, &|| {}, |_, _, _, _| {})?;
+                    settle(&mut messages, index)?;
                     *stale = false;
                 }
+                let Index {
+                    metas: committed,
+                    groups,
+                    segs,
+                    compact,
+                    next_seq,
+                    segments_from,
+                } = index;
+                let touch = |metas: &mut HashMap<Arc<str>, Meta>, group: &Arc<str>| {
+                    if !metas.contains_key(group) {
+                        if let Some(m) = committed.get(group) {
+                            metas.insert(group.clone(), *m);
+                        }
+                    }
+                };
+                let cur = *next_seq;
+                *next_seq += 1;
+                segs.insert(cur, Seg::default());
+                begin_segment(buf);
+                // The groups with a record in this segment, whose floors
+                // it lists.
+                let mut listed: Vec<Arc<str>> = Vec::new();
+                let mut dead: Vec<u64> = Vec::new();
+                let mut puts = 0usize;
                 for op in ops {
                     match op {
                         Op::Put {
@@ -964,37 +1335,54 @@ impl Writer {
                             data,
                             first_kept,
                         } => {
-                            let seq = *next_seq;
-                            *next_seq += 1;
-                            encode_message(&mut value, group, *offset, *kind, *ts_ms, data);
-                            messages.insert(&seq.to_be_bytes()[..], &value[..])?;
-                            let group_rows = match rows.get_mut(group) {
-                                Some(group_rows) => group_rows,
-                                None => rows.entry(group.clone()).or_default(),
+                            puts += 1;
+                            push_record(buf, group, *offset, *kind, *ts_ms, data);
+                            let s = segs.get_mut(&cur).expect("inserted above");
+                            s.live += 1;
+                            s.total += 1;
+                            let g = match groups.get_mut(group) {
+                                Some(g) => g,
+                                None => groups.entry(group.clone()).or_default(),
                             };
-                            if let Some(replaced) = place(group_rows, *offset, seq) {
-                                messages.remove(&replaced.to_be_bytes()[..])?;
+                            if let Some(old) = place(&mut g.rows, *offset, cur) {
+                                release(segs, compact, &mut dead, cur, old);
                             }
-                            // Evicted: the group's oldest rows.
-                            while let Some(&(oldest, seq)) = group_rows.front() {
+                            // Evicted: the group's oldest records.
+                            while let Some(&(oldest, seg)) = g.rows.front() {
                                 if oldest >= *first_kept {
                                     break;
                                 }
-                                messages.remove(&seq.to_be_bytes()[..])?;
-                                group_rows.pop_front();
+                                release(segs, compact, &mut dead, cur, seg);
+                                g.rows.pop_front();
+                            }
+                            g.floor = g.floor.max(*first_kept);
+                            if g.mark != cur {
+                                g.mark = cur;
+                                listed.push(group.clone());
                             }
                             touch(&mut metas, group);
                             if let Some(m) = metas.get_mut(group) {
                                 m.next = m.next.max(offset + 1);
+                                if g.rows.is_empty() {
+                                    // No record of the group is left to
+                                    // carry its floor: its row does.
+                                    m.floor = m.floor.max(g.floor);
+                                    touched.push(group.clone());
+                                }
                             }
                         }
                         Op::Flush { group, epoch } => {
-                            for (_, seq) in rows.remove(group).unwrap_or_default() {
-                                messages.remove(&seq.to_be_bytes()[..])?;
-                            }
                             touch(&mut metas, group);
+                            let g = groups.entry(group.clone()).or_default();
+                            for (_, seg) in std::mem::take(&mut g.rows) {
+                                release(segs, compact, &mut dead, cur, seg);
+                            }
                             if let Some(m) = metas.get_mut(group) {
                                 m.epoch = *epoch;
+                                // Every offset handed out so far is gone,
+                                // whatever dead copies segments keep.
+                                m.floor = m.floor.max(m.next);
+                                g.floor = g.floor.max(m.floor);
                             }
                             touched.push(group.clone());
                         }
@@ -1006,6 +1394,7 @@ impl Writer {
                                 epoch: *epoch,
                                 reserved: 1,
                                 next: 1,
+                                floor: 0,
                             });
                             m.reserved = m.reserved.max(*upto);
                             // A group forgotten in memory and made again
@@ -1015,21 +1404,91 @@ impl Writer {
                         }
                     }
                 }
-                let mut groups = tx.open_table(GROUPS)?;
+                // Segments under half live: their live records move into
+                // this one, and they go.
+                let mut budget = (2 * puts).max(COMPACT_MIN);
+                while budget > 0 {
+                    let Some(seq) = compact.pop() else { break };
+                    if !segs
+                        .get(&seq)
+                        .is_some_and(|s| seq != cur && s.live * 2 < s.total)
+                    {
+                        continue;
+                    }
+                    let key = seq.to_be_bytes();
+                    let value = messages.get(&key[..])?.map(|v| v.value().to_vec());
+                    if let Some((records, _)) = value
+                        .as_deref()
+                        .and_then(|v| split_row(seq, *segments_from, v))
+                    {
+                        for body in records {
+                            let Some((name, offset, _)) = decode_header(body) else {
+                                continue;
+                            };
+                            let Some((name, g)) = groups
+                                .get_key_value(name)
+                                .map(|(n, _)| n.clone())
+                                .and_then(|n| groups.get_mut(&n).map(|g| (n, g)))
+                            else {
+                                continue;
+                            };
+                            let Ok(i) = g.rows.binary_search_by_key(&offset, |r| r.0) else {
+                                continue;
+                            };
+                            if g.rows[i].1 != seq {
+                                continue;
+                            }
+                            g.rows[i].1 = cur;
+                            push_raw_record(buf, body);
+                            let s = segs.get_mut(&cur).expect("inserted above");
+                            s.live += 1;
+                            s.total += 1;
+                            budget = budget.saturating_sub(1);
+                            if g.mark != cur {
+                                g.mark = cur;
+                                listed.push(name);
+                            }
+                        }
+                    }
+                    segs.remove(&seq);
+                    messages.remove(&key[..])?;
+                }
+                for seq in dead {
+                    messages.remove(&seq.to_be_bytes()[..])?;
+                }
+                end_records(buf);
+                for name in &listed {
+                    let floor = groups.get(name).map_or(0, |g| g.floor);
+                    push_floor(buf, name, floor);
+                }
+                if let Some(&s) = segs.get(&cur).filter(|s| s.live > 0) {
+                    messages.insert(&cur.to_be_bytes()[..], &buf[..])?;
+                    if s.live * 2 < s.total {
+                        // Mostly evicted within the batch already.
+                        compact.push(cur);
+                    }
+                } else {
+                    segs.remove(&cur);
+                }
+                let mut table = tx.open_table(GROUPS)?;
                 touched.sort_unstable();
                 touched.dedup();
                 for group in &touched {
                     if let Some(m) = metas.get(group) {
-                        groups.insert(group.as_bytes(), &encode_group(m)[..])?;
+                        table.insert(group.as_bytes(), &encode_group(m)[..])?;
                     }
                 }
             }
             tx.commit()?;
             Ok(())
         })();
+        if buf.capacity() > 4 << 20 {
+            // One very large batch: do not keep its buffer.
+            *buf = Vec::new();
+        }
         match result {
             Ok(()) => {
-                committed.extend(metas);
+                index.metas.extend(metas);
                 Ok(())
             }
             Err(e) => Err(e.to_string()),
@@ -1037,19 +1496,23 @@ impl Writer {
     }
 
     /// At shutdown: each group's reservation comes down to its next unused
-    /// offset, so a clean restart continues without a gap.
+    /// offset, so a clean restart continues without a gap, and its floor
+    /// is written down.
     fn close(&mut self, shared: &Shared) {
         if shared.failing.load(Ordering::Acquire) {
             return;
         }
         let Ok(db) = self.db.get() else { return };
+        let index = &self.index;
         let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             let tx = db.begin_write()?;
             {
                 let mut groups = tx.open_table(GROUPS)?;
-                for (group, m) in &self.index.metas {
+                for (group, m) in &index.metas {
+                    let floor = index.groups.get(group).map_or(0, |g| g.floor);
                     let lowered = Meta {
                         reserved: m.next,
+                        floor: m.floor.max(floor),
                         ..*m
                     };
                     groups.insert(group.as_bytes(), &encode_group(&lowered)[..])?;

@@ -193,8 +193,8 @@ pub struct Config {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub history_fsync: bool,
     /// With `--history-store disk`: milliseconds the history writer lets
-    /// sends gather before one commit (0 = commit as soon as the previous
-    /// commit is done). More per commit costs less CPU per message and adds
+    /// sends gather before one commit (0 = commit at once, but under load
+    /// no sooner than 2 ms after the previous commit started). More per commit costs less CPU per message and adds
     /// up to that much to each acknowledgement.
     #[arg(long, default_value_t = 0)]
     pub history_commit_interval_ms: u64,
