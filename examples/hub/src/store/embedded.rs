@@ -63,7 +63,7 @@ fn def(table: Table) -> Kv {
 
 /// Tables written through the [`Batcher`] (readers look there first).
 /// Every [`Table`], in the order of its discriminant.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 10] = [
     Table::Rooms,
     Table::Owned,
     Table::Bans,
@@ -73,6 +73,7 @@ const TABLES: [Table; 9] = [
     Table::UserDms,
     Table::ClientIds,
     Table::Meta,
+    Table::Members,
 ];
 
 fn batched(table: Table) -> bool {
@@ -696,4 +697,20 @@ fn commit(db: &Database, batch: &Batch) -> Result<(), redb::Error> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `may_hold` is indexed by a table's discriminant: `TABLES` must hold
+    /// every table, in that order (a missing one panicked every first join).
+    #[test]
+    fn tables_lists_every_table_in_discriminant_order() {
+        for (i, table) in TABLES.into_iter().enumerate() {
+            assert_eq!(table as usize, i, "{}", table.name());
+        }
+        // `Members` is the last variant.
+        assert_eq!(TABLES.len(), Table::Members as usize + 1);
+    }
 }
