@@ -64,6 +64,8 @@ pub struct SentMessage<'a> {
 
 /// Serves one `/chat/{room}` socket until it closes.
 /// (Not an `async fn`: see [`serve_frames`].)
+// Deliberately not `async fn` (its arguments would be kept twice).
+#[allow(clippy::manual_async_fn)]
 pub fn serve<'a>(
     session: &'a Session,
     socket: &'a mut Socket,

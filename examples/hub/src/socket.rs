@@ -230,6 +230,8 @@ impl Socket {
 
     /// Writes queued frames as they come until the client sends something
     /// or the socket or the core connection ends.
+    // Deliberately not `async fn` (see `serve_frames`); not an iterator.
+    #[allow(clippy::manual_async_fn, clippy::should_implement_trait)]
     pub fn next(&mut self) -> impl Future<Output = Event> + '_ {
         async move {
             loop {

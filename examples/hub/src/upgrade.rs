@@ -426,6 +426,8 @@ fn open_session(
 
 /// Runs the session's endpoint, then forgets it. (Not an `async fn`: see
 /// `socket::serve_frames`.)
+// Deliberately not `async fn` (its arguments would be kept twice).
+#[allow(clippy::manual_async_fn)]
 fn serve_session(
     session: Box<Session>,
     mut socket: Box<Socket>,
