@@ -63,26 +63,36 @@ pub struct SentMessage<'a> {
 }
 
 /// Serves one `/chat/{room}` socket until it closes.
-pub async fn serve(session: &Session, socket: &mut Socket) {
-    let Endpoint::Chat { room: id, group } = &session.endpoint else {
-        return;
-    };
-    let room = ChatRoom { id, group };
-    // Boxed: the join's state (the history frame) is gone once it is sent.
-    let joining = Box::pin(join(session, socket, id, group));
-    if !joining.await {
-        return;
-    }
-    features::on_join(session, room);
-    let end = serve_frames(session, socket, |text| {
-        Box::pin(async move { handle_text(session, room, text.as_str()).await })
-    })
-    .await;
-    // An explicit leave saved its notice already.
-    let explicit = matches!(&end, crate::socket::Event::Closed { code: 1000, reason }
+/// (Not an `async fn`: see [`serve_frames`].)
+// Deliberately not `async fn` (its arguments would be kept twice).
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'a>(
+    session: &'a Session,
+    socket: &'a mut Socket,
+) -> impl std::future::Future<Output = ()> + 'a {
+    async move {
+        let Endpoint::Chat { room: id, group } = &session.endpoint else {
+            return;
+        };
+        let room = ChatRoom { id, group };
+        // Boxed: the join's state (the history frame) is gone once it is sent.
+        let joining = Box::pin(join(session, socket, id, group));
+        if !joining.await {
+            return;
+        }
+        features::on_join(session, room);
+        let end = serve_frames(session, socket, |text| {
+            Box::pin(async move { handle_text(session, room, text.as_str()).await })
+        })
+        .await;
+        // An explicit leave saved its notice already.
+        let explicit = matches!(&end, crate::socket::Event::Closed { code: 1000, reason }
         if reason == features::membership::LEFT_REASON);
-    leave(session, group, !explicit).await;
-    socket.finish(&end).await;
+        // Boxed, like the join: the leave's notice is state the socket needs
+        // only once, not all its life.
+        Box::pin(leave(session, group, !explicit)).await;
+        socket.finish(&end).await;
+    }
 }
 
 /// Joins the room, tells it, and sends the joiner its `history` frame

@@ -65,9 +65,9 @@ pub struct Config {
     /// sends the last --history-replay instead (not a flag).
     #[arg(skip = 10_000usize)]
     pub recovery_max: usize,
-    /// Bytes read from a socket at a time (tungstenite's read buffer).
-    /// Small keeps idle sockets cheap; chat frames are small, and larger
-    /// ones are still read whole, just in more reads.
+    /// Bytes read from a socket at a time, into a buffer per worker
+    /// thread (`socket::Stream`): an idle socket keeps none. Chat frames
+    /// are small, and larger ones are still read whole, just in more reads.
     #[arg(long, default_value_t = 256)]
     pub read_buffer_bytes: usize,
     /// Most queued frames written to a socket in one write.

@@ -189,10 +189,10 @@ pub async fn serve(session: &Session, socket: &mut Socket) {
             Box::pin(async move { handle_text(session, text.as_str()).await })
         })
         .await;
-        disconnect(session).await;
+        Box::pin(disconnect(session)).await;
         socket.finish(&end).await;
     } else {
-        disconnect(session).await;
+        Box::pin(disconnect(session)).await;
     }
 }
 

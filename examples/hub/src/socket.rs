@@ -23,7 +23,6 @@ use bytes::Bytes;
 use channelbox::{CloseReason, Connection, Error as HubError, Kind, Message};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
@@ -34,6 +33,9 @@ use crate::error::Refusal;
 use crate::rate_limit::{FrameLimit, Verdict};
 use crate::session::Session;
 
+mod stream;
+pub use stream::Stream;
+
 /// What an endpoint does with one client text frame (boxed, so the
 /// session's future does not carry the handler's state).
 pub type Handled<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -42,38 +44,49 @@ pub type Handled<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// meanwhile: rate limit on every data frame, text or binary
 /// (`rate_limited` errors, then 4008), binary frames refused, text frames
 /// to `handle`. Returns how the socket ended.
-pub async fn serve_frames<'a>(
+///
+/// Not an `async fn`, here and on the rest of the idle path (`Socket::next`,
+/// `chat::serve`, `upgrade::route`): an `async fn` keeps its arguments in
+/// its future twice (as passed and as moved into its body), an `async move`
+/// block once. Every idle socket's task holds this future.
+pub fn serve_frames<'a, 's>(
     session: &'a Session,
-    socket: &mut Socket,
-    mut handle: impl FnMut(Utf8Bytes) -> Handled<'a>,
-) -> Event {
-    let state = &session.state;
-    let mut rate = FrameLimit::new(state.config.messages_per_second, state.config.burst);
-    loop {
-        let event = socket.next().await;
-        if !matches!(event, Event::Text(_) | Event::Binary) {
-            return event;
-        }
-        match rate.check() {
-            Verdict::Allow => {}
-            Verdict::Refuse => {
-                session.refuse(&Refusal::rate_limited("slow down"));
-                continue;
+    socket: &'s mut Socket,
+    mut handle: impl FnMut(Utf8Bytes) -> Handled<'a> + 's,
+) -> impl Future<Output = Event> + 's
+where
+    'a: 's,
+{
+    async move {
+        let config = &session.state.config;
+        let mut rate = FrameLimit::new(config.messages_per_second, config.burst);
+        loop {
+            let event = socket.next().await;
+            if !matches!(event, Event::Text(_) | Event::Binary) {
+                return event;
             }
-            Verdict::Close => {
-                state
-                    .counters
-                    .rate_limit_closes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Event::Closed {
-                    code: 4008,
-                    reason: "rate limited".into(),
-                };
+            match rate.check() {
+                Verdict::Allow => {}
+                Verdict::Refuse => {
+                    session.refuse(&Refusal::rate_limited("slow down"));
+                    continue;
+                }
+                Verdict::Close => {
+                    session
+                        .state
+                        .counters
+                        .rate_limit_closes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Event::Closed {
+                        code: 4008,
+                        reason: "rate limited".into(),
+                    };
+                }
             }
-        }
-        match event {
-            Event::Text(text) => handle(text).await,
-            _ => session.refuse(&Refusal::bad_request("frames are JSON text")),
+            match event {
+                Event::Text(text) => handle(text).await,
+                _ => session.refuse(&Refusal::bad_request("frames are JSON text")),
+            }
         }
     }
 }
@@ -116,7 +129,7 @@ pub enum Event {
 
 /// A WebSocket served by one task.
 pub struct Socket {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Stream>,
     /// The core connection whose queue this socket drains.
     conn: Connection,
     /// Messages taken from the queue, reused across batches.
@@ -152,7 +165,7 @@ struct Deliveries {
 }
 
 impl Socket {
-    pub fn new(ws: WebSocketStream<TcpStream>, conn: Connection, config: &Config) -> Socket {
+    pub fn new(ws: WebSocketStream<Stream>, conn: Connection, config: &Config) -> Socket {
         Socket {
             ws,
             conn,
@@ -217,52 +230,56 @@ impl Socket {
 
     /// Writes queued frames as they come until the client sends something
     /// or the socket or the core connection ends.
-    pub async fn next(&mut self) -> Event {
-        loop {
-            // No await inside the branches: the select's output (a
-            // tungstenite result, large) would then be kept in the future.
-            let rest = tokio::select! {
-                received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
-                    match received {
-                        Ok(_) => match self.write_batch_now() {
-                            Some(rest) => rest,
-                            None => continue,
-                        },
-                        Err(HubError::Closed(reason)) => return closed_event(reason),
-                        Err(_) => return Event::Gone,
+    // Deliberately not `async fn` (see `serve_frames`); not an iterator.
+    #[allow(clippy::manual_async_fn, clippy::should_implement_trait)]
+    pub fn next(&mut self) -> impl Future<Output = Event> + '_ {
+        async move {
+            loop {
+                // No await inside the branches: the select's output (a
+                // tungstenite result, large) would then be kept in the future.
+                let rest = tokio::select! {
+                    received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
+                        match received {
+                            Ok(_) => match self.write_batch_now() {
+                                Some(rest) => rest,
+                                None => continue,
+                            },
+                            Err(HubError::Closed(reason)) => return closed_event(reason),
+                            Err(_) => return Event::Gone,
+                        }
                     }
-                }
-                _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
-                    Ok(frame) => frame,
-                    Err(event) => return event,
-                },
-                frame = self.ws.next() => match frame {
-                    Some(Ok(message)) if self.answered(&message) => continue,
-                    Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
-                    Some(Ok(WsMessage::Binary(_))) => return Event::Binary,
-                    // tungstenite answers pings itself (sent on the next read
-                    // or flush).
-                    Some(Ok(WsMessage::Ping(_))) => {
-                        self.control_pending = true;
-                        continue;
-                    }
-                    Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => return Event::Gone,
-                    Some(Err(WsError::Capacity(_))) => return Event::TooBig,
-                    Some(Err(WsError::Utf8(_))) => return Event::Closed {
-                        code: 1007,
-                        reason: "text frame is not UTF-8".into(),
+                    _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
+                        Ok(frame) => frame,
+                        Err(event) => return event,
                     },
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "websocket read failed");
-                        return Event::Gone;
-                    }
-                },
-            };
-            // Boxed: a blocked write's state exists only while blocked.
-            let write = Box::pin(self.write_rest(rest));
-            if write.await.is_err() {
-                return Event::Gone;
+                    frame = self.ws.next() => match frame {
+                        Some(Ok(message)) if self.answered(&message) => continue,
+                        Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
+                        Some(Ok(WsMessage::Binary(_))) => return Event::Binary,
+                        // tungstenite answers pings itself (sent on the next read
+                        // or flush).
+                        Some(Ok(WsMessage::Ping(_))) => {
+                            self.control_pending = true;
+                            continue;
+                        }
+                        Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
+                        Some(Ok(WsMessage::Close(_))) | None => return Event::Gone,
+                        Some(Err(WsError::Capacity(_))) => return Event::TooBig,
+                        Some(Err(WsError::Utf8(_))) => return Event::Closed {
+                            code: 1007,
+                            reason: "text frame is not UTF-8".into(),
+                        },
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket read failed");
+                            return Event::Gone;
+                        }
+                    },
+                };
+                // Boxed: a blocked write's state exists only while blocked.
+                let write = Box::pin(self.write_rest(rest));
+                if write.await.is_err() {
+                    return Event::Gone;
+                }
             }
         }
     }
@@ -319,7 +336,7 @@ impl Socket {
     fn write_now(&mut self, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
         let mut written = 0;
         if !buf.is_empty() && !self.control_pending {
-            if let Ok(n) = self.ws.get_ref().try_write(buf) {
+            if let Ok(n) = self.ws.get_ref().tcp().try_write(buf) {
                 written = n;
             }
         }
@@ -432,11 +449,13 @@ impl Socket {
     }
 
     /// Closes as [`Event::Closed`], [`Event::TooBig`] or after a flood says.
-    pub async fn finish(&mut self, event: &Event) {
+    pub fn finish<'a>(&'a mut self, event: &'a Event) -> Handled<'a> {
+        // Boxed (and only for a close): the session futures that end with
+        // it stay sized by their idle state.
         match event {
-            Event::Closed { code, reason } => self.close(*code, reason).await,
-            Event::TooBig => self.close(1009, "frame too large").await,
-            _ => {}
+            Event::Closed { code, reason } => Box::pin(self.close_inner(*code, reason)),
+            Event::TooBig => Box::pin(self.close_inner(1009, "frame too large")),
+            _ => Box::pin(std::future::ready(())),
         }
     }
 }
