@@ -541,7 +541,7 @@ async fn acknowledge_when_durable(
         }
         return;
     }
-    let acks = session.pending_acks.clone();
+    let acks = session.pending_acks().clone();
     acks.push(session, room, client_id, id, durable).await;
 }
 

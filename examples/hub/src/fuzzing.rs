@@ -96,7 +96,7 @@ impl FrameHarness {
             return Vec::new();
         };
         let session = Session {
-            pending_acks: crate::session::PendingAcks::new(),
+            pending_acks: std::sync::OnceLock::new(),
             _user_slot: user_slot,
             state: Arc::clone(&state),
             claims: Arc::new(claims),

@@ -50,7 +50,9 @@ pub struct Session {
     pub epoch: Option<u64>,
     /// Saved messages of this socket whose `ack` waits for the durable
     /// store ([`MAX_PENDING_ACKS`] at most; the next message waits for one).
-    pub pending_acks: Arc<PendingAcks>,
+    /// Empty until the first one waits (most sockets never send, or send
+    /// only what is already committed): see [`Session::pending_acks`].
+    pub pending_acks: std::sync::OnceLock<Arc<PendingAcks>>,
     /// Counts this socket against `--max-connections-per-user` until the
     /// session ends.
     pub(crate) _user_slot: crate::server::UserSlot,
@@ -74,6 +76,11 @@ impl Session {
     /// Sends `{"type":"error","code","detail"}` to this socket.
     pub fn refuse(&self, refusal: &Refusal) {
         self.send(frames::error(refusal.code.as_str(), &refusal.detail));
+    }
+
+    /// This socket's waiting acks, created by the first that waits.
+    pub fn pending_acks(&self) -> &Arc<PendingAcks> {
+        self.pending_acks.get_or_init(PendingAcks::new)
     }
 
     /// Closes this socket with a WebSocket close code (e.g. 4003).

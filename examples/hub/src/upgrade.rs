@@ -418,7 +418,7 @@ fn open_session(
         conn,
         since,
         epoch,
-        pending_acks: crate::session::PendingAcks::new(),
+        pending_acks: std::sync::OnceLock::new(),
         _user_slot: user_slot,
     });
     Some((session, socket))
