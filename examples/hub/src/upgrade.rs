@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
@@ -191,13 +192,14 @@ const TUNGSTENITE_READ_BUFFER: usize = 24;
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Peeks at the socket until the whole request head is there (parsed as
-/// tungstenite parses it, from the same bytes it then reads), by
-/// `deadline`: `Err(None)` when the socket closed, stalled or sent what is
-/// not a request, `Err(Some(431))` for a head over [`MAX_HEAD_BYTES`].
+/// tungstenite would parse it), by `deadline`: the request and the head's
+/// length; `Err(None)` when the socket closed, stalled, sent what is not a
+/// request or sent more than the head (tungstenite's "junk after
+/// request"), `Err(Some(431))` for a head over [`MAX_HEAD_BYTES`].
 async fn peek_request(
     stream: &TcpStream,
     deadline: Instant,
-) -> Result<Request, Option<StatusCode>> {
+) -> Result<(Request, usize), Option<StatusCode>> {
     use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
     // Most heads fit the first size; a longer one gets the largest.
     let mut head = vec![0u8; 4096];
@@ -212,7 +214,10 @@ async fn peek_request(
             _ => return Err(None),
         };
         match Request::try_parse(&head[..n]) {
-            Ok(Some((_, request))) => return Ok(request),
+            Ok(Some((len, request))) if len == n => return Ok((request, len)),
+            // Bytes after the head before the answer: refused, as
+            // tungstenite's handshake refused them.
+            Ok(Some(_)) => return Err(None),
             Ok(None) if n == head.len() && n < MAX_HEAD_BYTES => {
                 head.resize(MAX_HEAD_BYTES, 0);
             }
@@ -235,72 +240,97 @@ async fn peek_request(
 
 /// Checks the token, the path and the room's admission (async: with Redis
 /// the state store is asked without holding a worker), then upgrades by
-/// `deadline`; 401/403/404/429/503 otherwise. The request head is read
-/// (peeked) and decided on before tungstenite's synchronous callback runs,
-/// which then only hands the decision over.
+/// `deadline`; 401/403/404/429/431/503 otherwise. The request head is
+/// peeked and parsed once (tungstenite's parser and its checks of the
+/// upgrade headers, `create_response`), then read off the socket, and the
+/// answer written here: tungstenite's handshake would read and parse the
+/// same head a second time.
 async fn handshake(
     state: &Arc<AppState>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     kind: WsKind,
     deadline: Instant,
 ) -> Option<(WebSocketStream<Stream>, Accepted)> {
-    // With the path it was decided for (none: whatever the path).
-    let decided = match peek_request(&stream, deadline).await {
-        Ok(request) => {
-            let uri = request.uri().clone();
-            (Some(uri), admit(state, &request, kind).await)
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response};
+    let mut answer = Vec::with_capacity(256);
+    let accepted = match peek_request(&stream, deadline).await {
+        Ok((request, len)) => {
+            // Not an upgrade tungstenite would accept (method, version,
+            // `Upgrade`, `Connection`, `Sec-WebSocket-*`): closed unanswered,
+            // as its handshake closed it.
+            let response = match create_response(&request) {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket handshake failed");
+                    return None;
+                }
+            };
+            let decision = admit(state, &request, kind).await;
+            drop(request);
+            // The head is in the socket's buffer (peeked): taken off it now,
+            // so what follows is the first frame.
+            let mut head = vec![0u8; len];
+            let read = tokio::time::timeout_at(deadline, stream.read_exact(&mut head)).await;
+            if !matches!(read, Ok(Ok(_))) {
+                return None;
+            }
+            match decision {
+                Ok(a) => {
+                    write_response(&mut answer, &response).ok()?;
+                    Some(a)
+                }
+                Err(refused) => {
+                    let refusal = refusal(state, refused);
+                    write_response(&mut answer, &refusal).ok()?;
+                    if let Some(body) = refusal.body() {
+                        answer.extend_from_slice(body.as_bytes());
+                    }
+                    None
+                }
+            }
         }
         Err(None) => return None,
-        Err(Some(status)) => (None, Err((status, "the request head is too large"))),
-    };
-    let mut decided = Some(decided);
-    let mut accepted = None;
-    // tungstenite's callback type: its error is the HTTP response itself.
-    #[allow(clippy::result_large_err)]
-    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        let decision = match decided.take() {
-            // The same bytes as peeked: a different path cannot happen, but
-            // would be refused rather than admitted on another's decision.
-            Some((None, decision)) => decision,
-            Some((Some(uri), decision)) if uri == *request.uri() => decision,
-            _ => Err((StatusCode::BAD_REQUEST, "the request changed")),
-        };
-        match decision {
-            Ok(a) => {
-                accepted = Some(a);
-                Ok(response)
-            }
-            Err((status, detail)) => {
-                state
-                    .counters
-                    .upgrades_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                let body =
-                    serde_json::json!({"error": status.canonical_reason(), "detail": detail});
-                let mut refusal = ErrorResponse::new(Some(body.to_string()));
-                *refusal.status_mut() = status;
-                refusal.headers_mut().insert(
-                    "content-type",
-                    axum::http::HeaderValue::from_static("application/json"),
-                );
-                Err(refusal)
-            }
+        Err(Some(status)) => {
+            // The head was not parsed: tungstenite reads it to its end (so
+            // the socket closes cleanly after the answer) and sends the 431.
+            let refusal = refusal(state, (status, "the request head is too large"));
+            // tungstenite's callback type: its error is the HTTP response.
+            #[allow(clippy::result_large_err)]
+            let callback =
+                move |_: &Request, _: Response| -> Result<Response, ErrorResponse> { Err(refusal) };
+            let stream = Stream::new(stream, state.config.read_buffer_bytes);
+            let config = Some(ws_config(&state.config));
+            let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, config);
+            let _ = tokio::time::timeout_at(deadline, upgrade).await;
+            return None;
         }
     };
-    let stream = Stream::new(stream, state.config.read_buffer_bytes);
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        callback,
-        Some(ws_config(&state.config)),
-    );
-    match tokio::time::timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => accepted.map(|a| (ws, a)),
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "websocket handshake failed");
-            None
-        }
-        Err(_) => None,
+    let written = tokio::time::timeout_at(deadline, stream.write_all(&answer)).await;
+    if !matches!(written, Ok(Ok(()))) || accepted.is_none() {
+        return None;
     }
+    let stream = Stream::new(stream, state.config.read_buffer_bytes);
+    let config = Some(ws_config(&state.config));
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, config).await;
+    accepted.map(|a| (ws, a))
+}
+
+/// Counts a refused upgrade and makes its answer: a JSON body with the
+/// status's reason and `detail`.
+fn refusal(state: &AppState, (status, detail): (StatusCode, &str)) -> ErrorResponse {
+    state
+        .counters
+        .upgrades_refused
+        .fetch_add(1, Ordering::Relaxed);
+    let body = serde_json::json!({"error": status.canonical_reason(), "detail": detail});
+    let mut refusal = ErrorResponse::new(Some(body.to_string()));
+    *refusal.status_mut() = status;
+    refusal.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    refusal
 }
 
 /// The route, the token and the room's admission, from the request.
