@@ -14,6 +14,13 @@
 # timing of group commits is not: under callgrind a commit gathers what
 # arrived in its slowed-down time).
 #
+# Also printed: the same without the history writer thread
+# (without-writer), and without it and the hub's state-store writer
+# (without-writers: `embedded::write_batches`, which commits the joins'
+# membership and first-visit marks in as many commits as the slowed-down
+# joins happen to spread over, 270-440 here, ~200 000 instructions each: up
+# to ~1 000 instructions a delivery of noise in the other two figures).
+#
 # CG_KEEP=DIR keeps the callgrind outputs there (callgrind_annotate them).
 # HUB_ARGS: extra hub flags. Loopback only; the hub is stopped by its PID.
 set -uo pipefail
@@ -46,7 +53,11 @@ run() { # messages -> prints "Ir deliveries"
     --jwt-secret "$SECRET" --messages-per-second 0 --history-store "$STORE" \
     --data-dir "$WORK/data.$m" ${HUB_ARGS:-} >"$WORK/hub.$m.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do port_busy "$port" && break; sleep 0.1; done
+  for _ in $(seq 1 600); do
+    port_busy "$port" && break
+    kill -0 "$pid" 2>/dev/null || break # the hub (or valgrind) exited
+    sleep 0.1
+  done
   "$LG" fanout --url "ws://127.0.0.1:$port" --jwt-secret "$SECRET" --rooms "$ROOMS" \
     --subs "$SUBS" --messages "$m" --quiet-ms 20000 --drain-ms 600000 --timeout 900 >"$WORK/lg.$m.json" 2>"$WORK/lg.$m.log"
   kill -TERM "$pid" 2>/dev/null
@@ -58,23 +69,45 @@ run() { # messages -> prints "Ir deliveries"
   # The history writer thread's share, and its commits.
   writer=$(callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$out" 2>/dev/null \
     | awk '/channelbox::store::Writer::run \[/ {gsub(",", "", $1); print $1; exit}')
+  # The hub's state store's writer thread (redb, joins' first-visit and
+  # membership marks): its commits gather the joins' changes in a
+  # timing-dependent number of commits, so it does not cancel out either.
+  state=$(callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$out" 2>/dev/null \
+    | awk '/channelbox_hub::store::embedded::write_batches \[/ {gsub(",", "", $1); print $1; exit}')
   commits=$(callgrind_annotate --inclusive=yes --tree=calling --threshold=100 --auto=no "$out" 2>/dev/null \
     | grep -m1 ">   .*channelbox::store::Writer::commit (" | grep -o "([0-9,]*x)" | tr -d '(),x')
-  del=$(python3 -c 'import json,sys
-d=json.load(open(sys.argv[1]))
-r=d["rounds"][0]
-print(r.get("delivered", r.get("deliveries", 0)), r.get("lost", "?"))' "$WORK/lg.$m.json")
-  echo "$ir $del ${writer:-0} ${commits:-0}"
+  # The load generator's first round; none (it failed, or the hub did not
+  # start) is an error, with the logs to read, not a Python traceback.
+  if ! del=$(python3 -c 'import json,sys
+try:
+    d=json.load(open(sys.argv[1]))
+    r=d["rounds"][0]
+except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+    sys.exit(f"no round ({type(e).__name__}: {e})")
+print(r.get("delivered", r.get("deliveries", 0)), r.get("lost", "?"))' "$WORK/lg.$m.json" 2>&1); then
+    echo "callgrind-hub.sh: the load generator reported no round at M=$m: $del" >&2
+    echo "  its output: $(head -c 300 "$WORK/lg.$m.log" 2>/dev/null)" >&2
+    echo "  the hub's log: $(tail -c 300 "$WORK/hub.$m.log" 2>/dev/null)" >&2
+    return 1
+  fi
+  echo "$ir $del ${writer:-0} ${commits:-0} ${state:-0}"
 }
 
-read -r ir1 d1 lost1 w1 c1 <<<"$(run "$M1")"
-read -r ir2 d2 lost2 w2 c2 <<<"$(run "$M2")"
+if ! out1=$(run "$M1") || ! out2=$(run "$M2"); then
+  rm -rf "$WORK"
+  exit 1
+fi
+read -r ir1 d1 lost1 w1 c1 s1 <<<"$out1"
+read -r ir2 d2 lost2 w2 c2 s2 <<<"$out2"
 per=$(python3 -c "print(round(($ir2 - $ir1) / ($d2 - $d1)))" 2>/dev/null || echo "?")
 # Without the writer thread (whose commits gather what arrived in the
 # slowed-down time, so their number varies from run to run), and the
 # writer's instructions per saved message.
 rest=$(python3 -c "print(round((($ir2 - $w2) - ($ir1 - $w1)) / ($d2 - $d1)))" 2>/dev/null || echo "?")
+# Without either writer thread (the history's and the state store's): the
+# send and delivery path alone, comparable between memory and disk.
+path=$(python3 -c "print(round((($ir2 - $w2 - $s2) - ($ir1 - $w1 - $s1)) / ($d2 - $d1)))" 2>/dev/null || echo "?")
 wmsg=$(python3 -c "print(round(($w2 - $w1) / (($d2 - $d1) / $SUBS)))" 2>/dev/null || echo "?")
-echo "store=$STORE scenario=$SC M=$M1/$M2 Ir=$ir1/$ir2 deliveries=$d1/$d2 lost=$lost1/$lost2 instructions/delivery=$per without-writer/delivery=$rest writer/message=$wmsg commits=$c1/$c2 ${HUB_ARGS:-}"
+echo "store=$STORE scenario=$SC M=$M1/$M2 Ir=$ir1/$ir2 deliveries=$d1/$d2 lost=$lost1/$lost2 instructions/delivery=$per without-writer/delivery=$rest without-writers/delivery=$path state-writer=$s1/$s2 writer/message=$wmsg commits=$c1/$c2 ${HUB_ARGS:-}"
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$WORK"/cg.* "$KEEP"/; fi
 rm -rf "$WORK"
