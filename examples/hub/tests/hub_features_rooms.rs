@@ -6,12 +6,6 @@ mod common;
 use common::Hub;
 use serde_json::json;
 
-async fn create(hub: &Hub, token: &str, body: serde_json::Value) -> String {
-    let (status, room) = hub.json("POST", "/rooms", token, Some(body)).await;
-    assert_eq!(status, 201, "{room}");
-    room["id"].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn rooms_are_created_listed_shown_changed_and_deleted() {
     let hub = Hub::start().await;
@@ -31,7 +25,9 @@ async fn rooms_are_created_listed_shown_changed_and_deleted() {
     assert_eq!(room["members"], json!(["bob", "olga"]));
     let id = room["id"].as_str().unwrap().to_string();
     assert_eq!(id, "design-review");
-    let public = create(&hub, &olga, json!({"name": "Design Review"})).await;
+    let public = hub
+        .create_room(&olga, json!({"name": "Design Review"}))
+        .await;
     assert_ne!(public, id, "a taken id gets a suffix");
 
     let (_, list) = hub.json("GET", "/rooms", &hub.user("bob"), None).await;
@@ -147,12 +143,12 @@ async fn rooms_are_created_listed_shown_changed_and_deleted() {
 async fn a_private_room_admits_members_and_admins_only() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(
-        &hub,
-        &olga,
-        json!({"name": "Secret", "private": true, "members": ["bob"]}),
-    )
-    .await;
+    let id = hub
+        .create_room(
+            &olga,
+            json!({"name": "Secret", "private": true, "members": ["bob"]}),
+        )
+        .await;
     let path = format!("/chat/{id}");
     assert!(hub.ws(&path, &olga).await.is_ok());
     assert!(hub.ws(&path, &hub.user("bob")).await.is_ok());
@@ -170,12 +166,12 @@ async fn a_private_room_admits_members_and_admins_only() {
 async fn a_member_removed_while_connected_is_closed_with_4003() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(
-        &hub,
-        &olga,
-        json!({"name": "Secret", "private": true, "members": ["bob"]}),
-    )
-    .await;
+    let id = hub
+        .create_room(
+            &olga,
+            json!({"name": "Secret", "private": true, "members": ["bob"]}),
+        )
+        .await;
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
     let (mut o, _) = hub.join(&id, &olga).await;
     let (status, _) = hub
@@ -200,7 +196,7 @@ async fn a_member_removed_while_connected_is_closed_with_4003() {
 async fn kick_closes_the_target_and_tells_the_room() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(&hub, &olga, json!({"name": "Ops"})).await;
+    let id = hub.create_room(&olga, json!({"name": "Ops"})).await;
     let (mut o, _) = hub.join(&id, &olga).await;
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
     let (mut carol, _) = hub.join(&id, &hub.user("carol")).await;
@@ -278,7 +274,7 @@ async fn a_ban_with_a_duration_runs_out() {
 async fn a_muted_user_cannot_post_until_unbanned() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(&hub, &olga, json!({"name": "Quiet"})).await;
+    let id = hub.create_room(&olga, json!({"name": "Quiet"})).await;
     let (mut o, _) = hub.join(&id, &olga).await;
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
     let earlier = bob.say("before the mute").await;
@@ -305,7 +301,9 @@ async fn a_muted_user_cannot_post_until_unbanned() {
 async fn making_a_room_private_closes_non_members() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(&hub, &olga, json!({"name": "Open", "members": ["bob"]})).await;
+    let id = hub
+        .create_room(&olga, json!({"name": "Open", "members": ["bob"]}))
+        .await;
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;
     let (mut eve, _) = hub.join(&id, &hub.user("eve")).await;
     let (status, _) = hub
@@ -326,7 +324,9 @@ async fn making_a_room_private_closes_non_members() {
 async fn deleting_a_room_forgets_what_was_said_in_it() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(&hub, &olga, json!({"name": "Temp", "private": true})).await;
+    let id = hub
+        .create_room(&olga, json!({"name": "Temp", "private": true}))
+        .await;
     let (mut o, _) = hub.join(&id, &olga).await;
     o.say("confidential words").await;
     let (status, _) = hub
@@ -348,12 +348,12 @@ async fn creating_a_room_never_takes_over_an_open_one() {
     let hub = Hub::start().await;
     let (mut a, _) = hub.join("general", &hub.user("alice")).await;
     a.say("this room was here first").await;
-    let id = create(
-        &hub,
-        &hub.user("mallory"),
-        json!({"name": "General", "private": true}),
-    )
-    .await;
+    let id = hub
+        .create_room(
+            &hub.user("mallory"),
+            json!({"name": "General", "private": true}),
+        )
+        .await;
     assert_ne!(id, "general");
     assert!(id.starts_with("general-"), "{id}");
     assert!(hub.ws("/chat/general", &hub.user("bob")).await.is_ok());
@@ -364,12 +364,12 @@ async fn creating_a_room_never_takes_over_an_open_one() {
 async fn rooms_survive_a_restart() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(
-        &hub,
-        &olga,
-        json!({"name": "Vault", "private": true, "members": ["bob"]}),
-    )
-    .await;
+    let id = hub
+        .create_room(
+            &olga,
+            json!({"name": "Vault", "private": true, "members": ["bob"]}),
+        )
+        .await;
     let hub = hub.restart().await;
     let (status, room) = hub
         .json("GET", &format!("/rooms/{id}"), &hub.user("bob"), None)
@@ -394,12 +394,12 @@ async fn rooms_survive_a_restart() {
 async fn stats_and_metrics_name_a_private_room_only_to_those_who_may_read_it() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let id = create(
-        &hub,
-        &olga,
-        json!({"name": "Secret plans", "private": true, "members": ["bob"]}),
-    )
-    .await;
+    let id = hub
+        .create_room(
+            &olga,
+            json!({"name": "Secret plans", "private": true, "members": ["bob"]}),
+        )
+        .await;
     let (mut o, _) = hub.join(&id, &olga).await;
     o.say("the plan").await;
     let (_open, _) = hub.join("lobby", &hub.user("eve")).await;

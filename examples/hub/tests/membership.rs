@@ -207,16 +207,8 @@ async fn an_explicit_leave_saves_one_notice_and_a_later_visit_one_join() {
 async fn leaving_a_private_room_takes_one_off_its_members_and_a_kick_ends_membership() {
     let hub = Hub::start().await;
     let olga = hub.user("olga");
-    let (status, room) = hub
-        .json(
-            "POST",
-            "/rooms",
-            &olga,
-            Some(json!({"name": "inner", "private": true, "members": ["bob", "dan"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    let id = room["id"].as_str().unwrap().to_owned();
+    let body = json!({"name": "inner", "private": true, "members": ["bob", "dan"]});
+    let id = hub.create_room(&olga, body).await;
     let (mut owner, _) = hub.join(&id, &olga).await;
 
     let (mut bob, _) = hub.join(&id, &hub.user("bob")).await;

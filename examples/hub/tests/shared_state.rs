@@ -9,26 +9,19 @@ use channelbox_test_support::RedisServer;
 use std::time::Duration;
 
 use common::Hub;
-use serde_json::{json, Value};
-
-/// Creates a room through `hub` and returns its id.
-async fn create(hub: &Hub, token: &str, body: Value) -> String {
-    let (status, room) = hub.json("POST", "/rooms", token, Some(body)).await;
-    assert_eq!(status, 201, "{room}");
-    room["id"].as_str().unwrap().to_owned()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
     let redis = RedisServer::start();
     let (h1, h2) = Hub::pair_on_redis(&redis).await;
     assert_ne!(h1.state.config.data_dir, h2.state.config.data_dir);
-    let id = create(
-        &h1,
-        &h1.user("olga"),
-        json!({"name": "secret", "private": true, "members": ["bob"]}),
-    )
-    .await;
+    let id = h1
+        .create_room(
+            &h1.user("olga"),
+            json!({"name": "secret", "private": true, "members": ["bob"]}),
+        )
+        .await;
     assert_eq!(
         h2.ws(&format!("/chat/{id}"), &h2.user("mallory"))
             .await
@@ -57,7 +50,9 @@ async fn a_private_room_made_on_one_hub_refuses_strangers_on_the_other() {
 async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin() {
     let redis = RedisServer::start();
     let (h1, h2) = Hub::pair_on_redis(&redis).await;
-    let id = create(&h1, &h1.user("olga"), json!({"name": "ruled"})).await;
+    let id = h1
+        .create_room(&h1.user("olga"), json!({"name": "ruled"}))
+        .await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
     olga.send(json!({"type": "ban", "user": "mallory"})).await;
@@ -84,7 +79,9 @@ async fn a_ban_on_one_hub_closes_the_socket_on_the_other_and_refuses_the_rejoin(
 async fn a_mute_on_one_hub_silences_the_user_on_the_other() {
     let redis = RedisServer::start();
     let (h1, h2) = Hub::pair_on_redis(&redis).await;
-    let id = create(&h1, &h1.user("olga"), json!({"name": "quiet"})).await;
+    let id = h1
+        .create_room(&h1.user("olga"), json!({"name": "quiet"}))
+        .await;
     let (mut olga, _) = h1.join(&id, &h1.user("olga")).await;
     let (mut mallory, _) = h2.join(&id, &h2.user("mallory")).await;
     olga.send(json!({"type": "mute", "user": "mallory", "duration_s": 60}))
@@ -184,7 +181,9 @@ async fn a_resend_through_the_other_hub_is_saved_once() {
 async fn damaged_values_in_redis_are_reported_and_skipped() {
     let redis = RedisServer::start();
     let (h1, h2) = Hub::pair_on_redis(&redis).await;
-    let id = create(&h1, &h1.user("olga"), json!({"name": "fine"})).await;
+    let id = h1
+        .create_room(&h1.user("olga"), json!({"name": "fine"}))
+        .await;
     let mut raw = redis.raw();
     let set = |raw: &mut redis::Connection, key: &str, field: &str, value: &[u8]| {
         redis::cmd("HSET")
@@ -249,7 +248,9 @@ async fn damaged_values_in_redis_are_reported_and_skipped() {
 async fn with_redis_down_a_join_gets_503_in_bounded_time_and_rooms_503() {
     let mut redis = RedisServer::start();
     let h1 = Hub::on_redis(&redis, "h1", |_| {}).await;
-    let id = create(&h1, &h1.user("olga"), json!({"name": "later"})).await;
+    let id = h1
+        .create_room(&h1.user("olga"), json!({"name": "later"}))
+        .await;
     redis.kill();
     let started = std::time::Instant::now();
     assert_eq!(
@@ -291,12 +292,12 @@ async fn a_member_removed_or_a_room_deleted_on_one_hub_closes_sockets_on_the_oth
     let redis = RedisServer::start();
     let (h1, h2) = Hub::pair_on_redis(&redis).await;
     let olga = h1.user("olga");
-    let id = create(
-        &h1,
-        &olga,
-        json!({"name": "club", "private": true, "members": ["bob", "carol"]}),
-    )
-    .await;
+    let id = h1
+        .create_room(
+            &olga,
+            json!({"name": "club", "private": true, "members": ["bob", "carol"]}),
+        )
+        .await;
     let (mut bob, _) = h2.join(&id, &h2.user("bob")).await;
     let (mut carol, _) = h2.join(&id, &h2.user("carol")).await;
     let (status, _) = h1

@@ -83,6 +83,14 @@ impl Hub {
         (h1, Hub::on_redis(redis, "h2", |_| {}).await)
     }
 
+    /// Creates a room through `POST /rooms` as `token` (201 expected) and
+    /// returns its id.
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        let (status, room) = self.json("POST", "/rooms", token, Some(body)).await;
+        assert_eq!(status, 201, "{room}");
+        room["id"].as_str().expect("the room's id").to_owned()
+    }
+
     /// Stops this hub and starts a new one with the same settings and
     /// data directory (a restart).
     pub async fn restart(mut self) -> Hub {
