@@ -44,10 +44,17 @@ async fn heavy_searches_leave_other_sockets_flowing() {
     }
     writer.close().await;
 
+    // Every socket joins first, so the race below is one search request
+    // against one send, not against a join's handshake.
+    let (mut other, _) = hub.join("calm", &hub.user("other")).await;
+    let mut waiting = Vec::new();
+    for i in 0..4 {
+        let (c, _) = hub.join("elsewhere", &hub.user(&format!("s{i}"))).await;
+        waiting.push(c);
+    }
     let (events, mut seen) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let mut searchers = Vec::new();
-    for i in 0..4 {
-        let (mut c, _) = hub.join("elsewhere", &hub.user(&format!("s{i}"))).await;
+    for mut c in waiting {
         c.send(json!({"type": "search", "query": "needle", "limit": 100}))
             .await;
         let events = events.clone();
@@ -57,7 +64,6 @@ async fn heavy_searches_leave_other_sockets_flowing() {
             results
         }));
     }
-    let (mut other, _) = hub.join("calm", &hub.user("other")).await;
     let id = other.say("still here?").await;
     assert!(id > 0);
     let _ = events.send("other");
