@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-use super::{still_matches, words, Hit};
+use super::{split_words, still_matches, words, Hit};
 
 /// How many messages a room takes between two eviction checks.
 const EVICTION_CHECK_EVERY: u64 = 256;
@@ -186,14 +186,16 @@ impl MemoryIndex {
     /// check: the caller then reads the room's first kept offset from
     /// history and calls [`MemoryIndex::evict_before`].
     pub fn insert(&self, room: &str, id: u64, content: &str) -> bool {
-        self.insert_words(room, id, &words(content))
+        self.insert_words(room, id, &split_words(content))
     }
 
     /// [`MemoryIndex::insert`] with the text already split by [`words`].
     pub fn insert_words(&self, room: &str, id: u64, words: &[impl AsRef<str>]) -> bool {
         let mut st = self.inner.write();
         let r = st.room(room);
-        if st.find(room, id).is_some() {
+        // Offsets grow: one past the room's newest is not indexed yet.
+        let newest = st.rooms[r as usize].docs.back().map(|&(m, _)| m);
+        if newest.is_some_and(|m| m >= id) && st.find(room, id).is_some() {
             return false;
         }
         if st.docs.len() >= u32::MAX as usize - 1 {

@@ -67,11 +67,39 @@ pub fn words(text: &str) -> Vec<String> {
 const DEDUP_LINEAR: usize = 32;
 
 /// [`words`] without copying the words that are already lowercase (most of
-/// them): the rebuild indexes a million messages with it.
+/// them): the rebuild indexes a million messages with it, and every send
+/// once.
 pub fn split_words(text: &str) -> Vec<Cow<'_, str>> {
-    let mut out: Vec<Cow<'_, str>> = Vec::new();
-    // Only for long texts, where a scan of `out` would cost.
-    let mut seen: Option<FxHashSet<String>> = None;
+    let mut words = Words {
+        out: Vec::with_capacity(8),
+        seen: None,
+    };
+    if text.is_ascii() {
+        // Byte by byte: for ASCII, `char::is_alphanumeric` is
+        // `u8::is_ascii_alphanumeric` and a token's length is its count
+        // of characters.
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            while at < bytes.len() && !bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            let start = at;
+            while at < bytes.len() && bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            let token = &text[start..at];
+            if token.is_empty() || token.len() > MAX_WORD_CHARS {
+                continue;
+            }
+            words.add(if token.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(token.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(token)
+            });
+        }
+        return words.out;
+    }
     for token in text.split(|c: char| !c.is_alphanumeric()) {
         if token.is_empty()
             || (token.len() > MAX_WORD_CHARS && token.chars().count() > MAX_WORD_CHARS)
@@ -92,21 +120,36 @@ pub fn split_words(text: &str) -> Vec<Cow<'_, str>> {
                 Cow::Owned(lower)
             }
         };
-        let new = match &mut seen {
+        words.add(word);
+    }
+    words.out
+}
+
+/// Words in order of first appearance, each once.
+#[derive(Default)]
+struct Words<'a> {
+    out: Vec<Cow<'a, str>>,
+    /// Only for long texts, where a scan of `out` would cost.
+    seen: Option<FxHashSet<String>>,
+}
+
+impl<'a> Words<'a> {
+    #[inline]
+    fn add(&mut self, word: Cow<'a, str>) {
+        let new = match &mut self.seen {
             Some(seen) => seen.insert(word.to_string()),
-            None if out.len() < DEDUP_LINEAR => !out.contains(&word),
+            None if self.out.len() < DEDUP_LINEAR => !self.out.contains(&word),
             None => {
-                let mut set: FxHashSet<String> = out.iter().map(|w| w.to_string()).collect();
+                let mut set: FxHashSet<String> = self.out.iter().map(|w| w.to_string()).collect();
                 let new = set.insert(word.to_string());
-                seen = Some(set);
+                self.seen = Some(set);
                 new
             }
         };
         if new {
-            out.push(word);
+            self.out.push(word);
         }
     }
-    out
 }
 
 /// What a search returns for one hit.
@@ -256,6 +299,13 @@ impl SearchIndex {
     /// check: the caller then reads the room's first kept offset from
     /// history and calls [`SearchIndex::evict_before`].
     pub fn insert(&self, state: &AppState, room: &str, id: u64, content: &str) -> bool {
+        // Alone and built (every send after the start): straight into the
+        // index with the words borrowed from the text, no op to build.
+        if let Home::Alone(local) = self.home(state) {
+            if let Some(due) = local.insert_now(room, id, content) {
+                return due;
+            }
+        }
         let op = Op::Insert {
             room: room.into(),
             id,
@@ -445,4 +495,68 @@ struct SearchResults<'a> {
     ty: &'static str,
     query: &'a str,
     messages: &'a [Box<serde_json::value::RawValue>],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The general path alone (what every text took before the ASCII one).
+    fn by_chars(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for token in text.split(|c: char| !c.is_alphanumeric()) {
+            if token.is_empty() || token.chars().count() > MAX_WORD_CHARS {
+                continue;
+            }
+            let word = token.to_lowercase();
+            if !out.contains(&word) {
+                out.push(word);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ascii_texts_split_as_the_general_path_splits_them() {
+        let mut texts: Vec<String> = vec![
+            String::new(),
+            "B|0000002a|3|17|1701234567890123456|xxxx".into(),
+            "Hello, hello WORLD! world_42 42".into(),
+            "  --leading and trailing--  ".into(),
+            format!(
+                "{} short {}",
+                "a".repeat(MAX_WORD_CHARS),
+                "b".repeat(MAX_WORD_CHARS + 1)
+            ),
+            (0..40)
+                .map(|i| format!("w{i} W{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ];
+        // Pseudo-random printable ASCII, letters weighted up.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in [1, 7, 64, 300] {
+            for _ in 0..50 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let alphabet = b"aAbBzZ09 .,|_-\t\n!xyzXYZ";
+                        alphabet[(x % alphabet.len() as u64) as usize] as char
+                    })
+                    .collect();
+                texts.push(text);
+            }
+        }
+        for text in &texts {
+            assert!(text.is_ascii());
+            assert_eq!(words(text), by_chars(text), "{text:?}");
+        }
+        // And a text that is not ASCII still takes the general path.
+        assert_eq!(
+            words("Grüße, GRÜSSE straße"),
+            by_chars("Grüße, GRÜSSE straße")
+        );
+    }
 }

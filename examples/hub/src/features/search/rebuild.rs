@@ -238,6 +238,15 @@ impl Local {
         self.apply_now(op)
     }
 
+    /// Indexes a new message at once when the rebuild is done (`None`
+    /// before: the caller then queues it as an [`Op`]).
+    pub fn insert_now(&self, room: &str, id: u64, content: &str) -> Option<bool> {
+        if !self.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.index.insert(room, id, content))
+    }
+
     fn apply_now(&self, op: Op) -> bool {
         match op {
             Op::Insert {
