@@ -454,7 +454,7 @@ fn open_session(
         since,
         epoch,
         pending_acks: std::sync::OnceLock::new(),
-        _user_slot: user_slot,
+        user_slot,
     });
     Some((session, socket))
 }
