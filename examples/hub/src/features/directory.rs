@@ -78,8 +78,7 @@ impl Subs {
 #[derive(Debug, Default)]
 struct Users {
     by_sub: FxHashMap<Arc<str>, Known>,
-    /// Lowercased username, and lowercased sub when that is not the sub
-    /// itself (a lowercase sub is looked up in `by_sub`) -> subs.
+    /// Lowercased username and sub -> subs.
     by_name: FxHashMap<Arc<str>, Subs>,
     /// Counts sightings.
     clock: u64,
@@ -98,8 +97,7 @@ impl Users {
     /// Forgets `sub` and its names.
     fn forget(&mut self, sub: &str) {
         if let Some(k) = self.by_sub.remove(sub) {
-            let lower_sub = Some(sub.to_lowercase()).filter(|l| l != sub);
-            for name in std::iter::once(k.username.to_lowercase()).chain(lower_sub) {
+            for name in [k.username.to_lowercase(), sub.to_lowercase()] {
                 if let Some(subs) = self.by_name.get_mut(name.as_str()) {
                     if subs.remove(sub) {
                         self.by_name.remove(name.as_str());
@@ -153,10 +151,10 @@ impl Directory {
             true => sub.clone(),
             false => username.into(),
         };
-        // A lowercase id is found through `by_sub` itself: indexed by
-        // name only when lowercasing changes it.
-        let lower_sub = Some(lowered(&sub, [&username, &sub])).filter(|l| *l != sub);
-        for name in std::iter::once(lowered(&username, [&username, &sub])).chain(lower_sub) {
+        for name in [
+            lowered(&username, [&username, &sub]),
+            lowered(&sub, [&username, &sub]),
+        ] {
             match users.by_name.get_mut(&name) {
                 Some(subs) => subs.insert(&sub),
                 None => {
@@ -197,19 +195,14 @@ impl Directory {
         let mut subs = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            // By name, and the user whose (lowercase) id it is.
-            let by_id = users.by_sub.get_key_value(name.as_str()).map(|(s, _)| s);
-            let by_id = by_id.filter(|s| s.to_lowercase() == ***s);
-            let by_name = users.by_name.get(name.as_str());
-            let mut set: Vec<&Arc<str>> = by_name.into_iter().flat_map(Subs::iter).collect();
-            set.extend(by_id);
-            if set.is_empty() {
-                unknown.push(name.as_str());
-                continue;
+            match users.by_name.get(name.as_str()) {
+                Some(set) => {
+                    let mut set: Vec<&Arc<str>> = set.iter().collect();
+                    set.sort();
+                    subs.extend(set.into_iter().map(|s| s.to_string()));
+                }
+                _ => unknown.push(name.as_str()),
             }
-            set.sort();
-            set.dedup();
-            subs.extend(set.into_iter().map(|s| s.to_string()));
         }
         (subs, unknown)
     }
@@ -321,37 +314,6 @@ mod tests {
         assert_eq!(subs, ["bob", "bob", "u3"]);
         assert!(unknown.is_empty());
         assert!(!d.is_admin("u3"));
-    }
-
-    #[test]
-    fn ids_are_found_lowercased_as_before() {
-        let d = Directory::default();
-        d.saw("Carol-ID", "carol", false, 10);
-        d.saw("dave", "Dave", false, 10);
-        let names = [
-            "carol-id".to_string(),
-            "Carol-ID".to_string(),
-            "dave".to_string(),
-        ];
-        let (subs, unknown) = d.lookup(&names);
-        assert_eq!(subs, ["Carol-ID", "dave"]);
-        assert_eq!(unknown, ["Carol-ID"]);
-        d.saw("Carol-ID", "c", false, 10);
-        d.saw("dave", "d", false, 10);
-        let names = [
-            "carol-id".to_string(),
-            "carol".to_string(),
-            "dave".to_string(),
-        ];
-        let (subs, unknown) = d.lookup(&names);
-        assert_eq!(
-            (subs, unknown),
-            (
-                vec!["Carol-ID".to_string(), "dave".to_string()],
-                vec!["carol"]
-            )
-        );
-        assert_eq!(d.users.lock().by_name.len(), 3);
     }
 
     #[test]
