@@ -240,7 +240,7 @@ impl Hub {
 
     /// Removes a connection from every group it is in.
     pub(super) fn detach(&self, conn: &Arc<ConnState>) {
-        let names: Vec<Arc<str>> = conn.groups.lock().drain().collect();
+        let names: Vec<Arc<str>> = conn.groups.lock().take_all();
         for name in names {
             self.leave_group(conn, &name);
         }

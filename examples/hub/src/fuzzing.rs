@@ -97,7 +97,7 @@ impl FrameHarness {
         };
         let session = Session {
             pending_acks: std::sync::OnceLock::new(),
-            _user_slot: user_slot,
+            user_slot,
             state: Arc::clone(&state),
             claims: Arc::new(claims),
             endpoint,

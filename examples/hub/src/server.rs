@@ -281,7 +281,7 @@ impl AppState {
         })
     }
 
-    fn live_guard(self: &Arc<Self>) -> LiveGuard {
+    pub(crate) fn live_guard(self: &Arc<Self>) -> LiveGuard {
         self.live.fetch_add(1, Ordering::SeqCst);
         LiveGuard(self.clone())
     }
@@ -408,7 +408,7 @@ impl PendingSlot {
 }
 
 /// Counts a socket task as live until dropped.
-struct LiveGuard(Arc<AppState>);
+pub(crate) struct LiveGuard(Arc<AppState>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
@@ -463,10 +463,12 @@ pub async fn run_with_state(
                     let state = state.clone();
                     let router = router.clone();
                     let guard = state.live_guard();
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        upgrade::route(state, stream, peer, router).await;
-                    });
+                    // The task is `route`'s future itself, not an `async`
+                    // block around it: a block would keep its captures
+                    // (the stream, the peer's address, ...) beside the
+                    // future they were moved into, for the socket's whole
+                    // life (a 640-byte task instead of 512).
+                    tokio::spawn(upgrade::route(state, stream, peer, router, guard));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: free one held

@@ -54,8 +54,9 @@ pub struct Session {
     /// only what is already committed): see [`Session::pending_acks`].
     pub pending_acks: std::sync::OnceLock<Arc<PendingAcks>>,
     /// Counts this socket against `--max-connections-per-user` until the
-    /// session ends.
-    pub(crate) _user_slot: crate::server::UserSlot,
+    /// session ends; its user id is the hub's one `Arc<str>` for the user,
+    /// which per-user state keys by instead of copies of the string.
+    pub(crate) user_slot: crate::server::UserSlot,
 }
 
 impl Session {

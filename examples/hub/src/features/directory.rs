@@ -22,20 +22,75 @@ const MAX_LISTED: usize = 20;
 /// A user as the hub last saw their token.
 #[derive(Debug, Clone)]
 struct Known {
-    username: String,
+    /// The same `Arc` as the user id when the name is the id.
+    username: Arc<str>,
     admin: bool,
     /// When last seen, in [`Users::clock`] ticks (the least recent go first).
     seen: u64,
 }
 
-/// The users seen so far.
+/// The users one lowercased name stands for: nearly always one, kept
+/// inline (a set of its own per name cost a table allocation a user).
+#[derive(Debug)]
+enum Subs {
+    One(Arc<str>),
+    Many(FxHashSet<Arc<str>>),
+}
+
+impl Subs {
+    fn insert(&mut self, sub: &Arc<str>) {
+        match self {
+            Subs::One(one) if one == sub => {}
+            Subs::One(one) => {
+                let set = [one.clone(), sub.clone()].into_iter().collect();
+                *self = Subs::Many(set);
+            }
+            Subs::Many(set) => {
+                set.insert(sub.clone());
+            }
+        }
+    }
+
+    /// Removes `sub`; true when none is left.
+    fn remove(&mut self, sub: &str) -> bool {
+        match self {
+            Subs::One(one) => &**one == sub,
+            Subs::Many(set) => {
+                set.remove(sub);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        let (one, many) = match self {
+            Subs::One(one) => (Some(one), None),
+            Subs::Many(set) => (None, Some(set)),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// The users seen so far. Every string of a user is one `Arc<str>` shared
+/// by the maps (the id; the name, and the lowercased keys, share it when
+/// they are equal): one or two allocations a user instead of about nine
+/// (issue 14 item 3).
 #[derive(Debug, Default)]
 struct Users {
-    by_sub: FxHashMap<String, Known>,
+    by_sub: FxHashMap<Arc<str>, Known>,
     /// Lowercased username and sub -> subs.
-    by_name: FxHashMap<String, FxHashSet<String>>,
+    by_name: FxHashMap<Arc<str>, Subs>,
     /// Counts sightings.
     clock: u64,
+}
+
+/// `text` lowercased, as one of `same` when equal to it (no allocation).
+fn lowered(text: &str, same: [&Arc<str>; 2]) -> Arc<str> {
+    let lower = text.to_lowercase();
+    match same.into_iter().find(|s| ***s == *lower) {
+        Some(s) => s.clone(),
+        None => lower.into(),
+    }
 }
 
 impl Users {
@@ -43,10 +98,9 @@ impl Users {
     fn forget(&mut self, sub: &str) {
         if let Some(k) = self.by_sub.remove(sub) {
             for name in [k.username.to_lowercase(), sub.to_lowercase()] {
-                if let Some(set) = self.by_name.get_mut(&name) {
-                    set.remove(sub);
-                    if set.is_empty() {
-                        self.by_name.remove(&name);
+                if let Some(subs) = self.by_name.get_mut(name.as_str()) {
+                    if subs.remove(sub) {
+                        self.by_name.remove(name.as_str());
                     }
                 }
             }
@@ -58,7 +112,7 @@ impl Users {
         if self.by_sub.len() <= max.max(1) {
             return;
         }
-        let mut by_age: Vec<(u64, String)> = self
+        let mut by_age: Vec<(u64, Arc<str>)> = self
             .by_sub
             .iter()
             .map(|(sub, k)| (k.seen, sub.clone()))
@@ -87,26 +141,35 @@ impl Directory {
         let now = users.clock;
         if let Some(k) = users.by_sub.get_mut(sub) {
             k.seen = now;
-            if k.username == username && k.admin == admin {
+            if &*k.username == username && k.admin == admin {
                 return;
             }
         }
         users.forget(sub);
+        let sub: Arc<str> = sub.into();
+        let username: Arc<str> = match username == &*sub {
+            true => sub.clone(),
+            false => username.into(),
+        };
+        for name in [
+            lowered(&username, [&username, &sub]),
+            lowered(&sub, [&username, &sub]),
+        ] {
+            match users.by_name.get_mut(&name) {
+                Some(subs) => subs.insert(&sub),
+                None => {
+                    users.by_name.insert(name, Subs::One(sub.clone()));
+                }
+            }
+        }
         users.by_sub.insert(
-            sub.to_owned(),
+            sub,
             Known {
-                username: username.to_owned(),
+                username,
                 admin,
                 seen: now,
             },
         );
-        for name in [username.to_lowercase(), sub.to_lowercase()] {
-            users
-                .by_name
-                .entry(name)
-                .or_default()
-                .insert(sub.to_owned());
-        }
         users.bound(max);
     }
 
@@ -132,11 +195,11 @@ impl Directory {
         let mut subs = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            match users.by_name.get(name) {
-                Some(set) if !set.is_empty() => {
-                    let mut set: Vec<&String> = set.iter().collect();
+            match users.by_name.get(name.as_str()) {
+                Some(set) => {
+                    let mut set: Vec<&Arc<str>> = set.iter().collect();
                     set.sort();
-                    subs.extend(set.into_iter().cloned());
+                    subs.extend(set.into_iter().map(|s| s.to_string()));
                 }
                 _ => unknown.push(name.as_str()),
             }
@@ -152,7 +215,7 @@ impl Directory {
     pub fn search(&self, query: &str, limit: usize) -> Vec<(String, String)> {
         let query = query.trim().to_lowercase();
         let users = self.users.lock();
-        let mut found: Vec<(bool, u64, &String, &Known)> = users
+        let mut found: Vec<(bool, u64, &Arc<str>, &Known)> = users
             .by_sub
             .iter()
             .filter_map(|(sub, k)| {
@@ -168,7 +231,7 @@ impl Directory {
         found
             .into_iter()
             .take(limit)
-            .map(|(_, _, sub, k)| (sub.clone(), k.username.clone()))
+            .map(|(_, _, sub, k)| (sub.to_string(), k.username.to_string()))
             .collect()
     }
 }
@@ -228,6 +291,29 @@ mod tests {
         let (subs, unknown) = d.lookup(&names);
         assert_eq!(subs, vec!["u0".to_string()]);
         assert_eq!(unknown, vec!["name1"]);
+    }
+
+    #[test]
+    fn names_shared_by_users_and_ids_equal_to_names() {
+        let d = Directory::default();
+        d.saw("bob", "bob", false, 10);
+        d.saw("u2", "Bob", false, 10);
+        d.saw("u3", "BOB", true, 10);
+        let names = ["bob".to_string(), "u2".to_string(), "nobody".to_string()];
+        let (subs, unknown) = d.lookup(&names);
+        assert_eq!(subs, ["bob", "u2", "u3", "u2"]);
+        assert_eq!(unknown, ["nobody"]);
+        // Forgotten one by one, the shared name goes with the last.
+        d.saw("u2", "robert", false, 10);
+        d.saw("u3", "rob", false, 10);
+        let (subs, _) = d.lookup(&names);
+        assert_eq!(subs, ["bob", "u2"]);
+        d.saw("bob", "b", false, 10);
+        let names = ["bob".to_string(), "b".to_string(), "u3".to_string()];
+        let (subs, unknown) = d.lookup(&names);
+        assert_eq!(subs, ["bob", "bob", "u3"]);
+        assert!(unknown.is_empty());
+        assert!(!d.is_admin("u3"));
     }
 
     #[test]

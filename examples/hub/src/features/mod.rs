@@ -428,9 +428,10 @@ pub fn on_join(session: &Session, room: ChatRoom<'_>) {
 }
 
 /// A `/chat` socket joined `room` (counted for the join caps).
-pub fn joined(session: &Session, room: &str) {
+pub fn joined(session: &Session, room: &std::sync::Arc<str>) {
     let features = &session.state.features;
-    features.occupancy.joined(room, &session.claims.sub);
+    // The user's slot holds the user id interned (one `Arc<str>` a user).
+    features.occupancy.joined(room, session.user_slot.sub());
     features.idle.active(&crate::frames::room_group(room));
 }
 
