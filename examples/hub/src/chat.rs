@@ -23,6 +23,7 @@ use crate::frames::{self, ChatMessage};
 use crate::server::AppState;
 use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
+use crate::upgrade::Answer;
 
 /// A message about to be sent; `features::on_message` may add fields
 /// (`extra`, e.g. `mentions`) or refuse it.
@@ -62,24 +63,27 @@ pub struct SentMessage<'a> {
     pub delivered: u64,
 }
 
-/// Serves one `/chat/{room}` socket until it closes.
+/// Serves one `/chat/{room}` socket until it closes; `answer` (the
+/// upgrade's 101, not yet written) goes out with the join's first frames.
 /// (Not an `async fn`: see [`serve_frames`].)
 // Deliberately not `async fn` (its arguments would be kept twice).
 #[allow(clippy::manual_async_fn)]
 pub fn serve<'a>(
     session: &'a Session,
     socket: &'a mut Socket,
+    answer: Answer,
 ) -> impl std::future::Future<Output = ()> + 'a {
+    // Boxed, and made here: the join's state (the 101, the history frame)
+    // is gone once it is sent, and the task keeps no slot for `answer`.
+    let joining = Box::pin(join(session, socket, answer));
     async move {
+        let Some(socket) = joining.await else {
+            return;
+        };
         let Endpoint::Chat { room: id, group } = &session.endpoint else {
             return;
         };
         let room = ChatRoom { id, group };
-        // Boxed: the join's state (the history frame) is gone once it is sent.
-        let joining = Box::pin(join(session, socket, id, group));
-        if !joining.await {
-            return;
-        }
         features::on_join(session, room);
         let end = serve_frames(session, socket, |text| {
             Box::pin(async move { handle_text(session, room, text.as_str()).await })
@@ -95,10 +99,18 @@ pub fn serve<'a>(
     }
 }
 
-/// Joins the room, tells it, and sends the joiner its `history` frame
-/// (later copies of what it holds are skipped); false when the socket is
-/// gone.
-async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &Arc<str>) -> bool {
+/// Joins the room, tells it, and sends the joiner the upgrade's `answer`
+/// (the 101) with its `history` frame (later copies of what it holds are
+/// skipped) and `reads` frame, in one write; the socket back, `None` when
+/// it is gone.
+async fn join<'a>(
+    session: &Session,
+    socket: &'a mut Socket,
+    answer: Answer,
+) -> Option<&'a mut Socket> {
+    let Endpoint::Chat { room, group } = &session.endpoint else {
+        return None;
+    };
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
     let sub = &session.claims.sub;
@@ -110,7 +122,9 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
         send_notice(state, room, group, sub, true, false, &joined).await;
     }
     if session.conn.join(group).is_err() {
-        return false;
+        // Upgraded, then closed, as before the 101 waited for the join.
+        let _ = socket.send_answer_and(&answer, &[]).await;
+        return None;
     }
     features::joined(session, room);
     let saved = match first {
@@ -132,11 +146,15 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
         });
     }
     let reads = features::join_frame(session, ChatRoom { id: room, group }).await;
-    if socket.send_now_all(&[history, reads]).await.is_err() {
+    if socket
+        .send_answer_and(&answer, &[history, reads])
+        .await
+        .is_err()
+    {
         leave(session, group, true).await;
-        return false;
+        return None;
     }
-    true
+    Some(socket)
 }
 
 /// The socket leaves the room; with `tell`, the room hears it live only

@@ -51,38 +51,52 @@ pub(crate) fn route(
     // would stay in the future (80 bytes) after `accept` took them.
     let accept = Box::pin(accept(state, stream, peer, router));
     async move {
-        if let Some((session, socket)) = accept.await {
-            serve_session(session, socket).await;
+        if let Some((session, socket, answer)) = accept.await {
+            serve_session(session, socket, answer).await;
         }
     }
 }
 
-/// From an accepted socket to an open session: `None` for HTTP (served
-/// here to the end), refused upgrades, and sockets that stalled or were
-/// cut.
+/// The `101 Switching Protocols` answer of an accepted upgrade, not yet
+/// written: a chat join writes it with its `history` and `reads` frames in
+/// one `sendto` (the client reads frames only after the 101 anyway), the
+/// other endpoints first thing. Boxed: the socket's task keeps 8 bytes for
+/// it, not a `Vec`'s 24.
+pub type Answer = Box<Vec<u8>>;
+
+/// From an accepted socket to an open session and its unwritten 101:
+/// `None` for HTTP (served here to the end), refused upgrades, and sockets
+/// that stalled or were cut.
 async fn accept(
     state: Arc<AppState>,
     stream: TcpStream,
     peer: SocketAddr,
     router: axum::Router,
-) -> Option<(Box<Session>, Box<Socket>)> {
+) -> Option<(Box<Session>, Box<Socket>, Answer)> {
+    // On Linux the listener's `TCP_NODELAY` is inherited (`server::run`
+    // sets it): no `setsockopt` per socket.
+    #[cfg(not(target_os = "linux"))]
     let _ = stream.set_nodelay(true);
     let slot = state.pending.enter();
     let deadline = Instant::now() + Duration::from_millis(state.config.header_timeout_ms.max(1));
+    // The route's peek takes as much of the head as is there: usually all
+    // of it, so the handshake parses it without peeking again.
+    let mut head = Vec::new();
     let kind = tokio::select! {
-        kind = peek_route(&stream, deadline) => kind?,
+        kind = peek_route(&stream, deadline, &mut head) => kind?,
         _ = slot.cut() => {
             cut(&state);
             return None;
         }
     };
-    let Some(kind) = kind else {
+    let Some((kind, peeked)) = kind else {
+        drop(head);
         http::serve_connection(state, stream, peer, router, slot).await;
         return None;
     };
     drop(router);
     let upgraded = tokio::select! {
-        upgraded = handshake(&state, stream, kind, deadline) => upgraded,
+        upgraded = handshake(&state, stream, kind, deadline, (head, peeked)) => upgraded,
         _ = slot.cut() => {
             cut(&state);
             None
@@ -90,8 +104,9 @@ async fn accept(
     };
     slot.admit(&state);
     drop(slot);
-    let (ws, accepted) = upgraded?;
-    open_session(state, ws, accepted)
+    let (ws, accepted, answer) = upgraded?;
+    let (session, socket) = open_session(state, ws, accepted)?;
+    Some((session, socket, answer))
 }
 
 /// Counts a pending socket cut to make room for a newer one.
@@ -103,19 +118,23 @@ pub(crate) fn cut(state: &AppState) {
     tracing::debug!("pending socket cut: --max-pending-connections reached");
 }
 
-/// Peeks at the request line: `Some(Some(kind))` for a WebSocket route,
-/// `Some(None)` for HTTP, `None` when the socket closed or said nothing
-/// before `deadline`.
-async fn peek_route(stream: &TcpStream, deadline: Instant) -> Option<Option<WsKind>> {
-    let mut head = [0u8; 16];
+/// Peeks at the request line: `Some(Some((kind, n)))` for a WebSocket
+/// route (`head` holds the `n` bytes peeked), `Some(None)` for HTTP, `None`
+/// when the socket closed or said nothing before `deadline`.
+async fn peek_route(
+    stream: &TcpStream,
+    deadline: Instant,
+    head: &mut Vec<u8>,
+) -> Option<Option<(WsKind, usize)>> {
+    head.resize(FIRST_PEEK_BYTES, 0);
     for _ in 0..PEEK_TRIES {
-        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(head)).await;
         let n = match peeked {
             Ok(Ok(n)) if n > 0 => n,
             _ => return None,
         };
         match ws_kind(&head[..n]) {
-            Some(kind) => return Some(kind),
+            Some(kind) => return Some(kind.map(|kind| (kind, n))),
             // Not enough bytes yet to tell.
             None => tokio::time::sleep(Duration::from_millis(5)).await,
         }
@@ -191,27 +210,34 @@ const TUNGSTENITE_READ_BUFFER: usize = 24;
 /// Longest request head a WebSocket upgrade may have.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// What the first peek takes: most upgrade heads fit (a longer one gets
+/// [`MAX_HEAD_BYTES`]).
+const FIRST_PEEK_BYTES: usize = 4096;
+
 /// Peeks at the socket until the whole request head is there (parsed as
 /// tungstenite would parse it), by `deadline`: the request and the head's
 /// length; `Err(None)` when the socket closed, stalled, sent what is not a
 /// request or sent more than the head (tungstenite's "junk after
 /// request"), `Err(Some(431))` for a head over [`MAX_HEAD_BYTES`].
+/// `(head, peeked)`: the route's peek, looked at first (no system call
+/// when it holds the whole head, the usual case).
 async fn peek_request(
     stream: &TcpStream,
     deadline: Instant,
+    (mut head, mut peeked): (Vec<u8>, usize),
 ) -> Result<(Request, usize), Option<StatusCode>> {
     use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
-    // Most heads fit the first size; a longer one gets the largest.
-    let mut head = vec![0u8; 4096];
     // Between looks at a head still arriving: doubling, so a trickling
     // client costs a few dozen peeks up to the deadline, not hundreds.
     let mut pause = Duration::from_millis(1);
     // Bounded by `deadline` (the count bounds it too).
     for _ in 0..10_000 {
-        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
-        let n = match peeked {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return Err(None),
+        let n = match std::mem::take(&mut peeked) {
+            0 => match tokio::time::timeout_at(deadline, stream.peek(&mut head)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return Err(None),
+            },
+            n => n,
         };
         match Request::try_parse(&head[..n]) {
             Ok(Some((len, request))) if len == n => return Ok((request, len)),
@@ -250,11 +276,12 @@ async fn handshake(
     mut stream: TcpStream,
     kind: WsKind,
     deadline: Instant,
-) -> Option<(WebSocketStream<Stream>, Accepted)> {
+    peeked: (Vec<u8>, usize),
+) -> Option<(WebSocketStream<Stream>, Accepted, Answer)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response};
     let mut answer = Vec::with_capacity(256);
-    let accepted = match peek_request(&stream, deadline).await {
+    let accepted = match peek_request(&stream, deadline, peeked).await {
         Ok((request, len)) => {
             // Not an upgrade tungstenite would accept (method, version,
             // `Upgrade`, `Connection`, `Sec-WebSocket-*`): closed unanswered,
@@ -306,14 +333,16 @@ async fn handshake(
             return None;
         }
     };
-    let written = tokio::time::timeout_at(deadline, stream.write_all(&answer)).await;
-    if !matches!(written, Ok(Ok(()))) || accepted.is_none() {
+    let Some(accepted) = accepted else {
+        // A refusal: written now, and the socket closed.
+        let _ = tokio::time::timeout_at(deadline, stream.write_all(&answer)).await;
         return None;
-    }
+    };
+    // The 101 is written by the session, with its first frames.
     let stream = Stream::new(stream, state.config.read_buffer_bytes);
     let config = Some(ws_config(&state.config));
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, config).await;
-    accepted.map(|a| (ws, a))
+    Some((ws, accepted, Box::new(answer)))
 }
 
 /// Counts a refused upgrade and makes its answer: a JSON body with the
@@ -461,20 +490,27 @@ fn open_session(
 fn serve_session(
     session: Box<Session>,
     mut socket: Box<Socket>,
+    answer: Answer,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
         let session = &*session;
         let state = &session.state;
         tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, endpoint = ?session.endpoint, "session opened");
+        let chat = matches!(session.endpoint, Endpoint::Chat { .. });
         if state.shutting_down.load(Ordering::SeqCst) {
-            socket.close(1001, "server shutting down").await;
-        } else {
+            if socket.send_answer_and(&answer, &[]).await.is_ok() {
+                socket.close(1001, "server shutting down").await;
+            }
+        } else if chat {
+            // The 101 goes out with the join's first frames.
+            chat::serve(session, &mut socket, answer).await;
+        } else if socket.send_answer_and(&answer, &[]).await.is_ok() {
             // `/presence` and `/dm` are boxed: the task's future is sized by
             // the chat session's, the common one (see `a_socket_task_is_small`).
             match session.endpoint {
-                Endpoint::Chat { .. } => chat::serve(session, &mut socket).await,
                 Endpoint::Presence => Box::pin(presence::serve(session, &mut socket)).await,
                 Endpoint::Dm { .. } => Box::pin(dm::serve(session, &mut socket)).await,
+                Endpoint::Chat { .. } => {}
             }
         }
         state.unregister(session.conn.id());
@@ -511,6 +547,24 @@ mod tests {
         // boxed).
         assert!(size <= 448, "socket task future is {size} bytes");
         drop(client);
+    }
+
+    /// Accepted sockets have `TCP_NODELAY` (inherited from the listener
+    /// on Linux, set per socket elsewhere): the hub's small frames are
+    /// never held back by Nagle.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        crate::server::nodelay(&listener);
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        #[cfg(not(target_os = "linux"))]
+        accepted.set_nodelay(true).unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "an accepted socket without TCP_NODELAY"
+        );
     }
 
     #[test]
