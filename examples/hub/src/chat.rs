@@ -23,7 +23,6 @@ use crate::frames::{self, ChatMessage};
 use crate::server::AppState;
 use crate::session::{Endpoint, Session};
 use crate::socket::{serve_frames, Socket};
-use crate::upgrade::Answer;
 
 /// A message about to be sent; `features::on_message` may add fields
 /// (`extra`, e.g. `mentions`) or refuse it.
@@ -63,23 +62,15 @@ pub struct SentMessage<'a> {
     pub delivered: u64,
 }
 
-/// Serves one `/chat/{room}` socket until it closes; `answer` (the
-/// upgrade's 101, not yet written) goes out with the join's first frames.
+/// Serves one `/chat/{room}` socket that [`join`] joined until it closes.
 /// (Not an `async fn`: see [`serve_frames`].)
 // Deliberately not `async fn` (its arguments would be kept twice).
 #[allow(clippy::manual_async_fn)]
 pub fn serve<'a>(
     session: &'a Session,
     socket: &'a mut Socket,
-    answer: Answer,
 ) -> impl std::future::Future<Output = ()> + 'a {
-    // Boxed, and made here: the join's state (the 101, the history frame)
-    // is gone once it is sent, and the task keeps no slot for `answer`.
-    let joining = Box::pin(join(session, socket, answer));
     async move {
-        let Some(socket) = joining.await else {
-            return;
-        };
         let Endpoint::Chat { room: id, group } = &session.endpoint else {
             return;
         };
@@ -100,16 +91,14 @@ pub fn serve<'a>(
 }
 
 /// Joins the room, tells it, and sends the joiner the upgrade's `answer`
-/// (the 101) with its `history` frame (later copies of what it holds are
-/// skipped) and `reads` frame, in one write; the socket back, `None` when
-/// it is gone.
-async fn join<'a>(
-    session: &Session,
-    socket: &'a mut Socket,
-    answer: Answer,
-) -> Option<&'a mut Socket> {
+/// (the 101, not yet written) with its `history` frame (later copies of
+/// what it holds are skipped) and `reads` frame, in one write (the client
+/// reads frames only after the 101 anyway); false when the socket is gone.
+/// Run by `upgrade::accept`, whose state is freed once the session starts:
+/// the socket's task keeps nothing of the join.
+pub(crate) async fn join(session: &Session, socket: &mut Socket, answer: &[u8]) -> bool {
     let Endpoint::Chat { room, group } = &session.endpoint else {
-        return None;
+        return false;
     };
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
@@ -123,8 +112,8 @@ async fn join<'a>(
     }
     if session.conn.join(group).is_err() {
         // Upgraded, then closed, as before the 101 waited for the join.
-        let _ = socket.send_answer_and(&answer, &[]).await;
-        return None;
+        let _ = socket.send_answer_and(answer, &[]).await;
+        return false;
     }
     features::joined(session, room);
     let saved = match first {
@@ -147,14 +136,14 @@ async fn join<'a>(
     }
     let reads = features::join_frame(session, ChatRoom { id: room, group }).await;
     if socket
-        .send_answer_and(&answer, &[history, reads])
+        .send_answer_and(answer, &[history, reads])
         .await
         .is_err()
     {
         leave(session, group, true).await;
-        return None;
+        return false;
     }
-    Some(socket)
+    true
 }
 
 /// The socket leaves the room; with `tell`, the room hears it live only

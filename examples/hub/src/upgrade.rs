@@ -51,28 +51,22 @@ pub(crate) fn route(
     // would stay in the future (80 bytes) after `accept` took them.
     let accept = Box::pin(accept(state, stream, peer, router));
     async move {
-        if let Some((session, socket, answer)) = accept.await {
-            serve_session(session, socket, answer).await;
+        if let Some((session, socket)) = accept.await {
+            serve_session(session, socket).await;
         }
     }
 }
 
-/// The `101 Switching Protocols` answer of an accepted upgrade, not yet
-/// written: a chat join writes it with its `history` and `reads` frames in
-/// one `sendto` (the client reads frames only after the 101 anyway), the
-/// other endpoints first thing. Boxed: the socket's task keeps 8 bytes for
-/// it, not a `Vec`'s 24.
-pub type Answer = Box<Vec<u8>>;
-
-/// From an accepted socket to an open session and its unwritten 101:
-/// `None` for HTTP (served here to the end), refused upgrades, and sockets
-/// that stalled or were cut.
+/// From an accepted socket to an open session, its 101 written (a chat
+/// socket's with its join's first frames: see [`chat::join`]): `None` for
+/// HTTP (served here to the end), refused upgrades, sockets that stalled
+/// or were cut, and sessions that ended before they began.
 async fn accept(
     state: Arc<AppState>,
     stream: TcpStream,
     peer: SocketAddr,
     router: axum::Router,
-) -> Option<(Box<Session>, Box<Socket>, Answer)> {
+) -> Option<(Box<Session>, Box<Socket>)> {
     // On Linux the listener's `TCP_NODELAY` is inherited (`server::run`
     // sets it): no `setsockopt` per socket.
     #[cfg(not(target_os = "linux"))]
@@ -105,8 +99,22 @@ async fn accept(
     slot.admit(&state);
     drop(slot);
     let (ws, accepted, answer) = upgraded?;
-    let (session, socket) = open_session(state, ws, accepted)?;
-    Some((session, socket, answer))
+    let (session, mut socket) = open_session(state, ws, accepted)?;
+    let started = if session.state.shutting_down.load(Ordering::SeqCst) {
+        if socket.send_answer_and(&answer, &[]).await.is_ok() {
+            socket.close(1001, "server shutting down").await;
+        }
+        false
+    } else if matches!(session.endpoint, Endpoint::Chat { .. }) {
+        chat::join(&session, &mut socket, &answer).await
+    } else {
+        socket.send_answer_and(&answer, &[]).await.is_ok()
+    };
+    if !started {
+        end_session(&session);
+        return None;
+    }
+    Some((session, socket))
 }
 
 /// Counts a pending socket cut to make room for a newer one.
@@ -277,7 +285,7 @@ async fn handshake(
     kind: WsKind,
     deadline: Instant,
     peeked: (Vec<u8>, usize),
-) -> Option<(WebSocketStream<Stream>, Accepted, Answer)> {
+) -> Option<(WebSocketStream<Stream>, Accepted, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response};
     let mut answer = Vec::with_capacity(256);
@@ -338,11 +346,12 @@ async fn handshake(
         let _ = tokio::time::timeout_at(deadline, stream.write_all(&answer)).await;
         return None;
     };
-    // The 101 is written by the session, with its first frames.
+    // The 101 is written when the session starts, a chat socket's with its
+    // join's first frames.
     let stream = Stream::new(stream, state.config.read_buffer_bytes);
     let config = Some(ws_config(&state.config));
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, config).await;
-    Some((ws, accepted, Box::new(answer)))
+    Some((ws, accepted, answer))
 }
 
 /// Counts a refused upgrade and makes its answer: a JSON body with the
@@ -469,6 +478,7 @@ fn open_session(
         .counters
         .sessions_opened
         .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(conn = id, sub = %claims.sub, endpoint = ?endpoint, "session opened");
     let socket = Box::new(Socket::new(ws, conn.clone(), &state.config));
     let session = Box::new(Session {
         state,
@@ -490,33 +500,30 @@ fn open_session(
 fn serve_session(
     session: Box<Session>,
     mut socket: Box<Socket>,
-    answer: Answer,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
         let session = &*session;
-        let state = &session.state;
-        tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, endpoint = ?session.endpoint, "session opened");
-        let chat = matches!(session.endpoint, Endpoint::Chat { .. });
-        if state.shutting_down.load(Ordering::SeqCst) {
-            if socket.send_answer_and(&answer, &[]).await.is_ok() {
+        // A chat socket joined its room in `accept`: it is served even if
+        // the hub began to shut down since, so that it leaves the room.
+        // `/presence` and `/dm` are boxed: the task's future is sized by
+        // the chat session's, the common one (see `a_socket_task_is_small`).
+        match session.endpoint {
+            Endpoint::Chat { .. } => chat::serve(session, &mut socket).await,
+            _ if session.state.shutting_down.load(Ordering::SeqCst) => {
                 socket.close(1001, "server shutting down").await;
             }
-        } else if chat {
-            // The 101 goes out with the join's first frames.
-            chat::serve(session, &mut socket, answer).await;
-        } else if socket.send_answer_and(&answer, &[]).await.is_ok() {
-            // `/presence` and `/dm` are boxed: the task's future is sized by
-            // the chat session's, the common one (see `a_socket_task_is_small`).
-            match session.endpoint {
-                Endpoint::Presence => Box::pin(presence::serve(session, &mut socket)).await,
-                Endpoint::Dm { .. } => Box::pin(dm::serve(session, &mut socket)).await,
-                Endpoint::Chat { .. } => {}
-            }
+            Endpoint::Presence => Box::pin(presence::serve(session, &mut socket)).await,
+            Endpoint::Dm { .. } => Box::pin(dm::serve(session, &mut socket)).await,
         }
-        state.unregister(session.conn.id());
-        let _ = session.conn.close();
-        tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, "session closed");
+        end_session(session);
     }
+}
+
+/// Forgets a session and closes its core connection.
+fn end_session(session: &Session) {
+    session.state.unregister(session.conn.id());
+    let _ = session.conn.close();
+    tracing::debug!(conn = session.conn.id(), sub = %session.claims.sub, "session closed");
 }
 
 #[cfg(test)]
@@ -542,7 +549,8 @@ mod tests {
         let task = route(state, stream, peer, router);
         let size = std::mem::size_of_val(&task);
         println!("socket task future: {size} bytes");
-        // 400 bytes in debug and release builds (584 before the session
+        // 392 bytes in a debug build (400 while the chat join ran in the
+        // task rather than in the boxed `accept`; 584 before the session
         // path's futures were `async move` blocks with their rare states
         // boxed).
         assert!(size <= 448, "socket task future is {size} bytes");
