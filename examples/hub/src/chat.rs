@@ -62,7 +62,7 @@ pub struct SentMessage<'a> {
     pub delivered: u64,
 }
 
-/// Serves one `/chat/{room}` socket until it closes.
+/// Serves one `/chat/{room}` socket that [`join`] joined until it closes.
 /// (Not an `async fn`: see [`serve_frames`].)
 // Deliberately not `async fn` (its arguments would be kept twice).
 #[allow(clippy::manual_async_fn)]
@@ -75,11 +75,6 @@ pub fn serve<'a>(
             return;
         };
         let room = ChatRoom { id, group };
-        // Boxed: the join's state (the history frame) is gone once it is sent.
-        let joining = Box::pin(join(session, socket, id, group));
-        if !joining.await {
-            return;
-        }
         features::on_join(session, room);
         let end = serve_frames(session, socket, |text| {
             Box::pin(async move { handle_text(session, room, text.as_str()).await })
@@ -95,10 +90,16 @@ pub fn serve<'a>(
     }
 }
 
-/// Joins the room, tells it, and sends the joiner its `history` frame
-/// (later copies of what it holds are skipped); false when the socket is
-/// gone.
-async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &Arc<str>) -> bool {
+/// Joins the room, tells it, and sends the joiner the upgrade's `answer`
+/// (the 101, not yet written) with its `history` frame (later copies of
+/// what it holds are skipped) and `reads` frame, in one write (the client
+/// reads frames only after the 101 anyway); false when the socket is gone.
+/// Run by `upgrade::accept`, whose state is freed once the session starts:
+/// the socket's task keeps nothing of the join.
+pub(crate) async fn join(session: &Session, socket: &mut Socket, answer: &[u8]) -> bool {
+    let Endpoint::Chat { room, group } = &session.endpoint else {
+        return false;
+    };
     let state = &session.state;
     let (since, epoch) = (session.since, session.epoch);
     let sub = &session.claims.sub;
@@ -110,6 +111,8 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
         send_notice(state, room, group, sub, true, false, &joined).await;
     }
     if session.conn.join(group).is_err() {
+        // Upgraded, then closed, as before the 101 waited for the join.
+        let _ = socket.send_answer_and(answer, &[]).await;
         return false;
     }
     features::joined(session, room);
@@ -132,7 +135,11 @@ async fn join(session: &Session, socket: &mut Socket, room: &Arc<str>, group: &A
         });
     }
     let reads = features::join_frame(session, ChatRoom { id: room, group }).await;
-    if socket.send_now_all(&[history, reads]).await.is_err() {
+    if socket
+        .send_answer_and(answer, &[history, reads])
+        .await
+        .is_err()
+    {
         leave(session, group, true).await;
         return false;
     }

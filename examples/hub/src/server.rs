@@ -418,6 +418,32 @@ impl Drop for LiveGuard {
     }
 }
 
+/// Sets `TCP_NODELAY` on the listening socket: on Linux every accepted
+/// socket inherits it, so a join costs no `setsockopt` of its own (see
+/// `upgrade::accept`, which sets it per socket elsewhere).
+pub(crate) fn nodelay(listener: &TcpListener) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor, an option of `c_int` size.
+        let set = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "TCP_NODELAY on the listener");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = listener;
+}
+
 /// Serves on `listener` until `shutdown` resolves, then closes every
 /// WebSocket with 1001 (going away) and returns once they are gone (at most
 /// a few seconds).
@@ -437,6 +463,7 @@ pub async fn run_with_state(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    nodelay(&listener);
     if let Some(secret) = &state.demo_secret {
         tracing::warn!(
             %secret,

@@ -302,9 +302,18 @@ impl Socket {
     /// Writes these frames now, in order and in one write, ahead of
     /// anything still queued (a join's `history` and `reads` frames).
     pub async fn send_now_all(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        self.send_answer_and(&[], frames).await
+    }
+
+    /// Writes `answer` (an upgrade's 101, written by the hub and not yet
+    /// sent) and then these frames, in one write: the client reads frames
+    /// only after the 101 anyway, so a join's first bytes cost one
+    /// `sendto`, not two.
+    pub async fn send_answer_and(&mut self, answer: &[u8], frames: &[Bytes]) -> io::Result<()> {
         let rest = WRITE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();
+            buf.extend_from_slice(answer);
             for frame in frames {
                 push_frame(&mut buf, Kind::Json, frame);
             }

@@ -24,9 +24,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::config::Config;
 use crate::server::AppState;
@@ -104,6 +106,12 @@ pub struct Auth {
     /// HS256 with the hub's secret: verifies, and signs guest tokens.
     /// `None` when only a provider's public keys are configured.
     hmac: Option<(DecodingKey, EncodingKey)>,
+    /// HMAC-SHA256 keyed with the secret once (its key schedule done):
+    /// each HS256 token's signature is checked with a copy of it.
+    hs256: Option<Hmac<Sha256>>,
+    /// The HS256 validation with the signature check off: the claims'
+    /// checks, after [`Auth::decode_hs256`] checked the signature.
+    hs256_claims: Validation,
     /// The provider's keys and the `iss`/`aud` checks.
     verifiers: Verifiers,
     /// One validation per accepted algorithm (that algorithm only, `exp`
@@ -142,7 +150,7 @@ impl Auth {
     /// HS256 with `secret` (when given) and the provider's `verifiers`.
     /// Without a secret no token can be minted: keep `allow_guest` off.
     pub fn with_verifiers(secret: Option<&[u8]>, verifiers: Verifiers, allow_guest: bool) -> Auth {
-        let validations = ACCEPTED
+        let validations: Vec<(Algorithm, Validation)> = ACCEPTED
             .iter()
             .map(|&alg| {
                 let mut validation = Validation::new(alg);
@@ -162,8 +170,16 @@ impl Auth {
                 (alg, validation)
             })
             .collect();
+        let mut hs256_claims = validations
+            .iter()
+            .find_map(|(alg, v)| (*alg == Algorithm::HS256).then(|| v.clone()))
+            .unwrap_or_else(|| Validation::new(Algorithm::HS256));
+        hs256_claims.insecure_disable_signature_validation();
         Auth {
             hmac: secret.map(|s| (DecodingKey::from_secret(s), EncodingKey::from_secret(s))),
+            // HMAC takes a key of any length.
+            hs256: secret.and_then(|s| Hmac::<Sha256>::new_from_slice(s).ok()),
+            hs256_claims,
             verifiers,
             validations,
             allow_guest: allow_guest && secret.is_some(),
@@ -301,12 +317,9 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Claims, Refused> {
         let hmac_only = self.verifiers.public_key.is_none() && self.verifiers.key_set.is_none();
         let data = match &self.hmac {
-            // Only the secret: the HS256 validation refuses any other
-            // `alg`, so the header is parsed once, by `decode`.
-            Some((key, _)) if hmac_only => {
-                decode::<Claims>(token, key, self.validation(Algorithm::HS256)?)
-                    .map_err(|e| Refused(e.to_string()))?
-            }
+            // Only the secret: any other `alg` is refused, so the header
+            // is parsed once, by `decode`.
+            Some((key, _)) if hmac_only => self.decode_hs256(token, key)?,
             _ => self.decode_by_header(token)?,
         };
         let mut claims = data.claims;
@@ -320,6 +333,46 @@ impl Auth {
         claims.username = crate::features::names::display_name(&claims.username, usize::MAX)
             .unwrap_or_else(|_| claims.sub.clone());
         Ok(claims)
+    }
+
+    /// Decodes an HS256 token: the signature checked with the secret's
+    /// ready HMAC state ([`Auth::hs256`]; `jsonwebtoken` keys a new HMAC,
+    /// copying the secret, and base64-encodes the result on every call),
+    /// then `jsonwebtoken` decodes the header and claims and checks the
+    /// claims, as with the signature check on; the header must say HS256.
+    fn decode_hs256(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+    ) -> Result<jsonwebtoken::TokenData<Claims>, Refused> {
+        use base64::Engine;
+        let mac = self
+            .hs256
+            .as_ref()
+            .ok_or_else(|| Refused("no secret".into()))?;
+        let (message, signature) = token
+            .rsplit_once('.')
+            .ok_or_else(|| Refused("InvalidToken".into()))?;
+        // Base64url without padding, canonical (as `jsonwebtoken`, which
+        // compares the encoded strings); an HS256 signature is 32 bytes.
+        let mut raw = [0u8; 48];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut raw)
+            .map_err(|_| Refused("InvalidSignature".into()))?;
+        let mut mac = mac.clone();
+        mac.update(message.as_bytes());
+        // Constant time.
+        mac.verify_slice(&raw[..n])
+            .map_err(|_| Refused("InvalidSignature".into()))?;
+        let data =
+            decode::<Claims>(token, key, &self.hs256_claims).map_err(|e| Refused(e.to_string()))?;
+        if data.header.alg != Algorithm::HS256 {
+            return Err(Refused(format!(
+                "{:?} tokens are not accepted",
+                data.header.alg
+            )));
+        }
+        Ok(data)
     }
 
     /// The validation of `alg`; `Err` for an algorithm never accepted.
@@ -587,4 +640,112 @@ pub async fn refresh(State(state): State<Arc<AppState>>, claims: Claims) -> Resp
     let token = state.auth.mint(&renewed);
     Json(serde_json::json!({"token": token, "user_id": renewed.sub, "username": renewed.username}))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const SECRET: &[u8] = b"unit-secret-0123456789abcdef0123456789";
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// `header.claims.signature`, HMAC-SHA256 with `secret` whatever the
+    /// header says.
+    fn hmac_token(header: &str, claims: &serde_json::Value, secret: &[u8]) -> String {
+        let message = format!(
+            "{}.{}",
+            b64(header.as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(message.as_bytes());
+        format!("{message}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    fn exp() -> u64 {
+        jsonwebtoken::get_current_timestamp() + 3600
+    }
+
+    /// The HS256 path with the ready HMAC state takes what `jsonwebtoken`
+    /// took and refuses what it refused.
+    #[test]
+    fn hs256_tokens_are_checked_as_before() {
+        let auth = Auth::new(SECRET, false);
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let good = serde_json::json!({"sub": "ann", "username": "Ann", "exp": exp()});
+        let token = hmac_token(header, &good, SECRET);
+        let claims = auth.verify(&token).expect("a good token");
+        assert_eq!(
+            (claims.sub.as_str(), claims.username.as_str()),
+            ("ann", "Ann")
+        );
+        // Minted by the hub itself.
+        let minted = auth.mint(&claims);
+        assert_eq!(auth.verify(&minted).expect("minted").sub, "ann");
+
+        let mut refused = vec![
+            (
+                "another secret",
+                hmac_token(header, &good, b"another-secret-0123456789abcdef012345"),
+            ),
+            ("padded signature", format!("{token}=")),
+            (
+                "no signature",
+                token.rsplit_once('.').unwrap().0.to_owned() + ".",
+            ),
+            ("four parts", format!("x.{token}")),
+            ("two parts", token.split_once('.').unwrap().1.to_owned()),
+            (
+                "HS512 header",
+                hmac_token(r#"{"alg":"HS512"}"#, &good, SECRET),
+            ),
+            (
+                "none header",
+                hmac_token(r#"{"alg":"none"}"#, &good, SECRET),
+            ),
+            (
+                "expired",
+                hmac_token(
+                    header,
+                    &serde_json::json!({"sub": "ann", "exp": 1000}),
+                    SECRET,
+                ),
+            ),
+            (
+                "no exp",
+                hmac_token(header, &serde_json::json!({"sub": "ann"}), SECRET),
+            ),
+            (
+                "no sub",
+                hmac_token(header, &serde_json::json!({"exp": exp()}), SECRET),
+            ),
+            (
+                "an audience nobody configured",
+                hmac_token(
+                    header,
+                    &serde_json::json!({"sub": "ann", "exp": exp(), "aud": "x"}),
+                    SECRET,
+                ),
+            ),
+        ];
+        // The claims changed under the same signature.
+        let (head, rest) = token.split_once('.').unwrap();
+        let signature = rest.rsplit_once('.').unwrap().1;
+        let other = b64(serde_json::json!({"sub": "root", "exp": exp()})
+            .to_string()
+            .as_bytes());
+        refused.push(("claims swapped", format!("{head}.{other}.{signature}")));
+        // One bit of the signature's last character (non-canonical base64).
+        let mut odd = token.clone();
+        let last = odd.pop().unwrap();
+        odd.push(if last == 'A' { 'B' } else { 'A' });
+        refused.push(("signature changed", odd));
+        for (what, token) in refused {
+            assert!(auth.verify(&token).is_err(), "{what} was taken");
+        }
+    }
 }
