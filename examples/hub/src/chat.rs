@@ -454,6 +454,17 @@ fn count_message(state: &AppState) {
 /// A chat message's frame, as the room gets it and history keeps it.
 fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) -> Bytes {
     let user_id = (author.sub != author.username).then_some(author.sub);
+    if draft.attachments.is_none() && draft.extra.is_empty() {
+        // The common frame, written directly: the same bytes as below.
+        return plain_message_frame(
+            id,
+            author.username,
+            user_id,
+            &draft.content,
+            ts,
+            draft.thread_id,
+        );
+    }
     frames::encode(&ChatMessage {
         ty: "message",
         id,
@@ -465,6 +476,85 @@ fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) ->
         attachments: draft.attachments.as_ref(),
         extra: &draft.extra,
     })
+}
+
+thread_local! {
+    /// Where [`plain_message_frame`] writes a frame before its one exact
+    /// copy into `Bytes`: per thread, so a message costs one allocation.
+    static FRAME_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest frame buffer a thread keeps between messages.
+const MAX_KEPT_FRAME_BUF: usize = 64 * 1024;
+
+/// A message frame without attachments or extension fields, byte for byte
+/// what `frames::encode(&ChatMessage { .. })` writes (serde_json's compact
+/// output: same key order, same string escapes), without serde's map
+/// machinery, its buffer's growth and the final shrink: the frame is
+/// written into the thread's buffer and copied once, at its exact size.
+fn plain_message_frame(
+    id: u64,
+    user: &str,
+    user_id: Option<&str>,
+    content: &str,
+    ts: &str,
+    thread_id: Option<u64>,
+) -> Bytes {
+    FRAME_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(br#"{"type":"message","id":"#);
+        push_u64(&mut buf, id);
+        buf.extend_from_slice(br#","user":"#);
+        push_json_str(&mut buf, user);
+        if let Some(user_id) = user_id {
+            buf.extend_from_slice(br#","user_id":"#);
+            push_json_str(&mut buf, user_id);
+        }
+        buf.extend_from_slice(br#","content":"#);
+        push_json_str(&mut buf, content);
+        buf.extend_from_slice(br#","timestamp":"#);
+        push_json_str(&mut buf, ts);
+        if let Some(thread_id) = thread_id {
+            buf.extend_from_slice(br#","thread_id":"#);
+            push_u64(&mut buf, thread_id);
+        }
+        buf.push(b'}');
+        let frame = Bytes::copy_from_slice(&buf);
+        if buf.capacity() > MAX_KEPT_FRAME_BUF {
+            *buf = Vec::new();
+        }
+        frame
+    })
+}
+
+/// Appends `n` in decimal.
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Appends `s` as a JSON string: as is between quotes when nothing in it
+/// needs an escape (the common case), else escaped by serde_json.
+fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Cannot fail: a string into a Vec.
+        let _ = serde_json::to_writer(&mut *buf, s);
+        return;
+    }
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
 }
 
 /// Saves and delivers a chat message from the server API (`POST
@@ -577,6 +667,48 @@ pub(crate) fn ack_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The directly written frame is byte for byte serde_json's.
+    #[test]
+    fn plain_message_frames_are_what_serde_json_writes() {
+        let empty = Map::new();
+        let texts = [
+            "hi",
+            "",
+            "a \"quoted\" \\ back\\slash",
+            "tab\tnew\nline\r\u{1}\u{1f}\u{7f} end",
+            "unicode: \u{e9}\u{1F600} </script>",
+            "B|0000abcd|0|12|1733221234567890123|",
+        ];
+        let mut checked = 0;
+        for content in texts {
+            for (user, user_id) in [("alice", None), ("Al \"x\"", Some("u-1\n"))] {
+                for thread_id in [None, Some(0), Some(u64::MAX)] {
+                    for id in [0, 7, 1234567890123] {
+                        let ts = "2026-12-03T10:00:00.123Z";
+                        let expected = frames::encode(&ChatMessage {
+                            ty: "message",
+                            id,
+                            user,
+                            user_id,
+                            content,
+                            timestamp: ts,
+                            thread_id,
+                            attachments: None,
+                            extra: &empty,
+                        });
+                        let got = plain_message_frame(id, user, user_id, content, ts, thread_id);
+                        assert_eq!(
+                            std::str::from_utf8(&got).unwrap(),
+                            std::str::from_utf8(&expected).unwrap()
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 2 * 3 * 3);
+    }
 
     #[test]
     fn plain_messages_take_the_fast_path_and_nothing_else_does() {
