@@ -273,6 +273,16 @@ struct PlainMessage<'a> {
 /// The text of a plain message frame, parsed without building a JSON tree;
 /// `None` sends the frame down the general path.
 fn plain_message(text: &str) -> Option<String> {
+    // The shape load generators and the tutorial send, `{"message":"..."}`
+    // with nothing to unescape: taken as is, without a parser.
+    if let Some(inner) = text
+        .strip_prefix(r#"{"message":""#)
+        .and_then(|rest| rest.strip_suffix(r#""}"#))
+    {
+        if !inner.is_empty() && !needs_escape(inner.as_bytes()) {
+            return Some(inner.to_owned());
+        }
+    }
     let frame: PlainMessage = serde_json::from_str(text).ok()?;
     if frame.ty.as_deref().is_some_and(|ty| ty != "message") {
         return None;
@@ -461,6 +471,17 @@ fn count_message(state: &AppState) {
 /// A chat message's frame, as the room gets it and history keeps it.
 fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) -> Bytes {
     let user_id = (author.sub != author.username).then_some(author.sub);
+    if draft.attachments.is_none() && draft.extra.is_empty() {
+        // The common frame, written directly: the same bytes as below.
+        return plain_message_frame(
+            id,
+            author.username,
+            user_id,
+            &draft.content,
+            ts,
+            draft.thread_id,
+        );
+    }
     frames::encode(&ChatMessage {
         ty: "message",
         id,
@@ -472,6 +493,109 @@ fn message_frame(id: u64, author: Author<'_>, draft: &MessageDraft, ts: &str) ->
         attachments: draft.attachments.as_ref(),
         extra: &draft.extra,
     })
+}
+
+thread_local! {
+    /// Where [`plain_message_frame`] writes a frame before its one exact
+    /// copy into `Bytes`: per thread, so a message costs one allocation.
+    static FRAME_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest frame buffer a thread keeps between messages.
+const MAX_KEPT_FRAME_BUF: usize = 64 * 1024;
+
+/// A message frame without attachments or extension fields, byte for byte
+/// what `frames::encode(&ChatMessage { .. })` writes (serde_json's compact
+/// output: same key order, same string escapes), without serde's map
+/// machinery, its buffer's growth and the final shrink: the frame is
+/// written into the thread's buffer and copied once, at its exact size.
+fn plain_message_frame(
+    id: u64,
+    user: &str,
+    user_id: Option<&str>,
+    content: &str,
+    ts: &str,
+    thread_id: Option<u64>,
+) -> Bytes {
+    FRAME_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(br#"{"type":"message","id":"#);
+        push_u64(&mut buf, id);
+        buf.extend_from_slice(br#","user":"#);
+        push_json_str(&mut buf, user);
+        if let Some(user_id) = user_id {
+            buf.extend_from_slice(br#","user_id":"#);
+            push_json_str(&mut buf, user_id);
+        }
+        buf.extend_from_slice(br#","content":"#);
+        push_json_str(&mut buf, content);
+        buf.extend_from_slice(br#","timestamp":"#);
+        push_json_str(&mut buf, ts);
+        if let Some(thread_id) = thread_id {
+            buf.extend_from_slice(br#","thread_id":"#);
+            push_u64(&mut buf, thread_id);
+        }
+        buf.push(b'}');
+        let frame = Bytes::copy_from_slice(&buf);
+        if buf.capacity() > MAX_KEPT_FRAME_BUF {
+            *buf = Vec::new();
+        }
+        frame
+    })
+}
+
+/// Appends `n` in decimal.
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Appends `s` as a JSON string: as is between quotes when nothing in it
+/// needs an escape (the common case), else escaped by serde_json.
+fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Cannot fail: a string into a Vec.
+        let _ = serde_json::to_writer(&mut *buf, s);
+        return;
+    }
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
+}
+
+/// Whether a JSON string of these bytes needs an escape: a control
+/// character, `"` or `\\` in it. Eight bytes at a time (the usual
+/// word-at-a-time tests for a zero byte and for a byte below 0x20; bytes
+/// of 0x80 and above, UTF-8's, never match).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if x.wrapping_sub(0x20 * ONES) & !x & HIGH != 0
+            || has_zero(x ^ (u64::from(b'"') * ONES))
+            || has_zero(x ^ (u64::from(b'\\') * ONES))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Saves and delivers a chat message from the server API (`POST
@@ -585,6 +709,48 @@ pub(crate) fn ack_frame(
 mod tests {
     use super::*;
 
+    /// The directly written frame is byte for byte serde_json's.
+    #[test]
+    fn plain_message_frames_are_what_serde_json_writes() {
+        let empty = Map::new();
+        let texts = [
+            "hi",
+            "",
+            "a \"quoted\" \\ back\\slash",
+            "tab\tnew\nline\r\u{1}\u{1f}\u{7f} end",
+            "unicode: \u{e9}\u{1F600} </script>",
+            "B|0000abcd|0|12|1733221234567890123|",
+        ];
+        let mut checked = 0;
+        for content in texts {
+            for (user, user_id) in [("alice", None), ("Al \"x\"", Some("u-1\n"))] {
+                for thread_id in [None, Some(0), Some(u64::MAX)] {
+                    for id in [0, 7, 1234567890123] {
+                        let ts = "2026-12-03T10:00:00.123Z";
+                        let expected = frames::encode(&ChatMessage {
+                            ty: "message",
+                            id,
+                            user,
+                            user_id,
+                            content,
+                            timestamp: ts,
+                            thread_id,
+                            attachments: None,
+                            extra: &empty,
+                        });
+                        let got = plain_message_frame(id, user, user_id, content, ts, thread_id);
+                        assert_eq!(
+                            std::str::from_utf8(&got).unwrap(),
+                            std::str::from_utf8(&expected).unwrap()
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 2 * 3 * 3);
+    }
+
     #[test]
     fn plain_messages_take_the_fast_path_and_nothing_else_does() {
         assert_eq!(plain_message(r#"{"message":"hi"}"#).as_deref(), Some("hi"));
@@ -596,6 +762,41 @@ mod tests {
         assert_eq!(plain_message(r#"{"type":"typing","state":true}"#), None);
         assert_eq!(plain_message(r#"{"message":"hi","client_id":"c"}"#), None);
         assert_eq!(plain_message(r#"{"message":7}"#), None);
+        // Escapes and what JSON refuses go through the parser.
+        assert_eq!(
+            plain_message(r#"{"message":"a\"b\\c\u00e9"}"#).as_deref(),
+            Some("a\"b\\c\u{e9}")
+        );
+        assert_eq!(plain_message("{\"message\":\"tab\there\"}"), None);
+        assert_eq!(plain_message(r#"{"message":"x"}  "#).as_deref(), Some("x"));
+        assert_eq!(plain_message(r#"{"message":"x"}}"#), None);
+        assert_eq!(plain_message(r#"{"message":"x","type":"typing"}"#), None);
+    }
+
+    /// The word-at-a-time check finds every byte that needs an escape, at
+    /// every position, and nothing else (UTF-8 included).
+    #[test]
+    fn needs_escape_finds_every_escaped_byte_at_every_position() {
+        let plain = "abcdefghijklmnopq\u{e9}\u{1F600}rstuvwxyz 0123456789 </>~\u{7f}";
+        assert!(!needs_escape(plain.as_bytes()));
+        let mut checked = 0;
+        for at in 0..=plain.len() {
+            if !plain.is_char_boundary(at) {
+                continue;
+            }
+            for special in (0u8..0x20).chain([b'"', b'\\']) {
+                let mut s = plain.as_bytes().to_vec();
+                s.insert(at, special);
+                assert!(needs_escape(&s), "byte {special:#x} at {at}");
+                checked += 1;
+            }
+            for other in [b' ', b'!', b'#', b'[', b']', 0x7f] {
+                let mut s = plain.as_bytes().to_vec();
+                s.insert(at, other);
+                assert!(!needs_escape(&s), "byte {other:#x} at {at}");
+            }
+        }
+        assert!(checked > 1000);
         assert_eq!(plain_message("not json"), None);
     }
 }
