@@ -20,6 +20,10 @@
 # STORES: which hub settings, in this order each round (default "memory disk
 # disk-nofsync interval5ms"; also interval0ms, interval2ms: the disk store
 # with that --history-commit-interval-ms, fsync on).
+# HUB_BINS="before=/path/to/hub after=target/release/examples/hub": compare
+# hub binaries in the same run, each round running every binary with every
+# store in turn (default: target/release/examples/hub alone, label "hub");
+# each binary's disk rows are divided by its own memory rows.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 QUICK=${1:-}
@@ -61,24 +65,36 @@ fi
 echo
 echo "## hub CPU per delivery: --history-store memory vs disk (same run, alternating)"
 OUTS=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
+# Each binary gets a target directory of its own (links to it and to the
+# load generator) for scripts/bench-hub.sh, which takes the hub from there.
+LABELS=""
+for spec in ${HUB_BINS:-hub=target/release/examples/hub}; do
+  label=${spec%%=*}; bin=$(realpath "${spec#*=}")
+  mkdir -p "$OUTS/bin-$label/release/examples"
+  ln -sf "$bin" "$OUTS/bin-$label/release/examples/hub"
+  ln -sf "$(realpath target/release/examples/loadgen)" "$OUTS/bin-$label/release/examples/loadgen"
+  LABELS="$LABELS $label"
+done
 for round in $(seq 1 "$REPEAT"); do
+  for label in $LABELS; do
   for store in ${STORES:-memory disk disk-nofsync interval5ms}; do
-    data="$OUTS/data-$store-$round"
+    data="$OUTS/data-$label-$store-$round"
     mkdir -p "$data"
     case "$store" in
       disk-nofsync) flags="--history-store disk --history-fsync false" ;;
       interval*ms) ms=${store#interval}; flags="--history-store disk --history-commit-interval-ms ${ms%ms}" ;;
       *) flags="--history-store $store" ;;
     esac
-    HUB_ARGS="$flags --data-dir $data" scripts/bench-hub.sh --no-build \
-      --scenarios "d a" --repeat 1 --out "$OUTS/$store-$round" >/dev/null 2>"$OUTS/$store-$round.log" \
-      || echo "round $round ($store) failed: see $OUTS/$store-$round.log"
+    CARGO_TARGET_DIR="$OUTS/bin-$label" HUB_ARGS="$flags --data-dir $data" scripts/bench-hub.sh --no-build \
+      --scenarios "d a" --repeat 1 --out "$OUTS/$label-$store-$round" >/dev/null 2>"$OUTS/$label-$store-$round.log" \
+      || echo "round $round ($label, $store) failed: see $OUTS/$label-$store-$round.log"
+  done
   done
 done
-python3 - "$OUTS" "$REPEAT" "${STORES:-memory disk disk-nofsync interval5ms}" <<'PY'
+python3 - "$OUTS" "$REPEAT" "${STORES:-memory disk disk-nofsync interval5ms}" "$LABELS" <<'PY'
 import json, statistics, sys, glob, os
-outs, repeat, stores = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
-def rounds(store, sc):
+outs, repeat, stores, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+def rounds(store, sc, key="server_us_per_delivery"):
     vals = []
     for f in glob.glob(os.path.join(outs, f"{store}-[0-9]*", f"{sc}.json")):
         for line in open(f):
@@ -87,21 +103,24 @@ def rounds(store, sc):
             except ValueError:
                 continue
             for r in d.get("rounds", []):
-                v = r.get("server_us_per_delivery")
+                v = r.get(key)
                 if v is not None:
                     vals.append(v)
     return vals
-print("| scenario | store | server µs/delivery (median) | / memory | rounds |")
-print("| --- | --- | --- | --- | --- |")
+print("| scenario | hub | store | server µs/delivery (median) | / memory | rounds | deliveries/s (median) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for sc in ("d", "a"):
-    m = rounds("memory", sc)
-    mm = statistics.median(m) if m else None
-    for store in stores:
-        v = rounds(store, sc)
-        if not v or not mm:
-            print(f"| {sc} | {store} | ? | ? | missing rounds |")
-            continue
-        med = statistics.median(v)
-        print(f"| {sc} | {store} | {med:.3f} | {med/mm:.2f}x | {v} |")
+    for label in labels:
+        m = rounds(f"{label}-memory", sc)
+        mm = statistics.median(m) if m else None
+        for store in stores:
+            v = rounds(f"{label}-{store}", sc)
+            if not v or not mm:
+                print(f"| {sc} | {label} | {store} | ? | ? | missing rounds | |")
+                continue
+            med = statistics.median(v)
+            rate = statistics.median(rounds(f"{label}-{store}", sc, "deliveries_per_s") or [0])
+            print(f"| {sc} | {label} | {store} | {med:.3f} | {med/mm:.2f}x | {v} | {rate:,.0f} |")
 PY
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(raw results: $OUTS)"

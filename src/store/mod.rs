@@ -93,8 +93,32 @@ pub(crate) const RESERVE: u64 = 4096;
 /// of two commits: a commit that follows another closer than this waits
 /// the rest (changes keep joining it), one after a quiet spell starts at
 /// once. Each redb commit costs ~250 000 instructions whatever it holds,
-/// so under load this sets how many messages share that cost.
+/// and as much again in the kernel (the fsync's write-back), plus a
+/// wake-up of every task waiting on it, so under load this sets how many
+/// messages share that cost.
 const SPACING: Duration = Duration::from_millis(2);
+
+/// Under sustained load the spacing grows, doubling at each commit that
+/// carried at least [`BUSY_CHANGES`] changes, up to this; a commit with
+/// fewer brings it back to [`SPACING`]. Light traffic keeps ~2 ms
+/// between commits (and a lone send commits at once); a saturated store
+/// commits about every 8 ms, a quarter as many commits for the same
+/// messages.
+const MAX_SPACING: Duration = Duration::from_millis(8);
+
+/// A commit with at least this many changes counts as load (see
+/// [`MAX_SPACING`]).
+const BUSY_CHANGES: usize = 64;
+
+/// The spacing after a commit of `changes` changes, `spacing` being the
+/// one before it.
+fn next_spacing(spacing: Duration, changes: usize) -> Duration {
+    if changes >= BUSY_CHANGES {
+        (spacing * 2).min(MAX_SPACING)
+    } else {
+        SPACING
+    }
+}
 
 /// How long the writer waits before retrying a failed commit.
 const RETRY: Duration = Duration::from_secs(1);
@@ -1181,6 +1205,9 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// The largest batch vector (in changes) kept for the next batch.
+const SPARE_MAX: usize = 1 << 16;
+
 /// Copies forward at least this many live records a commit (when
 /// segments under half live wait), and at most twice the commit's own
 /// messages if more: the log's size stays within about twice its live
@@ -1191,8 +1218,13 @@ impl Writer {
     fn run(mut self, shared: &Shared) {
         let mut retry: Vec<Op> = Vec::new();
         // When the last commit started: without a commit interval, the
-        // next starts at once, or `SPACING` after it under load.
+        // next starts at once, or `spacing` after it under load.
         let mut last_start: Option<std::time::Instant> = None;
+        let mut spacing = SPACING;
+        // The last batch's vector, emptied, given back to the queue: the
+        // senders do not grow a new one from nothing every commit (under
+        // load thousands of changes, reallocated a dozen times).
+        let mut spare: Vec<Op> = Vec::new();
         loop {
             let (mut ops, commit, closing) = {
                 let mut q = shared.queue.lock();
@@ -1202,9 +1234,9 @@ impl Writer {
                     }
                     if self.linger.is_zero() {
                         // Under load (the previous commit started less than
-                        // `SPACING` ago), let more changes join this one; a
+                        // `spacing` ago), let more changes join this one; a
                         // lone send after a quiet spell commits at once.
-                        if let Some(deadline) = last_start.map(|t| t + SPACING) {
+                        if let Some(deadline) = last_start.map(|t| t + spacing) {
                             while !q.closing && std::time::Instant::now() < deadline {
                                 shared.wake.wait_until(&mut q, deadline);
                             }
@@ -1221,7 +1253,8 @@ impl Writer {
                     shared.wake.wait_for(&mut q, RETRY);
                 }
                 let commit = std::mem::take(&mut q.commit);
-                (std::mem::take(&mut q.ops), commit, q.closing)
+                let ops = std::mem::replace(&mut q.ops, std::mem::take(&mut spare));
+                (ops, commit, q.closing)
             };
             if !retry.is_empty() {
                 retry.append(&mut ops);
@@ -1236,6 +1269,7 @@ impl Writer {
                 continue;
             }
             last_start = Some(std::time::Instant::now());
+            spacing = next_spacing(spacing, ops.len());
             match self.commit(&ops) {
                 Ok(()) => {
                     shared.commits.fetch_add(1, Ordering::Relaxed);
@@ -1246,6 +1280,10 @@ impl Writer {
                     }
                     shared.failing.store(false, Ordering::Release);
                     commit.complete(Ok(()));
+                    if ops.capacity() <= SPARE_MAX {
+                        ops.clear();
+                        spare = ops;
+                    }
                 }
                 Err(e) => {
                     shared.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -1524,5 +1562,23 @@ impl Writer {
         if result.is_err() {
             shared.failed_commits.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spacing_grows_under_load_and_comes_back_when_it_ends() {
+        let mut spacing = SPACING;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            spacing = next_spacing(spacing, BUSY_CHANGES);
+            seen.push(spacing.as_millis());
+        }
+        assert_eq!(seen, [4, 8, 8, 8]);
+        assert_eq!(next_spacing(spacing, BUSY_CHANGES - 1), SPACING);
+        assert_eq!(next_spacing(SPACING, 1), SPACING);
     }
 }
