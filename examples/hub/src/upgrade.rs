@@ -465,6 +465,23 @@ fn open_session(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not open a hub connection");
+            // Not upgraded yet (the 101 goes with the join's frames): a 503
+            // the client can retry on, not a socket closed unanswered. A
+            // fresh socket's buffer takes these few hundred bytes at once.
+            let detail = format!("the hub cannot take the connection now ({e}); retry");
+            let refused = refusal(&state, (StatusCode::SERVICE_UNAVAILABLE, &detail));
+            let mut answer = Vec::with_capacity(256);
+            if tokio_tungstenite::tungstenite::handshake::server::write_response(
+                &mut answer,
+                &refused,
+            )
+            .is_ok()
+            {
+                if let Some(body) = refused.body() {
+                    answer.extend_from_slice(body.as_bytes());
+                }
+                let _ = ws.get_ref().tcp().try_write(&answer);
+            }
             return None;
         }
     };
