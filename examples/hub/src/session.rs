@@ -30,11 +30,19 @@ pub enum Endpoint {
     },
 }
 
-/// One WebSocket session as handlers and extensions see it.
 /// Messages a socket may have sent whose commit to disk is still awaited
-/// (see [`Session::pending_acks`]).
-pub const MAX_PENDING_ACKS: usize = 64;
+/// (see [`Session::pending_acks`]). 1024, not 64: a socket that sends a
+/// burst faster than commits complete (2-8 ms apart under load) stopped
+/// being read after 64, and the burst reached the room in pieces, each
+/// its own round of writes to every member: in the referee's scenario a
+/// (one sender, 1000 members) the hub spent 0.55-0.60x rust-naive's CPU a
+/// delivery with 64 and 0.30-0.40x with 1024, same runs (BENCHMARKS.md,
+/// "How many acks may wait"). Each waiting ack holds its commit's future
+/// and its `client_id` (an estimate: under 200 B), so the bound is a few
+/// hundred KB for a socket whose messages wait for the disk.
+pub const MAX_PENDING_ACKS: usize = 1024;
 
+/// One WebSocket session as handlers and extensions see it.
 pub struct Session {
     /// The hub-wide state.
     pub state: Arc<AppState>,

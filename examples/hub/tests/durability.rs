@@ -214,14 +214,15 @@ async fn every_acknowledged_message_survives_sigkill_and_recovery_is_exact() {
 /// A socket has at most `MAX_PENDING_ACKS` saved messages waiting for their
 /// commit; the next one is sent, then waits for a slot for its ack, and
 /// holds up the socket's reader meanwhile. With commits gathered for 1 s
-/// (the most allowed), a burst of 100 is echoed 65 at a time: on the
-/// sender's own socket the 66th echo comes after the first ack, and every
+/// (the most allowed), a burst of `MAX_PENDING_ACKS + 36` is echoed
+/// `MAX_PENDING_ACKS + 1` at a time: on the sender's own socket the next
+/// echo comes after the first ack, and every
 /// message is acked exactly once (acks may come in any order: clients
 /// match them by `client_id`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_waits_for_acks_beyond_the_pending_limit() {
     use channelbox_hub::session::MAX_PENDING_ACKS;
-    const BURST: usize = 100;
+    const BURST: usize = MAX_PENDING_ACKS + 36;
     let hub = common::Hub::start_with(|c| {
         c.history_commit_interval_ms = 1000;
         c.messages_per_second = 0;
