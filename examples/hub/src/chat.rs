@@ -279,7 +279,7 @@ fn plain_message(text: &str) -> Option<String> {
         .strip_prefix(r#"{"message":""#)
         .and_then(|rest| rest.strip_suffix(r#""}"#))
     {
-        if !inner.is_empty() && !needs_escape(inner.as_bytes()) {
+        if !inner.is_empty() && !frames::needs_escape(inner.as_bytes()) {
             return Some(inner.to_owned());
         }
     }
@@ -521,20 +521,20 @@ fn plain_message_frame(
         let mut buf = cell.borrow_mut();
         buf.clear();
         buf.extend_from_slice(br#"{"type":"message","id":"#);
-        push_u64(&mut buf, id);
+        frames::push_u64(&mut buf, id);
         buf.extend_from_slice(br#","user":"#);
-        push_json_str(&mut buf, user);
+        frames::push_json_str(&mut buf, user);
         if let Some(user_id) = user_id {
             buf.extend_from_slice(br#","user_id":"#);
-            push_json_str(&mut buf, user_id);
+            frames::push_json_str(&mut buf, user_id);
         }
         buf.extend_from_slice(br#","content":"#);
-        push_json_str(&mut buf, content);
+        frames::push_json_str(&mut buf, content);
         buf.extend_from_slice(br#","timestamp":"#);
-        push_json_str(&mut buf, ts);
+        frames::push_json_str(&mut buf, ts);
         if let Some(thread_id) = thread_id {
             buf.extend_from_slice(br#","thread_id":"#);
-            push_u64(&mut buf, thread_id);
+            frames::push_u64(&mut buf, thread_id);
         }
         buf.push(b'}');
         let frame = Bytes::copy_from_slice(&buf);
@@ -543,59 +543,6 @@ fn plain_message_frame(
         }
         frame
     })
-}
-
-/// Appends `n` in decimal.
-fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
-}
-
-/// Appends `s` as a JSON string: as is between quotes when nothing in it
-/// needs an escape (the common case), else escaped by serde_json.
-fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    if needs_escape(s.as_bytes()) {
-        // Cannot fail: a string into a Vec.
-        let _ = serde_json::to_writer(&mut *buf, s);
-        return;
-    }
-    buf.reserve(s.len() + 2);
-    buf.push(b'"');
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(b'"');
-}
-
-/// Whether a JSON string of these bytes needs an escape: a control
-/// character, `"` or `\\` in it. Eight bytes at a time (the usual
-/// word-at-a-time tests for a zero byte and for a byte below 0x20; bytes
-/// of 0x80 and above, UTF-8's, never match).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        if x.wrapping_sub(0x20 * ONES) & !x & HIGH != 0
-            || has_zero(x ^ (u64::from(b'"') * ONES))
-            || has_zero(x ^ (u64::from(b'\\') * ONES))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Saves and delivers a chat message from the server API (`POST
@@ -778,7 +725,7 @@ mod tests {
     #[test]
     fn needs_escape_finds_every_escaped_byte_at_every_position() {
         let plain = "abcdefghijklmnopq\u{e9}\u{1F600}rstuvwxyz 0123456789 </>~\u{7f}";
-        assert!(!needs_escape(plain.as_bytes()));
+        assert!(!frames::needs_escape(plain.as_bytes()));
         let mut checked = 0;
         for at in 0..=plain.len() {
             if !plain.is_char_boundary(at) {
@@ -787,13 +734,13 @@ mod tests {
             for special in (0u8..0x20).chain([b'"', b'\\']) {
                 let mut s = plain.as_bytes().to_vec();
                 s.insert(at, special);
-                assert!(needs_escape(&s), "byte {special:#x} at {at}");
+                assert!(frames::needs_escape(&s), "byte {special:#x} at {at}");
                 checked += 1;
             }
             for other in [b' ', b'!', b'#', b'[', b']', 0x7f] {
                 let mut s = plain.as_bytes().to_vec();
                 s.insert(at, other);
-                assert!(!needs_escape(&s), "byte {other:#x} at {at}");
+                assert!(!frames::needs_escape(&s), "byte {other:#x} at {at}");
             }
         }
         assert!(checked > 1000);

@@ -285,6 +285,59 @@ pub fn history(epoch: u64, messages: &[Message], recovered: Option<bool>) -> Byt
     Bytes::from(out)
 }
 
+/// Appends `n` in decimal.
+pub fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Appends `s` as a JSON string: as is between quotes when nothing in it
+/// needs an escape (the common case), else escaped by serde_json.
+pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Cannot fail: a string into a Vec.
+        let _ = serde_json::to_writer(&mut *buf, s);
+        return;
+    }
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
+}
+
+/// Whether a JSON string of these bytes needs an escape: a control
+/// character, `"` or `\\` in it. Eight bytes at a time (the usual
+/// word-at-a-time tests for a zero byte and for a byte below 0x20; bytes
+/// of 0x80 and above, UTF-8's, never match).
+pub fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if x.wrapping_sub(0x20 * ONES) & !x & HIGH != 0
+            || has_zero(x ^ (u64::from(b'"') * ONES))
+            || has_zero(x ^ (u64::from(b'\\') * ONES))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -304,25 +304,13 @@ pub async fn send_activity(hub: &channelbox::Hub, room: &str, id: u64, user: &st
 pub fn activity_frame(room: &str, id: u64, user: &str) -> bytes::Bytes {
     let mut out = Vec::with_capacity(48 + room.len() + user.len());
     out.extend_from_slice(br#"{"type":"activity","room":"#);
-    push_json_str(&mut out, room);
+    frames::push_json_str(&mut out, room);
     out.extend_from_slice(br#","id":"#);
-    out.extend_from_slice(id.to_string().as_bytes());
+    frames::push_u64(&mut out, id);
     out.extend_from_slice(br#","user":"#);
-    push_json_str(&mut out, user);
+    frames::push_json_str(&mut out, user);
     out.push(b'}');
     bytes::Bytes::from(out)
-}
-
-/// `s` as a JSON string: as it is when nothing in it needs escaping (ids
-/// almost never do), else through serde_json.
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
 }
 
 /// `{"type":"watch_unread","rooms":[..]}` on `/presence` or `/dm`: joins
