@@ -321,11 +321,7 @@ async fn handshake(
                     Some(a)
                 }
                 Err(refused) => {
-                    let refusal = refusal(state, refused);
-                    write_response(&mut answer, &refusal).ok()?;
-                    if let Some(body) = refusal.body() {
-                        answer.extend_from_slice(body.as_bytes());
-                    }
+                    answer = refusal_bytes(&refusal(state, refused))?;
                     None
                 }
             }
@@ -374,6 +370,16 @@ fn refusal(state: &AppState, (status, detail): (StatusCode, &str)) -> ErrorRespo
         axum::http::HeaderValue::from_static("application/json"),
     );
     refusal
+}
+
+/// A refusal's bytes on the wire: status line, headers and JSON body.
+fn refusal_bytes(refusal: &ErrorResponse) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    tokio_tungstenite::tungstenite::handshake::server::write_response(&mut out, refusal).ok()?;
+    if let Some(body) = refusal.body() {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Some(out)
 }
 
 /// The route, the token and the room's admission, from the request.
@@ -470,16 +476,7 @@ fn open_session(
             // fresh socket's buffer takes these few hundred bytes at once.
             let detail = format!("the hub cannot take the connection now ({e}); retry");
             let refused = refusal(&state, (StatusCode::SERVICE_UNAVAILABLE, &detail));
-            let mut answer = Vec::with_capacity(256);
-            if tokio_tungstenite::tungstenite::handshake::server::write_response(
-                &mut answer,
-                &refused,
-            )
-            .is_ok()
-            {
-                if let Some(body) = refused.body() {
-                    answer.extend_from_slice(body.as_bytes());
-                }
+            if let Some(answer) = refusal_bytes(&refused) {
                 let _ = ws.get_ref().tcp().try_write(&answer);
             }
             return None;
