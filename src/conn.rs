@@ -322,10 +322,8 @@ impl GroupSet {
         match self {
             GroupSet::Empty => *self = GroupSet::One(name),
             GroupSet::One(one) if *one == name => {}
-            GroupSet::One(_) => {
-                let GroupSet::One(one) = std::mem::take(self) else {
-                    unreachable!()
-                };
+            GroupSet::One(one) => {
+                let one = one.clone();
                 *self = GroupSet::Many(Box::new([one, name].into_iter().collect()));
             }
             GroupSet::Many(set) => {
