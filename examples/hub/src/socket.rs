@@ -237,21 +237,15 @@ impl Socket {
             loop {
                 // No await inside the branches: the select's output (a
                 // tungstenite result, large) would then be kept in the future.
+                //
+                // Reads first: a sender's frames already in the socket are all
+                // taken before its own queue (the echoes of what it sent) is
+                // written, so those go out in one write instead of one each.
+                // A client that never stops sending still gets its queue
+                // written: tokio's cooperative budget makes the read return
+                // Pending after 128 reads in one poll.
                 let rest = tokio::select! {
-                    received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
-                        match received {
-                            Ok(_) => match self.write_batch_now() {
-                                Some(rest) => rest,
-                                None => continue,
-                            },
-                            Err(HubError::Closed(reason)) => return closed_event(reason),
-                            Err(_) => return Event::Gone,
-                        }
-                    }
-                    _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
-                        Ok(frame) => frame,
-                        Err(event) => return event,
-                    },
+                    biased;
                     frame = self.ws.next() => match frame {
                         Some(Ok(message)) if self.answered(&message) => continue,
                         Some(Ok(WsMessage::Text(text))) => return Event::Text(text),
@@ -273,6 +267,20 @@ impl Socket {
                             tracing::debug!(error = %e, "websocket read failed");
                             return Event::Gone;
                         }
+                    },
+                    received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
+                        match received {
+                            Ok(_) => match self.write_batch_now() {
+                                Some(rest) => rest,
+                                None => continue,
+                            },
+                            Err(HubError::Closed(reason)) => return closed_event(reason),
+                            Err(_) => return Event::Gone,
+                        }
+                    }
+                    _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
+                        Ok(frame) => frame,
+                        Err(event) => return event,
                     },
                 };
                 // Boxed: a blocked write's state exists only while blocked.
