@@ -195,24 +195,35 @@ impl Queue {
     }
 
     /// Appends the message `copy` makes when a slot is free (no
-    /// allocation); false, and nothing made, when none is.
+    /// allocation); when none is, nothing is made and `copy` comes back.
     #[inline(always)]
-    fn push_back_in_slot(&mut self, copy: impl FnOnce() -> Message) -> bool {
+    fn push_back_in_slot<F: FnOnce() -> Message>(&mut self, copy: F) -> std::result::Result<(), F> {
         if self.rest.is_empty() {
             if usize::from(self.first_len) < FIRST_SLOTS {
                 let at = (usize::from(self.head) + usize::from(self.first_len)) % FIRST_SLOTS;
                 self.first[at] = Some(copy());
                 self.first_len += 1;
-                return true;
+                return Ok(());
             }
             if self.rest.capacity() == 0 {
-                return false;
+                return Err(copy);
             }
         } else if self.rest.len() == self.rest.capacity() {
-            return false;
+            return Err(copy);
         }
         self.rest.push_back(copy());
-        true
+        Ok(())
+    }
+
+    /// [`Queue::grow`], then appends `message`: a push within the bounds
+    /// that found every slot taken (out of the fan-out loop's inlined
+    /// path, but with the reference the fan-out reserved: no count
+    /// increment of its own, unlike [`ConnState::push_slow`]).
+    #[cold]
+    #[inline(never)]
+    fn grow_and_push(&mut self, message: Message) {
+        self.grow();
+        self.rest.push_back(message);
     }
 
     /// Appends the newest message (`rest` grows when it must).
@@ -436,8 +447,9 @@ impl ConnState {
     }
 
     /// The common case of a push, inlined into the fan-out loop since it
-    /// is the cost of a delivery: open, room left within the bounds and
-    /// the slots it has. A lock, a slot for the reference `copy` makes (a
+    /// is the cost of a delivery: open and room left within the bounds
+    /// (a queue whose slots are all taken grows here, out of line:
+    /// [`Queue::grow_and_push`]). A lock, a slot for the reference `copy` makes (a
     /// clone, or one a fan-out reserved with the rest: no locked
     /// instruction, see `Message::reserve`), and a look at whether anyone
     /// waits when the queue was empty, and when it was empty with the
@@ -458,8 +470,8 @@ impl ConnState {
         if q.closed.is_some() || (n > 0 && (n >= q.max_messages() || len as isize > q.room_bytes)) {
             return Err(q);
         }
-        if !q.push_back_in_slot(copy) {
-            return Err(q);
+        if let Err(copy) = q.push_back_in_slot(copy) {
+            q.grow_and_push(copy());
         }
         q.room_bytes -= len as isize;
         let wake = n == 0;
@@ -473,8 +485,7 @@ impl ConnState {
         Ok(Pushed { wake, list })
     }
 
-    /// [`ConnState::push_len`] for an empty, full or closed queue, or one
-    /// whose slots are all taken.
+    /// [`ConnState::push_len`] for a full or closed queue.
     #[inline(never)]
     pub(crate) fn push_slow(
         &self,
