@@ -15,15 +15,13 @@ use axum::http::StatusCode;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{self, Claims};
 use crate::config::Config;
 use crate::server::{AppState, LiveGuard, UserSlot};
 use crate::session::{Endpoint, Session, SessionInfo};
-use crate::socket::{Socket, Stream};
+use crate::socket::{Socket, Stream, Ws};
 use crate::{chat, dm, features, frames, http, presence};
 
 /// A WebSocket route, from the request line.
@@ -290,7 +288,7 @@ async fn handshake(
     kind: WsKind,
     deadline: Instant,
     peeked: (Vec<u8>, usize),
-) -> Option<(WebSocketStream<Stream>, Accepted, Vec<u8>)> {
+) -> Option<(Ws, Accepted, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response};
     let mut answer = Vec::with_capacity(256);
@@ -350,8 +348,7 @@ async fn handshake(
     // The 101 is written when the session starts, a chat socket's with its
     // join's first frames.
     let stream = Stream::new(stream, state.config.read_buffer_bytes);
-    let config = Some(ws_config(&state.config));
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, config).await;
+    let ws = Ws::new(stream, ws_config(&state.config));
     Some((ws, accepted, answer))
 }
 
@@ -457,7 +454,7 @@ async fn admit(
 /// it stays small for the socket's whole life.
 fn open_session(
     state: Arc<AppState>,
-    ws: WebSocketStream<Stream>,
+    ws: Ws,
     accepted: Accepted,
 ) -> Option<(Box<Session>, Box<Socket>)> {
     let Accepted {
