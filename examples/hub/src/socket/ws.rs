@@ -249,6 +249,38 @@ mod tests {
         assert!(end.is_none(), "the stream goes on after the close: {end:?}");
     }
 
+    /// Many frames in one kernel read (the 16 KiB default chunk): all come
+    /// out, in order, though tungstenite takes at most 64 bytes at a time.
+    #[tokio::test]
+    async fn frames_read_together_come_out_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default().read_buffer_size(64);
+        let mut ws = Ws::new(Stream::new(server, 16 * 1024), config);
+        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        for i in 0..200 {
+            let text = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
+            client.feed(Message::text(text)).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        for i in 0..200 {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a message in time")
+                .expect("the stream is open")
+                .expect("a valid message");
+            let want = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
+            assert_eq!(m, Message::text(want));
+        }
+        assert_eq!(
+            ws.get_ref().ahead_len(),
+            0,
+            "bytes left after the last frame"
+        );
+    }
+
     /// A frame over the size limit is an error, not a message.
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused() {
