@@ -218,7 +218,8 @@ fn ws_config(config: &Config) -> WebSocketConfig {
 /// tungstenite's own read buffer. It is allocated with the socket and kept
 /// for its whole life, and it is also the most tungstenite reads from
 /// `socket::Stream` at a time (its reads there are copies, not system
-/// calls, but each costs ~150 instructions): 64 bytes take a short chat
+/// calls, but each is a call through `Stream` and tungstenite's buffer
+/// bookkeeping): 64 bytes take a short chat
 /// frame (`{"message":"..."}`, masked) in one read, where 24 took two or
 /// three (callgrind, d: 2.0 reads a frame -> 0.77), for 48 bytes more per
 /// socket than 24 (malloc's 80-byte chunk instead of 32).
