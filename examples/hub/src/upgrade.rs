@@ -219,10 +219,10 @@ fn ws_config(config: &Config) -> WebSocketConfig {
 /// for its whole life, and it is also the most tungstenite reads from
 /// `socket::Stream` at a time (its reads there are copies, not system
 /// calls, but each is a call through `Stream` and tungstenite's buffer
-/// bookkeeping): 64 bytes take a short chat
-/// frame (`{"message":"..."}`, masked) in one read, where 24 took two or
-/// three (callgrind, d: 2.0 reads a frame -> 0.77), for 48 bytes more per
-/// socket than 24 (malloc's 80-byte chunk instead of 32).
+/// bookkeeping): 64 bytes take a short chat frame (`{"message":"..."}`,
+/// masked) in one read, where 24 took two or three (callgrind, d: 2.0
+/// reads a frame -> 0.77), for 48 bytes more per socket than 24 (malloc's
+/// 80-byte chunk instead of 32).
 const TUNGSTENITE_READ_BUFFER: usize = 64;
 
 /// Longest request head a WebSocket upgrade may have.
