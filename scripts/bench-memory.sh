@@ -9,6 +9,8 @@
 #
 #   cargo build --release --example hub --example loadgen
 #   scripts/bench-memory.sh 19000 1900 3     # connections, rooms, runs
+#
+# HUB_BIN=PATH measures another hub binary (before/after comparisons).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS="${1:-19000}"; ROOMS="${2:-1900}"; RUNS="${3:-3}"
@@ -19,7 +21,7 @@ slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 for r in $(seq 1 "$RUNS"); do
   DATA=$(mktemp -d)
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$TARGET/release/examples/hub" --port "$PORT" --jwt-secret "$SECRET" --data-dir "$DATA" \
+  "${HUB_BIN:-$TARGET/release/examples/hub}" --port "$PORT" --jwt-secret "$SECRET" --data-dir "$DATA" \
     --threads 1 --messages-per-second 0 >"$DATA/hub.log" 2>&1 &
   HUB=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done

@@ -65,10 +65,12 @@ pub struct Config {
     /// sends the last --history-replay instead (not a flag).
     #[arg(skip = 10_000usize)]
     pub recovery_max: usize,
-    /// Bytes read from a socket at a time, into a buffer per worker
-    /// thread (`socket::Stream`): an idle socket keeps none. Chat frames
-    /// are small, and larger ones are still read whole, just in more reads.
-    #[arg(long, default_value_t = 256)]
+    /// Most bytes read from a socket at a time, into a buffer per worker
+    /// thread (`socket::Stream`): an idle socket keeps none, and a socket
+    /// keeps only what it read ahead until its frames are taken. Large
+    /// enough that one read takes every frame waiting in the socket (and a
+    /// short read tells tokio the socket is drained: no extra `recvfrom`).
+    #[arg(long, default_value_t = 16 * 1024)]
     pub read_buffer_bytes: usize,
     /// Most queued frames written to a socket in one write.
     #[arg(long, default_value_t = 256)]

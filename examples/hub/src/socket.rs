@@ -21,12 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use channelbox::{CloseReason, Connection, Error as HubError, Kind, Message};
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
 use crate::error::Refusal;
@@ -34,7 +32,9 @@ use crate::rate_limit::{FrameLimit, Verdict};
 use crate::session::Session;
 
 mod stream;
+mod ws;
 pub use stream::Stream;
+pub use ws::Ws;
 
 /// What an endpoint does with one client text frame (boxed, so the
 /// session's future does not carry the handler's state).
@@ -129,7 +129,7 @@ pub enum Event {
 
 /// A WebSocket served by one task.
 pub struct Socket {
-    ws: WebSocketStream<Stream>,
+    ws: Ws,
     /// The core connection whose queue this socket drains.
     conn: Connection,
     /// Messages taken from the queue, reused across batches.
@@ -165,7 +165,7 @@ struct Deliveries {
 }
 
 impl Socket {
-    pub fn new(ws: WebSocketStream<Stream>, conn: Connection, config: &Config) -> Socket {
+    pub fn new(ws: Ws, conn: Connection, config: &Config) -> Socket {
         Socket {
             ws,
             conn,

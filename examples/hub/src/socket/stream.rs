@@ -2,12 +2,13 @@
 //! instead of on the socket.
 //!
 //! tungstenite keeps its read buffer for the socket's whole life, and
-//! reads into it at most its size at a time. Given a tiny one (a few
-//! bytes: a frame header), it would read a frame in many small reads; so
-//! this stream serves those reads from one larger read of the kernel's
-//! socket into a per-thread scratch buffer, and keeps only what tungstenite
-//! has not taken yet (usually nothing: an idle socket holds no read
-//! buffer at all, and a frame's leftover lives only until it is read).
+//! reads into it at most its size at a time. Given a small one (64 bytes:
+//! a short chat frame), it would read a longer frame in many small system
+//! calls; so this stream serves those reads from one larger read of the
+//! kernel's socket (`--read-buffer-bytes`, 16 KiB: every frame waiting)
+//! into a per-thread scratch buffer, and keeps only what tungstenite has
+//! not taken yet (usually nothing: an idle socket holds no read buffer at
+//! all, and a frame's leftover lives only until it is read).
 
 use std::cell::RefCell;
 use std::io;
@@ -46,6 +47,12 @@ impl Stream {
             taken: 0,
             chunk: chunk.clamp(64, 1 << 20) as u32,
         }
+    }
+
+    /// Bytes read from the kernel and not taken yet.
+    #[cfg(test)]
+    pub fn ahead_len(&self) -> usize {
+        self.ahead.len() - self.taken as usize
     }
 
     /// The TCP stream, for writes that bypass the read side.

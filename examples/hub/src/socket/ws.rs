@@ -1,0 +1,306 @@
+//! tungstenite's WebSocket state machine on [`Stream`], polled with the
+//! socket task's own waker.
+//!
+//! tungstenite parses every frame (masking, fragmentation, control frames,
+//! UTF-8, size limits); this only adapts its blocking-style `Read`/`Write`
+//! calls to the task: a `Pending` of the stream is tungstenite's
+//! `WouldBlock`, and the task's waker is already registered by then.
+//!
+//! What tokio-tungstenite's `WebSocketStream` does the same way, with a
+//! cost per socket and per read that the hub does not need: it wraps the
+//! stream in two `Arc`ed waker proxies (two heap allocations per socket,
+//! kept for its whole life) and builds a proxy waker for every read
+//! tungstenite makes, several per frame.
+
+use std::future::{poll_fn, Future};
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, Role, WebSocketConfig, WebSocketContext,
+};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::Stream;
+
+/// A server-side WebSocket over [`Stream`].
+pub struct Ws {
+    ctx: WebSocketContext,
+    stream: Stream,
+}
+
+/// The stream as tungstenite sees it while one poll lasts.
+struct Io<'a, 'b> {
+    stream: &'a mut Stream,
+    cx: &'a mut Context<'b>,
+}
+
+impl Read for Io<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.stream).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Io<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.stream).poll_write(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match Pin::new(&mut *self.stream).poll_flush(self.cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// tungstenite's `WouldBlock` (the stream was `Pending`, the waker is
+/// registered) as `Pending`.
+fn pending_on_block<T>(r: Result<T, WsError>) -> Poll<Result<T, WsError>> {
+    match r {
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        r => Poll::Ready(r),
+    }
+}
+
+impl Ws {
+    /// A WebSocket whose handshake is done (the hub answers upgrades).
+    pub fn new(stream: Stream, config: WebSocketConfig) -> Ws {
+        Ws {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            stream,
+        }
+    }
+
+    pub fn get_ref(&self) -> &Stream {
+        &self.stream
+    }
+
+    pub fn get_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut WebSocketContext, &mut Io<'_, '_>) -> Result<T, WsError>,
+    ) -> Poll<Result<T, WsError>> {
+        let mut io = Io {
+            stream: &mut self.stream,
+            cx,
+        };
+        pending_on_block(f(&mut self.ctx, &mut io))
+    }
+
+    /// The next message (`None` once the connection closed). Cancel-safe:
+    /// a partly read frame stays in tungstenite's buffer.
+    // Not an iterator, nor a futures Stream: one method is all it needs.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> impl Future<Output = Option<Result<Message, WsError>>> + '_ {
+        poll_fn(move |cx| {
+            self.poll_with(cx, |ctx, io| ctx.read(io)).map(|r| match r {
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
+                r => Some(r),
+            })
+        })
+    }
+
+    /// Writes what tungstenite holds (a pong, a close frame).
+    pub fn flush(&mut self) -> impl Future<Output = Result<(), WsError>> + '_ {
+        poll_fn(move |cx| {
+            self.poll_with(cx, |ctx, io| match ctx.flush(io) {
+                Err(WsError::ConnectionClosed) => Ok(()),
+                r => r,
+            })
+        })
+    }
+
+    /// Sends a close frame (once) and writes it.
+    pub fn close(
+        &mut self,
+        frame: Option<CloseFrame>,
+    ) -> impl Future<Output = Result<(), WsError>> + '_ {
+        let mut frame = Some(frame);
+        poll_fn(move |cx| {
+            self.poll_with(cx, |ctx, io| {
+                // The first call queues the frame; later ones (after a
+                // blocked write) only write it.
+                let r = match frame.take() {
+                    Some(frame) => ctx.close(io, frame),
+                    None => ctx.flush(io),
+                };
+                match r {
+                    Err(WsError::ConnectionClosed) => Ok(()),
+                    r => r,
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::WebSocketStream;
+
+    /// A client frame may arrive in pieces, fragmented, between pings:
+    /// every message comes out whole and in order, pings are answered once
+    /// flushed, a close is answered and the stream ends.
+    #[tokio::test]
+    async fn messages_come_out_whole_and_in_order_and_pings_are_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default()
+            .read_buffer_size(24)
+            .write_buffer_size(0);
+        // Chunks smaller than a frame: a frame takes several kernel reads.
+        let mut ws = Ws::new(Stream::new(server, 64), config);
+        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+
+        let long = "é".repeat(3000);
+        client.send(Message::text("hello")).await.unwrap();
+        client
+            .send(Message::Ping(b"p1".to_vec().into()))
+            .await
+            .unwrap();
+        client.send(Message::text(long.clone())).await.unwrap();
+        client.send(Message::binary(vec![7u8; 300])).await.unwrap();
+        // A message in two fragments.
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        let mut first = Frame::message(b"frag".to_vec(), OpCode::Data(Data::Text), false);
+        first.header_mut().is_final = false;
+        let second = Frame::message(b"mented".to_vec(), OpCode::Data(Data::Continue), true);
+        client.send(Message::Frame(first)).await.unwrap();
+        client.send(Message::Frame(second)).await.unwrap();
+
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a message in time")
+                .expect("the stream is open")
+                .expect("a valid message");
+            got.push(m);
+        }
+        assert_eq!(got[0], Message::text("hello"));
+        assert_eq!(got[1], Message::Ping(b"p1".to_vec().into()));
+        assert_eq!(got[2], Message::text(long));
+        assert_eq!(got[3], Message::binary(vec![7u8; 300]));
+        assert_eq!(got[4], Message::text("fragmented"));
+
+        // The pong goes out on the next flush.
+        ws.flush().await.unwrap();
+        let pong = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(pong, Message::Pong(b"p1".to_vec().into()));
+
+        // The server closes: the client sees the code, answers, and the
+        // server's stream ends.
+        ws.close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+        let close = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match close {
+            Message::Close(Some(frame)) => {
+                assert_eq!(frame.code, CloseCode::Away);
+                assert_eq!(frame.reason, "bye");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        // The client's answer is written while it reads the close: the
+        // server gets it (tungstenite hands it over), then the end.
+        let _ = client.flush().await;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("the answer in time");
+        assert!(
+            matches!(answer, Some(Ok(Message::Close(_)))),
+            "not the client's close: {answer:?}"
+        );
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("the end in time");
+        assert!(end.is_none(), "the stream goes on after the close: {end:?}");
+    }
+
+    /// Many frames in one kernel read (the 16 KiB default chunk): all come
+    /// out, in order, though tungstenite takes at most 64 bytes at a time.
+    #[tokio::test]
+    async fn frames_read_together_come_out_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default().read_buffer_size(64);
+        let mut ws = Ws::new(Stream::new(server, 16 * 1024), config);
+        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        for i in 0..200 {
+            let text = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
+            client.feed(Message::text(text)).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        for i in 0..200 {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a message in time")
+                .expect("the stream is open")
+                .expect("a valid message");
+            let want = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
+            assert_eq!(m, Message::text(want));
+        }
+        assert_eq!(
+            ws.get_ref().ahead_len(),
+            0,
+            "bytes left after the last frame"
+        );
+    }
+
+    /// A frame over the size limit is an error, not a message.
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default()
+            .read_buffer_size(24)
+            .max_message_size(Some(100))
+            .max_frame_size(Some(100));
+        let mut ws = Ws::new(Stream::new(server, 256), config);
+        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        client.send(Message::text("x".repeat(101))).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time");
+        assert!(
+            matches!(got, Some(Err(WsError::Capacity(_)))),
+            "not a capacity error: {got:?}"
+        );
+    }
+}
