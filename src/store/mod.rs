@@ -1691,6 +1691,96 @@ mod tests {
     use super::*;
 
     #[test]
+    fn outcomes_tell_each_commit_ok_or_its_failure_with_ranges_merged() {
+        let o = Outcomes::default();
+        assert!(o.outcome(1).is_none());
+        o.complete(1, Ok(()));
+        o.complete(2, Err("full".into()));
+        o.complete(3, Err("still full".into()));
+        o.complete(4, Ok(()));
+        assert_eq!(o.outcome(1), Some(Ok(())));
+        assert_eq!(o.outcome(2), Some(Err(Error::Storage("full".into()))));
+        // Consecutive failures are one range, with the first's reason.
+        assert_eq!(o.outcome(3), Some(Err(Error::Storage("full".into()))));
+        assert_eq!(o.failures.lock().len(), 1);
+        assert_eq!(o.outcome(4), Some(Ok(())));
+        assert!(o.outcome(5).is_none());
+        o.complete(5, Err("again".into()));
+        assert_eq!(o.failures.lock().len(), 2);
+        assert_eq!(o.outcome(5), Some(Err(Error::Storage("again".into()))));
+        // After a panic every later commit failed.
+        o.complete_range(6, u64::MAX, Err("panicked".into()));
+        assert_eq!(o.outcome(5), Some(Err(Error::Storage("again".into()))));
+        assert_eq!(o.outcome(7), Some(Err(Error::Storage("again".into()))));
+    }
+
+    #[test]
+    fn a_commit_older_than_every_failure_kept_reads_as_failed() {
+        let o = Outcomes::default();
+        for i in 0..=FAILURES_KEPT as u64 {
+            // Failures with a success between each: one range each.
+            o.complete(2 * i + 1, Ok(()));
+            o.complete(2 * i + 2, Err(format!("f{i}")));
+        }
+        assert_eq!(o.failures.lock().len(), FAILURES_KEPT);
+        // 2 failed and fell out of the record; 1 succeeded before it and
+        // is no longer known either: both read as not durable.
+        assert!(matches!(o.outcome(2), Some(Err(_))));
+        assert!(matches!(o.outcome(1), Some(Err(_))));
+        assert_eq!(o.outcome(5), Some(Ok(())));
+        assert_eq!(o.outcome(6), Some(Err(Error::Storage("f2".into()))));
+    }
+
+    #[test]
+    fn a_waiting_future_is_woken_once_its_commit_is_done() {
+        use std::future::Future;
+        use std::task::Wake;
+        struct Count(AtomicU64);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            history_dir: dir.path().to_str().unwrap().to_owned(),
+            ..Config::default()
+        };
+        let bounds = Bounds {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            ttl_ms: 0,
+        };
+        let (store, _) = Store::open(&config, bounds, 0).unwrap();
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        // A commit far ahead: pending, listed once however often polled.
+        let far = store.done_up_to() + 1_000;
+        let mut done = store.done(far);
+        for _ in 0..3 {
+            assert!(std::pin::Pin::new(&mut done).poll(&mut cx).is_pending());
+        }
+        assert_eq!(store.shared.outcomes.wakers.lock().1.len(), 1);
+        // A commit that happens (an empty flush still commits) wakes it.
+        // (`done` is published just before the wakers are taken: the
+        // blocking wait may return first.)
+        store.wait(store.flush(&Arc::from("g"), 1)).unwrap();
+        for _ in 0..500 {
+            if count.0.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Woken once: it was listed once.
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(store.shared.outcomes.wakers.lock().1.is_empty());
+        assert!(store.outcome(far).is_none());
+        let now = store.done_up_to();
+        assert_eq!(store.outcome(now), Some(Ok(())));
+    }
+
+    #[test]
     fn the_spacing_grows_under_load_and_comes_back_when_it_ends() {
         let mut spacing = SPACING;
         let mut seen = Vec::new();
