@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::Mutex;
 use rustc_hash::FxHashSet;
 
 use crate::close::CloseReason;
@@ -19,6 +19,10 @@ use crate::config::SlowConsumer;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::ready::Ready;
+
+mod lock;
+
+use lock::{QueueGuard, QueueMutex};
 
 /// A connection's id: never reused within a hub, so a stale id is always
 /// detected rather than aliasing a newer connection.
@@ -191,24 +195,35 @@ impl Queue {
     }
 
     /// Appends the message `copy` makes when a slot is free (no
-    /// allocation); false, and nothing made, when none is.
+    /// allocation); when none is, nothing is made and `copy` comes back.
     #[inline(always)]
-    fn push_back_in_slot(&mut self, copy: impl FnOnce() -> Message) -> bool {
+    fn push_back_in_slot<F: FnOnce() -> Message>(&mut self, copy: F) -> std::result::Result<(), F> {
         if self.rest.is_empty() {
             if usize::from(self.first_len) < FIRST_SLOTS {
                 let at = (usize::from(self.head) + usize::from(self.first_len)) % FIRST_SLOTS;
                 self.first[at] = Some(copy());
                 self.first_len += 1;
-                return true;
+                return Ok(());
             }
             if self.rest.capacity() == 0 {
-                return false;
+                return Err(copy);
             }
         } else if self.rest.len() == self.rest.capacity() {
-            return false;
+            return Err(copy);
         }
         self.rest.push_back(copy());
-        true
+        Ok(())
+    }
+
+    /// [`Queue::grow`], then appends `message`: a push within the bounds
+    /// that found every slot taken (out of the fan-out loop's inlined
+    /// path, but with the reference the fan-out reserved: no count
+    /// increment of its own, unlike [`ConnState::push_slow`]).
+    #[cold]
+    #[inline(never)]
+    fn grow_and_push(&mut self, message: Message) {
+        self.grow();
+        self.rest.push_back(message);
     }
 
     /// Appends the newest message (`rest` grows when it must).
@@ -361,7 +376,7 @@ impl GroupSet {
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct ConnState {
-    queue: Mutex<Queue>,
+    queue: QueueMutex<Queue>,
     /// Threads blocked in `recv` (so a push knows to signal the condvar).
     /// Changed and read only under the queue's lock (atomic only to live
     /// off its cache line).
@@ -375,8 +390,13 @@ pub(crate) struct ConnState {
     pub(crate) user: Option<Arc<str>>,
     /// Absolute expiry in ms since the epoch (Nexios' `expires`).
     pub(crate) expires_at_ms: Option<u64>,
-    /// Wakes blocking receivers.
-    cond: Condvar,
+    /// Wakes blocking receivers: a count a push that finds one blocked
+    /// raises before it wakes them (`parking_lot_core`'s queue for this
+    /// field's address); a receiver sleeps only while it has not moved
+    /// since the receiver looked under the queue's lock, so no wake-up is
+    /// lost. The queue's lock is not parking_lot's mutex (`lock`), so
+    /// parking_lot's `Condvar` cannot wait on it.
+    wakes: AtomicU32,
     /// Wakes the async receiver.
     waker: AtomicWaker,
     /// The groups it belongs to, so closing it can leave them all. Also the
@@ -396,10 +416,10 @@ impl ConnState {
             id,
             user,
             expires_at_ms,
-            queue: Mutex::new(Queue::new(&limits)),
+            queue: QueueMutex::new(Queue::new(&limits)),
             blocked: AtomicU32::new(0),
             task_waiting: AtomicBool::new(false),
-            cond: Condvar::new(),
+            wakes: AtomicU32::new(0),
             waker: AtomicWaker::new(),
             groups: Mutex::new(GroupSet::default()),
             limits,
@@ -427,8 +447,9 @@ impl ConnState {
     }
 
     /// The common case of a push, inlined into the fan-out loop since it
-    /// is the cost of a delivery: open, room left within the bounds and
-    /// the slots it has. A lock, a slot for the reference `copy` makes (a
+    /// is the cost of a delivery: open and room left within the bounds
+    /// (a queue whose slots are all taken grows here, out of line:
+    /// [`Queue::grow_and_push`]). A lock, a slot for the reference `copy` makes (a
     /// clone, or one a fan-out reserved with the rest: no locked
     /// instruction, see `Message::reserve`), and a look at whether anyone
     /// waits when the queue was empty, and when it was empty with the
@@ -443,14 +464,14 @@ impl ConnState {
         len: usize,
         ready: &Ready,
         copy: impl FnOnce() -> Message,
-    ) -> std::result::Result<Pushed, MutexGuard<'_, Queue>> {
+    ) -> std::result::Result<Pushed, QueueGuard<'_, Queue>> {
         let mut q = self.queue.lock();
         let n = q.len();
         if q.closed.is_some() || (n > 0 && (n >= q.max_messages() || len as isize > q.room_bytes)) {
             return Err(q);
         }
-        if !q.push_back_in_slot(copy) {
-            return Err(q);
+        if let Err(copy) = q.push_back_in_slot(copy) {
+            q.grow_and_push(copy());
         }
         q.room_bytes -= len as isize;
         let wake = n == 0;
@@ -464,12 +485,11 @@ impl ConnState {
         Ok(Pushed { wake, list })
     }
 
-    /// [`ConnState::push_len`] for an empty, full or closed queue, or one
-    /// whose slots are all taken.
+    /// [`ConnState::push_len`] for a full or closed queue.
     #[inline(never)]
     pub(crate) fn push_slow(
         &self,
-        mut q: MutexGuard<'_, Queue>,
+        mut q: QueueGuard<'_, Queue>,
         message: &Message,
         len: usize,
         ready: &Ready,
@@ -540,7 +560,7 @@ impl ConnState {
     /// Wakes whoever waits on a queue that just stopped being empty.
     #[cold]
     #[inline(never)]
-    fn wake_waiting(&self, q: MutexGuard<'_, Queue>) {
+    fn wake_waiting(&self, q: QueueGuard<'_, Queue>) {
         let blocked = self.blocked.load(Ordering::Relaxed) > 0;
         let task = self.task_waiting.swap(false, Ordering::Relaxed);
         drop(q);
@@ -550,11 +570,26 @@ impl ConnState {
     /// Wakes blocked threads (`blocked`) and the async task (`task`).
     fn wake_readers(&self, blocked: bool, task: bool) {
         if blocked {
-            self.cond.notify_all();
+            // After the queue's lock, under which the receivers read the
+            // count before sleeping: raised after their look, so each
+            // either sees it and does not sleep, or is woken here.
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as in `recv_batch_timeout`.
+            unsafe {
+                parking_lot_core::unpark_all(
+                    self.wakes_key(),
+                    parking_lot_core::DEFAULT_UNPARK_TOKEN,
+                );
+            }
         }
         if task {
             self.waker.wake();
         }
+    }
+
+    /// The parking key blocked receivers sleep on.
+    fn wakes_key(&self) -> usize {
+        &self.wakes as *const AtomicU32 as usize
     }
 
     /// Closes the queue; returns false when it was already closed.
@@ -688,14 +723,23 @@ impl ConnState {
                 return Ok(n);
             }
             self.blocked.fetch_add(1, Ordering::Relaxed);
-            let timed_out = match deadline {
-                Some(d) => self.cond.wait_until(&mut q, d).timed_out(),
-                None => {
-                    self.cond.wait(&mut q);
-                    false
+            let seen = self.wakes.load(Ordering::Relaxed);
+            let parked = QueueGuard::unlocked(&mut q, || {
+                // SAFETY: the key is `wakes`' address, which outlives the
+                // call; the closures neither panic nor park.
+                unsafe {
+                    parking_lot_core::park(
+                        self.wakes_key(),
+                        || self.wakes.load(Ordering::Relaxed) == seen,
+                        || {},
+                        |_, _| {},
+                        parking_lot_core::DEFAULT_PARK_TOKEN,
+                        deadline,
+                    )
                 }
-            };
+            });
             self.blocked.fetch_sub(1, Ordering::Relaxed);
+            let timed_out = parked == parking_lot_core::ParkResult::TimedOut;
             if timed_out {
                 let n = Self::drain(&mut q, out, max)?;
                 return if n > 0 { Ok(n) } else { Err(Error::Empty) };
@@ -969,6 +1013,79 @@ mod tests {
         assert_eq!(push(&c, &msg(6)), Push::Dropped);
         assert!(matches!(push(&c, &msg(5)), Push::Queued { .. }));
         assert_eq!(c.pending(), (2, 25));
+    }
+
+    /// Blocking receivers on other threads, pushes and async-free wake-ups
+    /// racing: every message arrives once, in order for each receiver's
+    /// share, and no receiver sleeps through a push (a lost wake-up would
+    /// show as a 10 s timeout, `Err(Empty)`, before the total is reached).
+    #[test]
+    fn blocking_receivers_racing_pushes_get_every_message_once() {
+        const MESSAGES: u64 = 20_000;
+        const RECEIVERS: usize = 2;
+        let c = Arc::new(conn(1 << 20, 1 << 30, SlowConsumer::DropNewest));
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let receivers: Vec<_> = (0..RECEIVERS)
+            .map(|_| {
+                let (c, received) = (c.clone(), received.clone());
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    let mut last = None;
+                    let mut got = 0u64;
+                    while received.load(std::sync::atomic::Ordering::SeqCst) < MESSAGES {
+                        out.clear();
+                        match c.recv_batch_timeout(&mut out, 7, Some(Duration::from_secs(10))) {
+                            Ok(n) => {
+                                for m in &out {
+                                    let v = u64::from_le_bytes(m.data()[..8].try_into().unwrap());
+                                    assert!(last.map_or(true, |l| v > l), "{v} after {last:?}");
+                                    last = Some(v);
+                                }
+                                got += n as u64;
+                                received.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            // The other receiver took the last ones (and the
+                            // queue was closed after them).
+                            Err(Error::Empty | Error::Closed(_)) => {
+                                assert_eq!(
+                                    received.load(std::sync::atomic::Ordering::SeqCst),
+                                    MESSAGES,
+                                    "a receiver slept through a push"
+                                );
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let ready = Ready::default();
+        for i in 0..MESSAGES {
+            let m = Message::new(
+                Kind::Binary,
+                Bytes::from(i.to_le_bytes().to_vec()),
+                None,
+                0,
+                0,
+            );
+            assert!(matches!(c.push(&m, &ready), Push::Queued { .. }));
+            if i % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        // The last receiver still blocked wakes by its timeout: close, so
+        // it is told at once.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while received.load(std::sync::atomic::Ordering::SeqCst) < MESSAGES
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        c.close(CloseReason::ClosedByHost);
+        let total: u64 = receivers.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, MESSAGES);
+        assert_eq!(c.pending(), (0, 0));
     }
 
     #[test]

@@ -96,12 +96,33 @@ impl Hub {
     pub async fn restart(mut self) -> Hub {
         let config = self.state.config.clone();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        let old = Arc::downgrade(&self.state);
         self.stop().await;
-        Hub::start_config(config, dir).await
+        // A new process finds the old one's files released; in this one
+        // they stay open (redb locks them) until the last task holding the
+        // old state ends, e.g. a socket still closing on a loaded machine.
+        let until = tokio::time::Instant::now() + WAIT;
+        while old.strong_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let state = loop {
+            match AppState::new(config.clone()) {
+                Ok(state) => break state,
+                Err(e) if tokio::time::Instant::now() < until => {
+                    eprintln!("restart: {e:#}; trying again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("restart: {e:#}"),
+            }
+        };
+        Hub::start_state(state, dir).await
     }
 
     async fn start_config(config: Config, dir: tempfile::TempDir) -> Hub {
-        let state = AppState::new(config).expect("state");
+        Hub::start_state(AppState::new(config).expect("state"), dir).await
+    }
+
+    async fn start_state(state: Arc<AppState>, dir: tempfile::TempDir) -> Hub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
