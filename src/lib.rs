@@ -77,7 +77,9 @@ pub use conn::{ConnId, RecvBatch};
 pub use connection::Connection;
 pub use error::{Error, Result};
 pub use history::{HistoryPage, HistoryQuery};
-pub use hub::{GroupInfo, Hub, HubFuture, SendFuture, SendReport, Staged};
+pub use hub::{
+    CommitSeq, CommitWait, GroupInfo, Hub, HubFuture, Saved, SendFuture, SendReport, Staged,
+};
 pub use message::{Kind, Message};
 pub use stats::Stats;
 

@@ -288,6 +288,64 @@ fn built_staged_sends_check_the_size_only() {
     assert_eq!(texts, [r#"{"id":1}"#]);
 }
 
+/// `group_send_built_saved`: the commit comes back as a number; until it
+/// is done `commit_outcome` says `None`, and `commit_wait` resolves once it
+/// holds the message (one wait covers every send of that commit and the
+/// ones before); the numbers never go down. Without a store the number is
+/// 0 and the outcome is known at once.
+#[test]
+fn saved_sends_give_their_commit_number_and_resolve_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    {
+        let hub = open(dir.path());
+        let member = hub.open(None, None).unwrap();
+        member.join("g").unwrap();
+        let mut commits = Vec::new();
+        for i in 1..=50u64 {
+            let saved = hub
+                .group_send_built_saved("g", Kind::Text, true, |offset| {
+                    bytes::Bytes::from(format!("{offset}"))
+                })
+                .unwrap();
+            let channelbox::Saved::Sent(report, commit) = saved else {
+                panic!("the memory engine sends here")
+            };
+            assert_eq!((report.offset, report.delivered), (i, 1));
+            assert!(commit.get() > 0);
+            commits.push(commit);
+        }
+        assert!(commits.windows(2).all(|w| w[0] <= w[1]), "{commits:?}");
+        let newest = *commits.last().unwrap();
+        rt.block_on(hub.commit_wait(newest)).unwrap();
+        for c in &commits {
+            assert_eq!(hub.commit_outcome(*c), Some(Ok(())));
+        }
+        assert!(hub.commits_done() >= newest);
+        // "Nothing to wait for" is done at once.
+        let nothing = channelbox::CommitSeq::default();
+        assert_eq!(hub.commit_outcome(nothing), Some(Ok(())));
+        // The blocking wait of a saved send through the checked call.
+        let saved =
+            hub.group_send_with_saved("g", Kind::Json, true, |_| bytes::Bytes::from_static(b"{"));
+        assert!(matches!(saved, Err(Error::InvalidJson(_))));
+    }
+    let hub = open(dir.path());
+    assert_eq!(payloads(&hub, "g").len(), 50);
+    let memory = Hub::new(Config::default()).unwrap();
+    let saved = memory
+        .group_send_built_saved("m", Kind::Text, true, |_| bytes::Bytes::from_static(b"x"))
+        .unwrap();
+    let channelbox::Saved::Sent(report, commit) = saved else {
+        panic!("memory engine")
+    };
+    assert_eq!((report.offset, commit.get()), (1, 0));
+    assert_eq!(memory.commit_outcome(commit), Some(Ok(())));
+    rt.block_on(memory.commit_wait(commit)).unwrap();
+}
+
 #[test]
 fn many_threads_sending_share_commits() {
     let dir = tempfile::tempdir().unwrap();
@@ -590,9 +648,29 @@ fn child_fills_the_disk() {
     }
     let payload = "x".repeat(900);
     println!();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut refused = None;
-    for _ in 0..20_000 {
-        match hub.group_send("d", Kind::Text, payload.clone(), true) {
+    for i in 0..20_000 {
+        // Every other send through the saved call, its commit awaited by
+        // number: a failed commit is reported to it as to a blocking send.
+        let sent = if i % 2 == 0 {
+            hub.group_send("d", Kind::Text, payload.clone(), true)
+        } else {
+            hub.group_send_built_saved("d", Kind::Text, true, |_| payload.clone().into())
+                .and_then(|saved| {
+                    let channelbox::Saved::Sent(report, commit) = saved else {
+                        panic!("the memory engine sends here")
+                    };
+                    let waited = rt.block_on(hub.commit_wait(commit));
+                    // Once done, the outcome stays what the wait said.
+                    assert_eq!(hub.commit_outcome(commit), Some(waited.clone()));
+                    assert!(hub.commits_done() >= commit);
+                    waited.map(|()| report)
+                })
+        };
+        match sent {
             Ok(r) => println!("acked {}", r.offset),
             Err(e) => {
                 refused = Some(e);

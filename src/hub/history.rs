@@ -133,8 +133,8 @@ impl Hub {
         match &self.inner.backend {
             Backend::Local => {
                 let (message, commit) = self.local_history_replace(group, offset, kind, data)?;
-                if let Some(commit) = commit {
-                    commit.wait()?;
+                if let (Some(commit), Some(store)) = (commit, &self.inner.store) {
+                    store.wait(commit)?;
                 }
                 Ok(message)
             }
@@ -163,7 +163,8 @@ impl Hub {
             Backend::Local => match self.local_history_replace(group, offset, kind, data) {
                 Ok((message, None)) => ready(Ok(message)),
                 Ok((message, Some(commit))) => {
-                    Box::pin(async move { commit.done().await.map(|()| message) })
+                    let done = self.commit_wait(super::CommitSeq(commit));
+                    Box::pin(async move { done.await.map(|()| message) })
                 }
                 Err(e) => ready(Err(e)),
             },
@@ -203,8 +204,10 @@ impl Hub {
                     }
                 }
                 // One commit usually holds them all; wait for each anyway.
-                for commit in commits {
-                    commit.wait()?;
+                if let Some(store) = &self.inner.store {
+                    for commit in commits {
+                        store.wait(commit)?;
+                    }
                 }
             }
             Backend::Shared(engine) => {

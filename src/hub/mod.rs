@@ -94,6 +94,91 @@ impl std::fmt::Debug for Staged {
     }
 }
 
+/// The commit of the durable store that holds a saved send (see
+/// [`Hub::group_send_built_saved`]): a number, copied freely; commits
+/// complete in order. The default (0) is "nothing to wait for" (history in
+/// memory, or the send was not saved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitSeq(u64);
+
+impl CommitSeq {
+    /// The commit's number (0: nothing to wait for).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What [`Hub::group_send_built_saved`] returns: [`Staged`] with the
+/// commit as a [`CommitSeq`] instead of a boxed future, so a host that
+/// sends many messages checks them with [`Hub::commit_outcome`] (atomic
+/// loads) and waits once per commit ([`Hub::commit_wait`]) for all of
+/// them.
+pub enum Saved {
+    /// Sent on this node: the report now (offset, deliveries), and the
+    /// commit that makes the saved message durable.
+    Sent(SendReport, CommitSeq),
+    /// Handed to the shared engine: the report once it answered, as
+    /// [`Hub::group_send_with_async`] gives it.
+    Engine(SendFuture),
+}
+
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Saved::Sent(report, seq) => f.debug_tuple("Sent").field(report).field(seq).finish(),
+            Saved::Engine(_) => f.write_str("Engine"),
+        }
+    }
+}
+
+/// Resolves once a commit is done (see [`Hub::commit_wait`]): `Ok` when
+/// what it holds is durable, [`Error::Storage`] if it failed. Owns what
+/// it needs; any number of them wait on one wake-up per commit.
+pub struct CommitWait(Option<crate::store::Done>);
+
+impl Future for CommitWait {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        match &mut self.0 {
+            None => std::task::Poll::Ready(Ok(())),
+            Some(done) => Pin::new(done).poll(cx),
+        }
+    }
+}
+
+impl Hub {
+    /// The outcome of commit `seq` of the durable store: `None` while it is
+    /// under way, `Some(Ok(()))` once what it holds is on disk (at once
+    /// for [`CommitSeq::default`] and without a durable store), `Some(Err)`
+    /// ([`Error::Storage`]) if it failed. Never blocks; two atomic loads
+    /// unless a commit failed.
+    pub fn commit_outcome(&self, seq: CommitSeq) -> Option<Result<()>> {
+        match &self.inner.store {
+            Some(store) if seq.0 > 0 => store.outcome(seq.0),
+            _ => Some(Ok(())),
+        }
+    }
+
+    /// Waits for commit `seq` (see [`Hub::commit_outcome`]) without
+    /// blocking the thread.
+    pub fn commit_wait(&self, seq: CommitSeq) -> CommitWait {
+        CommitWait(match &self.inner.store {
+            Some(store) if seq.0 > 0 => Some(store.done(seq.0)),
+            _ => None,
+        })
+    }
+
+    /// The newest commit whose outcome is known (0 without a durable
+    /// store): every [`CommitSeq`] up to it has one.
+    pub fn commits_done(&self) -> CommitSeq {
+        CommitSeq(self.inner.store.as_ref().map_or(0, |s| s.done_up_to()))
+    }
+}
+
 /// A future that is already done.
 fn ready<T: Send + 'static>(value: T) -> HubFuture<T> {
     Box::pin(std::future::ready(value))

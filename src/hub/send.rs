@@ -142,6 +142,79 @@ impl Hub {
         self.send_staged(group, kind, save_history, build)
     }
 
+    /// [`Hub::group_send_built_staged`] with the commit as a
+    /// [`super::CommitSeq`] rather than a boxed future: nothing allocated
+    /// or locked per message for it. A host checks it with
+    /// [`Hub::commit_outcome`] and waits with [`Hub::commit_wait`], once
+    /// per commit for every message it holds. Same checks and semantics.
+    pub fn group_send_built_saved<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Saved>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_size(&data)?;
+            Ok(data)
+        };
+        self.send_saved(group, kind, save_history, build)
+    }
+
+    /// [`Hub::group_send_with_staged`] with the commit as a
+    /// [`super::CommitSeq`] (see [`Hub::group_send_built_saved`]); the
+    /// payload is checked as there.
+    pub fn group_send_with_saved<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Saved>
+    where
+        F: FnOnce(u64) -> Bytes,
+    {
+        let build = |offset| {
+            let data = build(offset);
+            self.check_payload(kind, &data)?;
+            Ok(data)
+        };
+        self.send_saved(group, kind, save_history, build)
+    }
+
+    /// The send behind both calls above.
+    fn send_saved<F>(
+        &self,
+        group: &str,
+        kind: Kind,
+        save_history: bool,
+        build: F,
+    ) -> Result<super::Saved>
+    where
+        F: FnOnce(u64) -> Result<Bytes>,
+    {
+        match &self.inner.backend {
+            Backend::Local => {
+                let (report, commit) = self.send_local_start(group, kind, save_history, build)?;
+                Ok(super::Saved::Sent(
+                    report,
+                    super::CommitSeq(commit.unwrap_or(0)),
+                ))
+            }
+            Backend::Shared(_) => Ok(super::Saved::Engine(self.send_async(
+                group,
+                kind,
+                save_history,
+                true,
+                build,
+            ))),
+        }
+    }
+
     /// The staged send behind both calls above.
     fn send_staged<F>(
         &self,
@@ -158,7 +231,7 @@ impl Hub {
                 let (report, commit) = self.send_local_start(group, kind, save_history, build)?;
                 let durable: super::HubFuture<Result<()>> = match commit {
                     None => super::ready(Ok(())),
-                    Some(commit) => Box::pin(commit.done()),
+                    Some(commit) => Box::pin(self.commit_wait(super::CommitSeq(commit))),
                 };
                 Ok(super::Staged::Sent(report, durable))
             }
@@ -270,7 +343,8 @@ impl Hub {
                 return match self.send_local_start(group, kind, save, build) {
                     Ok((report, None)) => super::ready(Ok(report)),
                     Ok((report, Some(commit))) => {
-                        Box::pin(async move { commit.done().await.map(|()| report) })
+                        let done = self.commit_wait(super::CommitSeq(commit));
+                        Box::pin(async move { done.await.map(|()| report) })
                     }
                     Err(e) => super::ready(Err(e)),
                 }
@@ -334,8 +408,8 @@ impl Hub {
         F: FnOnce(u64) -> Result<Bytes>,
     {
         let (report, commit) = self.send_local_start(group, kind, save, build)?;
-        if let Some(commit) = commit {
-            commit.wait()?;
+        if let (Some(commit), Some(store)) = (commit, &self.inner.store) {
+            store.wait(commit)?;
         }
         Ok(report)
     }
@@ -385,7 +459,7 @@ impl Hub {
                     // The group's offsets are not reserved on disk yet:
                     // wait for that commit without holding the lock.
                     drop(st);
-                    commit.wait()?;
+                    store.wait(commit)?;
                     continue;
                 }
             }

@@ -161,9 +161,11 @@ struct Shared {
     commits: AtomicU64,
     failed_commits: AtomicU64,
     skipped_rows: AtomicU64,
+    /// The outcomes of the commits done.
+    outcomes: Outcomes,
 }
 
-/// Changes waiting for the next commit, and the handle their writers wait on.
+/// Changes waiting for the next commit, and that commit's number.
 struct Queue {
     ops: Vec<Op>,
     commit: Commit,
@@ -214,60 +216,134 @@ pub(crate) enum Admit {
     Wait(Commit),
 }
 
-/// The outcome of one commit, awaited by blocking callers and by futures.
-#[derive(Clone, Default)]
-pub(crate) struct Commit(Arc<CommitState>);
+/// The commit a change joined: commits are numbered from 1 in the order
+/// they complete (a failed commit has its number too; its retry is a later
+/// one). 0 is "nothing to wait for". A plain number, so a saved send hands
+/// it back without a shared allocation or a lock: the outcome is read
+/// from the store's atomics ([`Store::outcome`]), waited for once per
+/// commit by any number of waiters ([`Store::wait`], [`Store::done`]).
+pub(crate) type Commit = u64;
 
+/// What the writer publishes of the commits that completed, read with
+/// atomic loads by the senders and their hosts.
 #[derive(Default)]
-struct CommitState {
-    /// The outcome once known, and the futures to wake then.
-    done: Mutex<(Outcome, Vec<Waker>)>,
+struct Outcomes {
+    /// The newest commit whose outcome is known (all older ones are too).
+    done: AtomicU64,
+    /// The newest commit that failed (0: none ever did). A commit above it
+    /// and at most `done` succeeded, told by two loads.
+    last_failed: AtomicU64,
+    /// The failed commits, as ranges `(first, last, why)` of consecutive
+    /// numbers (a disk that stays full fails every retry: one range),
+    /// oldest first, at most [`FAILURES_KEPT`].
+    failures: Mutex<VecDeque<(u64, u64, Arc<str>)>>,
+    /// The futures waiting for a commit, all woken at each commit, and
+    /// how many times the list was emptied so (a future registered in this
+    /// round is still listed: polled again, it does not add itself twice).
+    wakers: Mutex<(u64, Vec<Waker>)>,
+    /// Blocking waiters wait on `cond` under `lock`.
+    lock: Mutex<()>,
     cond: Condvar,
 }
 
-/// A commit's outcome: `None` until it is done, then the error text if it
-/// failed.
-type Outcome = Option<Result<(), String>>;
+/// How many failure ranges [`Outcomes`] remembers; a commit older than the
+/// oldest kept one and not after a success it could tell reads as failed
+/// (never reported durable when it was not).
+const FAILURES_KEPT: usize = 1024;
 
-impl Commit {
-    fn complete(&self, result: Result<(), String>) {
+impl Outcomes {
+    /// Commit `seq` (and every one before it) is done: `result` its
+    /// outcome. Wakes its waiters.
+    fn complete(&self, seq: u64, result: Result<(), String>) {
+        self.complete_range(seq, seq, result);
+    }
+
+    /// Commits `first..=last` are done with `result` (after the writer
+    /// panicked: every one from the next on, `last` = `u64::MAX`).
+    fn complete_range(&self, first: u64, last: u64, result: Result<(), String>) {
+        if let Err(why) = result {
+            let mut f = self.failures.lock();
+            match f.back_mut() {
+                Some(back) if back.1.saturating_add(1) >= first => back.1 = back.1.max(last),
+                _ => {
+                    if f.len() == FAILURES_KEPT {
+                        f.pop_front();
+                    }
+                    f.push_back((first, last, why.into()));
+                }
+            }
+            drop(f);
+            self.last_failed.fetch_max(last, Ordering::Release);
+        }
+        self.done.fetch_max(last, Ordering::Release);
+        // Taken and woken outside the lock: a waker may poll at once.
         let wakers = {
-            let mut done = self.0.done.lock();
-            done.0 = Some(result);
-            std::mem::take(&mut done.1)
+            let mut w = self.wakers.lock();
+            w.0 += 1;
+            std::mem::take(&mut w.1)
         };
-        self.0.cond.notify_all();
+        drop(self.lock.lock());
+        self.cond.notify_all();
         for w in wakers {
             w.wake();
         }
     }
 
-    /// Blocks until the commit is done.
-    pub(crate) fn wait(&self) -> Result<()> {
-        let mut done = self.0.done.lock();
-        loop {
-            if let Some(r) = &done.0 {
-                return r.clone().map_err(Error::Storage);
-            }
-            self.0.cond.wait(&mut done);
+    /// Commit `seq`'s outcome, `None` while it is under way.
+    fn outcome(&self, seq: u64) -> Option<Result<()>> {
+        if seq > self.done.load(Ordering::Acquire) {
+            return None;
         }
-    }
-
-    /// Resolves when the commit is done; never blocks.
-    pub(crate) async fn done(self) -> Result<()> {
-        std::future::poll_fn(|cx| {
-            let mut done = self.0.done.lock();
-            match &done.0 {
-                Some(r) => Poll::Ready(r.clone().map_err(Error::Storage)),
-                None => {
-                    if !done.1.iter().any(|w| w.will_wake(cx.waker())) {
-                        done.1.push(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
+        if seq > self.last_failed.load(Ordering::Acquire) {
+            return Some(Ok(()));
+        }
+        let f = self.failures.lock();
+        let failed = match f.iter().rev().find(|r| r.0 <= seq) {
+            Some((_, last, why)) if seq <= *last => Some(why.to_string()),
+            Some(_) => None,
+            // Older than every range kept: unknown, so not durable.
+            None if f.len() == FAILURES_KEPT => {
+                Some("the outcome of this commit is no longer known".into())
             }
-        })
-        .await
+            None => None,
+        };
+        Some(failed.map_or(Ok(()), |why| Err(Error::Storage(why))))
+    }
+}
+
+/// Resolves when a commit is done (see [`Store::done`]).
+pub(crate) struct Done {
+    shared: Arc<Shared>,
+    seq: u64,
+    /// The round of [`Outcomes::wakers`] this future is listed in, with
+    /// the waker it left there.
+    listed: Option<(u64, Waker)>,
+}
+
+impl std::future::Future for Done {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let o = &this.shared.outcomes;
+        if let Some(r) = o.outcome(this.seq) {
+            return Poll::Ready(r);
+        }
+        let mut wakers = o.wakers.lock();
+        // Checked again under the lock: the writer publishes `done` before
+        // it takes the wakers, so a commit that completed meanwhile is seen.
+        if let Some(r) = o.outcome(this.seq) {
+            return Poll::Ready(r);
+        }
+        let listed = matches!(&this.listed, Some((round, w)) if *round == wakers.0 && w.will_wake(cx.waker()));
+        if !listed {
+            wakers.1.push(cx.waker().clone());
+            this.listed = Some((wakers.0, cx.waker().clone()));
+        }
+        Poll::Pending
     }
 }
 
@@ -305,7 +381,7 @@ impl Store {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 ops: Vec::new(),
-                commit: Commit::default(),
+                commit: 1,
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -314,6 +390,7 @@ impl Store {
             commits: AtomicU64::new(0),
             failed_commits: AtomicU64::new(0),
             skipped_rows: AtomicU64::new(0),
+            outcomes: Outcomes::default(),
         });
         let (restored, index) = load(&db, bounds, now_ms, &shared.skipped_rows)
             .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
@@ -339,8 +416,13 @@ impl Store {
                         shared.failing.store(true, Ordering::Release);
                         let mut q = shared.queue.lock();
                         q.ops.clear();
-                        std::mem::take(&mut q.commit)
-                            .complete(Err("the writer thread panicked".into()));
+                        drop(q);
+                        let first = shared.outcomes.done.load(Ordering::Acquire) + 1;
+                        shared.outcomes.complete_range(
+                            first,
+                            u64::MAX,
+                            Err("the writer thread panicked".into()),
+                        );
                     }
                 })
                 .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?
@@ -460,12 +542,47 @@ impl Store {
         let mut q = self.shared.queue.lock();
         let was_empty = q.ops.is_empty();
         q.ops.push(op);
-        let commit = q.commit.clone();
+        let commit = q.commit;
         drop(q);
         if was_empty {
             self.shared.wake.notify_one();
         }
         commit
+    }
+
+    /// Commit `commit`'s outcome, `None` while it is under way: two atomic
+    /// loads unless some commit failed.
+    pub(crate) fn outcome(&self, commit: Commit) -> Option<Result<()>> {
+        self.shared.outcomes.outcome(commit)
+    }
+
+    /// The newest commit whose outcome is known.
+    pub(crate) fn done_up_to(&self) -> Commit {
+        self.shared.outcomes.done.load(Ordering::Acquire)
+    }
+
+    /// Blocks until commit `commit` is done.
+    pub(crate) fn wait(&self, commit: Commit) -> Result<()> {
+        let o = &self.shared.outcomes;
+        if let Some(r) = o.outcome(commit) {
+            return r;
+        }
+        let mut lock = o.lock.lock();
+        loop {
+            if let Some(r) = o.outcome(commit) {
+                return r;
+            }
+            o.cond.wait(&mut lock);
+        }
+    }
+
+    /// Resolves when commit `commit` is done; never blocks.
+    pub(crate) fn done(&self, commit: Commit) -> Done {
+        Done {
+            shared: self.shared.clone(),
+            seq: commit,
+            listed: None,
+        }
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
@@ -1252,7 +1369,8 @@ impl Writer {
                 } else if !q.closing {
                     shared.wake.wait_for(&mut q, RETRY);
                 }
-                let commit = std::mem::take(&mut q.commit);
+                let commit = q.commit;
+                q.commit += 1;
                 let ops = std::mem::replace(&mut q.ops, std::mem::take(&mut spare));
                 (ops, commit, q.closing)
             };
@@ -1265,7 +1383,7 @@ impl Writer {
                 return;
             }
             if ops.is_empty() {
-                commit.complete(Ok(()));
+                shared.outcomes.complete(commit, Ok(()));
                 continue;
             }
             last_start = Some(std::time::Instant::now());
@@ -1279,7 +1397,7 @@ impl Writer {
                         }
                     }
                     shared.failing.store(false, Ordering::Release);
-                    commit.complete(Ok(()));
+                    shared.outcomes.complete(commit, Ok(()));
                     if ops.capacity() <= SPARE_MAX {
                         ops.clear();
                         spare = ops;
@@ -1289,11 +1407,14 @@ impl Writer {
                     shared.failed_commits.fetch_add(1, Ordering::Relaxed);
                     *shared.failure.lock() = e.clone();
                     shared.failing.store(true, Ordering::Release);
-                    commit.complete(Err(format!(
-                        "commit to {} failed: {e}; the message was delivered but is not \
-                         durable (the store retries it every second)",
-                        self.path.display()
-                    )));
+                    shared.outcomes.complete(
+                        commit,
+                        Err(format!(
+                            "commit to {} failed: {e}; the message was delivered but is not \
+                             durable (the store retries it every second)",
+                            self.path.display()
+                        )),
+                    );
                     // The writer's view of each group must match the disk
                     // again before the retry: reread it from the batch.
                     self.db.db = None;
@@ -1568,6 +1689,96 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_tell_each_commit_ok_or_its_failure_with_ranges_merged() {
+        let o = Outcomes::default();
+        assert!(o.outcome(1).is_none());
+        o.complete(1, Ok(()));
+        o.complete(2, Err("full".into()));
+        o.complete(3, Err("still full".into()));
+        o.complete(4, Ok(()));
+        assert_eq!(o.outcome(1), Some(Ok(())));
+        assert_eq!(o.outcome(2), Some(Err(Error::Storage("full".into()))));
+        // Consecutive failures are one range, with the first's reason.
+        assert_eq!(o.outcome(3), Some(Err(Error::Storage("full".into()))));
+        assert_eq!(o.failures.lock().len(), 1);
+        assert_eq!(o.outcome(4), Some(Ok(())));
+        assert!(o.outcome(5).is_none());
+        o.complete(5, Err("again".into()));
+        assert_eq!(o.failures.lock().len(), 2);
+        assert_eq!(o.outcome(5), Some(Err(Error::Storage("again".into()))));
+        // After a panic every later commit failed.
+        o.complete_range(6, u64::MAX, Err("panicked".into()));
+        assert_eq!(o.outcome(5), Some(Err(Error::Storage("again".into()))));
+        assert_eq!(o.outcome(7), Some(Err(Error::Storage("again".into()))));
+    }
+
+    #[test]
+    fn a_commit_older_than_every_failure_kept_reads_as_failed() {
+        let o = Outcomes::default();
+        for i in 0..=FAILURES_KEPT as u64 {
+            // Failures with a success between each: one range each.
+            o.complete(2 * i + 1, Ok(()));
+            o.complete(2 * i + 2, Err(format!("f{i}")));
+        }
+        assert_eq!(o.failures.lock().len(), FAILURES_KEPT);
+        // 2 failed and fell out of the record; 1 succeeded before it and
+        // is no longer known either: both read as not durable.
+        assert!(matches!(o.outcome(2), Some(Err(_))));
+        assert!(matches!(o.outcome(1), Some(Err(_))));
+        assert_eq!(o.outcome(5), Some(Ok(())));
+        assert_eq!(o.outcome(6), Some(Err(Error::Storage("f2".into()))));
+    }
+
+    #[test]
+    fn a_waiting_future_is_woken_once_its_commit_is_done() {
+        use std::future::Future;
+        use std::task::Wake;
+        struct Count(AtomicU64);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            history_dir: dir.path().to_str().unwrap().to_owned(),
+            ..Config::default()
+        };
+        let bounds = Bounds {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            ttl_ms: 0,
+        };
+        let (store, _) = Store::open(&config, bounds, 0).unwrap();
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        // A commit far ahead: pending, listed once however often polled.
+        let far = store.done_up_to() + 1_000;
+        let mut done = store.done(far);
+        for _ in 0..3 {
+            assert!(std::pin::Pin::new(&mut done).poll(&mut cx).is_pending());
+        }
+        assert_eq!(store.shared.outcomes.wakers.lock().1.len(), 1);
+        // A commit that happens (an empty flush still commits) wakes it.
+        // (`done` is published just before the wakers are taken: the
+        // blocking wait may return first.)
+        store.wait(store.flush(&Arc::from("g"), 1)).unwrap();
+        for _ in 0..500 {
+            if count.0.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Woken once: it was listed once.
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(store.shared.outcomes.wakers.lock().1.is_empty());
+        assert!(store.outcome(far).is_none());
+        let now = store.done_up_to();
+        assert_eq!(store.outcome(now), Some(Ok(())));
+    }
 
     #[test]
     fn the_spacing_grows_under_load_and_comes_back_when_it_ends() {

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use channelbox::{HistoryQuery, Kind, Staged};
+use channelbox::{HistoryQuery, Kind, Saved, Staged};
 use serde_json::{Map, Value};
 
 use crate::error::Refusal;
@@ -412,26 +412,26 @@ async fn send_message(
     // Written by serde_json: valid JSON, so the core does not parse it again.
     let staged = state
         .hub
-        .group_send_built_staged(room.group, Kind::Json, true, |id| {
+        .group_send_built_saved(room.group, Kind::Json, true, |id| {
             message_frame(id, author, &draft, &ts)
         });
     let report = match staged? {
         // Delivered and in history here; only the ack waits for the disk,
         // in a task of its own, so this socket's next frames are read (and
         // their messages share commits) meanwhile.
-        Staged::Sent(report, durable) => {
+        Saved::Sent(report, commit) => {
             acknowledge_when_durable(
                 session,
                 room.id,
                 draft.client_id.clone(),
                 report.offset,
-                durable,
+                commit,
             )
             .await;
             report
         }
         // Through Redis: the id is Redis' answer.
-        Staged::Engine(send) => {
+        Saved::Engine(send) => {
             let report = match send.await {
                 Ok(report) => report,
                 Err(e) => {
@@ -597,19 +597,18 @@ pub async fn publish(
     Ok(report.offset)
 }
 
-/// Sends the `ack` of message `id` once `durable` resolves (an `error`
-/// frame if its commit failed), without holding up the socket (see
-/// [`crate::session::PendingAcks`]). Already resolved (history in memory,
-/// no commit to wait for): answered here.
+/// Sends the `ack` of message `id` once commit `commit` is done (an `error`
+/// frame if it failed), without holding up the socket (see
+/// [`crate::session::PendingAcks`]). Already done (history in memory, no
+/// commit to wait for): answered here.
 async fn acknowledge_when_durable(
     session: &Session,
     room: &str,
     client_id: Option<String>,
     id: u64,
-    mut durable: channelbox::HubFuture<channelbox::Result<()>>,
+    commit: channelbox::CommitSeq,
 ) {
-    use futures_util::FutureExt;
-    if let Some(result) = (&mut durable).now_or_never() {
+    if let Some(result) = session.state.hub.commit_outcome(commit) {
         if let (Err(_), Some(client_id)) = (&result, &client_id) {
             let ids = &session.state.features.client_ids;
             ids.failed(room, &session.claims.sub, client_id, id).await;
@@ -620,7 +619,7 @@ async fn acknowledge_when_durable(
         return;
     }
     let acks = session.pending_acks().clone();
-    acks.push(session, room, client_id, id, durable).await;
+    acks.push(session, room, client_id, id, commit).await;
 }
 
 /// The `ack` of a committed message (none without a `client_id`), or the

@@ -37,7 +37,7 @@ pub enum Endpoint {
 /// its own round of writes to every member: in the referee's scenario a
 /// (one sender, 1000 members) the hub spent 0.55-0.60x rust-naive's CPU a
 /// delivery with 64 and 0.30-0.40x with 1024, same runs (BENCHMARKS.md,
-/// "How many acks may wait"). Each waiting ack holds its commit's future
+/// "How many acks may wait"). Each waiting ack holds its commit's number
 /// and its `client_id` (an estimate: under 200 B), so the bound is a few
 /// hundred KB for a socket whose messages wait for the disk.
 pub const MAX_PENDING_ACKS: usize = 1024;
@@ -100,66 +100,90 @@ impl Session {
 
 /// The `ack`s of one socket's saved messages that wait for their commit,
 /// in the order the messages were sent, and the one task that sends them:
-/// started when the first waits, gone once none does. One task a socket
-/// and one wake-up a commit, not a task and a wake-up per message: commits
-/// complete in order, so once the oldest waiting one is done the acks
-/// behind it that shared its commit are answered without waiting again.
+/// started when the first waits, gone once none does. Each waiting
+/// message is its commit's number ([`channelbox::CommitSeq`]), not a
+/// future: the task waits once per commit ([`channelbox::Hub::commit_wait`],
+/// one wake-up a commit), then answers every message whose commit is done
+/// with atomic loads ([`channelbox::Hub::commit_outcome`]). Messages without
+/// a `client_id` (no `ack` to send, only an `error` if their commit fails)
+/// that share a commit are one entry with a count.
 pub struct PendingAcks {
-    /// [`MAX_PENDING_ACKS`] permits; a waiting ack holds one (forgotten
-    /// when taken, added back once the ack is sent).
-    slots: tokio::sync::Semaphore,
     queue: parking_lot::Mutex<AckQueue>,
+    /// Signalled when messages leave a full queue ([`MAX_PENDING_ACKS`]).
+    room: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct AckQueue {
     waiting: std::collections::VecDeque<PendingAck>,
+    /// Messages waiting (an entry may stand for several).
+    messages: usize,
     /// A task is serving `waiting`.
     served: bool,
 }
 
-/// One saved message whose `ack` waits for its commit.
+/// Saved messages of one commit whose `ack` (or `error`) waits for it.
 struct PendingAck {
-    durable: channelbox::HubFuture<channelbox::Result<()>>,
+    commit: channelbox::CommitSeq,
     /// The room and `client_id` of a message sent with one: released if
     /// the commit fails, so a resend is saved anew, not acked with `id`.
     client_id: Option<(String, String)>,
     id: u64,
+    /// How many messages this entry stands for: 1 with a `client_id`,
+    /// any number without (same commit, nothing to tell apart).
+    count: usize,
 }
 
 impl PendingAcks {
-    /// No ack waiting, [`MAX_PENDING_ACKS`] free slots.
+    /// No ack waiting.
     pub fn new() -> Arc<PendingAcks> {
         Arc::new(PendingAcks {
-            slots: tokio::sync::Semaphore::new(MAX_PENDING_ACKS),
             queue: parking_lot::Mutex::new(AckQueue::default()),
+            room: tokio::sync::Notify::new(),
         })
     }
 
-    /// Sends message `id`'s `ack` (none without a `client_id`) once
-    /// `durable` resolves, or an `error` frame if its commit failed,
-    /// without holding up the socket: waits here only while
-    /// [`MAX_PENDING_ACKS`] acks of this socket wait already.
+    /// Sends message `id`'s `ack` (none without a `client_id`) once commit
+    /// `commit` is done, or an `error` frame if it failed, without holding
+    /// up the socket: waits here only while [`MAX_PENDING_ACKS`] messages
+    /// of this socket wait already.
     pub(crate) async fn push(
         self: &Arc<Self>,
         session: &Session,
         room: &str,
         client_id: Option<String>,
         id: u64,
-        durable: channelbox::HubFuture<channelbox::Result<()>>,
+        commit: channelbox::CommitSeq,
     ) {
-        let Ok(slot) = self.slots.acquire().await else {
-            return;
-        };
-        slot.forget();
-        let serve = {
-            let mut q = self.queue.lock();
-            q.waiting.push_back(PendingAck {
-                durable,
-                client_id: client_id.map(|c| (room.to_owned(), c)),
-                id,
-            });
-            !std::mem::replace(&mut q.served, true)
+        let mut client_id = client_id.map(|c| (room.to_owned(), c));
+        let serve = loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            // Listed before the check: a release in between is not missed.
+            freed.as_mut().enable();
+            {
+                let mut q = self.queue.lock();
+                if q.messages < MAX_PENDING_ACKS {
+                    q.messages += 1;
+                    match q.waiting.back_mut() {
+                        Some(back)
+                            if client_id.is_none()
+                                && back.client_id.is_none()
+                                && back.commit == commit =>
+                        {
+                            back.count += 1;
+                        }
+                        _ => q.waiting.push_back(PendingAck {
+                            commit,
+                            client_id: client_id.take(),
+                            id,
+                            count: 1,
+                        }),
+                    }
+                    break !std::mem::replace(&mut q.served, true);
+                }
+            }
+            freed.await;
         };
         if serve {
             let (acks, state, conn) = (self.clone(), session.state.clone(), session.conn.id());
@@ -170,28 +194,54 @@ impl PendingAcks {
 
     /// Answers waiting acks in order until none is left.
     async fn serve(&self, state: &AppState, conn: channelbox::ConnId, sub: &str) {
+        let hub = &state.hub;
+        let mut answered = Vec::new();
         loop {
-            let next = {
+            let oldest = {
                 let mut q = self.queue.lock();
-                match q.waiting.pop_front() {
-                    Some(next) => next,
+                match q.waiting.front() {
+                    Some(next) => next.commit,
                     None => {
                         q.served = false;
                         return;
                     }
                 }
             };
-            let committed = next.durable.await;
-            let client_id = next.client_id.as_ref();
-            if let (Err(_), Some((room, client_id))) = (&committed, client_id) {
-                let ids = &state.features.client_ids;
-                ids.failed(room, sub, client_id, next.id).await;
+            // Once per commit; every entry of it and of older commits is
+            // answered below without waiting again.
+            let _ = hub.commit_wait(oldest).await;
+            {
+                let mut q = self.queue.lock();
+                let full = q.messages >= MAX_PENDING_ACKS;
+                while let Some(next) = q.waiting.front() {
+                    let Some(outcome) = hub.commit_outcome(next.commit) else {
+                        break;
+                    };
+                    let next = q.waiting.pop_front().expect("just seen");
+                    q.messages -= next.count;
+                    answered.push((next, outcome));
+                }
+                if full && q.messages < MAX_PENDING_ACKS {
+                    self.room.notify_waiters();
+                }
             }
-            let client_id = client_id.map(|(_, c)| c.as_str());
-            if let Some(frame) = crate::chat::ack_frame(committed, client_id, next.id) {
-                let _ = state.hub.conn_send(conn, channelbox::Kind::Json, frame);
+            for (next, committed) in answered.drain(..) {
+                if committed.is_ok() && next.client_id.is_none() {
+                    continue;
+                }
+                let client_id = next.client_id.as_ref();
+                if let (Err(_), Some((room, client_id))) = (&committed, client_id) {
+                    let ids = &state.features.client_ids;
+                    ids.failed(room, sub, client_id, next.id).await;
+                }
+                let client_id = client_id.map(|(_, c)| c.as_str());
+                for _ in 0..next.count {
+                    let committed = committed.clone();
+                    if let Some(frame) = crate::chat::ack_frame(committed, client_id, next.id) {
+                        let _ = hub.conn_send(conn, channelbox::Kind::Json, frame);
+                    }
+                }
             }
-            self.slots.add_permits(1);
         }
     }
 }
