@@ -67,47 +67,136 @@ pub fn words(text: &str) -> Vec<String> {
 const DEDUP_LINEAR: usize = 32;
 
 /// [`words`] without copying the words that are already lowercase (most of
-/// them): the rebuild indexes a million messages with it, and every send
-/// once.
+/// them).
 pub fn split_words(text: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(8);
     // Only for long texts, where a scan of `out` would cost.
     let mut seen: Option<FxHashSet<String>> = None;
+    for_each_word(text, |word| {
+        let new = match &mut seen {
+            Some(seen) => seen.insert(word.as_str().to_owned()),
+            None if out.len() < DEDUP_LINEAR => !out.iter().any(|w| w == word.as_str()),
+            None => {
+                let mut set: FxHashSet<String> = out.iter().map(|w| w.to_string()).collect();
+                let new = set.insert(word.as_str().to_owned());
+                seen = Some(set);
+                new
+            }
+        };
+        if new {
+            out.push(match word {
+                Word::AsIs(w) => Cow::Borrowed(w),
+                Word::Lowered(w) => Cow::Owned(w.to_owned()),
+            });
+        }
+    });
+    out
+}
+
+/// One word of a text, as [`for_each_word`] hands it over.
+#[derive(Clone, Copy, Debug)]
+pub enum Word<'text, 'buf> {
+    /// The text holds the word as it is (already lowercase).
+    AsIs(&'text str),
+    /// The word lowercased into a buffer that lives until the next word.
+    Lowered(&'buf str),
+}
+
+impl Word<'_, '_> {
+    /// The lowercase word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Word::AsIs(w) | Word::Lowered(w) => w,
+        }
+    }
+}
+
+/// Byte classes for the ASCII split: not part of a word, a lowercase
+/// letter or digit, an uppercase letter.
+const SEPARATOR: u8 = 0;
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+static ASCII_CLASS: [u8; 256] = {
+    let mut t = [SEPARATOR; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c.is_ascii_uppercase() {
+            t[b] = UPPER;
+        } else if c.is_ascii_alphanumeric() {
+            t[b] = LOWER;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Calls `f` with every word of `text` in order, duplicates included: runs
+/// of letters and digits (`char::is_alphanumeric`), lowercased, tokens over
+/// [`MAX_WORD_CHARS`] characters skipped. Nothing is allocated for an ASCII
+/// text (an uppercase word is lowercased into a buffer on the stack); a word
+/// past ASCII is lowercased by `str::to_lowercase`. [`split_words`],
+/// [`words`] and the memory index's keys all split with it.
+pub fn for_each_word<'t>(text: &'t str, mut f: impl FnMut(Word<'t, '_>)) {
+    if text.is_ascii() {
+        // For ASCII, `char::is_alphanumeric` is `u8::is_ascii_alphanumeric`
+        // and a token's length in bytes is its count of characters.
+        let bytes = text.as_bytes();
+        let mut lower = [0u8; MAX_WORD_CHARS];
+        let mut at = 0;
+        while at < bytes.len() {
+            while at < bytes.len() && ASCII_CLASS[bytes[at] as usize] == SEPARATOR {
+                at += 1;
+            }
+            let start = at;
+            let mut class = SEPARATOR;
+            while at < bytes.len() {
+                let c = ASCII_CLASS[bytes[at] as usize];
+                if c == SEPARATOR {
+                    break;
+                }
+                class |= c;
+                at += 1;
+            }
+            let token = &bytes[start..at];
+            if token.is_empty() || token.len() > MAX_WORD_CHARS {
+                continue;
+            }
+            if class & UPPER == 0 {
+                f(Word::AsIs(&text[start..at]));
+            } else {
+                let lower = &mut lower[..token.len()];
+                for (l, b) in lower.iter_mut().zip(token) {
+                    *l = b.to_ascii_lowercase();
+                }
+                f(Word::Lowered(
+                    std::str::from_utf8(lower).expect("ASCII lowercased is ASCII"),
+                ));
+            }
+        }
+        return;
+    }
     for token in text.split(|c: char| !c.is_alphanumeric()) {
         if token.is_empty()
             || (token.len() > MAX_WORD_CHARS && token.chars().count() > MAX_WORD_CHARS)
         {
             continue;
         }
-        let word: Cow<'_, str> = if token.is_ascii() {
+        if token.is_ascii() {
             if token.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(token.to_ascii_lowercase())
+                f(Word::Lowered(&token.to_ascii_lowercase()));
             } else {
-                Cow::Borrowed(token)
+                f(Word::AsIs(token));
             }
         } else {
             let lower = token.to_lowercase();
             if lower == token {
-                Cow::Borrowed(token)
+                f(Word::AsIs(token));
             } else {
-                Cow::Owned(lower)
+                f(Word::Lowered(&lower));
             }
-        };
-        let new = match &mut seen {
-            Some(seen) => seen.insert(word.to_string()),
-            None if out.len() < DEDUP_LINEAR => !out.contains(&word),
-            None => {
-                let mut set: FxHashSet<String> = out.iter().map(|w| w.to_string()).collect();
-                let new = set.insert(word.to_string());
-                seen = Some(set);
-                new
-            }
-        };
-        if new {
-            out.push(word);
         }
     }
-    out
 }
 
 /// What a search returns for one hit.
@@ -492,6 +581,13 @@ mod tests {
                 .map(|i| format!("w{i} W{i}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            format!(
+                "{} {} {}",
+                "A".repeat(MAX_WORD_CHARS),
+                "Bb".repeat(MAX_WORD_CHARS),
+                "Cc".repeat(MAX_WORD_CHARS / 2)
+            ),
+            "Éclair HELLO hello Σίσυφος ΟΔΟΣ wörld WÖRLD".into(),
         ];
         // Pseudo-random printable ASCII, letters weighted up.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
