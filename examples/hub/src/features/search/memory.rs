@@ -180,11 +180,8 @@ impl WordKeys {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.inline[..self.len]
-            .iter()
-            .chain(self.more.iter())
-            .copied()
+    fn inline(&self) -> &[u64] {
+        &self.inline[..self.len]
     }
 }
 
@@ -210,6 +207,7 @@ impl Inner {
         Some(r.docs[i].1)
     }
 
+    #[inline]
     fn add_posting(&mut self, key: u64, doc: u32) {
         match self.postings.entry(key) {
             Entry::Occupied(list) => list.into_mut().add(doc),
@@ -310,12 +308,12 @@ impl MemoryIndex {
         }
     }
 
-    /// A lowercase word's key in `postings`.
+    /// A lowercase word's key in `postings`, from its UTF-8 bytes.
     #[inline]
-    fn key(&self, word: &str) -> u64 {
+    fn key(&self, word: &[u8]) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.hasher.build_hasher();
-        h.write(word.as_bytes());
+        h.write(word);
         h.finish() & self.key_mask
     }
 
@@ -324,7 +322,7 @@ impl MemoryIndex {
     /// history and calls [`MemoryIndex::evict_before`].
     pub fn insert(&self, room: &str, id: u64, content: &str) -> bool {
         let mut keys = WordKeys::new();
-        for_each_word(content, |w| keys.push(self.key(w.as_str())));
+        for_each_word(content, |w| keys.push(self.key(w.as_bytes())));
         self.insert_keys(room, id, &keys)
     }
 
@@ -332,7 +330,7 @@ impl MemoryIndex {
     pub fn insert_words(&self, room: &str, id: u64, words: &[impl AsRef<str>]) -> bool {
         let mut keys = WordKeys::new();
         for w in words {
-            keys.push(self.key(w.as_ref()));
+            keys.push(self.key(w.as_ref().as_bytes()));
         }
         self.insert_keys(room, id, &keys)
     }
@@ -362,7 +360,10 @@ impl MemoryIndex {
             }
             _ => rd.push_back((id, doc)),
         }
-        for key in keys.iter() {
+        for &key in keys.inline() {
+            st.add_posting(key, doc);
+        }
+        for &key in &keys.more {
             st.add_posting(key, doc);
         }
         let rd = &mut st.rooms[r as usize];
@@ -384,8 +385,8 @@ impl MemoryIndex {
     pub fn update_words(&self, room: &str, id: u64, old: &[String], new: &[String]) {
         // By key, not by word: a key that an old word and a new one share
         // stays (the new word still needs it).
-        let old: Vec<u64> = old.iter().map(|w| self.key(w)).collect();
-        let new: Vec<u64> = new.iter().map(|w| self.key(w)).collect();
+        let old: Vec<u64> = old.iter().map(|w| self.key(w.as_bytes())).collect();
+        let new: Vec<u64> = new.iter().map(|w| self.key(w.as_bytes())).collect();
         let mut st = self.inner.write();
         let Some(doc) = st.find(room, id) else {
             return;
@@ -455,7 +456,7 @@ impl MemoryIndex {
         if wanted.is_empty() || limit == 0 {
             return Vec::new();
         }
-        let keys: Vec<u64> = wanted.iter().map(|w| self.key(w)).collect();
+        let keys: Vec<u64> = wanted.iter().map(|w| self.key(w.as_bytes())).collect();
         let mut hits = Vec::new();
         // Rooms whose oldest kept offset turned out to be above an indexed id.
         let mut evicted: Vec<(Arc<str>, u64)> = Vec::new();
@@ -735,4 +736,44 @@ mod tests {
             .collect();
         assert!(hits.is_empty(), "the old word is gone from the text");
     }
+}
+
+/// What the index holds per message when every message brings a word never
+/// seen before (the load generator's messages carry a unique timestamp;
+/// chat has names, numbers and links). A measurement, not a check:
+/// `cargo test --release -p channelbox-hub --lib -- --ignored --nocapture memory_per_message`.
+#[cfg(test)]
+#[test]
+#[ignore = "a measurement: run it in release, alone"]
+fn memory_per_message() {
+    fn rss() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+        let kb: usize = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+    const N: u64 = 1_000_000;
+    let index = MemoryIndex::new();
+    let rooms: Vec<String> = (0..100).map(|r| format!("room-{r}")).collect();
+    let before = rss();
+    for i in 0..N {
+        // As the load generator's body: B|<run id>|<round>|<seq>|<sent ns>|
+        let text = format!(
+            "B|5f3a9c1d2e4b6a70|{}|{}|{}|",
+            i / 10_000,
+            i % 10_000,
+            1_764_765_432_123_456_789u64 + i * 7_919
+        );
+        index.insert(&rooms[(i % 100) as usize], i / 100 + 1, &text);
+    }
+    let grown = rss() - before;
+    let (docs, words) = index.len();
+    println!(
+        "memory_per_message: {docs} messages, {words} distinct words: RSS +{:.1} MB, {:.0} bytes a message",
+        grown as f64 / 1e6,
+        grown as f64 / N as f64
+    );
 }
