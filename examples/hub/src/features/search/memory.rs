@@ -8,7 +8,7 @@
 //! messages are marked dead and dropped by a compaction that renumbers the
 //! live ones once the dead outnumber them.
 //!
-//! A word is keyed by a 64-bit hash of it (seeded per process), not by its
+//! A word is keyed by a 64-bit hash of it (seeded per index), not by its
 //! text, and a word met in one message only keeps that message inline: most
 //! words are rare (names, numbers, links, timestamps), and indexing one
 //! costs no allocation. Two words that share a key share a posting list;
@@ -119,7 +119,7 @@ impl Postings {
         }
     }
 
-    /// Back to inline at one document, shrunk otherwise; false when empty.
+    /// Back to inline at one document; false when empty.
     fn settle(&mut self) -> bool {
         if let Postings::Many(list) = self {
             match list[..] {
@@ -425,6 +425,11 @@ impl MemoryIndex {
         st.maybe_compact();
     }
 
+    #[cfg(test)]
+    fn generation(&self) -> u64 {
+        self.inner.read().generation
+    }
+
     /// Live indexed messages and distinct words (word keys: two words that
     /// share a key count once).
     pub fn len(&self) -> (usize, usize) {
@@ -693,6 +698,44 @@ mod tests {
             "the queries found something"
         );
         results
+    }
+
+    #[test]
+    fn compaction_renumbers_and_drops_inline_postings() {
+        let index = MemoryIndex::new();
+        let n = COMPACT_MIN_DEAD as u64 * 2 + 100;
+        let text = |i: u64| format!("only{i} pair{} common", i / 2);
+        for i in 1..=n {
+            index.insert("a", i, &text(i));
+        }
+        // Every other document dead, then enough of them to compact:
+        // "pair" lists lose one of their two, "only" words all go.
+        for i in (1..=n).step_by(2) {
+            index.remove("a", i);
+        }
+        let live = (n / 2) as usize;
+        assert_eq!(index.generation(), 1, "compacted");
+        assert_eq!(index.len(), (live, live * 2 + 1));
+        let fetch = |_, id: u64| ready(Some(json!({"id": id, "content": text(id)})));
+        for (query, want) in [
+            (format!("only{}", n - 1), vec![]),
+            (format!("only{n}"), vec![n]),
+            (format!("pair{}", n / 2), vec![n]),
+            ("only2".to_string(), vec![2]),
+            // Was [10, 11], 11 died: back inline.
+            ("pair5".to_string(), vec![10]),
+            ("common".to_string(), vec![n, n - 2, n - 4]),
+        ] {
+            let hits = index
+                .search(&query, 3, |_| ready(true), fetch)
+                .now_or_never()
+                .expect("ready");
+            let ids: Vec<u64> = hits
+                .iter()
+                .map(|h| h.message["id"].as_u64().unwrap())
+                .collect();
+            assert_eq!(ids, want, "{query}");
+        }
     }
 
     #[test]
