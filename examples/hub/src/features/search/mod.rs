@@ -67,47 +67,172 @@ pub fn words(text: &str) -> Vec<String> {
 const DEDUP_LINEAR: usize = 32;
 
 /// [`words`] without copying the words that are already lowercase (most of
-/// them): the rebuild indexes a million messages with it, and every send
-/// once.
+/// them).
 pub fn split_words(text: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(8);
     // Only for long texts, where a scan of `out` would cost.
     let mut seen: Option<FxHashSet<String>> = None;
-    for token in text.split(|c: char| !c.is_alphanumeric()) {
-        if token.is_empty()
-            || (token.len() > MAX_WORD_CHARS && token.chars().count() > MAX_WORD_CHARS)
-        {
-            continue;
-        }
-        let word: Cow<'_, str> = if token.is_ascii() {
-            if token.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(token.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(token)
-            }
-        } else {
-            let lower = token.to_lowercase();
-            if lower == token {
-                Cow::Borrowed(token)
-            } else {
-                Cow::Owned(lower)
-            }
-        };
+    for_each_word(text, |word| {
         let new = match &mut seen {
-            Some(seen) => seen.insert(word.to_string()),
-            None if out.len() < DEDUP_LINEAR => !out.contains(&word),
+            Some(seen) => seen.insert(word.to_cow().into_owned()),
+            None if out.len() < DEDUP_LINEAR => {
+                !out.iter().any(|w| w.as_bytes() == word.as_bytes())
+            }
             None => {
                 let mut set: FxHashSet<String> = out.iter().map(|w| w.to_string()).collect();
-                let new = set.insert(word.to_string());
+                let new = set.insert(word.to_cow().into_owned());
                 seen = Some(set);
                 new
             }
         };
         if new {
-            out.push(word);
+            out.push(word.to_cow());
+        }
+    });
+    out
+}
+
+/// One word of a text, as [`for_each_word`] hands it over.
+#[derive(Clone, Copy, Debug)]
+pub enum Word<'text, 'buf> {
+    /// The text holds the word as it is (already lowercase).
+    AsIs(&'text str),
+    /// The word lowercased into a buffer that lives until the next word:
+    /// UTF-8 (bytes, so that hashing it does not validate it again).
+    Lowered(&'buf [u8]),
+}
+
+impl<'text> Word<'text, '_> {
+    /// The lowercase word's UTF-8 bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Word::AsIs(w) => w.as_bytes(),
+            Word::Lowered(w) => w,
         }
     }
-    out
+
+    /// The lowercase word, borrowed from the text when it can be.
+    pub fn to_cow(&self) -> Cow<'text, str> {
+        match *self {
+            Word::AsIs(w) => Cow::Borrowed(w),
+            Word::Lowered(w) => Cow::Owned(
+                std::str::from_utf8(w)
+                    .expect("a lowercased word is UTF-8")
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Byte classes for the split: not part of a word (an ASCII byte that is
+/// not a letter or digit), a lowercase ASCII letter or digit, an uppercase
+/// ASCII letter, a byte of a character past ASCII.
+const SEPARATOR: u8 = 0;
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const NON_ASCII: u8 = 4;
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [NON_ASCII; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_alphanumeric() {
+            LOWER
+        } else {
+            SEPARATOR
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Calls `f` with every word of `text` in order, duplicates included: runs
+/// of letters and digits (`char::is_alphanumeric`), lowercased, tokens over
+/// [`MAX_WORD_CHARS`] characters skipped. [`split_words`], [`words`] and the
+/// memory index's keys all split with it.
+///
+/// One pass over the bytes cuts the text at ASCII separators (separators
+/// for `char::is_alphanumeric` too); a piece that is all ASCII is a word
+/// as it is (an uppercase one is lowercased into a buffer on the stack,
+/// nothing is allocated), a piece with characters past ASCII is split
+/// again by characters and lowercased by `str::to_lowercase`.
+pub fn for_each_word<'t>(text: &'t str, mut f: impl FnMut(Word<'t, '_>)) {
+    let mut lower = [0u8; MAX_WORD_CHARS];
+    // The piece since the last separator, and the classes of its bytes.
+    let mut start = 0;
+    let mut class = SEPARATOR;
+    for (at, &b) in text.as_bytes().iter().enumerate() {
+        let c = BYTE_CLASS[b as usize];
+        if c != SEPARATOR {
+            class |= c;
+            continue;
+        }
+        if class != SEPARATOR {
+            // `start` and `at` are ASCII bytes: character boundaries.
+            piece(&text[start..at], class, &mut lower, &mut f);
+            class = SEPARATOR;
+        }
+        start = at + 1;
+    }
+    if class != SEPARATOR {
+        piece(&text[start..], class, &mut lower, &mut f);
+    }
+}
+
+/// The words of one piece of [`for_each_word`]'s text: no ASCII separator
+/// in it, `class` the classes of its bytes.
+#[inline(always)]
+fn piece<'t>(
+    piece: &'t str,
+    class: u8,
+    lower: &mut [u8; MAX_WORD_CHARS],
+    f: &mut impl FnMut(Word<'t, '_>),
+) {
+    if class & NON_ASCII != 0 {
+        return past_ascii(piece, f);
+    }
+    // For ASCII a length in bytes is a count of characters.
+    if piece.len() > MAX_WORD_CHARS {
+        return;
+    }
+    if class & UPPER == 0 {
+        f(Word::AsIs(piece));
+    } else {
+        let lower = &mut lower[..piece.len()];
+        for (l, b) in lower.iter_mut().zip(piece.bytes()) {
+            *l = b.to_ascii_lowercase();
+        }
+        f(Word::Lowered(lower));
+    }
+}
+
+/// [`piece`] for a piece with characters past ASCII.
+#[cold]
+fn past_ascii<'t>(piece: &'t str, f: &mut impl FnMut(Word<'t, '_>)) {
+    for token in piece.split(|c: char| !c.is_alphanumeric()) {
+        if token.is_empty()
+            || (token.len() > MAX_WORD_CHARS && token.chars().count() > MAX_WORD_CHARS)
+        {
+            continue;
+        }
+        if token.is_ascii() {
+            if token.bytes().any(|b| b.is_ascii_uppercase()) {
+                f(Word::Lowered(token.to_ascii_lowercase().as_bytes()));
+            } else {
+                f(Word::AsIs(token));
+            }
+        } else {
+            let lower = token.to_lowercase();
+            if lower == token {
+                f(Word::AsIs(token));
+            } else {
+                f(Word::Lowered(lower.as_bytes()));
+            }
+        }
+    }
 }
 
 /// What a search returns for one hit.
@@ -256,6 +381,7 @@ impl SearchIndex {
     /// Indexes a new message. Returns true when the room is due an eviction
     /// check: the caller then reads the room's first kept offset from
     /// history and calls [`SearchIndex::evict_before`].
+    #[inline(never)] // one frame in profiles: what indexing costs a send
     pub fn insert(&self, state: &AppState, room: &str, id: u64, content: &str) -> bool {
         // Alone and built (every send after the start): straight into the
         // index with the words borrowed from the text, no op to build.
@@ -492,6 +618,13 @@ mod tests {
                 .map(|i| format!("w{i} W{i}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            format!(
+                "{} {} {}",
+                "A".repeat(MAX_WORD_CHARS),
+                "Bb".repeat(MAX_WORD_CHARS),
+                "Cc".repeat(MAX_WORD_CHARS / 2)
+            ),
+            "Éclair HELLO hello Σίσυφος ΟΔΟΣ wörld WÖRLD".into(),
         ];
         // Pseudo-random printable ASCII, letters weighted up.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -509,6 +642,27 @@ mod tests {
                 texts.push(text);
             }
         }
+        // And with characters past ASCII: letters (lower, upper, final
+        // sigma), digits, separators (a dash, a no-break space), an emoji.
+        let alphabet: Vec<char> = "aAzZ09 .,-éÉßΣσΟ٣—\u{a0}🙂ǅ".chars().collect();
+        for len in [1, 7, 64, 300] {
+            for _ in 0..50 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                texts.push(text);
+            }
+        }
+        texts.push(format!(
+            "{}é {}",
+            "A".repeat(MAX_WORD_CHARS),
+            "é".repeat(MAX_WORD_CHARS + 1)
+        ));
         for text in &texts {
             assert_eq!(words(text), by_chars(text), "{text:?}");
         }

@@ -19,7 +19,7 @@ use channelbox::{HistoryQuery, Hub, Message};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::{split_words, MemoryIndex, Op};
+use super::{MemoryIndex, Op};
 
 /// Messages read from one room's history at a time.
 const PAGE: u64 = 512;
@@ -129,7 +129,7 @@ pub fn from_history(hub: &Hub, index: &MemoryIndex) -> Rebuilt {
             if let (Some("message"), Some(content), None | Some(false)) =
                 (saved.ty, saved.content, saved.deleted)
             {
-                index.insert_words(&c.room, m.offset(), &split_words(&content));
+                index.insert(&c.room, m.offset(), &content);
                 messages += 1;
             }
         }
