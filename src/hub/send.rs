@@ -215,7 +215,8 @@ impl Hub {
         }
     }
 
-    /// The staged send behind both calls above.
+    /// The staged send behind both calls above: the saved send, its commit
+    /// as a future.
     fn send_staged<F>(
         &self,
         group: &str,
@@ -226,23 +227,13 @@ impl Hub {
     where
         F: FnOnce(u64) -> Result<Bytes>,
     {
-        match &self.inner.backend {
-            Backend::Local => {
-                let (report, commit) = self.send_local_start(group, kind, save_history, build)?;
-                let durable: super::HubFuture<Result<()>> = match commit {
-                    None => super::ready(Ok(())),
-                    Some(commit) => Box::pin(self.commit_wait(super::CommitSeq(commit))),
-                };
-                Ok(super::Staged::Sent(report, durable))
+        Ok(match self.send_saved(group, kind, save_history, build)? {
+            // Commit 0 (nothing went to disk) is done at once.
+            super::Saved::Sent(report, commit) => {
+                super::Staged::Sent(report, Box::pin(self.commit_wait(commit)))
             }
-            Backend::Shared(_) => Ok(super::Staged::Engine(self.send_async(
-                group,
-                kind,
-                save_history,
-                true,
-                build,
-            ))),
-        }
+            super::Saved::Engine(send) => super::Staged::Engine(send),
+        })
     }
 
     /// [`Hub::group_send`] for async hosts (see

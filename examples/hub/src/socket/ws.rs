@@ -156,21 +156,37 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::WebSocketStream;
 
+    /// A server `Ws` reading `chunk` bytes a time, and its client, on
+    /// loopback.
+    async fn pair(chunk: usize, config: WebSocketConfig) -> (Ws, WebSocketStream<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        (Ws::new(Stream::new(server, chunk), config), client)
+    }
+
+    /// The next message, which must come within 10 s.
+    async fn next_message(ws: &mut Ws) -> Message {
+        tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the stream is open")
+            .expect("a valid message")
+    }
+
     /// A client frame may arrive in pieces, fragmented, between pings:
     /// every message comes out whole and in order, pings are answered once
     /// flushed, a close is answered and the stream ends.
     #[tokio::test]
     async fn messages_come_out_whole_and_in_order_and_pings_are_answered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
         let config = WebSocketConfig::default()
             .read_buffer_size(24)
             .write_buffer_size(0);
         // Chunks smaller than a frame: a frame takes several kernel reads.
-        let mut ws = Ws::new(Stream::new(server, 64), config);
-        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        let (mut ws, mut client) = pair(64, config).await;
 
         let long = "é".repeat(3000);
         client.send(Message::text("hello")).await.unwrap();
@@ -191,11 +207,7 @@ mod tests {
 
         let mut got = Vec::new();
         for _ in 0..5 {
-            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-                .await
-                .expect("a message in time")
-                .expect("the stream is open")
-                .expect("a valid message");
+            let m = next_message(&mut ws).await;
             got.push(m);
         }
         assert_eq!(got[0], Message::text("hello"));
@@ -253,24 +265,15 @@ mod tests {
     /// out, in order, though tungstenite takes at most 64 bytes at a time.
     #[tokio::test]
     async fn frames_read_together_come_out_in_order() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
         let config = WebSocketConfig::default().read_buffer_size(64);
-        let mut ws = Ws::new(Stream::new(server, 16 * 1024), config);
-        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        let (mut ws, mut client) = pair(16 * 1024, config).await;
         for i in 0..200 {
             let text = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
             client.feed(Message::text(text)).await.unwrap();
         }
         client.flush().await.unwrap();
         for i in 0..200 {
-            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-                .await
-                .expect("a message in time")
-                .expect("the stream is open")
-                .expect("a valid message");
+            let m = next_message(&mut ws).await;
             let want = format!("{{\"message\":\"{i} {}\"}}", "x".repeat(i % 90));
             assert_eq!(m, Message::text(want));
         }
@@ -284,16 +287,11 @@ mod tests {
     /// A frame over the size limit is an error, not a message.
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
         let config = WebSocketConfig::default()
             .read_buffer_size(24)
             .max_message_size(Some(100))
             .max_frame_size(Some(100));
-        let mut ws = Ws::new(Stream::new(server, 256), config);
-        let mut client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        let (mut ws, mut client) = pair(256, config).await;
         client.send(Message::text("x".repeat(101))).await.unwrap();
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
             .await

@@ -626,36 +626,25 @@ mod tests {
             ),
             "Éclair HELLO hello Σίσυφος ΟΔΟΣ wörld WÖRLD".into(),
         ];
-        // Pseudo-random printable ASCII, letters weighted up.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for len in [1, 7, 64, 300] {
-            for _ in 0..50 {
-                let text: String = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        let alphabet = b"aAbBzZ09 .,|_-\t\n!xyzXYZ";
-                        alphabet[(x % alphabet.len() as u64) as usize] as char
-                    })
-                    .collect();
-                texts.push(text);
-            }
-        }
-        // And with characters past ASCII: letters (lower, upper, final
+        // Pseudo-random texts: printable ASCII with letters weighted up,
+        // then with characters past ASCII too: letters (lower, upper, final
         // sigma), digits, separators (a dash, a no-break space), an emoji.
-        let alphabet: Vec<char> = "aAzZ09 .,-éÉßΣσΟ٣—\u{a0}🙂ǅ".chars().collect();
-        for len in [1, 7, 64, 300] {
-            for _ in 0..50 {
-                let text: String = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        alphabet[(x % alphabet.len() as u64) as usize]
-                    })
-                    .collect();
-                texts.push(text);
+        let ascii: Vec<char> = "aAbBzZ09 .,|_-\t\n!xyzXYZ".chars().collect();
+        let wide: Vec<char> = "aAzZ09 .,-éÉßΣσΟ٣—\u{a0}🙂ǅ".chars().collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for alphabet in [&ascii, &wide] {
+            for len in [1, 7, 64, 300] {
+                for _ in 0..50 {
+                    let text: String = (0..len)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            alphabet[(x % alphabet.len() as u64) as usize]
+                        })
+                        .collect();
+                    texts.push(text);
+                }
             }
         }
         texts.push(format!(
