@@ -148,7 +148,15 @@ pub struct Socket {
     deliveries: Option<Box<Deliveries>>,
     /// The next ping (`--ping-interval`); `None` when pings are off.
     ping: Option<Ping>,
+    /// Bytes and messages of this socket's own queue past which it is
+    /// written before the next read (see [`Socket::next`]).
+    write_first: (u32, u32),
 }
+
+/// What the echo of a client's frame adds to it: the frame's own fields
+/// (id, user, timestamp, thread, mentions). Its content is the client's,
+/// escaped no longer than it came.
+const ECHO_OVERHEAD: usize = 4096;
 
 /// The heartbeat of one socket.
 struct Ping {
@@ -179,7 +187,16 @@ impl Socket {
                 timer: Box::pin(tokio::time::sleep(every)),
                 unanswered: 0,
             }),
+            write_first: write_first(config),
         }
+    }
+
+    /// True when this socket's queue is so full that the echo of one more
+    /// client frame might not fit: it is written before the next read.
+    fn writes_due(&self) -> bool {
+        let (messages, bytes) = self.conn.pending();
+        messages > 0
+            && (bytes > self.write_first.0 as usize || messages > self.write_first.1 as usize)
     }
 
     /// Waits for the next ping time (forever when pings are off).
@@ -235,6 +252,16 @@ impl Socket {
     pub fn next(&mut self) -> impl Future<Output = Event> + '_ {
         async move {
             loop {
+                if self.writes_due() {
+                    if let Ok(1..) = self.conn.try_recv_batch(&mut self.batch, self.batch_max) {
+                        if let Some(rest) = self.write_batch_now() {
+                            let write = Box::pin(self.write_rest(rest));
+                            if write.await.is_err() {
+                                return Event::Gone;
+                            }
+                        }
+                    }
+                }
                 // No await inside the branches: the select's output (a
                 // tungstenite result, large) would then be kept in the future.
                 //
@@ -243,7 +270,10 @@ impl Socket {
                 // written, so those go out in one write instead of one each.
                 // A client that never stops sending still gets its queue
                 // written: tokio's cooperative budget makes the read return
-                // Pending after 128 reads in one poll.
+                // Pending after 128 reads in one poll. And a queue that
+                // might not take the echo of one more frame is written
+                // first (above): reading first must not make a client that
+                // reads its socket a slow consumer.
                 let rest = tokio::select! {
                     biased;
                     frame = self.ws.next() => match frame {
@@ -475,6 +505,21 @@ impl Socket {
             _ => Box::pin(std::future::ready(())),
         }
     }
+}
+
+/// [`Socket::write_first`]: room in the queue for the echo of the largest
+/// frame a client may send (0 for no bound).
+fn write_first(config: &Config) -> (u32, u32) {
+    let clamp = |n: usize| n.min(u32::MAX as usize) as u32;
+    let bytes = match config.queue_max_bytes {
+        0 => u32::MAX,
+        max => clamp(max.saturating_sub(config.max_frame_bytes + ECHO_OVERHEAD)),
+    };
+    let messages = match config.queue_max_messages {
+        0 => u32::MAX,
+        max => clamp(max.saturating_sub(1)),
+    };
+    (bytes, messages)
 }
 
 /// The close code and reason for a core connection the hub closed: a
