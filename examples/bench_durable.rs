@@ -146,10 +146,92 @@ fn callgrind(args: &[String]) {
     });
 }
 
+/// `--commit-cost <batch> <commits> [interval_ms]`: `commits` commits of
+/// `batch` saved sends each, from one thread, to 100 groups in turn (a
+/// 200-byte chat-like frame, nobody joined), each batch gathered into one
+/// commit by a commit interval (default 300 ms: long enough under
+/// callgrind); prints the commits made (one a batch when the interval
+/// held). Run under callgrind at two batch sizes: the difference of the
+/// history writer's instructions over the difference of messages is its
+/// cost per message, the rest its cost per commit; the store is in a fresh
+/// temp dir under `BENCH_DIR` (default `target/`), fsync on.
+fn commit_cost(args: &[String]) {
+    let batch: usize = args[0].parse().unwrap();
+    let commits: usize = args[1].parse().unwrap();
+    let interval: u64 = args.get(2).map_or(300, |a| a.parse().unwrap());
+    let base = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let hub = Hub::new(Config {
+        history_commit_interval_ms: interval,
+        history_max_messages: 10_000,
+        ..config(dir.path(), true)
+    })
+    .unwrap();
+    let groups: Vec<String> = (0..100).map(|g| format!("room-{g}")).collect();
+    // Each group's offsets reserved (a running hub did that long ago), in
+    // one commit.
+    for g in &groups {
+        hub.group_send_built_saved(g, Kind::Binary, true, |_| vec![0u8; 200].into())
+            .unwrap();
+    }
+    hub.group_send(&groups[0], Kind::Binary, vec![0u8; 200], true)
+        .unwrap();
+    let frame = |id: u64| {
+        let mut v =
+            format!(r#"{{"type":"message","id":{id},"user":"user-0042","content":""#).into_bytes();
+        v.resize(180, b'x');
+        v.extend_from_slice(br#"","timestamp":"2026-12-03T16:00:00.000Z"}"#);
+        bytes::Bytes::from(v)
+    };
+    let commits0 = hub.stats().history_store_commits;
+    let t = Instant::now();
+    for _ in 0..commits {
+        for i in 0..batch - 1 {
+            let g = &groups[i % groups.len()];
+            hub.group_send_built_saved(g, Kind::Json, true, frame)
+                .unwrap();
+        }
+        // The last one waits for the commit (every earlier one is in it).
+        let g = &groups[(batch - 1) % groups.len()];
+        hub.group_send(g, Kind::Json, frame(0), true).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let made = hub.stats().history_store_commits - commits0;
+    // The writer thread's CPU (user + system, ns, from schedstat) since it
+    // started: the reservations' commit included, the opening not.
+    let writer_ns = thread_cpu_ns("cbx-history");
+    println!(
+        "commit-cost: batch={batch} commits asked={commits} made={made} messages={} secs={secs:.2} writer_cpu_ms={:.1} writer_us_per_message={:.3}",
+        batch * commits,
+        writer_ns as f64 / 1e6,
+        writer_ns as f64 / 1e3 / (batch * commits) as f64,
+    );
+}
+
+/// CPU time in ns of this process's threads named `name` (Linux
+/// `/proc/self/task/*/schedstat`; 0 elsewhere).
+fn thread_cpu_ns(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--callgrind") {
         return callgrind(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--commit-cost") {
+        return commit_cost(&args[1..]);
     }
     let quick = std::env::args().any(|a| a == "--quick");
     // `--restart-only`: just the restart table (to compare store layouts).

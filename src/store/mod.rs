@@ -67,7 +67,7 @@
 //! refuse to start with `Storage` naming the file: the operator decides
 //! whether to move it aside, nothing is discarded behind their back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,6 +78,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+// The writer looks a group up by name for every message it writes: FxHash,
+// as the hub's own group maps (a SipHash of the name was ~40 % of the
+// writer's own instructions a message).
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -176,14 +180,9 @@ struct Queue {
 enum Op {
     /// A saved message (a send, or a replacement at the same offset), and
     /// the group's oldest kept offset after it (older rows are evicted).
-    Put {
-        group: Arc<str>,
-        offset: u64,
-        ts_ms: u64,
-        kind: Kind,
-        data: Bytes,
-        first_kept: u64,
-    },
+    /// The message itself, as history holds it: one reference-count
+    /// increment, not a copy of its group name and payload handles.
+    Put { message: Message, first_kept: u64 },
     /// Every row of the group goes; it has a new epoch.
     Flush { group: Arc<str>, epoch: u64 },
     /// Offsets below `upto` may be handed out once this is committed.
@@ -515,17 +514,12 @@ impl Store {
     /// Queues a saved message (send or replacement). Under the group's lock.
     #[inline(never)]
     pub(crate) fn put(&self, message: &Message, first_kept: u64) -> Commit {
-        let group = message
-            .0
-            .group
-            .clone()
-            .expect("saved messages belong to a group");
+        debug_assert!(
+            message.0.group.is_some(),
+            "saved messages belong to a group"
+        );
         self.push(Op::Put {
-            group,
-            offset: message.offset(),
-            ts_ms: message.ts_ms(),
-            kind: message.kind(),
-            data: message.0.data.clone(),
+            message: message.clone(),
             first_kept,
         })
     }
@@ -687,6 +681,10 @@ struct GroupLog {
     floor: u64,
     /// The last segment whose floors list this group.
     mark: u64,
+    /// One past the newest offset put in the commit being written (0:
+    /// none), folded into the group's [`Meta::next`] once per commit
+    /// rather than looked up for every message.
+    put_next: u64,
 }
 
 /// How many records a segment holds, and how many of them are live (not
@@ -1185,7 +1183,7 @@ fn load(
     {
         let mut groups = tx.open_table(GROUPS)?;
         let mut messages = tx.open_table(MESSAGES)?;
-        let mut names: HashMap<Arc<str>, Option<(u64, u64, u64)>> = HashMap::new();
+        let mut names: HashMap<Arc<str>, Option<(u64, u64, u64)>> = HashMap::default();
         for row in groups.iter()? {
             let (k, v) = row?;
             match std::str::from_utf8(k.value()) {
@@ -1200,7 +1198,7 @@ fn load(
         // Records below the group's floor (dead, in segments that hold
         // live ones too) are older than every live one, so they never
         // push a live one out; they are dropped at the end.
-        let mut loading: HashMap<Arc<str>, Loading> = HashMap::new();
+        let mut loading: HashMap<Arc<str>, Loading> = HashMap::default();
         scan(
             &messages,
             &mut index,
@@ -1448,7 +1446,7 @@ impl Writer {
         let db = db.get()?;
         // The groups this batch changes, copied on first touch: the
         // writer's `metas` change only if the commit succeeds.
-        let mut metas: HashMap<Arc<str>, Meta> = HashMap::new();
+        let mut metas: HashMap<Arc<str>, Meta> = HashMap::default();
         let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             let tx = db.begin_write()?;
             let mut touched: Vec<Arc<str>> = Vec::new();
@@ -1487,15 +1485,17 @@ impl Writer {
                 for op in ops {
                     match op {
                         Op::Put {
-                            group,
-                            offset,
-                            ts_ms,
-                            kind,
-                            data,
+                            message,
                             first_kept,
                         } => {
+                            let msg = &*message.0;
+                            let Some(group) = &msg.group else {
+                                // Saved messages belong to a group.
+                                continue;
+                            };
+                            let offset = msg.offset;
                             puts += 1;
-                            push_record(buf, group, *offset, *kind, *ts_ms, data);
+                            push_record(buf, group, offset, msg.kind, msg.ts_ms, &msg.data);
                             let s = segs.get_mut(&cur).expect("inserted above");
                             s.live += 1;
                             s.total += 1;
@@ -1503,7 +1503,7 @@ impl Writer {
                                 Some(g) => g,
                                 None => groups.entry(group.clone()).or_default(),
                             };
-                            if let Some(old) = place(&mut g.rows, *offset, cur) {
+                            if let Some(old) = place(&mut g.rows, offset, cur) {
                                 release(segs, compact, &mut dead, cur, old);
                             }
                             // Evicted: the group's oldest records.
@@ -1515,16 +1515,17 @@ impl Writer {
                                 g.rows.pop_front();
                             }
                             g.floor = g.floor.max(*first_kept);
+                            g.put_next = g.put_next.max(offset + 1);
                             if g.mark != cur {
                                 g.mark = cur;
                                 listed.push(group.clone());
                             }
-                            touch(&mut metas, group);
-                            if let Some(m) = metas.get_mut(group) {
-                                m.next = m.next.max(offset + 1);
-                                if g.rows.is_empty() {
-                                    // No record of the group is left to
-                                    // carry its floor: its row does.
+                            if g.rows.is_empty() {
+                                // No record of the group is left to carry
+                                // its floor: its row does.
+                                touch(&mut metas, group);
+                                if let Some(m) = metas.get_mut(group) {
+                                    m.next = m.next.max(std::mem::take(&mut g.put_next));
                                     m.floor = m.floor.max(g.floor);
                                     touched.push(group.clone());
                                 }
@@ -1537,6 +1538,7 @@ impl Writer {
                                 release(segs, compact, &mut dead, cur, seg);
                             }
                             if let Some(m) = metas.get_mut(group) {
+                                m.next = m.next.max(std::mem::take(&mut g.put_next));
                                 m.epoch = *epoch;
                                 // Every offset handed out so far is gone,
                                 // whatever dead copies segments keep.
@@ -1617,8 +1619,17 @@ impl Writer {
                 }
                 end_records(buf);
                 for name in &listed {
-                    let floor = groups.get(name).map_or(0, |g| g.floor);
-                    push_floor(buf, name, floor);
+                    let g = groups.get_mut(name);
+                    push_floor(buf, name, g.as_ref().map_or(0, |g| g.floor));
+                    // The newest offset put, once a group (every group put
+                    // to is listed).
+                    if let Some(g) = g.filter(|g| g.put_next > 0) {
+                        touch(&mut metas, name);
+                        if let Some(m) = metas.get_mut(name) {
+                            m.next = m.next.max(g.put_next);
+                        }
+                        g.put_next = 0;
+                    }
                 }
                 if let Some(&s) = segs.get(&cur).filter(|s| s.live > 0) {
                     messages.insert(&cur.to_be_bytes()[..], &buf[..])?;
