@@ -89,6 +89,9 @@ pub struct AppState {
     pub stop: watch::Sender<bool>,
     /// Signed webhooks to the application backend; `None` when off.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// tungstenite's settings, shared by every socket (each makes its
+    /// state from them whenever the client's bytes come).
+    pub(crate) ws_config: Arc<tokio_tungstenite::tungstenite::protocol::WebSocketConfig>,
 }
 
 impl AppState {
@@ -132,6 +135,7 @@ impl AppState {
             drained: Notify::new(),
             started: std::time::Instant::now(),
             demo_secret,
+            ws_config: Arc::new(upgrade::ws_config(&config)),
             config,
             webhooks,
         });

@@ -200,8 +200,8 @@ struct Accepted {
     pub user_slot: UserSlot,
 }
 
-/// The WebSocket settings every socket gets.
-fn ws_config(config: &Config) -> WebSocketConfig {
+/// The WebSocket settings every socket gets (`AppState::ws_config`).
+pub(crate) fn ws_config(config: &Config) -> WebSocketConfig {
     WebSocketConfig::default()
         // Small: `socket::Stream` reads `--read-buffer-bytes` at a time
         // into a per-thread buffer and hands tungstenite what it asks for,
@@ -341,7 +341,7 @@ async fn handshake(
             let callback =
                 move |_: &Request, _: Response| -> Result<Response, ErrorResponse> { Err(refusal) };
             let stream = Stream::new(stream, state.config.read_buffer_bytes);
-            let config = Some(ws_config(&state.config));
+            let config = Some(*state.ws_config);
             let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, config);
             let _ = tokio::time::timeout_at(deadline, upgrade).await;
             return None;
@@ -355,7 +355,7 @@ async fn handshake(
     // The 101 is written when the session starts, a chat socket's with its
     // join's first frames.
     let stream = Stream::new(stream, state.config.read_buffer_bytes);
-    let ws = Ws::new(stream, ws_config(&state.config));
+    let ws = Ws::new(stream, state.ws_config.clone());
     Some((ws, accepted, answer))
 }
 
