@@ -19,13 +19,16 @@ impl Hub {
     /// Opens a connection, optionally carrying a user id (for presence and
     /// user sends) and a time to live after which the hub closes it.
     pub fn open(&self, user: Option<&str>, ttl: Option<Duration>) -> Result<Connection> {
-        let user: Option<Arc<str>> = match user {
-            Some(u) => {
-                self.check_user(u)?;
-                Some(u.into())
-            }
-            None => None,
-        };
+        self.open_shared(user.map(Arc::from), ttl)
+    }
+
+    /// [`Hub::open`] with the caller's own `Arc` of the user id, which the
+    /// connection and the hub's user map then share (a host that keeps one
+    /// per user saves a copy a connection).
+    pub fn open_shared(&self, user: Option<Arc<str>>, ttl: Option<Duration>) -> Result<Connection> {
+        if let Some(u) = &user {
+            self.check_user(u)?;
+        }
         let ttl_ms = ttl.map(|t| t.as_millis().min(u64::MAX as u128) as u64);
         let expires_at_ms = ttl_ms.map(|t| self.now_ms().saturating_add(t));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);

@@ -82,6 +82,9 @@ pub struct AppState {
     pub pending: Pending,
     /// Open WebSockets per user, for `--max-connections-per-user`.
     per_user: Mutex<FxHashMap<Arc<str>, usize>>,
+    /// Chat rooms' ids and core group names, one `Arc<str>` each per room
+    /// for all its sockets (see [`AppState::room_names`]).
+    room_names: Mutex<RoomNames>,
     /// Uploads receiving now, at most `--max-uploads-in-flight`.
     pub uploads: Semaphore,
     /// Set to true when shutdown begins: HTTP connections finish their
@@ -120,6 +123,7 @@ impl AppState {
         let state = Arc::new(AppState {
             pending: Pending::new(config.max_pending_connections),
             per_user: Mutex::default(),
+            room_names: Mutex::default(),
             uploads: Semaphore::new(config.max_uploads_in_flight),
             stop: watch::Sender::new(false),
             hub,
@@ -272,7 +276,11 @@ impl AppState {
         let mut per_user = self.per_user.lock();
         let key: Arc<str> = match per_user.get_key_value(sub) {
             Some((k, _)) => k.clone(),
-            None => sub.into(),
+            // The directory saw the user at the admission: its copy.
+            None => match self.features.directory.shared_id(sub) {
+                Some(id) => id,
+                None => sub.into(),
+            },
         };
         let n = per_user.entry(key.clone()).or_default();
         if cap > 0 && *n >= cap {
@@ -283,6 +291,21 @@ impl AppState {
             state: self.clone(),
             sub: key,
         })
+    }
+
+    /// `room`'s id and core group name (`room:<id>`), the same `Arc<str>`s
+    /// as every other socket of the room holds: two allocations a socket
+    /// less (issue 14 item 3).
+    pub(crate) fn room_names(&self, room: &str) -> (Arc<str>, Arc<str>) {
+        let mut names = self.room_names.lock();
+        if let Some((id, group)) = names.by_id.get_key_value(room) {
+            return (id.clone(), group.clone());
+        }
+        names.sweep();
+        let id: Arc<str> = room.into();
+        let group: Arc<str> = crate::frames::room_group(room).into();
+        names.by_id.insert(id.clone(), group.clone());
+        (id, group)
     }
 
     pub(crate) fn live_guard(self: &Arc<Self>) -> LiveGuard {
@@ -302,6 +325,32 @@ impl AppState {
                 return self.live.load(Ordering::SeqCst) == 0;
             }
         }
+    }
+}
+
+/// Rooms' ids and group names as sockets share them.
+#[derive(Default)]
+struct RoomNames {
+    /// Room id -> core group name.
+    by_id: FxHashMap<Arc<str>, Arc<str>>,
+    /// Rooms kept after the last sweep: the next comes at twice as many
+    /// (at least [`RoomNames::SWEEP_FROM`]), so sweeps cost O(1) a room.
+    kept: usize,
+}
+
+impl RoomNames {
+    const SWEEP_FROM: usize = 1024;
+
+    /// Forgets rooms no socket holds any more, when due.
+    fn sweep(&mut self) {
+        if self.by_id.len() < 2 * self.kept.max(Self::SWEEP_FROM / 2) {
+            return;
+        }
+        // Held by the map alone: no socket has them, and none can take
+        // one without this lock.
+        self.by_id
+            .retain(|id, group| Arc::strong_count(id) > 1 || Arc::strong_count(group) > 1);
+        self.kept = self.by_id.len();
     }
 }
 

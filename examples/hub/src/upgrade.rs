@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::server::{AppState, LiveGuard, UserSlot};
 use crate::session::{Endpoint, Session, SessionInfo};
 use crate::socket::{Socket, Stream, Ws};
-use crate::{chat, dm, features, frames, http, presence};
+use crate::{chat, dm, features, http, presence};
 
 /// A WebSocket route, from the request line.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,6 +102,7 @@ async fn accept(
     slot.admit(&state);
     drop(slot);
     let (ws, accepted, answer) = upgraded?;
+    let recovery = (accepted.since, accepted.epoch);
     let (session, mut socket) = open_session(state, ws, accepted)?;
     let started = if session.state.shutting_down.load(Ordering::SeqCst) {
         if socket.send_answer_and(&answer, &[]).await.is_ok() {
@@ -109,7 +110,7 @@ async fn accept(
         }
         false
     } else if matches!(session.endpoint, Endpoint::Chat { .. }) {
-        chat::join(&session, &mut socket, &answer).await
+        chat::join(&session, &mut socket, &answer, recovery).await
     } else {
         socket.send_answer_and(&answer, &[]).await.is_ok()
     };
@@ -205,8 +206,8 @@ pub(crate) fn ws_config(config: &Config) -> WebSocketConfig {
     WebSocketConfig::default()
         // Small: `socket::Stream` reads `--read-buffer-bytes` at a time
         // into a per-thread buffer and hands tungstenite what it asks for,
-        // so an idle socket keeps only this much here, not a whole read's
-        // worth.
+        // so a socket being read keeps only this much here, not a whole
+        // read's worth (an idle one keeps none: `socket::Ws`).
         .read_buffer_size(TUNGSTENITE_READ_BUFFER)
         // The hub writes data frames itself (one write per batch); only
         // control frames go through tungstenite, written at once.
@@ -416,10 +417,8 @@ async fn admit(
             features::admit(state, &claims, &room)
                 .await
                 .map_err(|status| (status, "you may not join this room"))?;
-            Endpoint::Chat {
-                group: frames::room_group(&room).into(),
-                room: room.into(),
-            }
+            let (room, group) = state.room_names(&room);
+            Endpoint::Chat { room, group }
         }
         WsKind::Presence => {
             if path != "/presence" && path != "/presence/" {
@@ -467,11 +466,11 @@ fn open_session(
     let Accepted {
         endpoint,
         claims,
-        since,
-        epoch,
         user_slot,
+        ..
     } = accepted;
-    let conn = match state.hub.open(Some(&claims.sub), None) {
+    // The user id the slot holds (one per user), shared with the core.
+    let conn = match state.hub.open_shared(Some(user_slot.sub().clone()), None) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not open a hub connection");
@@ -487,7 +486,6 @@ fn open_session(
         }
     };
     let id = conn.id();
-    let claims = Arc::new(claims);
     state.register(
         id,
         SessionInfo {
@@ -508,8 +506,6 @@ fn open_session(
         claims,
         endpoint,
         conn,
-        since,
-        epoch,
         pending_acks: std::sync::OnceLock::new(),
         user_slot,
     });
