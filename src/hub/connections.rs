@@ -68,6 +68,17 @@ impl Hub {
         Ok(Connection::new(self.clone(), state))
     }
 
+    /// Wakes the task waiting on connection `id`'s queue
+    /// ([`Connection::recv_batch_async`]) without a message: the task runs,
+    /// finds the queue as it was and waits again, and looks at whatever
+    /// else it waits on meanwhile. A host can then drive every
+    /// connection's periodic work (pings) from one clock instead of a
+    /// timer per connection.
+    pub fn wake(&self, id: ConnId) -> Result<()> {
+        self.conn(id)?.wake_task();
+        Ok(())
+    }
+
     /// A handle on an open connection.
     pub fn connection(&self, id: ConnId) -> Result<Connection> {
         Ok(Connection::new(self.clone(), self.conn(id)?))

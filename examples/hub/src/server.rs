@@ -11,8 +11,8 @@
 //! first, so stalled sockets cannot take every file descriptor.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use channelbox::{CloseReason, Hub};
@@ -95,6 +95,50 @@ pub struct AppState {
     /// tungstenite's settings, shared by every socket (each makes its
     /// state from them whenever the client's bytes come).
     pub(crate) ws_config: Arc<tokio_tungstenite::tungstenite::protocol::WebSocketConfig>,
+    /// Every socket's ping clock; `None` when pings are off.
+    pub(crate) pings: Option<Arc<PingClock>>,
+}
+
+/// One clock for every socket's pings (`--ping-interval`), instead of a
+/// timer per socket: a slot per registry shard, each ticking once an
+/// interval, the slots spread evenly over it ([`ping_clock`]). A socket's
+/// slot is its shard's (its connection id's); at each tick the clock wakes
+/// the slot's sockets through their queues (`Hub::wake`), and each pings
+/// (`socket::Socket`).
+#[derive(Debug, Default)]
+pub struct PingClock {
+    ticks: [AtomicU32; REGISTRY_SHARDS],
+}
+
+impl PingClock {
+    /// How many times the slot of connection `id` has ticked.
+    pub fn tick(&self, id: u64) -> u32 {
+        self.ticks[id as usize % REGISTRY_SHARDS].load(Ordering::Acquire)
+    }
+}
+
+/// Ticks the ping clock's slots in turn, one every `every` /
+/// [`REGISTRY_SHARDS`], and wakes each slot's sockets as it ticks. Ends
+/// with the hub's state.
+async fn ping_clock(state: Weak<AppState>, every: Duration) {
+    let step = (every / REGISTRY_SHARDS as u32).max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ids = Vec::new();
+    for slot in (0..REGISTRY_SHARDS).cycle() {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let Some(clock) = &state.pings else {
+            return;
+        };
+        clock.ticks[slot].fetch_add(1, Ordering::Release);
+        ids.extend(state.registry[slot].lock().keys().copied());
+        for id in ids.drain(..) {
+            let _ = state.hub.wake(id);
+        }
+    }
 }
 
 impl AppState {
@@ -140,6 +184,7 @@ impl AppState {
             started: std::time::Instant::now(),
             demo_secret,
             ws_config: Arc::new(upgrade::ws_config(&config)),
+            pings: config.ping_interval().map(|_| Arc::default()),
             config,
             webhooks,
         });
@@ -528,6 +573,10 @@ pub async fn run_with_state(
     let router = http::router(state.clone());
     if let Some(webhooks) = &state.webhooks {
         webhooks.start();
+    }
+
+    if let Some(every) = state.config.ping_interval() {
+        tokio::spawn(ping_clock(Arc::downgrade(&state), every));
     }
 
     // With Redis: presence across hubs (see `presence::watch`).

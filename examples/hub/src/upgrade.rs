@@ -216,14 +216,14 @@ pub(crate) fn ws_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(config.max_frame_bytes))
 }
 
-/// tungstenite's own read buffer. It is allocated with the socket and kept
-/// for its whole life, and it is also the most tungstenite reads from
+/// tungstenite's own read buffer. It is allocated with tungstenite's state
+/// while the client's bytes are read (`socket::Ws`: none on an idle
+/// socket), and it is also the most tungstenite reads from
 /// `socket::Stream` at a time (its reads there are copies, not system
 /// calls, but each is a call through `Stream` and tungstenite's buffer
 /// bookkeeping): 64 bytes take a short chat frame (`{"message":"..."}`,
 /// masked) in one read, where 24 took two or three (callgrind, d: 2.0
-/// reads a frame -> 0.77), for 48 bytes more per socket than 24 (malloc's
-/// 80-byte chunk instead of 32).
+/// reads a frame -> 0.77).
 const TUNGSTENITE_READ_BUFFER: usize = 64;
 
 /// Longest request head a WebSocket upgrade may have.
@@ -500,7 +500,12 @@ fn open_session(
         .sessions_opened
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(conn = id, sub = %claims.sub, endpoint = ?endpoint, "session opened");
-    let socket = Box::new(Socket::new(ws, conn.clone(), &state.config));
+    let socket = Box::new(Socket::new(
+        ws,
+        conn.clone(),
+        &state.config,
+        state.pings.as_ref(),
+    ));
     let session = Box::new(Session {
         state,
         claims,
