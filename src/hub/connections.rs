@@ -268,7 +268,7 @@ impl Hub {
             let Some(list) = users.get_mut(user) else {
                 return;
             };
-            list.retain(|c| c.id != conn.id);
+            list.remove(conn.id);
             let gone = list.is_empty();
             if gone {
                 users.remove(user);
