@@ -236,6 +236,12 @@ impl Socket {
         }
         ping.unanswered += 1;
         ping.seen = ping.clock.tick(self.conn.id());
+        // Its vector for batches goes back too (empty between batches):
+        // an idle socket keeps none, a busy one allocates it again once
+        // an interval.
+        if self.batch.is_empty() {
+            self.batch = Vec::new();
+        }
         // An unmasked ping with no payload, written like data frames.
         Ok((vec![0x89, 0x00], 0))
     }
