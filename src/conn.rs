@@ -592,6 +592,12 @@ impl ConnState {
         &self.wakes as *const AtomicU32 as usize
     }
 
+    /// Wakes the async receiver without a message: its task runs, finds
+    /// the queue as it was, and waits again ([`crate::Hub::wake`]).
+    pub(crate) fn wake_task(&self) {
+        self.waker.wake();
+    }
+
     /// Closes the queue; returns false when it was already closed.
     pub(crate) fn close(&self, reason: CloseReason) -> bool {
         let mut q = self.queue.lock();
@@ -883,6 +889,24 @@ mod tests {
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         push(&c, &msg(1));
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// `Hub::wake`: the waiting receiver runs, finds nothing, waits again,
+    /// and the next push still wakes it.
+    #[test]
+    fn a_wake_without_a_message_leaves_the_receiver_waiting() {
+        let c = conn(100, 1000, SlowConsumer::Disconnect);
+        let counter = Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        c.wake_task();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
+        push(&c, &msg(1));
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
     }
 
     #[test]

@@ -414,6 +414,26 @@ fn stale_ids_are_detected_and_never_reused() {
 }
 
 #[test]
+fn a_users_connections_are_counted_as_they_open_and_close() {
+    let hub = hub();
+    let first = hub.open(Some("alice"), None).unwrap();
+    assert_eq!(hub.user_connections("alice"), 1);
+    let second = hub.open(Some("alice"), None).unwrap();
+    let third = hub.open(Some("alice"), None).unwrap();
+    assert_eq!(hub.user_connections("alice"), 3);
+    hub.close(second.id()).unwrap();
+    assert_eq!(hub.user_connections("alice"), 2);
+    hub.close(first.id()).unwrap();
+    assert_eq!(hub.user_connections("alice"), 1);
+    assert_eq!(hub.users(), vec!["alice".to_string()]);
+    let r = hub.user_send("alice", Kind::Text, text("dm")).unwrap();
+    assert_eq!(r.delivered, 1);
+    hub.close(third.id()).unwrap();
+    assert_eq!(hub.user_connections("alice"), 0);
+    assert!(hub.users().is_empty());
+}
+
+#[test]
 fn user_send_reaches_every_connection_of_the_user() {
     let hub = hub();
     let tabs: Vec<_> = (0..3)

@@ -19,13 +19,16 @@ impl Hub {
     /// Opens a connection, optionally carrying a user id (for presence and
     /// user sends) and a time to live after which the hub closes it.
     pub fn open(&self, user: Option<&str>, ttl: Option<Duration>) -> Result<Connection> {
-        let user: Option<Arc<str>> = match user {
-            Some(u) => {
-                self.check_user(u)?;
-                Some(u.into())
-            }
-            None => None,
-        };
+        self.open_shared(user.map(Arc::from), ttl)
+    }
+
+    /// [`Hub::open`] with the caller's own `Arc` of the user id, which the
+    /// connection and the hub's user map then share (a host that keeps one
+    /// per user saves a copy a connection).
+    pub fn open_shared(&self, user: Option<Arc<str>>, ttl: Option<Duration>) -> Result<Connection> {
+        if let Some(u) = &user {
+            self.check_user(u)?;
+        }
         let ttl_ms = ttl.map(|t| t.as_millis().min(u64::MAX as u128) as u64);
         let expires_at_ms = ttl_ms.map(|t| self.now_ms().saturating_add(t));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -63,6 +66,17 @@ impl Hub {
                 .schedule(id, at, || -> Weak<HubInner> { Arc::downgrade(inner) });
         }
         Ok(Connection::new(self.clone(), state))
+    }
+
+    /// Wakes the task waiting on connection `id`'s queue
+    /// ([`Connection::recv_batch_async`]) without a message: the task runs,
+    /// finds the queue as it was and waits again, and looks at whatever
+    /// else it waits on meanwhile. A host can then drive every
+    /// connection's periodic work (pings) from one clock instead of a
+    /// timer per connection.
+    pub fn wake(&self, id: ConnId) -> Result<()> {
+        self.conn(id)?.wake_task();
+        Ok(())
     }
 
     /// A handle on an open connection.
@@ -254,7 +268,7 @@ impl Hub {
             let Some(list) = users.get_mut(user) else {
                 return;
             };
-            list.retain(|c| c.id != conn.id);
+            list.remove(conn.id);
             let gone = list.is_empty();
             if gone {
                 users.remove(user);

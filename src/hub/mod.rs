@@ -210,7 +210,59 @@ impl std::fmt::Debug for Hub {
 }
 
 /// Each user's open connections on this node.
-type UserConns = FxHashMap<Arc<str>, Vec<Arc<ConnState>>>;
+type UserConns = FxHashMap<Arc<str>, ConnList>;
+
+/// One user's open connections: nearly always one, kept inline (a vector
+/// of its own was an allocation a user).
+#[derive(Default)]
+pub(crate) enum ConnList {
+    #[default]
+    None,
+    One(Arc<ConnState>),
+    Many(Vec<Arc<ConnState>>),
+}
+
+impl ConnList {
+    pub(crate) fn push(&mut self, conn: Arc<ConnState>) {
+        *self = match std::mem::take(self) {
+            ConnList::None => ConnList::One(conn),
+            ConnList::One(one) => ConnList::Many(vec![one, conn]),
+            ConnList::Many(mut many) => {
+                many.push(conn);
+                ConnList::Many(many)
+            }
+        };
+    }
+
+    /// Forgets connection `id`.
+    pub(crate) fn remove(&mut self, id: ConnId) {
+        match self {
+            ConnList::One(one) if one.id == id => *self = ConnList::None,
+            ConnList::Many(many) => many.retain(|c| c.id != id),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ConnList::None => 0,
+            ConnList::One(_) => 1,
+            ConnList::Many(many) => many.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<Arc<ConnState>> {
+        match self {
+            ConnList::None => Vec::new(),
+            ConnList::One(one) => vec![one.clone()],
+            ConnList::Many(many) => many.clone(),
+        }
+    }
+}
 
 pub(crate) struct HubInner {
     config: Config,
@@ -395,7 +447,7 @@ impl Hub {
         self.inner.users[shard(user, USER_SHARDS)]
             .lock()
             .get(user)
-            .cloned()
+            .map(ConnList::to_vec)
             .unwrap_or_default()
     }
 

@@ -91,7 +91,7 @@ impl Hub {
         self.inner.users[shard(user, USER_SHARDS)]
             .lock()
             .get(user)
-            .map_or(0, Vec::len)
+            .map_or(0, super::ConnList::len)
     }
 
     /// Distinct users with at least one open connection, sorted. With the

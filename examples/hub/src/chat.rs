@@ -95,13 +95,18 @@ pub fn serve<'a>(
 /// what it holds are skipped) and `reads` frame, in one write (the client
 /// reads frames only after the 101 anyway); false when the socket is gone.
 /// Run by `upgrade::accept`, whose state is freed once the session starts:
-/// the socket's task keeps nothing of the join.
-pub(crate) async fn join(session: &Session, socket: &mut Socket, answer: &[u8]) -> bool {
+/// the socket's task keeps nothing of the join. `(since, epoch)`: the
+/// upgrade's `?since=` and `?epoch=` (a recovery).
+pub(crate) async fn join(
+    session: &Session,
+    socket: &mut Socket,
+    answer: &[u8],
+    (since, epoch): (Option<u64>, Option<u64>),
+) -> bool {
     let Endpoint::Chat { room, group } = &session.endpoint else {
         return false;
     };
     let state = &session.state;
-    let (since, epoch) = (session.since, session.epoch);
     let sub = &session.claims.sub;
     let first = features::membership::on_connect(state, room, sub).await;
     let joined = format!("{} joined the chat", session.claims.username);

@@ -99,11 +99,9 @@ impl FrameHarness {
             pending_acks: std::sync::OnceLock::new(),
             user_slot,
             state: Arc::clone(&state),
-            claims: Arc::new(claims),
+            claims,
             endpoint,
             conn,
-            since: None,
-            epoch: None,
         };
         let max = state.config.max_frame_bytes;
         let mut sent = Vec::new();

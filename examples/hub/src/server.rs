@@ -11,8 +11,8 @@
 //! first, so stalled sockets cannot take every file descriptor.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use channelbox::{CloseReason, Hub};
@@ -82,6 +82,9 @@ pub struct AppState {
     pub pending: Pending,
     /// Open WebSockets per user, for `--max-connections-per-user`.
     per_user: Mutex<FxHashMap<Arc<str>, usize>>,
+    /// Chat rooms' ids and core group names, one `Arc<str>` each per room
+    /// for all its sockets (see [`AppState::room_names`]).
+    room_names: Mutex<RoomNames>,
     /// Uploads receiving now, at most `--max-uploads-in-flight`.
     pub uploads: Semaphore,
     /// Set to true when shutdown begins: HTTP connections finish their
@@ -89,6 +92,53 @@ pub struct AppState {
     pub stop: watch::Sender<bool>,
     /// Signed webhooks to the application backend; `None` when off.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// tungstenite's settings, shared by every socket (each makes its
+    /// state from them whenever the client's bytes come).
+    pub(crate) ws_config: Arc<tokio_tungstenite::tungstenite::protocol::WebSocketConfig>,
+    /// Every socket's ping clock; `None` when pings are off.
+    pub(crate) pings: Option<Arc<PingClock>>,
+}
+
+/// One clock for every socket's pings (`--ping-interval`), instead of a
+/// timer per socket: a slot per registry shard, each ticking once an
+/// interval, the slots spread evenly over it ([`ping_clock`]). A socket's
+/// slot is its shard's (its connection id's); at each tick the clock wakes
+/// the slot's sockets through their queues (`Hub::wake`), and each pings
+/// (`socket::Socket`).
+#[derive(Debug, Default)]
+pub struct PingClock {
+    ticks: [AtomicU32; REGISTRY_SHARDS],
+}
+
+impl PingClock {
+    /// How many times the slot of connection `id` has ticked.
+    pub fn tick(&self, id: u64) -> u32 {
+        self.ticks[id as usize % REGISTRY_SHARDS].load(Ordering::Acquire)
+    }
+}
+
+/// Ticks the ping clock's slots in turn, one every `every` /
+/// [`REGISTRY_SHARDS`], and wakes each slot's sockets as it ticks. Ends
+/// with the hub's state.
+async fn ping_clock(state: Weak<AppState>, every: Duration) {
+    let step = (every / REGISTRY_SHARDS as u32).max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ids = Vec::new();
+    for slot in (0..REGISTRY_SHARDS).cycle() {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let Some(clock) = &state.pings else {
+            return;
+        };
+        clock.ticks[slot].fetch_add(1, Ordering::Release);
+        ids.extend(state.registry[slot].lock().keys().copied());
+        for id in ids.drain(..) {
+            let _ = state.hub.wake(id);
+        }
+    }
 }
 
 impl AppState {
@@ -117,6 +167,7 @@ impl AppState {
         let state = Arc::new(AppState {
             pending: Pending::new(config.max_pending_connections),
             per_user: Mutex::default(),
+            room_names: Mutex::default(),
             uploads: Semaphore::new(config.max_uploads_in_flight),
             stop: watch::Sender::new(false),
             hub,
@@ -132,6 +183,8 @@ impl AppState {
             drained: Notify::new(),
             started: std::time::Instant::now(),
             demo_secret,
+            ws_config: Arc::new(upgrade::ws_config(&config)),
+            pings: config.ping_interval().map(|_| Arc::default()),
             config,
             webhooks,
         });
@@ -268,7 +321,11 @@ impl AppState {
         let mut per_user = self.per_user.lock();
         let key: Arc<str> = match per_user.get_key_value(sub) {
             Some((k, _)) => k.clone(),
-            None => sub.into(),
+            // The directory saw the user at the admission: its copy.
+            None => match self.features.directory.shared_id(sub) {
+                Some(id) => id,
+                None => sub.into(),
+            },
         };
         let n = per_user.entry(key.clone()).or_default();
         if cap > 0 && *n >= cap {
@@ -279,6 +336,21 @@ impl AppState {
             state: self.clone(),
             sub: key,
         })
+    }
+
+    /// `room`'s id and core group name (`room:<id>`), the same `Arc<str>`s
+    /// as every other socket of the room holds: two allocations a socket
+    /// less (issue 14 item 3).
+    pub(crate) fn room_names(&self, room: &str) -> (Arc<str>, Arc<str>) {
+        let mut names = self.room_names.lock();
+        if let Some((id, group)) = names.by_id.get_key_value(room) {
+            return (id.clone(), group.clone());
+        }
+        names.sweep();
+        let id: Arc<str> = room.into();
+        let group: Arc<str> = crate::frames::room_group(room).into();
+        names.by_id.insert(id.clone(), group.clone());
+        (id, group)
     }
 
     pub(crate) fn live_guard(self: &Arc<Self>) -> LiveGuard {
@@ -298,6 +370,32 @@ impl AppState {
                 return self.live.load(Ordering::SeqCst) == 0;
             }
         }
+    }
+}
+
+/// Rooms' ids and group names as sockets share them.
+#[derive(Default)]
+struct RoomNames {
+    /// Room id -> core group name.
+    by_id: FxHashMap<Arc<str>, Arc<str>>,
+    /// Rooms kept after the last sweep: the next comes at twice as many
+    /// (at least [`RoomNames::SWEEP_FROM`]), so sweeps cost O(1) a room.
+    kept: usize,
+}
+
+impl RoomNames {
+    const SWEEP_FROM: usize = 1024;
+
+    /// Forgets rooms no socket holds any more, when due.
+    fn sweep(&mut self) {
+        if self.by_id.len() < 2 * self.kept.max(Self::SWEEP_FROM / 2) {
+            return;
+        }
+        // Held by the map alone: no socket has them, and none can take
+        // one without this lock.
+        self.by_id
+            .retain(|id, group| Arc::strong_count(id) > 1 || Arc::strong_count(group) > 1);
+        self.kept = self.by_id.len();
     }
 }
 
@@ -475,6 +573,10 @@ pub async fn run_with_state(
     let router = http::router(state.clone());
     if let Some(webhooks) = &state.webhooks {
         webhooks.start();
+    }
+
+    if let Some(every) = state.config.ping_interval() {
+        tokio::spawn(ping_clock(Arc::downgrade(&state), every));
     }
 
     // With Redis: presence across hubs (see `presence::watch`).

@@ -46,16 +46,13 @@ pub const MAX_PENDING_ACKS: usize = 1024;
 pub struct Session {
     /// The hub-wide state.
     pub state: Arc<AppState>,
-    /// Who is connected (from the token).
-    pub claims: Arc<Claims>,
+    /// Who is connected (from the token). Inline: an `Arc` of its own was
+    /// one more allocation per socket (issue 14 item 3).
+    pub claims: Claims,
     /// Which endpoint, with its room or peer.
     pub endpoint: Endpoint,
     /// The core connection: its queue is what this socket's writer drains.
     pub conn: Connection,
-    /// `?since=`: the last message id the client has (recovery).
-    pub since: Option<u64>,
-    /// `?epoch=`: the history epoch `since` belongs to.
-    pub epoch: Option<u64>,
     /// Saved messages of this socket whose `ack` waits for the durable
     /// store ([`MAX_PENDING_ACKS`] at most; the next message waits for one).
     /// Empty until the first one waits (most sockets never send, or send

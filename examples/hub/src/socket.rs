@@ -8,9 +8,10 @@
 //! idle socket keeps no write buffer, and a busy room costs one `sendto`
 //! per socket per batch instead of one per frame.
 //!
-//! Every `--ping-interval` the socket pings its client; a client that sent
-//! nothing (no pong, no frame) through two pings in a row is gone, and the
-//! socket is closed with 1001. Closes are prompt: the close frame, then FIN,
+//! Every `--ping-interval` the socket pings its client, at the ticks of
+//! its slot of the hub's one ping clock ([`crate::server::PingClock`]); a
+//! client that sent nothing (no pong, no frame) through two pings in a row
+//! is gone, and the socket is closed with 1001. Closes are prompt: the close frame, then FIN,
 //! then at most [`CLOSE_DRAIN`] for the client's answer.
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::rate_limit::{FrameLimit, Verdict};
+use crate::server::PingClock;
 use crate::session::Session;
 
 mod stream;
@@ -146,7 +148,7 @@ pub struct Socket {
     /// report cannot (a shared engine delivers when the publication comes
     /// back); `None` costs the writer nothing.
     deliveries: Option<Box<Deliveries>>,
-    /// The next ping (`--ping-interval`); `None` when pings are off.
+    /// Its pings (`--ping-interval`); `None` when pings are off.
     ping: Option<Ping>,
     /// Bytes and messages of this socket's own queue past which it is
     /// written before the next read (see [`Socket::next`]).
@@ -158,10 +160,13 @@ pub struct Socket {
 /// escaped no longer than it came.
 const ECHO_OVERHEAD: usize = 4096;
 
-/// The heartbeat of one socket.
+/// The heartbeat of one socket: no timer of its own (a boxed `Sleep` was
+/// 112 bytes a socket), the hub's clock wakes it through its queue.
 struct Ping {
-    every: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    clock: Arc<PingClock>,
+    /// Its slot's tick when it last pinged (or started): it pings when the
+    /// slot's tick moves on.
+    seen: u32,
     /// Pings sent since the client last sent anything.
     unanswered: u8,
 }
@@ -173,7 +178,18 @@ struct Deliveries {
 }
 
 impl Socket {
-    pub fn new(ws: Ws, conn: Connection, config: &Config) -> Socket {
+    /// `pings`: the hub's ping clock (`None`: pings are off).
+    pub fn new(
+        ws: Ws,
+        conn: Connection,
+        config: &Config,
+        pings: Option<&Arc<PingClock>>,
+    ) -> Socket {
+        let ping = pings.map(|clock| Ping {
+            clock: clock.clone(),
+            seen: clock.tick(conn.id()),
+            unanswered: 0,
+        });
         Socket {
             ws,
             conn,
@@ -182,11 +198,7 @@ impl Socket {
             skip: None,
             control_pending: false,
             deliveries: None,
-            ping: config.ping_interval().map(|every| Ping {
-                every,
-                timer: Box::pin(tokio::time::sleep(every)),
-                unanswered: 0,
-            }),
+            ping,
             write_first: write_first(config),
         }
     }
@@ -199,12 +211,15 @@ impl Socket {
             && (bytes > self.write_first.0 as usize || messages > self.write_first.1 as usize)
     }
 
-    /// Waits for the next ping time (forever when pings are off).
-    async fn ping_due(ping: &mut Option<Ping>) {
-        match ping {
-            Some(p) => p.timer.as_mut().await,
-            None => std::future::pending().await,
-        }
+    /// Ready once the socket's slot of the ping clock ticked since its last
+    /// ping (never when pings are off). It registers no waker: the clock
+    /// wakes the socket's task through its queue (`Hub::wake`), whose
+    /// waker the same `select!` registered.
+    fn ping_due<'p>(ping: &'p Option<Ping>, conn: &'p Connection) -> impl Future<Output = ()> + 'p {
+        std::future::poll_fn(move |_| match ping {
+            Some(p) if p.clock.tick(conn.id()) != p.seen => std::task::Poll::Ready(()),
+            _ => std::task::Poll::Pending,
+        })
     }
 
     /// A ping is due: the frame to write, or the close event for a client
@@ -220,8 +235,13 @@ impl Socket {
             });
         }
         ping.unanswered += 1;
-        let next = tokio::time::Instant::now() + ping.every;
-        ping.timer.as_mut().reset(next);
+        ping.seen = ping.clock.tick(self.conn.id());
+        // Its vector for batches goes back too (empty between batches):
+        // an idle socket keeps none, a busy one allocates it again once
+        // an interval.
+        if self.batch.is_empty() {
+            self.batch = Vec::new();
+        }
         // An unmasked ping with no payload, written like data frames.
         Ok((vec![0x89, 0x00], 0))
     }
@@ -308,7 +328,7 @@ impl Socket {
                             Err(_) => return Event::Gone,
                         }
                     }
-                    _ = Self::ping_due(&mut self.ping) => match self.ping_now() {
+                    _ = Self::ping_due(&self.ping, &self.conn) => match self.ping_now() {
                         Ok(frame) => frame,
                         Err(event) => return event,
                     },

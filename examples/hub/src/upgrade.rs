@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::server::{AppState, LiveGuard, UserSlot};
 use crate::session::{Endpoint, Session, SessionInfo};
 use crate::socket::{Socket, Stream, Ws};
-use crate::{chat, dm, features, frames, http, presence};
+use crate::{chat, dm, features, http, presence};
 
 /// A WebSocket route, from the request line.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,6 +102,7 @@ async fn accept(
     slot.admit(&state);
     drop(slot);
     let (ws, accepted, answer) = upgraded?;
+    let recovery = (accepted.since, accepted.epoch);
     let (session, mut socket) = open_session(state, ws, accepted)?;
     let started = if session.state.shutting_down.load(Ordering::SeqCst) {
         if socket.send_answer_and(&answer, &[]).await.is_ok() {
@@ -109,7 +110,7 @@ async fn accept(
         }
         false
     } else if matches!(session.endpoint, Endpoint::Chat { .. }) {
-        chat::join(&session, &mut socket, &answer).await
+        chat::join(&session, &mut socket, &answer, recovery).await
     } else {
         socket.send_answer_and(&answer, &[]).await.is_ok()
     };
@@ -200,13 +201,13 @@ struct Accepted {
     pub user_slot: UserSlot,
 }
 
-/// The WebSocket settings every socket gets.
-fn ws_config(config: &Config) -> WebSocketConfig {
+/// The WebSocket settings every socket gets (`AppState::ws_config`).
+pub(crate) fn ws_config(config: &Config) -> WebSocketConfig {
     WebSocketConfig::default()
         // Small: `socket::Stream` reads `--read-buffer-bytes` at a time
         // into a per-thread buffer and hands tungstenite what it asks for,
-        // so an idle socket keeps only this much here, not a whole read's
-        // worth.
+        // so a socket being read keeps only this much here, not a whole
+        // read's worth (an idle one keeps none: `socket::Ws`).
         .read_buffer_size(TUNGSTENITE_READ_BUFFER)
         // The hub writes data frames itself (one write per batch); only
         // control frames go through tungstenite, written at once.
@@ -215,14 +216,14 @@ fn ws_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(config.max_frame_bytes))
 }
 
-/// tungstenite's own read buffer. It is allocated with the socket and kept
-/// for its whole life, and it is also the most tungstenite reads from
+/// tungstenite's own read buffer. It is allocated with tungstenite's state
+/// while the client's bytes are read (`socket::Ws`: none on an idle
+/// socket), and it is also the most tungstenite reads from
 /// `socket::Stream` at a time (its reads there are copies, not system
 /// calls, but each is a call through `Stream` and tungstenite's buffer
 /// bookkeeping): 64 bytes take a short chat frame (`{"message":"..."}`,
 /// masked) in one read, where 24 took two or three (callgrind, d: 2.0
-/// reads a frame -> 0.77), for 48 bytes more per socket than 24 (malloc's
-/// 80-byte chunk instead of 32).
+/// reads a frame -> 0.77).
 const TUNGSTENITE_READ_BUFFER: usize = 64;
 
 /// Longest request head a WebSocket upgrade may have.
@@ -341,7 +342,7 @@ async fn handshake(
             let callback =
                 move |_: &Request, _: Response| -> Result<Response, ErrorResponse> { Err(refusal) };
             let stream = Stream::new(stream, state.config.read_buffer_bytes);
-            let config = Some(ws_config(&state.config));
+            let config = Some(*state.ws_config);
             let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, config);
             let _ = tokio::time::timeout_at(deadline, upgrade).await;
             return None;
@@ -355,7 +356,7 @@ async fn handshake(
     // The 101 is written when the session starts, a chat socket's with its
     // join's first frames.
     let stream = Stream::new(stream, state.config.read_buffer_bytes);
-    let ws = Ws::new(stream, ws_config(&state.config));
+    let ws = Ws::new(stream, state.ws_config.clone());
     Some((ws, accepted, answer))
 }
 
@@ -416,10 +417,8 @@ async fn admit(
             features::admit(state, &claims, &room)
                 .await
                 .map_err(|status| (status, "you may not join this room"))?;
-            Endpoint::Chat {
-                group: frames::room_group(&room).into(),
-                room: room.into(),
-            }
+            let (room, group) = state.room_names(&room);
+            Endpoint::Chat { room, group }
         }
         WsKind::Presence => {
             if path != "/presence" && path != "/presence/" {
@@ -467,11 +466,11 @@ fn open_session(
     let Accepted {
         endpoint,
         claims,
-        since,
-        epoch,
         user_slot,
+        ..
     } = accepted;
-    let conn = match state.hub.open(Some(&claims.sub), None) {
+    // The user id the slot holds (one per user), shared with the core.
+    let conn = match state.hub.open_shared(Some(user_slot.sub().clone()), None) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not open a hub connection");
@@ -487,7 +486,6 @@ fn open_session(
         }
     };
     let id = conn.id();
-    let claims = Arc::new(claims);
     state.register(
         id,
         SessionInfo {
@@ -502,14 +500,17 @@ fn open_session(
         .sessions_opened
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(conn = id, sub = %claims.sub, endpoint = ?endpoint, "session opened");
-    let socket = Box::new(Socket::new(ws, conn.clone(), &state.config));
+    let socket = Box::new(Socket::new(
+        ws,
+        conn.clone(),
+        &state.config,
+        state.pings.as_ref(),
+    ));
     let session = Box::new(Session {
         state,
         claims,
         endpoint,
         conn,
-        since,
-        epoch,
         pending_acks: std::sync::OnceLock::new(),
         user_slot,
     });

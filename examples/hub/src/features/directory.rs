@@ -183,6 +183,13 @@ impl Directory {
         self.len() == 0
     }
 
+    /// The directory's own `Arc<str>` of user id `sub`, if it knows the
+    /// user: others who keep the id share it instead of a copy.
+    pub fn shared_id(&self, sub: &str) -> Option<Arc<str>> {
+        let users = self.users.lock();
+        users.by_sub.get_key_value(sub).map(|(id, _)| id.clone())
+    }
+
     /// True when `sub` was last seen with the admin role.
     pub fn is_admin(&self, sub: &str) -> bool {
         self.users.lock().by_sub.get(sub).is_some_and(|k| k.admin)

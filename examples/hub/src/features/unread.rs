@@ -266,7 +266,7 @@ pub async fn room_read(session: &Session, room: &str, id: u64) -> Result<(), Ref
 /// (a read of the batch and the file, no fsync), not a read then a write.
 pub fn first_visit(session: &Session, room: ChatRoom<'_>) {
     let state = session.state.clone();
-    let claims = session.claims.clone();
+    let sub = session.user_slot.sub().clone();
     let room_id = room.id.to_owned();
     // Asked now: in memory the answer is the last id at this join.
     let last = state.hub.last_offset_async(room.group);
@@ -275,7 +275,7 @@ pub fn first_visit(session: &Session, room: ChatRoom<'_>) {
         let last = last.await.unwrap_or(0).to_string();
         let marked = state
             .store
-            .put_new_batched(Table::UserReads, &claims.sub, &room, last.as_bytes())
+            .put_new_batched(Table::UserReads, &sub, &room, last.as_bytes())
             .await;
         if let Err(e) = marked {
             tracing::warn!(error = %e, room, "could not record a first visit");

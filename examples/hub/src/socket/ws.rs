@@ -11,11 +11,19 @@
 //! stream in two `Arc`ed waker proxies (two heap allocations per socket,
 //! kept for its whole life) and builds a proxy waker for every read
 //! tungstenite makes, several per frame.
+//!
+//! tungstenite's state (`WebSocketContext`: 256 bytes, and its read buffer)
+//! exists only while the client's bytes are being read: it is made when the
+//! socket becomes readable and dropped once the reader is waiting again
+//! with every message whole ([`Stream::between_messages`]) and no pong
+//! owed. An idle socket keeps none of it (issue 14 item 3); a busy one
+//! makes it once per wake-up that finds bytes, not once per frame.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::{
@@ -27,8 +35,14 @@ use super::Stream;
 
 /// A server-side WebSocket over [`Stream`].
 pub struct Ws {
-    ctx: WebSocketContext,
+    /// tungstenite's state while the client's bytes are read; `None` while
+    /// the socket is idle (between messages, nothing owed).
+    ctx: Option<Box<WebSocketContext>>,
     stream: Stream,
+    /// What a new `ctx` is made with (one per hub, shared).
+    config: Arc<WebSocketConfig>,
+    /// A ping was read: tungstenite holds its pong until it is written.
+    pong_owed: bool,
 }
 
 /// The stream as tungstenite sees it while one poll lasts.
@@ -75,11 +89,20 @@ fn pending_on_block<T>(r: Result<T, WsError>) -> Poll<Result<T, WsError>> {
 
 impl Ws {
     /// A WebSocket whose handshake is done (the hub answers upgrades).
-    pub fn new(stream: Stream, config: WebSocketConfig) -> Ws {
+    pub fn new(stream: Stream, config: Arc<WebSocketConfig>) -> Ws {
         Ws {
-            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            ctx: None,
             stream,
+            config,
+            pong_owed: false,
         }
+    }
+
+    /// True while tungstenite's state exists (bytes of the client's are
+    /// being read, or a pong is owed).
+    #[cfg(test)]
+    pub fn is_reading(&self) -> bool {
+        self.ctx.is_some()
     }
 
     pub fn get_ref(&self) -> &Stream {
@@ -95,11 +118,31 @@ impl Ws {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut WebSocketContext, &mut Io<'_, '_>) -> Result<T, WsError>,
     ) -> Poll<Result<T, WsError>> {
+        let config = &self.config;
+        let ctx = self
+            .ctx
+            .get_or_insert_with(|| Box::new(WebSocketContext::new(Role::Server, Some(**config))));
         let mut io = Io {
             stream: &mut self.stream,
             cx,
         };
-        pending_on_block(f(&mut self.ctx, &mut io))
+        pending_on_block(f(ctx, &mut io))
+    }
+
+    /// The reader waits for more bytes: drops tungstenite's state if it
+    /// holds nothing of the client's (every message whole) and owes
+    /// nothing (a pending pong is written first, if the socket takes it).
+    fn release_if_idle(&mut self, cx: &mut Context<'_>) {
+        if self.ctx.is_none() || !self.stream.between_messages() {
+            return;
+        }
+        if self.pong_owed {
+            match self.poll_with(cx, |ctx, io| ctx.flush(io)) {
+                Poll::Ready(Ok(())) => self.pong_owed = false,
+                _ => return,
+            }
+        }
+        self.ctx = None;
     }
 
     /// The next message (`None` once the connection closed). Cancel-safe:
@@ -108,20 +151,46 @@ impl Ws {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> impl Future<Output = Option<Result<Message, WsError>>> + '_ {
         poll_fn(move |cx| {
-            self.poll_with(cx, |ctx, io| ctx.read(io)).map(|r| match r {
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
-                r => Some(r),
-            })
+            if self.ctx.is_none() {
+                // Idle: tungstenite's state is made only once there is
+                // something to read (or the socket closed).
+                if let Err(e) = ready!(self.stream.tcp().poll_read_ready(cx)) {
+                    return Poll::Ready(Some(Err(WsError::Io(e))));
+                }
+            }
+            match self.poll_with(cx, |ctx, io| ctx.read(io)) {
+                Poll::Pending => {
+                    self.release_if_idle(cx);
+                    Poll::Pending
+                }
+                Poll::Ready(r) => {
+                    // tungstenite queued the answer (written on the next
+                    // read or flush).
+                    self.pong_owed |= matches!(r, Ok(Message::Ping(_)));
+                    Poll::Ready(match r {
+                        Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
+                        r => Some(r),
+                    })
+                }
+            }
         })
     }
 
     /// Writes what tungstenite holds (a pong, a close frame).
     pub fn flush(&mut self) -> impl Future<Output = Result<(), WsError>> + '_ {
         poll_fn(move |cx| {
-            self.poll_with(cx, |ctx, io| match ctx.flush(io) {
+            if self.ctx.is_none() {
+                // Nothing is held.
+                return Poll::Ready(Ok(()));
+            }
+            let flushed = self.poll_with(cx, |ctx, io| match ctx.flush(io) {
                 Err(WsError::ConnectionClosed) => Ok(()),
                 r => r,
-            })
+            });
+            if let Poll::Ready(Ok(())) = flushed {
+                self.pong_owed = false;
+            }
+            flushed
         })
     }
 
@@ -165,7 +234,8 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let client = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
-        (Ws::new(Stream::new(server, chunk), config), client)
+        let ws = Ws::new(Stream::new(server, chunk), Arc::new(config));
+        (ws, client)
     }
 
     /// The next message, which must come within 10 s.
@@ -300,5 +370,108 @@ mod tests {
             matches!(got, Some(Err(WsError::Capacity(_)))),
             "not a capacity error: {got:?}"
         );
+    }
+
+    /// A client frame as a client sends it: masked (key 1, 2, 3, 4).
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [1u8, 2, 3, 4];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    /// Polls `ws` until it waits for more bytes (the client sent none).
+    async fn wait_idle(ws: &mut Ws) {
+        let more = tokio::time::timeout(std::time::Duration::from_millis(20), ws.next()).await;
+        assert!(more.is_err(), "a message nobody sent: {:?}", more.ok());
+    }
+
+    /// An idle socket holds no tungstenite state: it is made when bytes
+    /// come and dropped once every message read is whole, never inside a
+    /// frame or a message in pieces, and not while a pong is owed.
+    #[tokio::test]
+    async fn an_idle_socket_keeps_no_reader_state() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default().read_buffer_size(64);
+        let mut ws = Ws::new(Stream::new(server, 256), Arc::new(config));
+        wait_idle(&mut ws).await;
+        assert!(!ws.is_reading(), "state made before any byte came");
+
+        // A frame in two pieces: the state lives while it is cut.
+        let hello = client_frame(0x81, b"hello");
+        client.write_all(&hello[..3]).await.unwrap();
+        wait_idle(&mut ws).await;
+        assert!(ws.is_reading(), "state dropped inside a frame");
+        client.write_all(&hello[3..]).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("hello"));
+        wait_idle(&mut ws).await;
+        assert!(!ws.is_reading(), "state kept after a whole message");
+
+        // A message in two frames: kept between them.
+        let mut first = client_frame(0x01, b"frag");
+        client.write_all(&first).await.unwrap();
+        wait_idle(&mut ws).await;
+        assert!(ws.is_reading(), "state dropped inside a message in pieces");
+        first = client_frame(0x80, b"mented");
+        client.write_all(&first).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("fragmented"));
+        wait_idle(&mut ws).await;
+        assert!(!ws.is_reading());
+
+        // Long frames (16- and 64-bit lengths), sent together with a
+        // short one, in pieces of 1000 bytes.
+        let medium = "m".repeat(300);
+        let long = "l".repeat(70_000);
+        let mut bytes = client_frame(0x81, medium.as_bytes());
+        bytes.extend(client_frame(0x82, long.as_bytes()));
+        bytes.extend(client_frame(0x81, b"after"));
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(1000) {
+                client.write_all(piece).await.unwrap();
+            }
+            client
+        });
+        assert_eq!(next_message(&mut ws).await, Message::text(medium));
+        assert_eq!(next_message(&mut ws).await, Message::binary(long));
+        assert_eq!(next_message(&mut ws).await, Message::text("after"));
+        let mut client = writer.await.unwrap();
+        wait_idle(&mut ws).await;
+        assert!(!ws.is_reading());
+
+        // A ping: answered, then the state goes.
+        client.write_all(&client_frame(0x89, b"p1")).await.unwrap();
+        assert_eq!(
+            next_message(&mut ws).await,
+            Message::Ping(b"p1".to_vec().into())
+        );
+        wait_idle(&mut ws).await;
+        assert!(!ws.is_reading(), "state kept after the pong was written");
+        let mut pong = [0u8; 4];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0x8A, 2, b'p', b'1']);
+
+        // Still a working socket.
+        client
+            .write_all(&client_frame(0x81, b"again"))
+            .await
+            .unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("again"));
     }
 }
