@@ -869,26 +869,38 @@ mod tests {
         }
     }
 
+    impl CountingWaker {
+        /// A fresh counter and a waker that counts on it.
+        fn pair() -> (Arc<CountingWaker>, std::task::Waker) {
+            let counter = Arc::new(CountingWaker(0.into()));
+            let waker = std::task::Waker::from(counter.clone());
+            (counter, waker)
+        }
+
+        fn wakes(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
     #[test]
     fn async_receiver_that_found_the_queue_empty_is_woken_once_by_the_next_push() {
         let c = conn(100, 1000, SlowConsumer::Disconnect);
-        let counter = Arc::new(CountingWaker(0.into()));
-        let waker = std::task::Waker::from(counter.clone());
+        let (counter, waker) = CountingWaker::pair();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         push(&c, &msg(1));
         push(&c, &msg(1));
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(2)));
         // Not waiting any more: pushes to the empty queue wake nobody.
         push(&c, &msg(1));
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         // Waiting again (queue drained first): the next push wakes it.
         assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         push(&c, &msg(1));
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(counter.wakes(), 2);
     }
 
     /// `Hub::wake`: the waiting receiver runs, finds nothing, waits again,
@@ -896,29 +908,27 @@ mod tests {
     #[test]
     fn a_wake_without_a_message_leaves_the_receiver_waiting() {
         let c = conn(100, 1000, SlowConsumer::Disconnect);
-        let counter = Arc::new(CountingWaker(0.into()));
-        let waker = std::task::Waker::from(counter.clone());
+        let (counter, waker) = CountingWaker::pair();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         c.wake_task();
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         push(&c, &msg(1));
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(counter.wakes(), 2);
         assert_eq!(c.poll_recv_batch(&mut cx, &mut out, 10), Poll::Ready(Ok(1)));
     }
 
     #[test]
     fn closing_wakes_a_waiting_async_receiver() {
         let c = conn(100, 1000, SlowConsumer::Disconnect);
-        let counter = Arc::new(CountingWaker(0.into()));
-        let waker = std::task::Waker::from(counter.clone());
+        let (counter, waker) = CountingWaker::pair();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         assert!(c.poll_recv_batch(&mut cx, &mut out, 10).is_pending());
         assert!(c.close(CloseReason::ClosedByHost));
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
     }
 
     #[test]
