@@ -342,15 +342,7 @@ impl AppState {
     /// as every other socket of the room holds: two allocations a socket
     /// less (issue 14 item 3).
     pub(crate) fn room_names(&self, room: &str) -> (Arc<str>, Arc<str>) {
-        let mut names = self.room_names.lock();
-        if let Some((id, group)) = names.by_id.get_key_value(room) {
-            return (id.clone(), group.clone());
-        }
-        names.sweep();
-        let id: Arc<str> = room.into();
-        let group: Arc<str> = crate::frames::room_group(room).into();
-        names.by_id.insert(id.clone(), group.clone());
-        (id, group)
+        self.room_names.lock().get(room)
     }
 
     pub(crate) fn live_guard(self: &Arc<Self>) -> LiveGuard {
@@ -385,6 +377,18 @@ struct RoomNames {
 
 impl RoomNames {
     const SWEEP_FROM: usize = 1024;
+
+    /// `room`'s shared id and group name, made on first use.
+    fn get(&mut self, room: &str) -> (Arc<str>, Arc<str>) {
+        if let Some((id, group)) = self.by_id.get_key_value(room) {
+            return (id.clone(), group.clone());
+        }
+        self.sweep();
+        let id: Arc<str> = room.into();
+        let group: Arc<str> = crate::frames::room_group(room).into();
+        self.by_id.insert(id.clone(), group.clone());
+        (id, group)
+    }
 
     /// Forgets rooms no socket holds any more, when due.
     fn sweep(&mut self) {
@@ -628,4 +632,27 @@ pub async fn run_with_state(
     }
     tracing::info!(drained, "hub stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sockets of a room share its names; rooms no socket holds are
+    /// forgotten once the map has doubled, those still held stay.
+    #[test]
+    fn room_names_are_shared_and_forgotten_once_no_socket_holds_them() {
+        let mut names = RoomNames::default();
+        let (id, group) = names.get("lobby");
+        let (id2, group2) = names.get("lobby");
+        assert!(Arc::ptr_eq(&id, &id2) && Arc::ptr_eq(&group, &group2));
+        assert_eq!(&*group, crate::frames::room_group("lobby").as_str());
+        for n in 0..RoomNames::SWEEP_FROM - 1 {
+            drop(names.get(&format!("gone-{n}")));
+        }
+        // The next new room sweeps: only "lobby" (held here) and it stay.
+        let _late = names.get("late");
+        assert_eq!(names.by_id.len(), 2);
+        assert!(names.by_id.contains_key("lobby"));
+    }
 }
