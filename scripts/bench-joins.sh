@@ -15,6 +15,12 @@
 # zeroed before the first join and dumped once the hub is quiet, so the
 # profile (callgrind.joins.out in the current directory, or $CALLGRIND_OUT)
 # holds the joining phase only. HUB_ARGS adds hub flags.
+#
+# NAIVE=DIR measures the referee's rust-naive instead (DIR is the referee's
+# `peers/rust-naive`, its release binary built): the same seed protocol,
+# token check, join notice to the room and history frame, so its CPU per
+# join beside the hub's, run after run, is the same-run ratio:
+#   NAIVE=/work/wt/bench/peers/rust-naive scripts/bench-joins.sh 19000 1900
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS="${1:-5000}"; ROOMS="${2:-500}"
@@ -26,6 +32,11 @@ OUT="${CALLGRIND_OUT:-$PWD/callgrind.joins.out}"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 HUB_CMD=("$TARGET/release/examples/hub" --port "$PORT" --jwt-secret "$SECRET" --data-dir "$DATA/hub"
   --ping-interval 0 --threads 1 ${HUB_ARGS:-})
+if [ -n "${NAIVE:-}" ]; then
+  # rust-naive's defaults: tokio's multi-threaded runtime, batched writes.
+  export JWT_SECRET="$SECRET"
+  HUB_CMD=("$NAIVE/target/release/rust-naive" --port "$PORT")
+fi
 if [ -n "${CALLGRIND:-}" ]; then
   HUB_CMD=(valgrind --tool=callgrind --callgrind-out-file="$OUT" "${HUB_CMD[@]}")
 fi
