@@ -311,6 +311,26 @@ fn presence_counts_a_user_once_and_empty_groups_disappear() {
 }
 
 #[test]
+fn a_group_has_listeners_only_while_it_has_members_here() {
+    let hub = hub();
+    assert!(!hub.group_has_listeners("watch"));
+    let a = hub.open(Some("alice"), None).unwrap();
+    let b = hub.open(Some("bob"), None).unwrap();
+    a.join("watch").unwrap();
+    b.join("watch").unwrap();
+    assert!(hub.group_has_listeners("watch"));
+    a.leave("watch").unwrap();
+    assert!(hub.group_has_listeners("watch"));
+    b.close().unwrap();
+    assert!(!hub.group_has_listeners("watch"));
+    // Saved history is not a listener: a group kept for its history alone
+    // has nobody to hear an unsaved send.
+    hub.group_send("kept", Kind::Text, text("saved"), true).unwrap();
+    assert_eq!(offsets(&hub, "kept", HistoryQuery::default()), vec![1]);
+    assert!(!hub.group_has_listeners("kept"));
+}
+
+#[test]
 fn join_is_idempotent() {
     let hub = hub();
     let c = hub.open(Some("u"), None).unwrap();

@@ -160,6 +160,19 @@ fn group_send_with_puts_the_redis_offset_in_the_frame() {
 }
 
 #[test]
+fn a_member_on_another_node_is_a_listener() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let on_b = b.open(None, None).unwrap();
+    on_b.join("watch").unwrap();
+    // Node a has no member of its own, and cannot know b's without asking
+    // Redis: it must not skip the send.
+    assert!(a.group_has_listeners("watch"));
+    a.group_send("watch", Kind::Text, &b"hi"[..], false).unwrap();
+    assert_eq!(recv_n(&on_b, 1)[0].text().unwrap(), "hi");
+}
+
+#[test]
 fn presence_is_one_user_across_nodes_and_offline_after_the_last_tab() {
     let redis = RedisServer::start();
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));

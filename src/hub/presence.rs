@@ -86,6 +86,22 @@ impl Hub {
         }
     }
 
+    /// False when an unsaved send to `group` would reach nobody: no member
+    /// on this node, and no other node to hear it (the local engine). A
+    /// host can then skip building the frame (the example hub's unread
+    /// `activity` frame comes with every message, and most rooms have no
+    /// watcher). With a shared engine (Redis) always true: other nodes'
+    /// members are not known here without a round trip. A saved send is
+    /// never wasted (history keeps it), so this is for unsaved sends.
+    pub fn group_has_listeners(&self, group: &str) -> bool {
+        match &self.inner.backend {
+            Backend::Local => self
+                .group(group)
+                .is_some_and(|g| !g.state.lock().members.is_empty()),
+            Backend::Shared(_) => true,
+        }
+    }
+
     /// How many open connections carry `user`.
     pub fn user_connections(&self, user: &str) -> usize {
         self.inner.users[shard(user, USER_SHARDS)]
