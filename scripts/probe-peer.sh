@@ -9,6 +9,9 @@
 #   scripts/probe-peer.sh naive hub:disk:/tmp/hub-old hub:disk:target/release/examples/hub
 #   scripts/probe-peer.sh "hub:memory::--read-buffer-bytes 16384"   # spec = hub:STORE[:BIN[:FLAGS]]
 #   R=8 ALT=3 SC=d BENCH_WORK=./bench-work (defaults)
+#   LG_ARGS="--rate 200": load generator flags for the measured rounds
+#   (a fixed rate per publisher: both servers get the same arrivals, so
+#   their batching does not depend on their own speed)
 #
 # One line a run, per delivery: `rounds_us/d`, the server's CPU during the
 # rounds only (the load generator's /proc ticks summed over the R rounds,
@@ -56,7 +59,8 @@ for i in $(seq 1 "${ALT:-3}"); do
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
     fanout $PORT --repeat 1 > /dev/null 2>&1
     perf stat -e "$EV" -p $pid -o "$D/perf.txt" & pp=$!
-    fanout $PORT --repeat "$R" --server-pid $pid > "$D/out.json" 2> "$D/lg.log"
+    # shellcheck disable=SC2086
+    fanout $PORT --repeat "$R" --server-pid $pid ${LG_ARGS:-} > "$D/out.json" 2> "$D/lg.log"
     kill -INT $pp; wait $pp 2>/dev/null
     kill $pid; for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null

@@ -325,7 +325,8 @@ fn a_group_has_listeners_only_while_it_has_members_here() {
     assert!(!hub.group_has_listeners("watch"));
     // Saved history is not a listener: a group kept for its history alone
     // has nobody to hear an unsaved send.
-    hub.group_send("kept", Kind::Text, text("saved"), true).unwrap();
+    hub.group_send("kept", Kind::Text, text("saved"), true)
+        .unwrap();
     assert_eq!(offsets(&hub, "kept", HistoryQuery::default()), vec![1]);
     assert!(!hub.group_has_listeners("kept"));
 }

@@ -168,7 +168,8 @@ fn a_member_on_another_node_is_a_listener() {
     // Node a has no member of its own, and cannot know b's without asking
     // Redis: it must not skip the send.
     assert!(a.group_has_listeners("watch"));
-    a.group_send("watch", Kind::Text, &b"hi"[..], false).unwrap();
+    a.group_send("watch", Kind::Text, &b"hi"[..], false)
+        .unwrap();
     assert_eq!(recv_n(&on_b, 1)[0].text().unwrap(), "hi");
 }
 

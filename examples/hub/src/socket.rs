@@ -115,14 +115,6 @@ const MAX_UNANSWERED_PINGS: u8 = 2;
 /// How often a blocked write checks whether the hub gave up on the socket.
 const STALL_CHECK: Duration = Duration::from_millis(250);
 
-/// What one turn of [`Socket::next`]'s select leads to.
-enum Step {
-    /// Write these bytes (what the socket did not take at once).
-    Write((Vec<u8>, usize)),
-    /// Less than a batch was queued: [`Socket::gather`] first.
-    Gather,
-}
-
 /// What the session loop gets from [`Socket::next`].
 pub enum Event {
     /// A text frame from the client.
@@ -279,7 +271,27 @@ impl Socket {
     #[allow(clippy::manual_async_fn, clippy::should_implement_trait)]
     pub fn next(&mut self) -> impl Future<Output = Event> + '_ {
         async move {
+            // The queue's batch waits one scheduler turn (`gather`).
+            let mut gather = false;
             loop {
+                if std::mem::take(&mut gather) {
+                    // At this await only a flag and the one-byte `YieldNow`
+                    // are kept: the socket task's future keeps its size
+                    // (a batch kept across it was 32 bytes more, past the
+                    // 512-byte cell; `a_socket_task_is_small`).
+                    tokio::task::yield_now().await;
+                    match self.gather() {
+                        Ok(None) => {}
+                        Ok(Some(rest)) => {
+                            let write = Box::pin(self.write_rest(rest));
+                            if write.await.is_err() {
+                                return Event::Gone;
+                            }
+                        }
+                        Err(event) => return event,
+                    }
+                    continue;
+                }
                 if self.writes_due() {
                     if let Ok(1..) = self.conn.try_recv_batch(&mut self.batch, self.batch_max) {
                         if let Some(rest) = self.write_batch_now() {
@@ -302,7 +314,7 @@ impl Socket {
                 // might not take the echo of one more frame is written
                 // first (above): reading first must not make a client that
                 // reads its socket a slow consumer.
-                let step = tokio::select! {
+                let rest = tokio::select! {
                     biased;
                     frame = self.ws.next() => match frame {
                         Some(Ok(message)) if self.answered(&message) => continue,
@@ -329,9 +341,12 @@ impl Socket {
                     received = self.conn.recv_batch_async(&mut self.batch, self.batch_max) => {
                         match received {
                             // Less than a batch: gather a turn's worth first.
-                            Ok(n) if n < self.batch_max => Step::Gather,
+                            Ok(n) if n < self.batch_max => {
+                                gather = true;
+                                continue;
+                            }
                             Ok(_) => match self.write_batch_now() {
-                                Some(rest) => Step::Write(rest),
+                                Some(rest) => rest,
                                 None => continue,
                             },
                             Err(HubError::Closed(reason)) => return closed_event(reason),
@@ -339,15 +354,7 @@ impl Socket {
                         }
                     }
                     _ = Self::ping_due(&self.ping, &self.conn) => match self.ping_now() {
-                        Ok(frame) => Step::Write(frame),
-                        Err(event) => return event,
-                    },
-                };
-                let rest = match step {
-                    Step::Write(rest) => rest,
-                    Step::Gather => match self.gather().await {
-                        Ok(Some(rest)) => rest,
-                        Ok(None) => continue,
+                        Ok(frame) => frame,
                         Err(event) => return event,
                     },
                 };
@@ -361,17 +368,16 @@ impl Socket {
     }
 
     /// Writes the batch taken from the queue one turn of the scheduler
-    /// later, with whatever was queued for this socket in that turn:
-    /// tokio's `yield_now` runs this task again after the tasks already
-    /// ready and the I/O driver's next poll, so frames that senders read in
-    /// the meantime go out in this write, not one write each. Under load
-    /// that is fewer and larger writes (the referee's scenario a: 20-24 ->
-    /// 13 `sendto` a 1000 deliveries); an idle hub's turn is one
-    /// `epoll_wait` that returns at once, and the frames wait no timer.
-    /// Returns what the socket did not take, or the close event of a
-    /// connection that closed with nothing left to write.
-    async fn gather(&mut self) -> Result<Option<(Vec<u8>, usize)>, Event> {
-        tokio::task::yield_now().await;
+    /// later (called after a `yield_now`), with whatever was queued for
+    /// this socket in that turn: tokio's `yield_now` runs the task again
+    /// after the tasks already ready and the I/O driver's next poll, so
+    /// frames that senders read in the meantime go out in this write, not
+    /// one write each. Under load that is fewer and larger writes (the
+    /// referee's scenario a: 20-24 -> 13 `sendto` a 1000 deliveries); an
+    /// idle hub's turn is one `epoll_wait` that returns at once, and the
+    /// frames wait no timer. Returns what the socket did not take, or the
+    /// close event of a connection that closed with nothing left to write.
+    fn gather(&mut self) -> Result<Option<(Vec<u8>, usize)>, Event> {
         let room = self.batch_max.saturating_sub(self.batch.len());
         match self.conn.try_recv_batch(&mut self.batch, room) {
             // Closed: what was taken still goes; the next receive reports it.

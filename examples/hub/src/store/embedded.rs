@@ -109,7 +109,9 @@ impl Batch {
 
     /// True when an eviction in this batch drops `room`'s thread `root`.
     fn evicts(&self, room: &str, root: u64) -> bool {
-        self.evictions.iter().any(|(r, first_kept)| r == room && root < *first_kept)
+        self.evictions
+            .iter()
+            .any(|(r, first_kept)| r == room && root < *first_kept)
     }
 }
 
@@ -710,7 +712,10 @@ fn write_batches(shared: &(Database, Batcher)) {
                     .or_insert_with(|| v.clone());
             }
             pending.open.replies.extend(batch.replies.iter().cloned());
-            pending.open.evictions.extend(batch.evictions.iter().cloned());
+            pending
+                .open
+                .evictions
+                .extend(batch.evictions.iter().cloned());
             pending.committing = Arc::default();
             drop(pending);
             std::thread::sleep(Duration::from_millis(200));
