@@ -91,7 +91,7 @@ pub struct Config {
     /// With `history_dir`: how long the writer lets changes gather after
     /// the first one arrives before it commits them together, in
     /// milliseconds (0 to 1000). 0 commits at once, but under load no
-    /// sooner than 2 ms after the previous commit started, 8 ms under
+    /// sooner than 2 ms after the previous commit started, 32 ms under
     /// sustained load (each commit carries what arrived meanwhile). A few milliseconds make commits
     /// larger and fewer when many senders are active (less CPU and disk
     /// work per message) at the cost of that much latency per saved send.

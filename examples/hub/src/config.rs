@@ -196,7 +196,7 @@ pub struct Config {
     pub history_fsync: bool,
     /// With `--history-store disk`: milliseconds the history writer lets
     /// sends gather before one commit (0 = commit at once, but under load
-    /// no sooner than 2 ms after the previous commit started, 8 ms under sustained load). More per commit costs less CPU per message and adds
+    /// no sooner than 2 ms after the previous commit started, 32 ms under sustained load). More per commit costs less CPU per message and adds
     /// up to that much to each acknowledgement.
     #[arg(long, default_value_t = 0)]
     pub history_commit_interval_ms: u64,

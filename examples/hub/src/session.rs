@@ -32,7 +32,7 @@ pub enum Endpoint {
 
 /// Messages a socket may have sent whose commit to disk is still awaited
 /// (see [`Session::pending_acks`]). 1024, not 64: a socket that sends a
-/// burst faster than commits complete (2-8 ms apart under load) stopped
+/// burst faster than commits complete (2-32 ms apart under load) stopped
 /// being read after 64, and the burst reached the room in pieces, each
 /// its own round of writes to every member: in the referee's scenario a
 /// (one sender, 1000 members) the hub spent 0.55-0.60x rust-naive's CPU a
