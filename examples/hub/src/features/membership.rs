@@ -39,7 +39,7 @@ use crate::auth::Claims;
 use crate::error::Refusal;
 use crate::server::AppState;
 use crate::session::Session;
-use crate::store::{off_worker, CloseEvent, Store, StoreError, Table};
+use crate::store::{CloseEvent, Store, StoreError, Table};
 
 /// The close reason of the sockets an explicit leave closes (code 1000).
 pub const LEFT_REASON: &str = "you left this room";
@@ -77,7 +77,7 @@ impl Members {
         };
         // The mark may still be in the embedded batch: committed first, so
         // the removal below is the last word.
-        off_worker(|| self.store.flush());
+        self.store.flush_async().await;
         self.store.swap(Table::Members, room, sub, &old, None).await
     }
 

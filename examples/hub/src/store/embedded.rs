@@ -5,7 +5,8 @@
 //! thread's newest replies are one reverse range read.
 //!
 //! Writes the hub acknowledges (rooms, bans, mutes) commit with
-//! `Durability::Immediate` in the caller: one fsync each, rare. Read
+//! `Durability::Immediate` in the caller: one fsync each, rare (the async
+//! [`super::Store`] calls run them on tokio's blocking pool). Read
 //! receipts, client ids and thread replies come with every message, so
 //! they go through the [`Batcher`]: the change is visible to every reader
 //! of this process at once (readers look in the batch before the file),
@@ -147,6 +148,10 @@ pub struct Embedded {
     threads_may_hold: AtomicBool,
     writer: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+    /// The threads that waited for the disk ([`Embedded::write`],
+    /// [`Embedded::flush`]), for the test that no socket task's thread did.
+    #[cfg(test)]
+    pub(super) waited_on: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl Embedded {
@@ -223,6 +228,8 @@ impl Embedded {
             threads_may_hold,
             writer: Some(writer),
             path,
+            #[cfg(test)]
+            waited_on: Mutex::default(),
         })
     }
 
@@ -308,6 +315,8 @@ impl Embedded {
         &self,
         write: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
+        #[cfg(test)]
+        self.waited_on.lock().push(std::thread::current().id());
         let mut tx = self.db().begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
         let out = write(&tx).map_err(db_err)?;
@@ -637,6 +646,8 @@ impl Embedded {
 
     /// Waits (at most 5 s) until every batched change is committed.
     pub fn flush(&self) {
+        #[cfg(test)]
+        self.waited_on.lock().push(std::thread::current().id());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             {

@@ -6,7 +6,9 @@
 //!
 //! - **Embedded** (no `--redis-url`): a redb database, `<data dir>/hub.redb`
 //!   ([`embedded`]). A change the hub acknowledges (a room created, a ban)
-//!   is committed with `Durability::Immediate` before the call returns.
+//!   is committed with `Durability::Immediate` before the call returns,
+//!   on tokio's blocking pool ([`off_runtime`]): no socket task waits for
+//!   that fsync.
 //!   Frequent small writes (read receipts, client ids, thread replies) go
 //!   through [`embedded::Batcher`]: visible at once to readers of this
 //!   process, committed by one writer thread in one transaction every
@@ -138,7 +140,8 @@ pub struct Store {
 }
 
 enum Backend {
-    Embedded(embedded::Embedded),
+    /// Shared with the blocking pool's threads that run its commits.
+    Embedded(std::sync::Arc<embedded::Embedded>),
     Redis(redis::RedisStore),
 }
 
@@ -160,9 +163,9 @@ impl Store {
     /// the file: the hub refuses to start rather than drop its rooms and
     /// bans silently.
     pub fn open_embedded(data_dir: &Path) -> anyhow::Result<Store> {
-        Ok(Store::with(Backend::Embedded(embedded::Embedded::open(
-            data_dir,
-        )?)))
+        Ok(Store::with(Backend::Embedded(std::sync::Arc::new(
+            embedded::Embedded::open(data_dir)?,
+        ))))
     }
 
     /// Connects to Redis at `url`; keys under `<prefix>:hub:`; every call
@@ -251,7 +254,10 @@ impl Store {
         value: &[u8],
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| db.put(table, group, field, value)),
+            Backend::Embedded(db) => {
+                let (db, group, field, value) = owned(db, group, field, value);
+                off_runtime(move || db.put(table, &group, &field, &value)).await
+            }
             Backend::Redis(r) => r.put(table, group, field, value).await,
         }
     }
@@ -299,7 +305,10 @@ impl Store {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| db.put_new(table, group, field, value)),
+            Backend::Embedded(db) => {
+                let (db, group, field, value) = owned(db, group, field, value);
+                off_runtime(move || db.put_new(table, &group, &field, &value)).await
+            }
             Backend::Redis(r) => r.put_new(table, group, field, value).await,
         }
     }
@@ -334,7 +343,11 @@ impl Store {
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| db.swap(table, group, field, old, new)),
+            Backend::Embedded(db) => {
+                let (db, group, field, old) = owned(db, group, field, old);
+                let new = new.map(<[u8]>::to_vec);
+                off_runtime(move || db.swap(table, &group, &field, &old, new.as_deref())).await
+            }
             Backend::Redis(r) => r.swap(table, group, field, old, new).await,
         }
     }
@@ -357,11 +370,15 @@ impl Store {
         let max = max.max(1);
         let now = now_ms();
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| {
-                db.put_then_evict(table, group, field, value, |all| {
-                    capped_evictions(all, field, max, now)
+            Backend::Embedded(db) => {
+                let (db, group, field, value) = owned(db, group, field, value);
+                off_runtime(move || {
+                    db.put_then_evict(table, &group, &field, &value, |all| {
+                        capped_evictions(all, &field, max, now)
+                    })
                 })
-            }),
+                .await
+            }
             Backend::Redis(r) => r.put_capped(table, group, field, value, max, now).await,
         }
     }
@@ -392,7 +409,10 @@ impl Store {
     /// Removes `(group, field)`.
     pub async fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| db.remove(table, group, field)),
+            Backend::Embedded(db) => {
+                let (db, group, field, _) = owned(db, group, field, b"");
+                off_runtime(move || db.remove(table, &group, &field)).await
+            }
             Backend::Redis(r) => r.remove(table, group, field).await,
         }
     }
@@ -420,7 +440,10 @@ impl Store {
     /// Removes every field of `group`.
     pub async fn drop_group(&self, table: Table, group: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => off_worker(|| db.drop_group(table, group)),
+            Backend::Embedded(db) => {
+                let (db, group, _, _) = owned(db, group, "", b"");
+                off_runtime(move || db.drop_group(table, &group)).await
+            }
             Backend::Redis(r) => r.drop_group(table, group).await,
         }
     }
@@ -571,6 +594,12 @@ impl Store {
     /// Forgets the threads of `room` whose root is below `first_kept`.
     pub async fn evict_threads(&self, room: &str, first_kept: u64) -> Result<(), StoreError> {
         match &self.backend {
+            // A deleted room's threads (`u64::MAX`) go in a commit of
+            // their own; other evictions join the batch (no disk here).
+            Backend::Embedded(db) if first_kept == u64::MAX => {
+                let (db, room, _, _) = owned(db, room, "", b"");
+                off_runtime(move || db.evict_threads(&room, first_kept)).await
+            }
             Backend::Embedded(db) => db.evict_threads(room, first_kept),
             Backend::Redis(r) => r.evict_threads(room, first_kept).await,
         }
@@ -596,6 +625,19 @@ impl Store {
     pub fn flush(&self) {
         if let Backend::Embedded(db) = &self.backend {
             db.flush();
+        }
+    }
+
+    /// [`Store::flush`] from async code: waits for the batch writer's
+    /// commit on the blocking pool, not on the socket tasks' thread.
+    pub async fn flush_async(&self) {
+        if let Backend::Embedded(db) = &self.backend {
+            let db = db.clone();
+            let _ = off_runtime(move || {
+                db.flush();
+                Ok(())
+            })
+            .await;
         }
     }
 }
@@ -648,9 +690,43 @@ impl From<StoreError> for crate::error::Refusal {
     }
 }
 
-/// Runs blocking store work (a redb commit and its fsync) so that other
-/// tasks move to another worker meanwhile; inline on a current-thread
-/// runtime or outside one.
+/// Runs embedded work that waits for the disk (a redb commit and its
+/// fsync, or the batch writer's) on tokio's blocking pool, so the socket
+/// tasks go on meanwhile: on the default runtime of one thread (two CPUs)
+/// such a commit run inline stopped every socket of the hub for its
+/// duration, a millisecond or more per room made, ban or mute. Inline
+/// outside a runtime.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(StoreError::Database(format!(
+            "a write to the hub's state did not finish: {e}"
+        )))
+    })
+}
+
+/// The owned copies a write on the blocking pool takes along.
+fn owned(
+    db: &std::sync::Arc<embedded::Embedded>,
+    group: &str,
+    field: &str,
+    value: &[u8],
+) -> (std::sync::Arc<embedded::Embedded>, String, String, Vec<u8>) {
+    (
+        db.clone(),
+        group.to_owned(),
+        field.to_owned(),
+        value.to_vec(),
+    )
+}
+
+/// Runs blocking work from synchronous code (the `_blocking` calls of
+/// the Redis backend) so that other tasks move to another worker
+/// meanwhile; inline on a current-thread runtime or outside one.
 pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -850,5 +926,61 @@ mod tests {
             Claim::Fresh
         );
         assert_eq!(store.corrupt(), 2);
+    }
+
+    /// Every async embedded call that waits for the disk (its own commit,
+    /// or the batch writer's) does so on the blocking pool, never on the
+    /// runtime's thread, where it would stop every socket task of a hub
+    /// of one worker.
+    #[tokio::test(flavor = "current_thread")]
+    async fn embedded_commits_wait_off_the_runtime_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).unwrap();
+        let Backend::Embedded(db) = &store.backend else {
+            unreachable!()
+        };
+        let here = std::thread::current().id();
+        let mut seen = 0;
+        let mut check = |what: &str| {
+            let waited = db.waited_on.lock().clone();
+            assert!(waited.len() > seen, "{what} did not wait for the disk");
+            assert!(
+                waited[seen..].iter().all(|t| *t != here),
+                "{what} waited for the disk on the runtime's thread"
+            );
+            seen = waited.len();
+        };
+        store.put(Table::Rooms, "", "a", b"1").await.unwrap();
+        check("put");
+        assert!(store.put_new(Table::Rooms, "", "b", b"1").await.unwrap());
+        check("put_new");
+        assert!(store
+            .swap(Table::Rooms, "", "b", b"1", Some(b"2"))
+            .await
+            .unwrap());
+        check("swap");
+        store
+            .put_capped(Table::Bans, "r", "u", b"0,1", 10)
+            .await
+            .unwrap();
+        check("put_capped");
+        store.remove(Table::Rooms, "", "a").await.unwrap();
+        check("remove");
+        store.drop_group(Table::Bans, "r").await.unwrap();
+        check("drop_group");
+        store.add_reply("r", 3, 7).await.unwrap();
+        store.evict_threads("r", u64::MAX).await.unwrap();
+        check("evict_threads of a deleted room");
+        assert!(store.advance(Table::Reads, "r", "u", 5).await.unwrap());
+        store.flush_async().await;
+        check("flush_async");
+        // What they wrote is there.
+        assert_eq!(store.get(Table::Rooms, "", "a").await.unwrap(), None);
+        assert_eq!(
+            store.get(Table::Rooms, "", "b").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(store.count(Table::Bans, "r").await.unwrap(), 0);
+        assert!(store.replies("r", 3, 10).await.unwrap().is_empty());
     }
 }
