@@ -117,8 +117,14 @@ const SPACING: Duration = Duration::from_millis(2);
 const MAX_SPACING: Duration = Duration::from_millis(32);
 
 /// A commit with at least this many changes counts as load (see
-/// [`MAX_SPACING`]).
-const BUSY_CHANGES: usize = 64;
+/// [`MAX_SPACING`]): 8 in 2 ms is 4,000 saved sends a second. 8 and not
+/// 64: one sender's burst to a large room (the referee's scenario a, 200
+/// messages to 1,000 members each) fans out slowly, so its commits carry
+/// 10-16 messages; at 64 they never counted as load and each paid the
+/// whole commit (disk 1.22x memory in CPU a delivery in a, against 1.11x
+/// at 8, same runs; BENCHMARKS.md, "Fewer commits under sustained
+/// load").
+const BUSY_CHANGES: usize = 8;
 
 /// The spacing after a commit of `changes` changes, `spacing` being the
 /// one before it.
