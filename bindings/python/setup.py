@@ -1,7 +1,7 @@
 """Builds the Rust library with cargo and ships it inside the package.
 
-``pip install ./bindings/python`` runs ``cargo build --release --lib`` in the
-crate two directories up (``../../Cargo.toml``) and copies
+``pip install ./bindings/python`` runs ``cargo build --release --lib -p
+channelbox`` in the crate two directories up (``../../Cargo.toml``) and copies
 ``libchannelbox.so`` next to ``channelbox/__init__.py``. The wheel is tagged
 for the platform but not for a Python version or ABI: the package loads the
 library with ctypes.
@@ -48,7 +48,11 @@ def build_library() -> Path:
             "(https://rustup.rs) or set CHANNELBOX_PREBUILT_LIB to a built library."
         )
     command = [
-        cargo, "build", "--release", "--lib",
+        # `-p channelbox`: the root manifest is also the workspace's, and
+        # without it cargo builds every member's library (the example hub
+        # too: a minute more, and shared dependencies with other features,
+        # so the next `cargo build -p channelbox` compiled channelbox again).
+        cargo, "build", "--release", "--lib", "-p", "channelbox",
         "--manifest-path", str(manifest),
         "--message-format=json-render-diagnostics",
     ]
