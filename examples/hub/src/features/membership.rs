@@ -77,7 +77,7 @@ impl Members {
         };
         // The mark may still be in the embedded batch: committed first, so
         // the removal below is the last word.
-        self.store.flush_async().await;
+        self.store.flush_async().await?;
         self.store.swap(Table::Members, room, sub, &old, None).await
     }
 

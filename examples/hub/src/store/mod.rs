@@ -255,8 +255,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, field, value) = owned(db, group, field, value);
-                off_runtime(move || db.put(table, &group, &field, &value)).await
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                off_runtime(db, move |db| db.put(table, &group, &field, &value)).await
             }
             Backend::Redis(r) => r.put(table, group, field, value).await,
         }
@@ -306,8 +306,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, field, value) = owned(db, group, field, value);
-                off_runtime(move || db.put_new(table, &group, &field, &value)).await
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                off_runtime(db, move |db| db.put_new(table, &group, &field, &value)).await
             }
             Backend::Redis(r) => r.put_new(table, group, field, value).await,
         }
@@ -344,9 +344,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, field, old) = owned(db, group, field, old);
+                let (group, field, old) = (group.to_owned(), field.to_owned(), old.to_vec());
                 let new = new.map(<[u8]>::to_vec);
-                off_runtime(move || db.swap(table, &group, &field, &old, new.as_deref())).await
+                off_runtime(db, move |db| {
+                    db.swap(table, &group, &field, &old, new.as_deref())
+                })
+                .await
             }
             Backend::Redis(r) => r.swap(table, group, field, old, new).await,
         }
@@ -371,8 +374,8 @@ impl Store {
         let now = now_ms();
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, field, value) = owned(db, group, field, value);
-                off_runtime(move || {
+                let (group, field, value) = (group.to_owned(), field.to_owned(), value.to_vec());
+                off_runtime(db, move |db| {
                     db.put_then_evict(table, &group, &field, &value, |all| {
                         capped_evictions(all, &field, max, now)
                     })
@@ -410,8 +413,8 @@ impl Store {
     pub async fn remove(&self, table: Table, group: &str, field: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, field, _) = owned(db, group, field, b"");
-                off_runtime(move || db.remove(table, &group, &field)).await
+                let (group, field) = (group.to_owned(), field.to_owned());
+                off_runtime(db, move |db| db.remove(table, &group, &field)).await
             }
             Backend::Redis(r) => r.remove(table, group, field).await,
         }
@@ -441,8 +444,8 @@ impl Store {
     pub async fn drop_group(&self, table: Table, group: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (db, group, _, _) = owned(db, group, "", b"");
-                off_runtime(move || db.drop_group(table, &group)).await
+                let group = group.to_owned();
+                off_runtime(db, move |db| db.drop_group(table, &group)).await
             }
             Backend::Redis(r) => r.drop_group(table, group).await,
         }
@@ -597,8 +600,8 @@ impl Store {
             // A deleted room's threads (`u64::MAX`) go in a commit of
             // their own; other evictions join the batch (no disk here).
             Backend::Embedded(db) if first_kept == u64::MAX => {
-                let (db, room, _, _) = owned(db, room, "", b"");
-                off_runtime(move || db.evict_threads(&room, first_kept)).await
+                let room = room.to_owned();
+                off_runtime(db, move |db| db.evict_threads(&room, first_kept)).await
             }
             Backend::Embedded(db) => db.evict_threads(room, first_kept),
             Backend::Redis(r) => r.evict_threads(room, first_kept).await,
@@ -630,14 +633,16 @@ impl Store {
 
     /// [`Store::flush`] from async code: waits for the batch writer's
     /// commit on the blocking pool, not on the socket tasks' thread.
-    pub async fn flush_async(&self) {
-        if let Backend::Embedded(db) = &self.backend {
-            let db = db.clone();
-            let _ = off_runtime(move || {
-                db.flush();
-                Ok(())
-            })
-            .await;
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                off_runtime(db, |db| {
+                    db.flush();
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Redis(_) => Ok(()),
         }
     }
 }
@@ -698,31 +703,20 @@ impl From<StoreError> for crate::error::Refusal {
 /// virtio disk, by strace; more on a busy disk) per room made, ban or
 /// mute. Inline outside a runtime.
 pub async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    db: &std::sync::Arc<embedded::Embedded>,
+    work: impl FnOnce(&embedded::Embedded) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return work();
+        return work(db);
     }
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(StoreError::Database(format!(
-            "a write to the hub's state did not finish: {e}"
-        )))
-    })
-}
-
-/// The owned copies a write on the blocking pool takes along.
-fn owned(
-    db: &std::sync::Arc<embedded::Embedded>,
-    group: &str,
-    field: &str,
-    value: &[u8],
-) -> (std::sync::Arc<embedded::Embedded>, String, String, Vec<u8>) {
-    (
-        db.clone(),
-        group.to_owned(),
-        field.to_owned(),
-        value.to_vec(),
-    )
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || work(&db))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Database(format!(
+                "a write to the hub's state did not finish: {e}"
+            )))
+        })
 }
 
 /// Runs blocking work from synchronous code (the `_blocking` calls of
@@ -973,7 +967,7 @@ mod tests {
         store.evict_threads("r", u64::MAX).await.unwrap();
         check("evict_threads of a deleted room");
         assert!(store.advance(Table::Reads, "r", "u", 5).await.unwrap());
-        store.flush_async().await;
+        store.flush_async().await.unwrap();
         check("flush_async");
         // What they wrote is there.
         assert_eq!(store.get(Table::Rooms, "", "a").await.unwrap(), None);
