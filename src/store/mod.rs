@@ -653,11 +653,14 @@ impl Db {
 /// windows, so the cache serves only the writer's B-tree pages (the
 /// `groups` rows, the `messages` tree's branches) and the load at start,
 /// which reads each page once. redb moves every page a commit wrote into
-/// its read cache until the cache is full and keeps them there: at 64 MiB
-/// a hub held up to 64 MiB of rows nothing reads again (at 19,000 idle
-/// connections, the join notices' pages were ~300 B of RSS a connection).
-/// Half of it bounds what a commit buffers before writing it out early.
-const CACHE_BYTES: usize = 2 << 20;
+/// its read cache until the cache is full and keeps them there (least
+/// recently used first out): the cache is always full, so its size is
+/// memory the hub holds whatever it serves. 512 KiB keeps the writer's
+/// hot pages; at 5,000 idle connections 2 MiB was ~200 B of RSS a
+/// connection more, and in scenario d the writer thread's CPU was the same
+/// at 2 MiB, 1 MiB and 512 KiB (BENCHMARKS.md). Half of it bounds what a
+/// commit buffers before writing pages out early.
+const CACHE_BYTES: usize = 512 << 10;
 
 fn open_database(path: &Path, fsync: bool) -> Result<redb::Database, redb::DatabaseError> {
     let mut builder = redb::Builder::new();
