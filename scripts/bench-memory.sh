@@ -3,7 +3,10 @@
 # ROOMS rooms (one user each, `loadgen idle --server-pid`) against a fresh
 # release hub at its defaults (disk history, pings every 25 s, one worker).
 # Prints the hub's RSS growth per connection (held - before, as loadgen
-# reports it) and the system's Slab growth per TCP socket (both ends of
+# reports it), its anonymous part (RssAnon: heap and stacks, without the
+# code pages the first joins fault in, a fixed cost that moves by
+# ±100 B a connection at 5,000 with what the page cache holds of the
+# binary) and the system's Slab growth per TCP socket (both ends of
 # each loopback connection are on this machine: the delta is divided by
 # 2 x CONNS; other processes move it too, so it is an estimate).
 #
@@ -40,7 +43,8 @@ import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 s0, s1, n = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 print(f"conns {r.get('conns')} in {r.get('rooms')} rooms: hub RSS {r.get('server_rss_kb_before')} -> "
-      f"{r.get('server_rss_kb_held')} kB, {r.get('server_rss_bytes_per_conn')} B per connection; "
+      f"{r.get('server_rss_kb_held')} kB, {r.get('server_rss_bytes_per_conn')} B per connection "
+      f"(anonymous {r.get('server_anon_bytes_per_conn')} B); "
       f"slab +{s1 - s0} kB, {(s1 - s0) * 1024 / (2 * n):.0f} B per TCP socket; "
       f"joining {r.get('connect_s')} s; errors {r.get('errors_total')}")
 PY

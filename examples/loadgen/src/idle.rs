@@ -4,7 +4,7 @@
 use crate::cli::{IdleArgs, Protocol};
 use crate::clock::deadlines;
 use crate::connect::{connect_in_batches, Target};
-use crate::procfs::{proc_rss_kb, self_rss_kb, RssWatch};
+use crate::procfs::{proc_anon_kb, proc_rss_kb, self_rss_kb, RssWatch};
 use crate::report::IdleResult;
 use crate::wire;
 use futures_util::{SinkExt, StreamExt};
@@ -132,6 +132,7 @@ pub async fn run_idle(a: IdleArgs) -> Value {
         })
     });
     let rss_before = c.server_pid.and_then(proc_rss_kb);
+    let anon_before = c.server_pid.and_then(proc_anon_kb);
     let self_before = self_rss_kb();
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(a.conns);
@@ -164,6 +165,7 @@ pub async fn run_idle(a: IdleArgs) -> Value {
     let hold_end = (Instant::now() + Duration::from_secs(a.hold_secs)).min(hard_deadline);
     let mut rss = RssWatch::new(c.server_pid);
     let mut rss_held = rss.first;
+    let mut anon_held = c.server_pid.and_then(proc_anon_kb);
     let mut said_complete = false;
     while Instant::now() < hold_end {
         sleep(Duration::from_millis(250)).await;
@@ -184,6 +186,7 @@ pub async fn run_idle(a: IdleArgs) -> Value {
         }
         if let Some(v) = rss.sample() {
             rss_held = Some(v);
+            anon_held = c.server_pid.and_then(proc_anon_kb).or(anon_held);
         }
     }
     let self_after = self_rss_kb();
@@ -201,6 +204,8 @@ pub async fn run_idle(a: IdleArgs) -> Value {
         rss_before,
         rss_held,
         rss_max: rss.max,
+        anon_before,
+        anon_held,
         self_before,
         self_after,
         marked: marked.as_deref(),

@@ -35,13 +35,28 @@ fn stat_cpu_split(stat: &str, hz: f64) -> Option<(f64, f64)> {
 
 /// The `VmRSS:` line of a `/proc/PID/status` text, in kB.
 fn vmrss_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_kb(status, "VmRSS:")
+}
+
+/// The line of a `/proc/PID/status` text that starts with `key`, in kB.
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Resident memory of process `pid` in kB.
 pub fn proc_rss_kb(pid: u32) -> Option<u64> {
     vmrss_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// Anonymous resident memory of process `pid` in kB (`RssAnon:`: heap,
+/// stacks, anonymous maps; not the executable's and libraries' pages,
+/// which a process touches once whatever it serves).
+pub fn proc_anon_kb(pid: u32) -> Option<u64> {
+    status_kb(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "RssAnon:",
+    )
 }
 
 /// Resident memory of this process in kB.
@@ -113,6 +128,16 @@ mod tests {
         let status = "Name:\thub\nVmPeak:\t  9000 kB\nVmRSS:\t    7440 kB\nThreads:\t3\n";
         assert_eq!(vmrss_kb(status), Some(7440));
         assert_eq!(vmrss_kb("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn anonymous_memory_comes_from_the_rssanon_line() {
+        let status = "VmRSS:\t    7440 kB\nRssAnon:\t    1200 kB\nRssFile:\t    6240 kB\n";
+        assert_eq!(status_kb(status, "RssAnon:"), Some(1200));
+        assert_eq!(status_kb(status, "RssShmem:"), None);
+        let pid = std::process::id();
+        let anon = proc_anon_kb(pid).expect("this process's RssAnon");
+        assert!(anon > 0 && anon <= proc_rss_kb(pid).expect("VmRSS"));
     }
 
     #[test]

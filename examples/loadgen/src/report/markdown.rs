@@ -148,10 +148,17 @@ fn fanout_row(v: &Value, sc: &str, desc: &str, mut notes: Vec<String>) -> String
 }
 
 fn idle_row(v: &Value, sc: &str, desc: &str, mut notes: Vec<String>) -> String {
-    let per = v["server_rss_bytes_per_conn"]
-        .as_f64()
-        .map(|b| format!("{:.1} KiB", b / 1024.0))
-        .unwrap_or_else(|| "—".into());
+    let kib = |key: &str| v[key].as_f64().map(|b| format!("{:.1} KiB", b / 1024.0));
+    // The anonymous part (heap, stacks) is the connections' own memory;
+    // the rest of the growth is code the first joins touched.
+    let per = match (
+        kib("server_rss_bytes_per_conn"),
+        kib("server_anon_bytes_per_conn"),
+    ) {
+        (Some(rss), Some(anon)) => format!("{rss} (anon {anon})"),
+        (Some(rss), None) => rss,
+        _ => "—".into(),
+    };
     let open = v["still_open_at_end"].as_u64().unwrap_or(0);
     let conns = v["conns"].as_u64().unwrap_or(0);
     if open < conns {
@@ -282,6 +289,9 @@ mod tests {
             result_row(&v, "c.json"),
             "| c.json |  | 50 / 60 | — | — | — | — | — | — | — | 24.5 (25.0) | 2.0 KiB | 10 errors: connect: refused x 10; 2 closed during the hold |\n"
         );
+        let mut v = v;
+        v["server_anon_bytes_per_conn"] = json!(1536.0);
+        assert!(result_row(&v, "c.json").contains("| 2.0 KiB (anon 1.5 KiB) |"));
     }
 
     #[test]

@@ -267,6 +267,11 @@ pub struct IdleResult<'a> {
     pub rss_before: Option<u64>,
     pub rss_held: Option<u64>,
     pub rss_max: Option<u64>,
+    /// The server's anonymous RSS (kB, `RssAnon`) before connecting and at the last
+    /// sample of the hold: its growth is the connections' own memory, without the
+    /// code pages the first joins touch.
+    pub anon_before: Option<u64>,
+    pub anon_held: Option<u64>,
     /// This process's VmRSS (kB) before connecting and at the end of the hold.
     pub self_before: Option<u64>,
     pub self_after: Option<u64>,
@@ -330,6 +335,9 @@ impl IdleResult<'_> {
             "server_rss_kb_held": self.rss_held,
             "server_rss_kb_max": self.rss_max,
             "server_rss_bytes_per_conn": per_conn(self.rss_before, self.rss_held),
+            "server_anon_kb_before": self.anon_before,
+            "server_anon_kb_held": self.anon_held,
+            "server_anon_bytes_per_conn": per_conn(self.anon_before, self.anon_held),
             "loadgen_rss_bytes_per_conn": per_conn(self.self_before, self.self_after),
             "loadgen_cpu_s_total": round3(cpu_self_s()),
             "marked": self.marked.map(marked_json),
