@@ -4,9 +4,9 @@
 # release hub at its defaults (disk history, pings every 25 s, one worker).
 # Prints the hub's RSS growth per connection (held - before, as loadgen
 # reports it), its anonymous part (RssAnon: heap and stacks, without the
-# code pages the first joins fault in, a fixed cost that moves by
-# ±100 B a connection at 5,000 with what the page cache holds of the
-# binary) and the system's Slab growth per TCP socket (both ends of
+# code pages the first joins fault in: a fixed ~1.2 MB, 76-500 B a
+# connection at 5,000 in nine runs of one binary, with what the page
+# cache held of it and when the "before" sample fell) and the system's Slab growth per TCP socket (both ends of
 # each loopback connection are on this machine: the delta is divided by
 # 2 x CONNS; other processes move it too, so it is an estimate).
 #

@@ -46,16 +46,21 @@ fn status_kb(status: &str, key: &str) -> Option<u64> {
 
 /// Resident memory of process `pid` in kB.
 pub fn proc_rss_kb(pid: u32) -> Option<u64> {
-    vmrss_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    proc_status_kb(pid, "VmRSS:")
 }
 
 /// Anonymous resident memory of process `pid` in kB (`RssAnon:`: heap,
 /// stacks, anonymous maps; not the executable's and libraries' pages,
 /// which a process touches once whatever it serves).
 pub fn proc_anon_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "RssAnon:")
+}
+
+/// The line `key` of `/proc/PID/status`, in kB.
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
     status_kb(
         &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
-        "RssAnon:",
+        key,
     )
 }
 
